@@ -1,0 +1,75 @@
+"""What every command shares: language, --json, --debug, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from casepool.errors import CasepoolError
+from casepool.i18n import render
+
+EXIT_OK, EXIT_REFUSED, EXIT_CANNOT_RUN = 0, 1, 2
+T = TypeVar("T")
+
+
+class Lang(str, Enum):
+    en = "en"
+    ar = "ar"
+    ckb = "ckb"
+    kmr = "kmr"
+
+
+LangOption = Annotated[
+    Lang, typer.Option("--lang", help="Language of messages: en, ar, ckb (Sorani), kmr (Kurmanji).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON for machines.")]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show a traceback (never with local values) on failure.")
+]
+
+
+def say(text: str) -> None:
+    """One line for the user, on stderr so stdout stays clean for data."""
+    typer.echo(text, err=True)
+
+
+def fail(key: str, lang: Lang | str, **params: Any) -> NoReturn:
+    """Print one message in the user's language and exit 2 (the command could not run)."""
+    say(render(key, str(getattr(lang, "value", lang)), **params))
+    raise typer.Exit(EXIT_CANNOT_RUN)
+
+
+def run(action: Callable[[], T], lang: Lang | str, debug: bool = False) -> T:
+    """Call one library function; turn its errors into one line and exit code 2.
+
+    Unexpected exceptions print their type only: their text could hold a cell value.
+    """
+    code = str(getattr(lang, "value", lang))
+    try:
+        return action()
+    except CasepoolError as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        say(exc.message(code))
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    except KeyboardInterrupt:
+        say(render("interrupted", code))
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        say(render("internal-error", code, kind=type(exc).__name__))
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+
+
+def print_json(payload: Any) -> None:
+    """JSON on stdout, UTF-8, non-ASCII kept readable."""
+    typer.echo(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
