@@ -65,7 +65,7 @@ class Code:
         return self.labels.get(lang) or self.labels["en"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: loaded once, cached
 class CodeList:
     """A named, ordered set of codes."""
 
@@ -112,7 +112,7 @@ class Field:
         return self.labels.get(lang) or self.labels["en"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CaseSchema:
     """The case record: its fields in order and the code lists they draw on."""
 

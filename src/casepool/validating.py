@@ -1,0 +1,495 @@
+"""Validate an export against the case record: per-cell parsing, cross-field rules, one report.
+
+Each distinct text of a coded, numeric or date column is parsed once in Python; the result is
+spread back over the rows by position in an Enum of the distinct texts, so millions of rows cost a
+few vectorised passes. Bad data gives findings, never exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from casepool.mapping import Mapping, Resolution, load_mapping, resolve_columns
+from casepool.matching import code_index, parse_codes
+from casepool.normalising import fold, parse_date, parse_integer
+from casepool.reading import ROW, Export, read_export
+from casepool.schema import CaseSchema, Field, load_schema
+
+ProgressCallback = Callable[[str], None]
+_TICKED = {"1", "1.0", "true", "yes", "x"}
+_UNTICKED = {"", "0", "0.0", "false", "no"}
+_DTYPES: dict[str, pl.DataType] = {
+    "identifier": pl.String(),
+    "code": pl.String(),
+    "codes": pl.List(pl.String()),
+    "integer": pl.Int64(),
+    "date": pl.Date(),
+    "month": pl.Date(),
+}
+
+
+def dtype_of(f: Field) -> pl.DataType:
+    """The polars type of a field in the canonical records frame."""
+    return _DTYPES[f.type]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One error: the row in the user's file (None for the whole file), the field, the error type."""
+
+    row: int | None
+    field: str | None
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "type": self.type, **self.params}
+
+
+@dataclass
+class ValidationResult:
+    """What validate found: canonical records, findings, notices, and where the data came from."""
+
+    path: Path
+    format: str
+    encoding: str | None
+    records: pl.DataFrame
+    raw: pl.DataFrame
+    findings_frame: pl.DataFrame
+    file_findings: list[Finding]
+    extra_columns: list[str]
+    mapped_columns: dict[str, str]
+    no_consent_rows: list[int]
+    derived_age_rows: int
+
+    @property
+    def rows(self) -> int:
+        return self.records.height
+
+    @property
+    def findings(self) -> list[Finding]:
+        cell = [
+            Finding(row=r, field=f, type=t, params={"first_row": p} if p is not None else {})
+            for r, f, t, p in self.findings_frame.iter_rows()
+        ]
+        return self.file_findings + cell
+
+    @property
+    def invalid_rows(self) -> set[int]:
+        if self.file_findings:
+            return set(self.records.get_column(ROW).to_list())
+        return set(self.findings_frame.get_column("row").unique().to_list())
+
+    @property
+    def error_count(self) -> int:
+        return len(self.file_findings) + self.findings_frame.height
+
+    @property
+    def valid(self) -> bool:
+        return self.error_count == 0
+
+    @property
+    def valid_rows(self) -> int:
+        return self.rows - len(self.invalid_rows)
+
+    def counts_by_type(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for f in self.file_findings:
+            counts[f.type] = counts.get(f.type, 0) + 1
+        for slug, n in self.findings_frame.group_by("type").len().iter_rows():
+            counts[slug] = counts.get(slug, 0) + n
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def flatten(self, keys: Sequence[str] = ("row", "field", "type")) -> list[list[Any]]:
+        """Findings as lists of the given keys, sorted by row then field (for compact tests)."""
+        rows = [[getattr(f, k) for k in keys] for f in self.findings]
+        return sorted(rows, key=lambda r: tuple((v is not None, str(v).zfill(12)) for v in r))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON-ready data (the --json output)."""
+        return {
+            "file": self.path.name,
+            "format": self.format,
+            "encoding": self.encoding,
+            "rows": self.rows,
+            "valid_rows": self.valid_rows,
+            "valid": self.valid,
+            "error_count": self.error_count,
+            "errors_by_type": self.counts_by_type(),
+            "errors": [f.to_dict() for f in self.findings],
+            "notices": {
+                "unmapped_columns": self.extra_columns,
+                "no_consent_rows": len(self.no_consent_rows),
+                "age_from_date_of_birth": self.derived_age_rows,
+            },
+            "columns": self.mapped_columns,
+        }
+
+
+def validate_export(
+    path: str | Path,
+    mapping: str | Path | Mapping | None = None,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    today: date | None = None,
+    progress: ProgressCallback | None = None,
+) -> ValidationResult:
+    """Read, map, normalise and validate an export. Raises only when the file cannot be read."""
+    notify = progress or (lambda stage: None)
+    schema = load_schema()
+    if mapping is not None and not isinstance(mapping, Mapping):
+        mapping = load_mapping(mapping, schema)
+    notify("read")
+    export = read_export(path, encoding=encoding, sheet=sheet)
+    notify("check")
+    return validate_table(export, mapping, today=today, schema=schema)
+
+
+def validate_table(
+    export: Export,
+    mapping: Mapping | None = None,
+    *,
+    today: date | None = None,
+    schema: CaseSchema | None = None,
+) -> ValidationResult:
+    """Validate an export already read as text."""
+    schema = schema or load_schema()
+    today = today or date.today()
+    mapping = mapping or Mapping()
+    resolution = resolve_columns(export.headers, mapping, schema)
+    raw = export.frame
+    parsed = _parse_cells(raw, resolution, mapping, schema, today)
+    parsed, derived = _derive_age(parsed, schema)
+    parsed = _cross_field_rules(parsed, schema, today)
+    records = parsed.select(ROW, *[f.name for f in schema.fields])
+    _check_contract(records, schema)
+    findings = _collect_findings(parsed, schema)
+    file_findings = [
+        Finding(row=None, field=f.name, type="missing-column")
+        for f in schema.fields
+        if f.required and not _has_source(f, resolution, schema)
+    ]
+    consent = records.get_column("consent_statistics")
+    no_consent = records.filter(consent == "no").get_column(ROW).to_list()
+    return ValidationResult(
+        path=export.path,
+        format=export.format,
+        encoding=export.encoding,
+        records=records,
+        raw=raw,
+        findings_frame=findings,
+        file_findings=file_findings,
+        extra_columns=resolution.unmapped,
+        mapped_columns=dict(resolution.columns)
+        | {h: d.field for h, d in resolution.detail_columns.items()},
+        no_consent_rows=no_consent,
+        derived_age_rows=derived,
+    )
+
+
+def _has_source(f: Field, resolution: Resolution, schema: CaseSchema) -> bool:
+    if f.name in resolution.columns:
+        return True
+    if any(d.field == f.name for d in resolution.detail_columns.values()):
+        return True
+    return any(
+        other.derives == f.name and other.name in resolution.columns for other in schema.fields
+    )
+
+
+# --- per-cell parsing ---------------------------------------------------------------------------
+
+
+def _err(name: str) -> str:
+    return f"__err_{name}"
+
+
+def _parser(
+    f: Field, schema: CaseSchema, mapping: Mapping, today: date
+) -> Callable[[str], tuple[Any, str | None]]:
+    """A function from one distinct cell text to (value, error slug)."""
+    if f.type in {"code", "codes"}:
+        index = code_index(schema.codelist_of(f))
+        overrides = mapping.values.get(f.name, {})
+
+        def parse_code(text: str) -> tuple[Any, str | None]:
+            result = parse_codes(text, f, index, overrides)
+            if result.error:
+                return None, result.error
+            if f.multi:
+                return list(result.codes) or None, None
+            return (result.codes[0] if result.codes else None), None
+
+        return parse_code
+    if f.type == "integer":
+
+        def parse_number(text: str) -> tuple[Any, str | None]:
+            number = parse_integer(text)
+            if number is None:
+                return None, "not-a-number"
+            if (f.minimum is not None and number < f.minimum) or (
+                f.maximum is not None and number > f.maximum
+            ):
+                return None, "out-of-range"
+            return number, None
+
+        return parse_number
+
+    def parse_day(text: str) -> tuple[Any, str | None]:
+        parsed = parse_date(text, day_first=mapping.day_first, today=today)
+        if parsed is None:
+            return None, "bad-date"
+        if f.type == "month":
+            parsed = parsed.replace(day=1)
+        return parsed, None
+
+    return parse_day
+
+
+def _parse_cells(
+    raw: pl.DataFrame,
+    resolution: Resolution,
+    mapping: Mapping,
+    schema: CaseSchema,
+    today: date,
+) -> pl.DataFrame:
+    """The canonical value and the error slug of every field, as columns beside ROW."""
+    sources = {f.name: resolution.columns.get(f.name) for f in schema.fields}
+    # Blank cells (also the "" KoboToolbox writes) are missing values.
+    stripped = raw.select(
+        ROW,
+        *[
+            pl.col(h).str.strip_chars().replace("", None).alias(h)
+            for h in dict.fromkeys(h for h in sources.values() if h is not None)
+        ],
+    )
+    coded = [
+        (f, h) for f in schema.fields if (h := sources[f.name]) is not None and f.type != "identifier"
+    ]
+    distinct = stripped.select(
+        [pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]
+    ).row(0, named=True) if coded else {}
+    expressions: list[pl.Expr] = [pl.col(ROW)]
+    for f in schema.fields:
+        header = sources[f.name]
+        dtype = dtype_of(f)
+        if header is None:
+            expressions.append(pl.lit(None, dtype=dtype).alias(f.name))
+            expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
+            continue
+        if f.type == "identifier":
+            expressions.append(pl.col(header).alias(f.name))
+            expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
+            continue
+        texts: list[str] = distinct[f.name]
+        parse = _parser(f, schema, mapping, today)
+        results = [parse(t) for t in texts]
+        position = pl.col(header).cast(pl.Enum(texts)).to_physical()
+        values = pl.Series([v for v, _ in results], dtype=dtype)
+        errors = pl.Series([e for _, e in results], dtype=pl.String)
+        expressions.append(pl.lit(values).gather(position).alias(f.name))
+        expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
+    frame = stripped.select(expressions)
+    return _apply_detail_columns(frame, raw, resolution, schema)
+
+
+def _apply_detail_columns(
+    frame: pl.DataFrame, raw: pl.DataFrame, resolution: Resolution, schema: CaseSchema
+) -> pl.DataFrame:
+    """Multi-select fields given as KoboToolbox `field/option` 1/0 columns."""
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    for header, detail in resolution.detail_columns.items():
+        by_field.setdefault(detail.field, []).append((header, detail.code))
+    if not by_field:
+        return frame
+    updates = []
+    for name, columns in by_field.items():
+        order = schema.codelist_of(schema.field(name)).values
+        columns.sort(key=lambda hc: order.index(hc[1]))
+        folded = {h: raw.get_column(h).fill_null("").str.strip_chars().str.to_lowercase() for h, _ in columns}
+        ticked = [
+            pl.when(pl.lit(folded[h]).is_in(list(_TICKED))).then(pl.lit(code)) for h, code in columns
+        ]
+        bad = pl.any_horizontal(
+            [~pl.lit(folded[h]).is_in(list(_TICKED | _UNTICKED)) for h, _ in columns]
+        )
+        codes = pl.concat_list(ticked).list.drop_nulls()
+        updates.append(
+            pl.when(bad).then(None).when(codes.list.len() > 0).then(codes).alias(name)
+        )
+        updates.append(pl.when(bad).then(pl.lit("unknown-code")).alias(_err(name)))
+    return frame.with_columns(updates)
+
+
+# --- derived values and cross-field rules ------------------------------------------------------
+
+
+def _derive_age(frame: pl.DataFrame, schema: CaseSchema) -> tuple[pl.DataFrame, int]:
+    """Fill survivor_age from date_of_birth (age at the first incident, else at registration)."""
+    source = next((f for f in schema.fields if f.derives == "survivor_age"), None)
+    if source is None or frame.get_column(source.name).null_count() == frame.height:
+        return frame, 0
+    dob = pl.col(source.name)
+    when = pl.coalesce("incident_date", "report_date")
+    computed = (
+        when.dt.year()
+        - dob.dt.year()
+        - ((when.dt.month() * 100 + when.dt.day()) < (dob.dt.month() * 100 + dob.dt.day())).cast(
+            pl.Int32
+        )
+    ).cast(pl.Int64)
+    age, age_err = pl.col("survivor_age"), pl.col(_err("survivor_age"))
+    fillable = age.is_null() & age_err.is_null() & computed.is_not_null()
+    in_range = computed.is_between(0, 17)
+    frame = frame.with_columns(
+        __computed_age=computed,
+        __fillable=fillable,
+    ).with_columns(
+        pl.when(pl.col("__fillable") & in_range).then(computed).otherwise(age).alias("survivor_age"),
+        pl.when(pl.col("__fillable") & ~in_range)
+        .then(pl.lit("out-of-range"))
+        .when(
+            age.is_not_null() & computed.is_not_null() & ((age - computed).abs() > 1)
+        )
+        .then(pl.lit("age-dob-mismatch"))
+        .otherwise(age_err)
+        .alias(_err("survivor_age")),
+    )
+    derived = int(frame.select((pl.col("__fillable") & in_range).sum()).item())
+    return frame.drop("__computed_age", "__fillable"), derived
+
+
+def _cross_field_rules(frame: pl.DataFrame, schema: CaseSchema, today: date) -> pl.DataFrame:
+    """Rules over several fields, each evaluated only where the fields it needs are valid."""
+    month_now = today.replace(day=1)
+    rules: list[pl.Expr] = []
+    for f in schema.fields:
+        value, err = pl.col(f.name), pl.col(_err(f.name))
+        missing = value.is_null() | (value.list.len() == 0 if f.multi else pl.lit(False))
+        rule = err
+        if f.required:
+            rule = pl.when(err.is_null() & missing).then(pl.lit("missing-value")).otherwise(rule)
+        if f.type in {"date", "month"}:
+            limit = month_now if f.type == "month" else today
+            rule = pl.when(err.is_null() & (value > pl.lit(limit))).then(pl.lit("future-date")).otherwise(rule)
+        rules.append(rule.alias(_err(f.name)))
+    frame = frame.with_columns(rules)
+
+    ok = {f.name: pl.col(_err(f.name)).is_null() for f in schema.fields}
+    incident, report = pl.col("incident_date"), pl.col("report_date")
+    report_month = report.dt.truncate("1mo")
+    order_broken = ok["incident_date"] & ok["report_date"] & (incident > report_month)
+
+    district_parent = {c.code: c.parent for c in schema.codelists["district"].codes}
+    parent = pl.col("district").replace_strict(district_parent, default=None, return_dtype=pl.String)
+    outside = (
+        ok["district"] & ok["governorate"] & pl.col("district").is_not_null()
+        & pl.col("governorate").is_not_null() & (parent != pl.col("governorate"))
+    )
+
+    types, platforms = pl.col("exploitation_types"), pl.col("online_platforms")
+    has_platform = platforms.list.len().fill_null(0) > 0
+    online = types.list.contains(pl.lit("online")).fill_null(False)
+    both_ok = ok["exploitation_types"] & ok["online_platforms"] & types.is_not_null()
+    without_online = both_ok & has_platform & ~online
+    platform_missing = both_ok & online & ~has_platform
+
+    case_id = pl.col("case_id")
+    first_row = pl.col(ROW).first().over("case_id")
+    duplicate = case_id.is_not_null() & (pl.col(ROW) != first_row)
+
+    return frame.with_columns(
+        pl.when(order_broken).then(pl.lit("date-order")).otherwise(pl.col(_err("incident_date")))
+        .alias(_err("incident_date")),
+        pl.when(outside).then(pl.lit("district-outside-governorate"))
+        .otherwise(pl.col(_err("district"))).alias(_err("district")),
+        pl.when(without_online).then(pl.lit("platform-without-online"))
+        .when(platform_missing).then(pl.lit("platform-missing"))
+        .otherwise(pl.col(_err("online_platforms"))).alias(_err("online_platforms")),
+        pl.when(duplicate).then(pl.lit("duplicate-case-id")).otherwise(pl.col(_err("case_id")))
+        .alias(_err("case_id")),
+        pl.when(duplicate).then(first_row).otherwise(None).alias("__first_row"),
+    )
+
+
+def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
+    """The error columns as one long frame: row, field, type, first_row."""
+    error_columns = [_err(f.name) for f in schema.fields]
+    any_error = pl.any_horizontal(pl.col(c).is_not_null() for c in error_columns)
+    rows = frame.filter(any_error)
+    findings = (
+        rows.select(ROW, "__first_row", *error_columns)
+        .unpivot(index=[ROW, "__first_row"], on=error_columns, variable_name="field", value_name="type")
+        .filter(pl.col("type").is_not_null())
+        .with_columns(
+            pl.col("field").str.strip_prefix("__err_"),
+            pl.when(pl.col("type") == "duplicate-case-id").then(pl.col("__first_row")).alias("first_row"),
+        )
+        .select(pl.col(ROW).alias("row"), "field", "type", "first_row")
+    )
+    order = {f.name: i for i, f in enumerate(schema.fields)}
+    return findings.sort(
+        "row", pl.col("field").replace_strict(order, return_dtype=pl.Int32)
+    )
+
+
+# --- the pandera contract of the canonical records -----------------------------------------------
+
+
+def records_schema(schema: CaseSchema | None = None) -> Any:
+    """A pandera (polars) schema of the canonical records frame, built from schemas/case_record.yaml."""
+    import pandera.polars as pa
+
+    schema = schema or load_schema()
+    columns: dict[str, Any] = {ROW: pa.Column(pl.Int64, nullable=False, unique=True)}
+    for f in schema.fields:
+        checks = []
+        if f.type == "code":
+            checks.append(pa.Check.isin(list(schema.codelist_of(f).values)))
+        if f.type == "integer":
+            checks.append(pa.Check.in_range(f.minimum, f.maximum))
+        if f.type == "codes":
+            allowed = list(schema.codelist_of(f).values)
+            checks.append(
+                pa.Check(
+                    lambda data, allowed=allowed: data.lazyframe.select(
+                        pl.col(data.key).list.eval(pl.element().is_in(allowed)).list.all()
+                        .fill_null(True)
+                    ),
+                    name=f"codes_in_{f.codelist}",
+                )
+            )
+        columns[f.name] = pa.Column(dtype_of(f), checks=checks, nullable=True)
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name="case_record")
+
+
+def _check_contract(records: pl.DataFrame, schema: CaseSchema) -> None:
+    """The parser's output must satisfy the schema; a failure here is a bug, never bad data."""
+    records_schema(schema).validate(records, lazy=True)
+
+
+def normalise_code(text: str, field_name: str) -> str | None:
+    """One value of a coded field as its code, or None (for callers outside validation)."""
+    schema = load_schema()
+    f = schema.field(field_name)
+    result = parse_codes(text, f, code_index(schema.codelist_of(f)), {})
+    return result.codes[0] if result.codes and not result.error else None
+
+
+__all__ = [
+    "Finding",
+    "ValidationResult",
+    "dtype_of",
+    "fold",
+    "normalise_code",
+    "records_schema",
+    "validate_export",
+    "validate_table",
+]
