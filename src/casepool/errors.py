@@ -26,37 +26,29 @@ class SchemaError(CasepoolError):
     """A file in schemas/ is missing, malformed or inconsistent."""
 
 
-
 class UnreadableFileError(CasepoolError):
     """An input file is missing, empty, not a table, undecodable, or of an unsupported format."""
-
 
 
 class MappingError(CasepoolError):
     """A mapping file cannot be read or names fields that do not exist."""
 
 
-
 class KeyFileError(CasepoolError):
     """Organisation keys are missing, malformed, or would be overwritten."""
-
 
 
 class PackageError(CasepoolError):
     """A package cannot be written or read."""
 
 
-
 class WarehouseError(CasepoolError):
     """The warehouse cannot be opened, is locked by another process, or is inconsistent."""
-
 
 
 class TableError(CasepoolError):
     """A table given for protection or audit is malformed."""
 
 
-
 class UsageError(CasepoolError):
     """An option or argument is invalid."""
-

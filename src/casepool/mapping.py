@@ -162,7 +162,9 @@ def draft_mapping(export: Export, schema: CaseSchema | None = None) -> tuple[str
     missing_required = [
         f.name
         for f in schema.fields
-        if f.required and f.name not in resolution.columns and not _derivable(f.name, resolution, schema)
+        if f.required
+        and f.name not in resolution.columns
+        and not _derivable(f.name, resolution, schema)
         and f.name not in {d.field for d in resolution.detail_columns.values()}
     ]
     header = (
@@ -175,7 +177,8 @@ def draft_mapping(export: Export, schema: CaseSchema | None = None) -> tuple[str
         header += "# Required fields without a column: " + ", ".join(missing_required) + "\n"
     text = header + yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=120)
     summary = {
-        "fields": len(resolution.columns) + len({d.field for d in resolution.detail_columns.values()}),
+        "fields": len(resolution.columns)
+        + len({d.field for d in resolution.detail_columns.values()}),
         "unmatched_columns": list(resolution.unmapped),
         "unmatched_values": {k: len(v) for k, v in unmatched_values.items()},
         "missing_required": missing_required,

@@ -20,7 +20,9 @@ def _index(entries: Iterable[tuple[str, str]], where: str) -> dict[str, str]:
             continue
         if index.get(key, target) != target:
             raise SchemaError(
-                "schema-invalid", file=where, reason=f"'{text}' matches both {index[key]} and {target}"
+                "schema-invalid",
+                file=where,
+                reason=f"'{text}' matches both {index[key]} and {target}",
             )
         index[key] = target
     return index

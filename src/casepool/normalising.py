@@ -6,7 +6,9 @@ import re
 from datetime import date, timedelta
 
 # Arabic-Indic (U+0660..0669) and Persian/Extended (U+06F0..06F9) digits to ASCII.
-_DIGITS = {chr(0x0660 + i): str(i) for i in range(10)} | {chr(0x06F0 + i): str(i) for i in range(10)}
+_DIGITS = {chr(0x0660 + i): str(i) for i in range(10)} | {
+    chr(0x06F0 + i): str(i) for i in range(10)
+}
 DIGIT_SOURCES = list(_DIGITS)
 DIGIT_TARGETS = list(_DIGITS.values())
 
@@ -78,7 +80,9 @@ EARLIEST = date(1990, 1, 1)
 _EXCEL_EPOCH = date(1899, 12, 30)  # Excel's day 0; its fictitious 1900-02-29 lies before our window
 _SERIAL_MIN = (EARLIEST - _EXCEL_EPOCH).days
 _SERIAL_MAX = (date(2099, 12, 31) - _EXCEL_EPOCH).days
-_ISO = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+_ISO = re.compile(
+    r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+)
 _DMY = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{2}|\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?)?$")
 _YEAR_MONTH = re.compile(r"^(\d{4})[-/.](\d{1,2})$")
 _MONTH_YEAR = re.compile(r"^(\d{1,2})[-/.](\d{4})$")

@@ -22,8 +22,14 @@ _BOMS = (
 _SEPARATORS = (",", ";", "\t", "|")
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".tab"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods"}
-_MAGIC = {b"\x89PNG": "PNG image", b"%PDF": "PDF document", b"\xff\xd8\xff": "JPEG image",
-          b"GIF8": "GIF image", b"\x1f\x8b": "gzip archive", b"Rar!": "RAR archive"}
+_MAGIC = {
+    b"\x89PNG": "PNG image",
+    b"%PDF": "PDF document",
+    b"\xff\xd8\xff": "JPEG image",
+    b"GIF8": "GIF image",
+    b"\x1f\x8b": "gzip archive",
+    b"Rar!": "RAR archive",
+}
 
 
 @dataclass(frozen=True)

@@ -271,11 +271,17 @@ def _parse_cells(
         ],
     )
     coded = [
-        (f, h) for f in schema.fields if (h := sources[f.name]) is not None and f.type != "identifier"
+        (f, h)
+        for f in schema.fields
+        if (h := sources[f.name]) is not None and f.type != "identifier"
     ]
-    distinct = stripped.select(
-        [pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]
-    ).row(0, named=True) if coded else {}
+    distinct = (
+        stripped.select(
+            [pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]
+        ).row(0, named=True)
+        if coded
+        else {}
+    )
     expressions: list[pl.Expr] = [pl.col(ROW)]
     for f in schema.fields:
         header = sources[f.name]
@@ -313,17 +319,19 @@ def _apply_detail_columns(
     for name, columns in by_field.items():
         order = schema.codelist_of(schema.field(name)).values
         columns.sort(key=lambda hc: order.index(hc[1]))
-        folded = {h: raw.get_column(h).fill_null("").str.strip_chars().str.to_lowercase() for h, _ in columns}
+        folded = {
+            h: raw.get_column(h).fill_null("").str.strip_chars().str.to_lowercase()
+            for h, _ in columns
+        }
         ticked = [
-            pl.when(pl.lit(folded[h]).is_in(list(_TICKED))).then(pl.lit(code)) for h, code in columns
+            pl.when(pl.lit(folded[h]).is_in(list(_TICKED))).then(pl.lit(code))
+            for h, code in columns
         ]
         bad = pl.any_horizontal(
             [~pl.lit(folded[h]).is_in(list(_TICKED | _UNTICKED)) for h, _ in columns]
         )
         codes = pl.concat_list(ticked).list.drop_nulls()
-        updates.append(
-            pl.when(bad).then(None).when(codes.list.len() > 0).then(codes).alias(name)
-        )
+        updates.append(pl.when(bad).then(None).when(codes.list.len() > 0).then(codes).alias(name))
         updates.append(pl.when(bad).then(pl.lit("unknown-code")).alias(_err(name)))
     return frame.with_columns(updates)
 
@@ -352,12 +360,13 @@ def _derive_age(frame: pl.DataFrame, schema: CaseSchema) -> tuple[pl.DataFrame, 
         __computed_age=computed,
         __fillable=fillable,
     ).with_columns(
-        pl.when(pl.col("__fillable") & in_range).then(computed).otherwise(age).alias("survivor_age"),
+        pl.when(pl.col("__fillable") & in_range)
+        .then(computed)
+        .otherwise(age)
+        .alias("survivor_age"),
         pl.when(pl.col("__fillable") & ~in_range)
         .then(pl.lit("out-of-range"))
-        .when(
-            age.is_not_null() & computed.is_not_null() & ((age - computed).abs() > 1)
-        )
+        .when(age.is_not_null() & computed.is_not_null() & ((age - computed).abs() > 1))
         .then(pl.lit("age-dob-mismatch"))
         .otherwise(age_err)
         .alias(_err("survivor_age")),
@@ -378,7 +387,11 @@ def _cross_field_rules(frame: pl.DataFrame, schema: CaseSchema, today: date) -> 
             rule = pl.when(err.is_null() & missing).then(pl.lit("missing-value")).otherwise(rule)
         if f.type in {"date", "month"}:
             limit = month_now if f.type == "month" else today
-            rule = pl.when(err.is_null() & (value > pl.lit(limit))).then(pl.lit("future-date")).otherwise(rule)
+            rule = (
+                pl.when(err.is_null() & (value > pl.lit(limit)))
+                .then(pl.lit("future-date"))
+                .otherwise(rule)
+            )
         rules.append(rule.alias(_err(f.name)))
     frame = frame.with_columns(rules)
 
@@ -388,10 +401,15 @@ def _cross_field_rules(frame: pl.DataFrame, schema: CaseSchema, today: date) -> 
     order_broken = ok["incident_date"] & ok["report_date"] & (incident > report_month)
 
     district_parent = {c.code: c.parent for c in schema.codelists["district"].codes}
-    parent = pl.col("district").replace_strict(district_parent, default=None, return_dtype=pl.String)
+    parent = pl.col("district").replace_strict(
+        district_parent, default=None, return_dtype=pl.String
+    )
     outside = (
-        ok["district"] & ok["governorate"] & pl.col("district").is_not_null()
-        & pl.col("governorate").is_not_null() & (parent != pl.col("governorate"))
+        ok["district"]
+        & ok["governorate"]
+        & pl.col("district").is_not_null()
+        & pl.col("governorate").is_not_null()
+        & (parent != pl.col("governorate"))
     )
 
     types, platforms = pl.col("exploitation_types"), pl.col("online_platforms")
@@ -406,14 +424,23 @@ def _cross_field_rules(frame: pl.DataFrame, schema: CaseSchema, today: date) -> 
     duplicate = case_id.is_not_null() & (pl.col(ROW) != first_row)
 
     return frame.with_columns(
-        pl.when(order_broken).then(pl.lit("date-order")).otherwise(pl.col(_err("incident_date")))
+        pl.when(order_broken)
+        .then(pl.lit("date-order"))
+        .otherwise(pl.col(_err("incident_date")))
         .alias(_err("incident_date")),
-        pl.when(outside).then(pl.lit("district-outside-governorate"))
-        .otherwise(pl.col(_err("district"))).alias(_err("district")),
-        pl.when(without_online).then(pl.lit("platform-without-online"))
-        .when(platform_missing).then(pl.lit("platform-missing"))
-        .otherwise(pl.col(_err("online_platforms"))).alias(_err("online_platforms")),
-        pl.when(duplicate).then(pl.lit("duplicate-case-id")).otherwise(pl.col(_err("case_id")))
+        pl.when(outside)
+        .then(pl.lit("district-outside-governorate"))
+        .otherwise(pl.col(_err("district")))
+        .alias(_err("district")),
+        pl.when(without_online)
+        .then(pl.lit("platform-without-online"))
+        .when(platform_missing)
+        .then(pl.lit("platform-missing"))
+        .otherwise(pl.col(_err("online_platforms")))
+        .alias(_err("online_platforms")),
+        pl.when(duplicate)
+        .then(pl.lit("duplicate-case-id"))
+        .otherwise(pl.col(_err("case_id")))
         .alias(_err("case_id")),
         pl.when(duplicate).then(first_row).otherwise(None).alias("__first_row"),
     )
@@ -426,18 +453,20 @@ def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
     rows = frame.filter(any_error)
     findings = (
         rows.select(ROW, "__first_row", *error_columns)
-        .unpivot(index=[ROW, "__first_row"], on=error_columns, variable_name="field", value_name="type")
+        .unpivot(
+            index=[ROW, "__first_row"], on=error_columns, variable_name="field", value_name="type"
+        )
         .filter(pl.col("type").is_not_null())
         .with_columns(
             pl.col("field").str.strip_prefix("__err_"),
-            pl.when(pl.col("type") == "duplicate-case-id").then(pl.col("__first_row")).alias("first_row"),
+            pl.when(pl.col("type") == "duplicate-case-id")
+            .then(pl.col("__first_row"))
+            .alias("first_row"),
         )
         .select(pl.col(ROW).alias("row"), "field", "type", "first_row")
     )
     order = {f.name: i for i, f in enumerate(schema.fields)}
-    return findings.sort(
-        "row", pl.col("field").replace_strict(order, return_dtype=pl.Int32)
-    )
+    return findings.sort("row", pl.col("field").replace_strict(order, return_dtype=pl.Int32))
 
 
 # --- the pandera contract of the canonical records -----------------------------------------------
@@ -460,7 +489,9 @@ def records_schema(schema: CaseSchema | None = None) -> Any:
             checks.append(
                 pa.Check(
                     lambda data, allowed=allowed: data.lazyframe.select(
-                        pl.col(data.key).list.eval(pl.element().is_in(allowed)).list.all()
+                        pl.col(data.key)
+                        .list.eval(pl.element().is_in(allowed))
+                        .list.all()
                         .fill_null(True)
                     ),
                     name=f"codes_in_{f.codelist}",

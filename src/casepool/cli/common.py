@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -73,3 +75,20 @@ def run(action: Callable[[], T], lang: Lang | str, debug: bool = False) -> T:
 def print_json(payload: Any) -> None:
     """JSON on stdout, UTF-8, non-ASCII kept readable."""
     typer.echo(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
+
+
+PROGRESS_THRESHOLD_BYTES = 20 * 1024 * 1024
+
+
+@contextmanager
+def progress_stages(path: Path | None = None) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr naming the current stage, for inputs big enough to take a moment."""
+    big = path is not None and path.is_file() and path.stat().st_size >= PROGRESS_THRESHOLD_BYTES
+    if not big or not sys.stderr.isatty():
+        yield lambda stage: None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("…") as status:
+        yield lambda stage: status.update(f"{stage} {path.name if path else ''} …")

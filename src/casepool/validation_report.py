@@ -1,0 +1,171 @@
+"""The validation report a data officer acts on: as text in their language, and as CSV, XLSX or JSON."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from casepool.errors import UsageError
+from casepool.i18n import render
+from casepool.schema import LANGUAGES, load_schema, read_yaml
+from casepool.validating import Finding, ValidationResult
+from casepool.writing import write_csv, write_json, write_xlsx
+
+EXAMPLES_PER_TYPE = 20
+REPORT_FORMATS = (".csv", ".xlsx", ".json")
+
+
+@cache
+def error_types() -> dict[str, dict[str, dict[str, str]]]:
+    """Error type slug -> {"title": {lang: text}, "rule": {lang: template}}."""
+    raw = read_yaml("error_types.yaml")
+    return {
+        str(slug): {
+            part: {lang: str(spec[part][lang]) for lang in LANGUAGES} for part in ("title", "rule")
+        }
+        for slug, spec in raw.items()
+    }
+
+
+def title(slug: str, lang: str) -> str:
+    return error_types().get(slug, {}).get("title", {}).get(lang, slug)
+
+
+def explain(finding: Finding, lang: str) -> str:
+    """The rule a finding broke, in plain words, without the cell's value."""
+    schema = load_schema()
+    template = error_types().get(finding.type, {}).get("rule", {}).get(lang, finding.type)
+    params: dict[str, Any] = dict(finding.params)
+    if finding.field:
+        f = schema.field(finding.field)
+        params |= {
+            "field": f.label(lang),
+            "codelist": f.codelist or "",
+            "min": f.minimum,
+            "max": f.maximum,
+        }
+    return template.format_map(_Blank(params))
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_report(
+    result: ValidationResult, lang: str = "en", examples: int = EXAMPLES_PER_TYPE
+) -> str:
+    """Headline, each error type with its count and examples, then notices."""
+    schema = load_schema()
+    lines = [
+        render(
+            "report-headline",
+            lang,
+            file=result.path.name,
+            rows=result.rows,
+            encoding=result.encoding or result.format,
+            valid=result.valid_rows,
+            errors=result.error_count,
+            invalid=len(result.invalid_rows) if result.error_count else 0,
+        )
+    ]
+    if result.valid:
+        lines.append(render("report-valid", lang))
+    by_type: dict[str, list[Finding]] = {}
+    for finding in result.file_findings:
+        by_type.setdefault(finding.type, []).append(finding)
+    for slug, count in result.counts_by_type().items():
+        lines.append("")
+        lines.append(
+            render("report-error-type", lang, title=title(slug, lang), slug=slug, count=count)
+        )
+        shown = by_type.get(slug) or _examples(result, slug, examples)
+        for finding in shown[:examples]:
+            field = schema.field(finding.field).label(lang) if finding.field else ""
+            row = finding.row if finding.row is not None else "—"
+            lines.append(
+                render("report-example", lang, row=row, field=field, message=explain(finding, lang))
+            )
+        if count > examples:
+            lines.append(render("report-more", lang, count=count - examples))
+    notices = _notices(result, lang)
+    if notices:
+        lines += ["", render("report-notices", lang), *notices]
+    return "\n".join(lines)
+
+
+def _examples(result: ValidationResult, slug: str, limit: int) -> list[Finding]:
+    frame = result.findings_frame.filter(pl.col("type") == slug).head(limit)
+    return [
+        Finding(row=r, field=f, type=t, params={"first_row": p} if p is not None else {})
+        for r, f, t, p in frame.iter_rows()
+    ]
+
+
+def _notices(result: ValidationResult, lang: str) -> list[str]:
+    notices = [
+        "- "
+        + render(
+            "notice-mapped-columns",
+            lang,
+            mapped=len(result.mapped_columns),
+            total=len(result.mapped_columns) + len(result.extra_columns),
+        )
+    ]
+    if result.extra_columns:
+        notices.append(
+            "- "
+            + render(
+                "notice-unmapped-columns",
+                lang,
+                count=len(result.extra_columns),
+                columns=", ".join(result.extra_columns),
+            )
+        )
+    if result.no_consent_rows:
+        notices.append("- " + render("notice-no-consent", lang, count=len(result.no_consent_rows)))
+    if result.derived_age_rows:
+        notices.append("- " + render("notice-derived-age", lang, count=result.derived_age_rows))
+    return notices
+
+
+def findings_table(result: ValidationResult, lang: str = "en") -> pl.DataFrame:
+    """Every finding with its title and plain-words rule in the user's language."""
+    return pl.DataFrame(
+        [
+            {
+                "row": f.row,
+                "field": f.field,
+                "type": f.type,
+                "title": title(f.type, lang),
+                "message": explain(f, lang),
+            }
+            for f in result.findings
+        ],
+        schema={
+            "row": pl.Int64,
+            "field": pl.String,
+            "type": pl.String,
+            "title": pl.String,
+            "message": pl.String,
+        },
+    )
+
+
+def write_report(result: ValidationResult, path: str | Path, lang: str = "en") -> None:
+    """Every finding to CSV, XLSX or JSON, chosen by the file's extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in REPORT_FORMATS:
+        raise UsageError("usage-error", reason=f"--report must end in {', '.join(REPORT_FORMATS)}")
+    if suffix == ".json":
+        write_json(result.to_dict(), path)
+        return
+    table = findings_table(result, lang)
+    if suffix == ".csv":
+        write_csv(table, path)
+    else:
+        write_xlsx({"errors": table}, path, rtl=lang in {"ar", "ckb"})
