@@ -8,7 +8,8 @@ few vectorised passes. Bad data gives findings, never exceptions.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class Finding:
     row: int | None
     field: str | None
     type: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row, "field": self.field, "type": self.type, **self.params}

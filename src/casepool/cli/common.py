@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -20,7 +20,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_CANNOT_RUN = 0, 1, 2
 T = TypeVar("T")
 
 
-class Lang(str, Enum):
+class Lang(StrEnum):
     en = "en"
     ar = "ar"
     ckb = "ckb"
