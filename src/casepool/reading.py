@@ -128,7 +128,11 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]
         raise UnreadableFileError("file-not-a-table", path=path.name, reason="binary content")
     source: Path | io.BytesIO
     if codecs.lookup(used).name == "utf-8" and not sample.startswith(codecs.BOM_UTF8):
-        source, text_head = path, codecs.getincrementaldecoder("utf-8")().decode(sample)
+        try:
+            text_head = codecs.getincrementaldecoder("utf-8")().decode(sample)
+        except UnicodeDecodeError as exc:
+            raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+        source = path
     else:
         # Transcode in memory: polars and duckdb read UTF-8 only (see libraries.md).
         try:

@@ -215,7 +215,19 @@ def _err(name: str) -> str:
 def _parser(
     f: Field, schema: CaseSchema, mapping: Mapping, today: date
 ) -> Callable[[str], tuple[Any, str | None]]:
-    """A function from one distinct cell text to (value, error slug)."""
+    """A function from one distinct cell text to (value, error slug); blank text is missing."""
+    parse = _typed_parser(f, schema, mapping, today)
+
+    def parse_or_blank(text: str) -> tuple[Any, str | None]:
+        text = text.strip()
+        return (None, None) if not text else parse(text)
+
+    return parse_or_blank
+
+
+def _typed_parser(
+    f: Field, schema: CaseSchema, mapping: Mapping, today: date
+) -> Callable[[str], tuple[Any, str | None]]:
     if f.type in {"code", "codes"}:
         index = code_index(schema.codelist_of(f))
         overrides = mapping.values.get(f.name, {})
@@ -263,23 +275,16 @@ def _parse_cells(
 ) -> pl.DataFrame:
     """The canonical value and the error slug of every field, as columns beside ROW."""
     sources = {f.name: resolution.columns.get(f.name) for f in schema.fields}
-    # Blank cells (also the "" KoboToolbox writes) are missing values.
-    stripped = raw.select(
-        ROW,
-        *[
-            pl.col(h).str.strip_chars().replace("", None).alias(h)
-            for h in dict.fromkeys(h for h in sources.values() if h is not None)
-        ],
-    )
     coded = [
         (f, h)
         for f in schema.fields
         if (h := sources[f.name]) is not None and f.type != "identifier"
     ]
+    # Distinct raw texts only: stripping a million cells costs more than parsing their few variants.
     distinct = (
-        stripped.select(
-            [pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]
-        ).row(0, named=True)
+        raw.select([pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]).row(
+            0, named=True
+        )
         if coded
         else {}
     )
@@ -292,7 +297,7 @@ def _parse_cells(
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
             continue
         if f.type == "identifier":
-            expressions.append(pl.col(header).alias(f.name))
+            expressions.append(pl.col(header).str.strip_chars().replace("", None).alias(f.name))
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
             continue
         texts: list[str] = distinct[f.name]
@@ -303,7 +308,7 @@ def _parse_cells(
         errors = pl.Series([e for _, e in results], dtype=pl.String)
         expressions.append(pl.lit(values).gather(position).alias(f.name))
         expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
-    frame = stripped.select(expressions)
+    frame = raw.select(expressions)
     return _apply_detail_columns(frame, raw, resolution, schema)
 
 
@@ -347,13 +352,15 @@ def _derive_age(frame: pl.DataFrame, schema: CaseSchema) -> tuple[pl.DataFrame, 
         return frame, 0
     dob = pl.col(source.name)
     when = pl.coalesce("incident_date", "report_date")
+    def month_day(d: pl.Expr) -> pl.Expr:
+        # month() and day() are Int8: widen before arithmetic or 12 * 100 overflows.
+        return d.dt.month().cast(pl.Int32) * 100 + d.dt.day().cast(pl.Int32)
+
     computed = (
-        when.dt.year()
-        - dob.dt.year()
-        - ((when.dt.month() * 100 + when.dt.day()) < (dob.dt.month() * 100 + dob.dt.day())).cast(
-            pl.Int32
-        )
-    ).cast(pl.Int64)
+        when.dt.year().cast(pl.Int64)
+        - dob.dt.year().cast(pl.Int64)
+        - (month_day(when) < month_day(dob)).cast(pl.Int64)
+    )
     age, age_err = pl.col("survivor_age"), pl.col(_err("survivor_age"))
     fillable = age.is_null() & age_err.is_null() & computed.is_not_null()
     in_range = computed.is_between(0, 17)

@@ -1,0 +1,94 @@
+"""Readers for what CSOs really export: encodings, separators, quoting, XLSX, Parquet, and refusals."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from casepool.errors import UnreadableFileError
+from casepool.reading import ROW, read_export
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "separator", "rows"),
+    [
+        ("canonical_valid.csv", "utf-8", ",", 3),
+        ("utf8_bom_semicolon.csv", "utf-8-sig", ";", 2),
+        ("utf16_tab_separated.txt", "utf-16", "\t", 2),
+        ("cp1256_arabic_headers.csv", "cp1256", ",", 3),
+        ("kobo_semicolon_select_multiple.csv", "utf-8", ";", 3),
+    ],
+)
+def test_csv_encodings_and_separators_are_detected(fixtures, name, encoding, separator, rows):
+    export = read_export(fixtures / "validate" / name)
+    assert (export.encoding, export.separator, export.rows) == (encoding, separator, rows)
+    assert export.frame.get_column(ROW).to_list() == list(range(2, rows + 2))
+    assert all(dtype == pl.String for c, dtype in export.frame.schema.items() if c != ROW)
+
+
+def test_cp1256_arabic_headers_and_values_survive(fixtures):
+    export = read_export(fixtures / "validate" / "cp1256_arabic_headers.csv")
+    assert export.headers[0] == "رقم الحالة"
+    assert export.frame.get_column("الجنس").to_list() == ["ذكر", "أنثى", "انثى"]
+
+
+def test_encoding_override_is_used(fixtures):
+    export = read_export(fixtures / "validate" / "cp1256_arabic_headers.csv", encoding="cp1256")
+    assert export.encoding == "cp1256"
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(fixtures / "validate" / "cp1256_arabic_headers.csv", encoding="utf-8")
+    assert caught.value.key == "file-undecodable"
+
+
+def test_xlsx_first_sheet_keeps_text_and_dates(fixtures):
+    export = read_export(fixtures / "validate" / "xlsx_excel_dates_arabic_labels.xlsx")
+    assert export.format == "xlsx" and export.rows == 3
+    assert export.frame.get_column("تاريخ التسجيل").to_list()[:2] == ["2024-03-15 00:00:00", "45366"]
+
+
+def test_xlsx_named_sheet_and_missing_sheet(fixtures):
+    path = fixtures / "validate" / "xlsx_excel_dates_arabic_labels.xlsx"
+    assert read_export(path, sheet="الحالات").rows == 3
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(path, sheet="nope")
+    assert caught.value.key == "file-sheet-missing"
+
+
+def test_parquet_is_read_as_text(tmp_path):
+    path = tmp_path / "cases.parquet"
+    pl.DataFrame({"case_id": ["P1"], "survivor_age": [12]}).write_parquet(path)
+    export = read_export(path)
+    assert export.format == "parquet"
+    assert export.frame.get_column("survivor_age").to_list() == ["12"]
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "key"),
+    [
+        (b"", "empty.csv", "file-empty"),
+        (b"case_id,survivor_sex\n", "header_only.csv", "file-no-rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "picture.csv", "file-not-a-table"),
+        (b"\x00\x01\x02\x03garbage\x00\xff" * 50, "garbage.csv", "file-not-a-table"),
+        (b"a,b,a\n1,2,3\n", "dup_headers.csv", "file-duplicate-headers"),
+        (b"a,b\n1,2\n", "table.docx", "file-unsupported"),
+        (b"PK\x03\x04truncated", "truncated.xlsx", "file-not-a-table"),
+    ],
+)
+def test_unreadable_files_are_refused_with_a_reason(tmp_path, content, name, key):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(path)
+    assert caught.value.key == key
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(tmp_path / "nothing.csv")
+    assert caught.value.key == "file-missing"
+
+
+def test_unknown_encoding_name(fixtures):
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(fixtures / "validate" / "canonical_valid.csv", encoding="klingon")
+    assert caught.value.key == "unknown-encoding"
