@@ -1,0 +1,84 @@
+"""`casepool submit`: validate, de-identify and sign an export into one package for the steward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from casepool.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    DebugOption,
+    JsonOption,
+    Lang,
+    LangOption,
+    print_json,
+    progress_stages,
+    run,
+)
+from casepool.cli.validate import EncodingOption, ExportArgument, MappingOption, SheetOption
+
+
+def submit(
+    export: ExportArgument,
+    org: Annotated[str, typer.Option("--org", help="Your organisation's code, e.g. ORG-01.")],
+    period: Annotated[
+        str, typer.Option("--period", help="Reporting period: 2025, 2025-Q3 or 2025-07.")
+    ],
+    key: Annotated[Path, typer.Option("--key", help="Folder holding the keys from keygen.")],
+    out: Annotated[Path, typer.Option("--out", help="Outbox folder for the package.")],
+    mapping: MappingOption = None,
+    encoding: EncodingOption = None,
+    sheet: SheetOption = None,
+    drop_invalid: Annotated[
+        bool, typer.Option("--drop-invalid", help="Leave invalid records out (counted).")
+    ] = False,
+    min_k: Annotated[
+        int | None,
+        typer.Option(
+            "--min-k", min=2, help="Generalise until every group has K records, or refuse."
+        ),
+    ] = None,
+    lang: LangOption = Lang.en,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """De-identify an export and write one signed package for an organisation and period.
+
+    Runs exactly the checks of `validate`; keeps schema fields only; replaces case numbers with
+    keyed pseudonyms, ages with age bands, dates with months; refuses personal data in coded
+    fields. Exit code 0: package written. 1: refused (the output says why). 2: could not run.
+
+    Example: casepool submit export.xlsx --org ORG-01 --period 2025-Q3 --key keys/ --out outbox/
+    """
+    from casepool.packaging import render_submission, submit_export
+
+    with progress_stages(export) as notify:
+        outcome = run(
+            lambda: submit_export(
+                export,
+                org=org,
+                period=period,
+                key_dir=key,
+                outbox=out,
+                mapping=mapping,
+                encoding=encoding,
+                sheet=sheet,
+                drop_invalid=drop_invalid,
+                min_k=min_k,
+                progress=notify,
+            ),
+            lang,
+            debug,
+        )
+    if as_json:
+        print_json(outcome.to_dict())
+    else:
+        typer.echo(render_submission(outcome, lang.value))
+    raise typer.Exit(EXIT_OK if outcome.accepted else EXIT_REFUSED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit)

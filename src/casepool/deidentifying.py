@@ -1,0 +1,301 @@
+"""Turn validated records into the de-identified rows of a package, and judge their disclosure risk.
+
+Kept: schema fields only (the allowlist). Transformed: case_id -> HMAC-SHA256 pseudonym under the
+organisation's secret key; age -> age band; dates -> months. Dropped and counted: invalid rows
+(with --drop-invalid), rows without consent, rows registered outside the period.
+"""
+
+from __future__ import annotations
+
+import hmac
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from casepool.periods import Period
+from casepool.pii import PersonalDataHit, dropped_identifier_values, scan_values
+from casepool.schema import CaseSchema, Field, load_schema
+
+ROW = "_row"
+PSEUDONYM = "pseudonym"
+AGE_BAND = "age_band"
+
+# Age bands as UNICEF's SDMX age codes; each step of the ladder is coarser than the one before.
+AgeBands = tuple[tuple[int, int, str], ...]
+STANDARD_BANDS: AgeBands = ((0, 4, "Y0T4"), (5, 9, "Y5T9"), (10, 14, "Y10T14"), (15, 17, "Y15T17"))
+WIDE_BANDS: AgeBands = ((0, 9, "Y0T9"), (10, 17, "Y10T17"))
+ALL_AGES: AgeBands = ((0, 17, "Y0T17"),)
+AGE_BAND_CODES = tuple(
+    dict.fromkeys(c for bands in (STANDARD_BANDS, WIDE_BANDS, ALL_AGES) for _, _, c in bands)
+)
+DEFAULT_K = 3
+
+
+@dataclass(frozen=True)
+class Generalisation:
+    """One step of the ladder --min-k climbs: drop district, then widen the age bands."""
+
+    name: str
+    drop_district: bool
+    bands: AgeBands
+
+
+LADDER: tuple[Generalisation, ...] = (
+    Generalisation("none", False, STANDARD_BANDS),
+    Generalisation("district-dropped", True, STANDARD_BANDS),
+    Generalisation("district-dropped-age-0-9-10-17", True, WIDE_BANDS),
+    Generalisation("district-dropped-age-0-17", True, ALL_AGES),
+)
+
+
+def normalise_case_id(text: str) -> str:
+    """The case number as the key input: Unicode NFKC, any digit script as ASCII, spaces folded."""
+    from casepool.pii import ascii_digits_any_script
+
+    return " ".join(ascii_digits_any_script(unicodedata.normalize("NFKC", text)).split())
+
+
+def pseudonymise(case_ids: Sequence[str | None], secret: bytes) -> list[str | None]:
+    """HMAC-SHA256 of each case number under the organisation's secret key, as 64 hex digits."""
+    digest = hmac.digest
+    return [
+        None if c is None else digest(secret, normalise_case_id(c).encode("utf-8"), "sha256").hex()
+        for c in case_ids
+    ]
+
+
+def refining_fields(schema: CaseSchema) -> tuple[str, ...]:
+    """Fields that refine a quasi-identifier (district inside governorate): they count as one too."""
+    qis = set(schema.quasi_identifiers)
+    return tuple(f.name for f in schema.fields if f.parent in qis)
+
+
+def package_fields(schema: CaseSchema) -> list[tuple[str, pl.DataType]]:
+    """The columns of cases.parquet in order, with their types: the package's fixed layout."""
+    columns: list[tuple[str, pl.DataType]] = [(PSEUDONYM, pl.String())]
+    for f in schema.submitted_fields:
+        if f.type == "identifier":
+            continue
+        columns.append(_package_column(f))
+    return columns
+
+
+def _package_column(f: Field) -> tuple[str, pl.DataType]:
+    if f.name == "survivor_age":
+        return AGE_BAND, pl.String()
+    types: dict[str, pl.DataType] = {
+        "code": pl.String(),
+        "codes": pl.List(pl.String()),
+        "integer": pl.Int64(),
+        "date": pl.Date(),
+        "month": pl.Date(),
+    }
+    return f.name, types[f.type]
+
+
+def quasi_identifier_columns(schema: CaseSchema, step: Generalisation) -> list[str]:
+    """The package columns k-anonymity is computed over at this generalisation step."""
+    columns = []
+    for f in schema.fields:
+        if f.quasi_identifier:
+            columns.append(AGE_BAND if f.name == "survivor_age" else f.name)
+        elif f.name in refining_fields(schema) and not step.drop_district:
+            columns.append(f.name)
+    return columns
+
+
+def age_band(age: pl.Expr, bands: AgeBands) -> pl.Expr:
+    """The age band code of an age (null stays null)."""
+    expr: Any = pl
+    for low, high, code in bands:
+        expr = expr.when(age.is_between(low, high)).then(pl.lit(code))
+    return expr.otherwise(None).cast(pl.String)
+
+
+def deidentify(
+    records: pl.DataFrame,
+    secret: bytes,
+    step: Generalisation = LADDER[0],
+    schema: CaseSchema | None = None,
+) -> pl.DataFrame:
+    """The package rows of canonical records: `_row` first, then the package columns in order."""
+    schema = schema or load_schema()
+    ids = records.get_column("case_id").to_list()
+    pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
+    out: list[pl.Expr] = [pl.col(ROW), pl.lit(pseudonyms).alias(PSEUDONYM)]
+    for f in schema.submitted_fields:
+        if f.type == "identifier":
+            continue
+        name, dtype = _package_column(f)
+        if name == AGE_BAND:
+            out.append(age_band(pl.col(f.name), step.bands).alias(AGE_BAND))
+        elif f.type in {"date", "month"}:
+            out.append(pl.col(f.name).dt.truncate("1mo").cast(pl.Date).alias(name))
+        elif step.drop_district and f.name in refining_fields(schema):
+            out.append(pl.lit(None, dtype=dtype).alias(name))
+        else:
+            out.append(pl.col(f.name).cast(dtype).alias(name))
+    return records.select(out)
+
+
+@dataclass(frozen=True)
+class KAnonymity:
+    """How identifiable the package's records are by their quasi-identifiers."""
+
+    quasi_identifiers: tuple[str, ...]
+    threshold: int
+    k: int  # size of the smallest group
+    groups: int
+    groups_below: int
+    records_below: int
+    records: int
+
+    @property
+    def share_below(self) -> float:
+        return self.records_below / self.records if self.records else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quasi_identifiers": list(self.quasi_identifiers),
+            "threshold": self.threshold,
+            "k": self.k,
+            "groups": self.groups,
+            "groups_below_threshold": self.groups_below,
+            "records_below_threshold": self.records_below,
+            "share_below_threshold": round(self.share_below, 6),
+        }
+
+
+def k_anonymity(frame: pl.DataFrame, columns: Sequence[str], threshold: int) -> KAnonymity:
+    """Group by the quasi-identifiers (a missing value is its own group) and measure the groups."""
+    if frame.height == 0:
+        return KAnonymity(tuple(columns), threshold, 0, 0, 0, 0, 0)
+    sizes = frame.group_by(list(columns)).len().get_column("len")
+    small = sizes.filter(sizes < threshold)
+    return KAnonymity(
+        quasi_identifiers=tuple(columns),
+        threshold=threshold,
+        k=int(sizes.min()),  # type: ignore[arg-type]
+        groups=sizes.len(),
+        groups_below=small.len(),
+        records_below=int(small.sum()),
+        records=frame.height,
+    )
+
+
+# --- the whole de-identification of one submission ----------------------------------------------
+
+READY = "ready"
+REFUSED_INVALID = "invalid-records"
+REFUSED_EMPTY = "no-records"
+REFUSED_PERSONAL_DATA = "personal-data"
+REFUSED_K = "k-anonymity"
+
+
+@dataclass
+class Submission:
+    """The de-identified rows of one submission, what was dropped and why, or why it is refused."""
+
+    status: str
+    org: str
+    period: Period
+    rows_in_export: int
+    dropped: dict[str, int]
+    dropped_columns: list[str]
+    frame: pl.DataFrame | None = None  # package rows, with `_row` (dropped before writing)
+    step: Generalisation = LADDER[0]
+    k_anonymity: KAnonymity | None = None
+    min_k: int | None = None
+    personal_data: list[PersonalDataHit] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == READY
+
+    @property
+    def rows_kept(self) -> int:
+        return 0 if self.frame is None else self.frame.height
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "org": self.org,
+            "period": self.period.code,
+            "rows_in_export": self.rows_in_export,
+            "rows_kept": self.rows_kept,
+            "dropped": dict(self.dropped),
+            "dropped_columns": list(self.dropped_columns),
+            "generalisation": self.step.name,
+            "min_k": self.min_k,
+            "k_anonymity": self.k_anonymity.to_dict() if self.k_anonymity else None,
+            "personal_data": [h.to_dict() for h in self.personal_data],
+        }
+
+
+def prepare_submission(
+    records: pl.DataFrame,
+    *,
+    org: str,
+    period: Period,
+    secret: bytes,
+    invalid_rows: set[int] | frozenset[int] = frozenset(),
+    drop_invalid: bool = False,
+    raw: pl.DataFrame | None = None,
+    dropped_columns: Sequence[str] = (),
+    k_threshold: int = DEFAULT_K,
+    min_k: int | None = None,
+    schema: CaseSchema | None = None,
+) -> Submission:
+    """De-identify validated canonical records (with `_row`) for one organisation and period."""
+    schema = schema or load_schema()
+    dropped = {"invalid": 0, "no_consent": 0, "outside_period": 0}
+    base = Submission(
+        status=READY,
+        org=org,
+        period=period,
+        rows_in_export=records.height,
+        dropped=dropped,
+        dropped_columns=list(dropped_columns),
+        min_k=min_k,
+    )
+    if invalid_rows:
+        if not drop_invalid:
+            base.status = REFUSED_INVALID
+            dropped["invalid"] = len(invalid_rows)
+            return base
+        kept = records.filter(~pl.col(ROW).is_in(sorted(invalid_rows)))
+        dropped["invalid"] = records.height - kept.height
+        records = kept
+    consented = records.filter(pl.col("consent_statistics") == "yes")
+    dropped["no_consent"] = records.height - consented.height
+    in_period = consented.filter(
+        pl.col("report_date").is_between(pl.lit(period.start), pl.lit(period.end))
+    )
+    dropped["outside_period"] = consented.height - in_period.height
+    if in_period.height == 0:
+        base.status = REFUSED_EMPTY
+        return base
+
+    identifying = (
+        dropped_identifier_values(raw, dropped_columns, schema) if raw is not None else frozenset()
+    )
+    for step in LADDER:
+        frame = deidentify(in_period, secret, step, schema)
+        report = k_anonymity(frame, quasi_identifier_columns(schema, step), min_k or k_threshold)
+        base.frame, base.step, base.k_anonymity = frame, step, report
+        if min_k is None or report.k >= min_k:
+            break
+    else:
+        base.status = REFUSED_K
+        return base
+
+    scanned = [name for name, _ in package_fields(schema) if name != PSEUDONYM]
+    hits = scan_values(base.frame, scanned, identifying, row_column=ROW)
+    if hits:
+        base.status = REFUSED_PERSONAL_DATA
+        base.personal_data = hits
+        base.frame = None
+    return base

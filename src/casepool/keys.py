@@ -1,0 +1,206 @@
+"""An organisation's keys: the secret pseudonym key and the Ed25519 signing key pair."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from casepool.errors import KeyFileError, UsageError
+
+# Org codes go into file and package names, where "_" separates the parts.
+_ORG_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+PSEUDONYM_KEY_BYTES = 32
+SECRET_MODE = 0o600
+
+
+def org_code(text: str) -> str:
+    """The canonical (upper-case) organisation code; raises UsageError when malformed."""
+    code = str(text).strip().upper()
+    if not _ORG_CODE.match(code):
+        raise UsageError("org-code-invalid", org=str(text)[:40])
+    return code
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    """Where an organisation's three key files live."""
+
+    pseudonym: Path
+    signing: Path
+    public: Path
+
+    @classmethod
+    def of(cls, folder: str | Path, org: str) -> KeyPaths:
+        folder = Path(folder)
+        return cls(
+            pseudonym=folder / f"{org}.pseudonym.key",
+            signing=folder / f"{org}.signing.key",
+            public=folder / f"{org}.pub",
+        )
+
+    def all(self) -> tuple[Path, Path, Path]:
+        return (self.pseudonym, self.signing, self.public)
+
+
+@dataclass(frozen=True)
+class OrgKeys:
+    """What submit needs: the pseudonym secret and the signing key. Never leaves the organisation."""
+
+    org: str
+    pseudonym_secret: bytes
+    signing_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.signing_key.public_key()
+
+    @property
+    def pseudonym_key_id(self) -> str:
+        """A fingerprint of the pseudonym key, safe to share: tells resubmissions under a new key."""
+        return hashlib.sha256(b"casepool-pseudonym-key-id\0" + self.pseudonym_secret).hexdigest()[
+            :16
+        ]
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signing_key.sign(message)
+
+
+def public_key_id(key: Ed25519PublicKey) -> str:
+    """A short fingerprint of a public key (first 16 hex digits of SHA-256 of its raw bytes)."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` with `mode` from the start (no window where others could read it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if os.name == "posix":
+        os.chmod(path, mode)  # the umask may have narrowed it; make it exact
+
+
+def generate_keys(org: str, folder: str | Path) -> KeyPaths:
+    """Make the organisation's pseudonym key and signing key pair in `folder`; never overwrite."""
+    org = org_code(org)
+    folder = Path(folder)
+    paths = KeyPaths.of(folder, org)
+    existing = [p for p in paths.all() if p.exists()]
+    if existing:
+        raise KeyFileError("keys-exist", path=str(existing[0]))
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise KeyFileError("key-unwritable", path=str(folder), reason=exc.strerror) from exc
+    signing = Ed25519PrivateKey.generate()
+    private_pem = signing.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    secret = secrets.token_bytes(PSEUDONYM_KEY_BYTES)
+    written: list[Path] = []
+    try:
+        for path, data, mode in (
+            (paths.pseudonym, secret.hex().encode("ascii") + b"\n", SECRET_MODE),
+            (paths.signing, private_pem, SECRET_MODE),
+            (paths.public, public_key_pem(signing.public_key()).encode("ascii"), 0o644),
+        ):
+            _write_new(path, data, mode)
+            written.append(path)
+    except FileExistsError as exc:
+        _remove(written)
+        raise KeyFileError("keys-exist", path=str(exc.filename)) from None
+    except OSError as exc:
+        _remove(written)
+        raise KeyFileError("key-unwritable", path=str(folder), reason=exc.strerror) from None
+    return paths
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _read_secret_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise KeyFileError("key-missing", path=str(path))
+    if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise KeyFileError("key-too-open", path=str(path))
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError("key-unreadable", path=str(path), reason=exc.strerror) from exc
+
+
+def load_keys(folder: str | Path, org: str) -> OrgKeys:
+    """The organisation's secret keys from `folder` (as written by generate_keys)."""
+    org = org_code(org)
+    paths = KeyPaths.of(folder, org)
+    text = _read_secret_file(paths.pseudonym).decode("ascii", errors="replace").strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) != PSEUDONYM_KEY_BYTES:
+        raise KeyFileError("key-invalid", path=str(paths.pseudonym))
+    try:
+        signing = serialization.load_pem_private_key(
+            _read_secret_file(paths.signing), password=None
+        )
+    except (ValueError, TypeError):
+        raise KeyFileError("key-invalid", path=str(paths.signing)) from None
+    if not isinstance(signing, Ed25519PrivateKey):
+        raise KeyFileError("key-invalid", path=str(paths.signing))
+    return OrgKeys(org=org, pseudonym_secret=secret, signing_key=signing)
+
+
+def parse_public_key(pem: str | bytes, where: str = "") -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM text; raises KeyFileError("key-invalid")."""
+    data = pem.encode("ascii", errors="replace") if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise KeyFileError("key-invalid", path=where) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError("key-invalid", path=where)
+    return key
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    """The public key an organisation handed to the steward (its `.pub` file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KeyFileError("key-missing", path=str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError("key-unreadable", path=str(path), reason=exc.strerror) from exc
+    return parse_public_key(data, str(path))
+
+
+def verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """True when `signature` is `key`'s signature of `message`."""
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
