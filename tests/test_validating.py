@@ -150,3 +150,16 @@ def test_records_satisfy_the_pandera_contract_built_from_yaml(fixtures):
     broken_codes = result.records.with_columns(pl.lit(["online", "nope"]).alias("exploitation_types"))
     with pytest.raises(pandera.errors.SchemaErrors):
         contract.validate(broken_codes, lazy=True)
+
+
+def test_the_contract_check_on_distinct_values_catches_a_bad_cell(fixtures):
+    from casepool.schema import load_schema
+    from casepool.validating import _check_contract
+
+    records = validate_export(fixtures / "validate" / "canonical_valid.csv", today=TODAY).records
+    _check_contract(records, load_schema())
+    bad_age = records.with_columns(
+        pl.when(pl.col("_row") == 3).then(40).otherwise(pl.col("survivor_age")).alias("survivor_age")
+    )
+    with pytest.raises(Exception, match="in_range|survivor_age"):
+        _check_contract(bad_age, load_schema())

@@ -23,6 +23,7 @@ from casepool.reading import ROW, Export, read_export
 from casepool.schema import CaseSchema, Field, load_schema
 
 ProgressCallback = Callable[[str], None]
+DERIVED_AGE = "__age_from_date_of_birth"
 _TICKED = {"1", "1.0", "true", "yes", "x"}
 _UNTICKED = {"", "0", "0.0", "false", "no"}
 _DTYPES: dict[str, pl.DataType] = {
@@ -166,9 +167,10 @@ def validate_table(
     mapping = mapping or Mapping()
     resolution = resolve_columns(export.headers, mapping, schema)
     raw = export.frame
-    parsed = _parse_cells(raw, resolution, mapping, schema, today)
-    parsed, derived = _derive_age(parsed, schema)
-    parsed = _cross_field_rules(parsed, schema, today)
+    lazy = _parse_cells(raw, resolution, mapping, schema, today)
+    lazy = _derive_age(lazy, schema, resolution)
+    parsed = _cross_field_rules(lazy, schema, today).collect(engine="in-memory")
+    derived = int(parsed.get_column(DERIVED_AGE).sum())
     records = parsed.select(ROW, *[f.name for f in schema.fields])
     _check_contract(records, schema)
     findings = _collect_findings(parsed, schema)
@@ -272,7 +274,7 @@ def _parse_cells(
     mapping: Mapping,
     schema: CaseSchema,
     today: date,
-) -> pl.DataFrame:
+) -> pl.LazyFrame:
     """The canonical value and the error slug of every field, as columns beside ROW."""
     sources = {f.name: resolution.columns.get(f.name) for f in schema.fields}
     coded = [
@@ -282,13 +284,15 @@ def _parse_cells(
     ]
     # Distinct raw texts only: stripping a million cells costs more than parsing their few variants.
     distinct = (
-        raw.select([pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded]).row(
-            0, named=True
-        )
+        raw.lazy()
+        .select([pl.col(h).drop_nulls().unique().implode().alias(f.name) for f, h in coded])
+        .collect()
+        .row(0, named=True)
         if coded
         else {}
     )
     expressions: list[pl.Expr] = [pl.col(ROW)]
+    positions: list[pl.Expr] = []
     for f in schema.fields:
         header = sources[f.name]
         dtype = dtype_of(f)
@@ -303,22 +307,44 @@ def _parse_cells(
         texts: list[str] = distinct[f.name]
         parse = _parser(f, schema, mapping, today)
         results = [parse(t) for t in texts]
-        position = pl.col(header).cast(pl.Enum(texts)).to_physical()
+        # Each row's position among the distinct texts, computed once per column (hashing a
+        # million strings is the expensive part); values and errors are then gathered from it.
+        positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
+        position = pl.col(_position(f.name))
         values = pl.Series([v for v, _ in results], dtype=dtype)
-        errors = pl.Series([e for _, e in results], dtype=pl.String)
         expressions.append(pl.lit(values).gather(position).alias(f.name))
-        expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
-    frame = raw.select(expressions)
-    return _apply_detail_columns(frame, raw, resolution, schema)
+        if any(e is not None for _, e in results):
+            errors = pl.Series([e for _, e in results], dtype=pl.String)
+            expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
+        else:
+            expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
+    expressions += [pl.col(_detail(i)) for i in range(len(resolution.detail_columns))]
+    frame = (
+        raw.lazy()
+        .with_columns(
+            *positions,
+            *[pl.col(h).alias(_detail(i)) for i, h in enumerate(resolution.detail_columns)],
+        )
+        .select(expressions)
+    )
+    return _apply_detail_columns(frame, resolution, schema)
+
+
+def _position(name: str) -> str:
+    return f"__position_{name}"
+
+
+def _detail(position: int) -> str:
+    return f"__detail_{position}"
 
 
 def _apply_detail_columns(
-    frame: pl.DataFrame, raw: pl.DataFrame, resolution: Resolution, schema: CaseSchema
-) -> pl.DataFrame:
+    frame: pl.LazyFrame, resolution: Resolution, schema: CaseSchema
+) -> pl.LazyFrame:
     """Multi-select fields given as KoboToolbox `field/option` 1/0 columns."""
     by_field: dict[str, list[tuple[str, str]]] = {}
-    for header, detail in resolution.detail_columns.items():
-        by_field.setdefault(detail.field, []).append((header, detail.code))
+    for position, detail in enumerate(resolution.detail_columns.values()):
+        by_field.setdefault(detail.field, []).append((_detail(position), detail.code))
     if not by_field:
         return frame
     updates = []
@@ -326,32 +352,31 @@ def _apply_detail_columns(
         order = schema.codelist_of(schema.field(name)).values
         columns.sort(key=lambda hc: order.index(hc[1]))
         folded = {
-            h: raw.get_column(h).fill_null("").str.strip_chars().str.to_lowercase()
-            for h, _ in columns
+            h: pl.col(h).fill_null("").str.strip_chars().str.to_lowercase() for h, _ in columns
         }
-        ticked = [
-            pl.when(pl.lit(folded[h]).is_in(list(_TICKED))).then(pl.lit(code))
-            for h, code in columns
-        ]
-        bad = pl.any_horizontal(
-            [~pl.lit(folded[h]).is_in(list(_TICKED | _UNTICKED)) for h, _ in columns]
-        )
+        ticked = [pl.when(folded[h].is_in(list(_TICKED))).then(pl.lit(code)) for h, code in columns]
+        bad = pl.any_horizontal([~folded[h].is_in(list(_TICKED | _UNTICKED)) for h, _ in columns])
         codes = pl.concat_list(ticked).list.drop_nulls()
         updates.append(pl.when(bad).then(None).when(codes.list.len() > 0).then(codes).alias(name))
         updates.append(pl.when(bad).then(pl.lit("unknown-code")).alias(_err(name)))
-    return frame.with_columns(updates)
+    details = [h for columns in by_field.values() for h, _ in columns]
+    return frame.with_columns(updates).drop(details)
 
 
 # --- derived values and cross-field rules ------------------------------------------------------
 
 
-def _derive_age(frame: pl.DataFrame, schema: CaseSchema) -> tuple[pl.DataFrame, int]:
-    """Fill survivor_age from date_of_birth (age at the first incident, else at registration)."""
+def _derive_age(frame: pl.LazyFrame, schema: CaseSchema, resolution: Resolution) -> pl.LazyFrame:
+    """Fill survivor_age from date_of_birth (age at the first incident, else at registration).
+
+    Adds the boolean column DERIVED_AGE marking the rows whose age was filled in.
+    """
     source = next((f for f in schema.fields if f.derives == "survivor_age"), None)
-    if source is None or frame.get_column(source.name).null_count() == frame.height:
-        return frame, 0
+    if source is None or source.name not in resolution.columns:
+        return frame.with_columns(pl.lit(False).alias(DERIVED_AGE))
     dob = pl.col(source.name)
     when = pl.coalesce("incident_date", "report_date")
+
     def month_day(d: pl.Expr) -> pl.Expr:
         # month() and day() are Int8: widen before arithmetic or 12 * 100 overflows.
         return d.dt.month().cast(pl.Int32) * 100 + d.dt.day().cast(pl.Int32)
@@ -364,26 +389,26 @@ def _derive_age(frame: pl.DataFrame, schema: CaseSchema) -> tuple[pl.DataFrame, 
     age, age_err = pl.col("survivor_age"), pl.col(_err("survivor_age"))
     fillable = age.is_null() & age_err.is_null() & computed.is_not_null()
     in_range = computed.is_between(0, 17)
-    frame = frame.with_columns(
-        __computed_age=computed,
-        __fillable=fillable,
-    ).with_columns(
-        pl.when(pl.col("__fillable") & in_range)
-        .then(computed)
-        .otherwise(age)
-        .alias("survivor_age"),
-        pl.when(pl.col("__fillable") & ~in_range)
-        .then(pl.lit("out-of-range"))
-        .when(age.is_not_null() & computed.is_not_null() & ((age - computed).abs() > 1))
-        .then(pl.lit("age-dob-mismatch"))
-        .otherwise(age_err)
-        .alias(_err("survivor_age")),
+    return (
+        frame.with_columns(__fillable=fillable)
+        .with_columns(
+            pl.when(pl.col("__fillable") & in_range)
+            .then(computed)
+            .otherwise(age)
+            .alias("survivor_age"),
+            pl.when(pl.col("__fillable") & ~in_range)
+            .then(pl.lit("out-of-range"))
+            .when(age.is_not_null() & computed.is_not_null() & ((age - computed).abs() > 1))
+            .then(pl.lit("age-dob-mismatch"))
+            .otherwise(age_err)
+            .alias(_err("survivor_age")),
+            (pl.col("__fillable") & in_range).alias(DERIVED_AGE),
+        )
+        .drop("__fillable")
     )
-    derived = int(frame.select((pl.col("__fillable") & in_range).sum()).item())
-    return frame.drop("__computed_age", "__fillable"), derived
 
 
-def _cross_field_rules(frame: pl.DataFrame, schema: CaseSchema, today: date) -> pl.DataFrame:
+def _cross_field_rules(frame: pl.LazyFrame, schema: CaseSchema, today: date) -> pl.LazyFrame:
     """Rules over several fields, each evaluated only where the fields it needs are valid."""
     month_now = today.replace(day=1)
     rules: list[pl.Expr] = []
@@ -510,8 +535,28 @@ def records_schema(schema: CaseSchema | None = None) -> Any:
 
 
 def _check_contract(records: pl.DataFrame, schema: CaseSchema) -> None:
-    """The parser's output must satisfy the schema; a failure here is a bug, never bad data."""
-    records_schema(schema).validate(records, lazy=True)
+    """The parser's output must satisfy the schema; a failure here is a bug, never bad data.
+
+    pandera checks each column's distinct values (padded with nulls to one length): every check
+    is per value, so this covers every cell at a fraction of the cost of a million-row frame.
+    Identifiers are checked for type only.
+    """
+    identifiers = [f.name for f in schema.fields if f.type == "identifier"]
+    distinct = (
+        records.lazy()
+        .select(pl.all().exclude(ROW, *identifiers).unique().implode())
+        .collect(engine="in-memory")
+    )
+    length = max([1, *(len(v) for v in distinct.row(0))])
+    columns = {ROW: pl.Series(ROW, range(length), dtype=pl.Int64)}
+    for f in schema.fields:
+        if f.name in identifiers:
+            values = records.get_column(f.name).head(0)
+        else:
+            values = distinct.get_column(f.name)[0]
+        padding = pl.Series([None] * (length - len(values)), dtype=values.dtype)
+        columns[f.name] = values.extend(padding).alias(f.name)
+    records_schema(schema).validate(pl.DataFrame(list(columns.values())), lazy=True)
 
 
 def normalise_code(text: str, field_name: str) -> str | None:
