@@ -290,6 +290,7 @@ def prepare_submission(
             break
     else:
         base.status = REFUSED_K
+        base.frame = None
         return base
 
     scanned = [name for name, _ in package_fields(schema) if name != PSEUDONYM]

@@ -1,0 +1,286 @@
+"""De-identification: allowlist, keyed pseudonyms, age bands, months, consent, k-anonymity, PII scan."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+
+import polars as pl
+import pytest
+from fixtures.submit.builders import canonical_records
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from casepool.deidentifying import (
+    AGE_BAND,
+    LADDER,
+    PSEUDONYM,
+    ROW,
+    STANDARD_BANDS,
+    deidentify,
+    k_anonymity,
+    package_fields,
+    prepare_submission,
+    pseudonymise,
+    quasi_identifier_columns,
+)
+from casepool.periods import parse_period
+from casepool.pii import (
+    DROPPED_VALUE,
+    EMAIL,
+    NATIONAL_ID,
+    PHONE,
+    dropped_identifier_values,
+    personal_data_kind,
+    scan_values,
+)
+from casepool.schema import load_schema
+
+KEY_A, KEY_B = b"a" * 32, b"b" * 32
+JULY = parse_period("2025-07")
+
+
+def submission(records, **options):
+    options.setdefault("secret", KEY_A)
+    return prepare_submission(records, org="ORG-01", period=JULY, **options)
+
+
+# --- pseudonyms ----------------------------------------------------------------------------------
+
+case_ids = st.text(min_size=1, max_size=30).filter(lambda s: s.strip())
+
+
+@given(st.lists(case_ids, min_size=1, max_size=20, unique=True))
+def test_pseudonyms_are_stable_for_one_key_and_differ_across_keys(ids):
+    under_a = pseudonymise(ids, KEY_A)
+    assert pseudonymise(ids, KEY_A) == under_a
+    under_b = pseudonymise(ids, KEY_B)
+    assert all(a != b for a, b in zip(under_a, under_b, strict=True))
+    assert all(len(p) == 64 and p not in ids for p in under_a)
+
+
+def test_pseudonym_is_hmac_sha256_of_the_case_number_under_the_key():
+    expected = hmac.new(KEY_A, b"C-001", hashlib.sha256).hexdigest()
+    assert pseudonymise(["C-001"], KEY_A) == [expected]
+
+
+def test_the_same_case_number_in_another_digit_script_or_spacing_gets_the_same_pseudonym():
+    assert len(set(pseudonymise(["C-012", "C-٠١٢", " C-012 ", "C-۰۱۲"], KEY_A))) == 1
+
+
+# --- transformations -----------------------------------------------------------------------------
+
+
+@given(st.integers(0, 17))
+def test_every_age_falls_in_the_age_band_its_code_names(age):
+    records = canonical_records(1).with_columns(pl.lit(age, dtype=pl.Int64).alias("survivor_age"))
+    for step in LADDER:
+        band = deidentify(records, KEY_A, step).item(0, AGE_BAND)
+        low, high = band.removeprefix("Y").split("T")
+        assert int(low) <= age <= int(high)
+
+
+def test_standard_age_bands_are_unicefs_sdmx_bands():
+    assert [c for _, _, c in STANDARD_BANDS] == ["Y0T4", "Y5T9", "Y10T14", "Y15T17"]
+
+
+def test_package_holds_the_allowlisted_fields_only_with_dates_as_months():
+    records = canonical_records(10).with_columns(pl.lit(date(2010, 3, 17)).alias("date_of_birth"))
+    sub = submission(records)
+    assert sub.ready
+    frame = sub.frame.drop(ROW)
+    assert list(frame.schema.items()) == package_fields(load_schema())
+    assert {"case_id", "survivor_age", "date_of_birth"}.isdisjoint(frame.columns)
+    assert frame.get_column("report_date").dt.day().to_list() == [1] * 10
+    ids = set(records.get_column("case_id"))
+    assert ids.isdisjoint(frame.get_column(PSEUDONYM))
+
+
+def test_rows_without_consent_or_outside_the_period_are_dropped_and_counted():
+    records = canonical_records(10).with_columns(
+        pl.when(pl.col(ROW) <= 4)
+        .then(pl.lit("no"))
+        .otherwise(pl.lit("yes"))
+        .alias("consent_statistics"),
+        pl.when(pl.col(ROW) == 11)
+        .then(pl.lit(date(2025, 8, 2)))
+        .otherwise(pl.col("report_date"))
+        .alias("report_date"),
+    )
+    sub = submission(records)
+    assert sub.dropped == {"invalid": 0, "no_consent": 3, "outside_period": 1}
+    assert sub.rows_kept == 6
+    assert sorted(sub.frame.get_column(ROW)) == [5, 6, 7, 8, 9, 10]
+
+
+def test_invalid_rows_refuse_the_submission_unless_dropped():
+    records = canonical_records(5)
+    refused = submission(records, invalid_rows={3, 4})
+    assert refused.status == "invalid-records" and refused.frame is None
+    dropped = submission(records, invalid_rows={3, 4}, drop_invalid=True)
+    assert dropped.ready and dropped.dropped["invalid"] == 2 and dropped.rows_kept == 3
+
+
+def test_nothing_left_to_submit_is_refused():
+    records = canonical_records(3).with_columns(pl.lit("no").alias("consent_statistics"))
+    assert submission(records).status == "no-records"
+
+
+# --- k-anonymity ---------------------------------------------------------------------------------
+
+
+def test_k_anonymity_counts_small_groups_and_their_records():
+    frame = pl.DataFrame({"sex": ["F", "F", "F", "M", "M", "U"], "gov": ["a"] * 6})
+    report = k_anonymity(frame, ["sex", "gov"], threshold=3)
+    assert (report.k, report.groups, report.groups_below, report.records_below) == (1, 3, 2, 3)
+    assert report.share_below == 0.5
+
+
+def test_quasi_identifiers_come_from_the_schema_flags_and_district_refines_governorate():
+    schema = load_schema()
+    assert set(quasi_identifier_columns(schema, LADDER[0])) == {
+        "governorate",
+        "district",
+        "survivor_sex",
+        AGE_BAND,
+        "population_group",
+    }
+    assert "district" not in quasi_identifier_columns(schema, LADDER[1])
+
+
+def _uniform(n: int, **values) -> pl.DataFrame:
+    records = canonical_records(n)
+    return records.with_columns(
+        pl.lit("F").alias("survivor_sex"),
+        pl.lit("host_community").alias("population_group"),
+        pl.lit("IQG01").alias("governorate"),
+        pl.lit(None, dtype=pl.String).alias("district"),
+        pl.lit(12, dtype=pl.Int64).alias("survivor_age"),
+        *[pl.lit(v).alias(k) for k, v in values.items()],
+    )
+
+
+def test_min_k_drops_district_first():
+    records = _uniform(6).with_columns(
+        pl.Series(
+            "district", ["IQG01Q01", "IQG01Q01", "IQG01Q01", "IQG01Q02", "IQG01Q02", "IQG01Q02"]
+        ).cast(pl.String)
+    )
+    assert submission(records).k_anonymity.k == 3
+    sub = submission(records, min_k=4)
+    assert sub.ready and sub.step.name == "district-dropped"
+    assert sub.frame.get_column("district").null_count() == 6
+    assert sub.k_anonymity.k == 6
+
+
+def test_min_k_then_widens_age_bands():
+    records = _uniform(8).with_columns(
+        pl.Series("survivor_age", [1, 2, 3, 4, 6, 7, 8, 9], dtype=pl.Int64)
+    )
+    sub = submission(records, min_k=8)
+    assert sub.ready and sub.step.name == "district-dropped-age-0-9-10-17"
+    assert set(sub.frame.get_column(AGE_BAND)) == {"Y0T9"}
+
+
+def test_min_k_refuses_when_even_the_coarsest_step_is_too_small():
+    sub = submission(_uniform(2), min_k=3)
+    assert sub.status == "k-anonymity" and sub.frame is None
+    assert sub.k_anonymity.k == 2
+
+
+# --- personal data scan --------------------------------------------------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+@st.composite
+def iraqi_phone(draw):
+    operator = draw(st.sampled_from(["770", "750", "780", "790", "771", "751", "781"]))
+    rest = draw(st.text("0123456789", min_size=7, max_size=7))
+    prefix = draw(st.sampled_from(["0", "+964 ", "00964", "964", "+964-", "0"]))
+    separator = draw(st.sampled_from(["", " ", "-", "."]))
+    number = f"{prefix}{operator}{separator}{rest[:3]}{separator}{rest[3:]}"
+    script = draw(st.sampled_from([None, ARABIC_INDIC, PERSIAN]))
+    number = number.translate(script) if script else number
+    context = draw(st.sampled_from(["{}", "call {}", "رقم {}", "{} (mother)"]))
+    return context.format(number)
+
+
+@settings(max_examples=200)
+@given(iraqi_phone())
+def test_iraqi_phone_numbers_in_any_digit_script_are_found(text):
+    assert personal_data_kind(text) == PHONE
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("layla.h@example.org", EMAIL),
+        ("contact: عمر@مثال.com", EMAIL),
+        ("199012345678", NATIONAL_ID),
+        ("ID 1990 1234 5678", NATIONAL_ID),
+        ("١٩٩٠١٢٣٤٥٦٧٨", NATIONAL_ID),
+        ("07701234567", PHONE),
+        ("(066) 222 3344", PHONE),
+    ],
+)
+def test_emails_and_id_numbers_are_found(text, kind):
+    assert personal_data_kind(text) == kind
+
+
+def test_no_code_or_label_of_any_code_list_looks_like_personal_data():
+    schema = load_schema()
+    for codelist in schema.codelists.values():
+        for code in codelist.codes:
+            for text in (code.code, *code.labels.values(), *code.synonyms):
+                assert personal_data_kind(text) is None, (codelist.name, text)
+
+
+def test_personal_data_in_a_coded_field_refuses_naming_row_and_field_only():
+    records = canonical_records(5).with_columns(
+        pl.when(pl.col(ROW) == 4)
+        .then(pl.lit("0770 123 4567"))
+        .otherwise(pl.col("case_status"))
+        .alias("case_status"),
+        pl.when(pl.col(ROW) == 5)
+        .then(pl.lit(["health", "x@y.iq"]))
+        .otherwise(pl.col("services_received"))
+        .alias("services_received"),
+    )
+    sub = submission(records)
+    assert sub.status == "personal-data" and sub.frame is None
+    assert [h.to_dict() for h in sub.personal_data] == [
+        {"row": 4, "field": "case_status", "kind": PHONE},
+        {"row": 5, "field": "services_received", "kind": EMAIL},
+    ]
+    assert "0770" not in repr(sub.to_dict()) and "x@y.iq" not in repr(sub.to_dict())
+
+
+def test_a_value_also_in_a_dropped_identifier_column_is_found():
+    raw = pl.DataFrame(
+        {
+            "_row": [2, 3, 4],
+            "Child name": ["Layla Hassan", "Omar", "yes"],
+            "Notes": ["police", None, "12"],
+        }
+    )
+    dropped = dropped_identifier_values(raw, ["Child name", "Notes"])
+    # Codes, labels and short numbers are not identifying on their own.
+    assert dropped == {"layla hassan", "omar"}
+    frame = pl.DataFrame({"_row": [2, 3], "case_status": ["open", "LAYLA  hassan"]})
+    hits = scan_values(frame, ["case_status"], dropped)
+    assert [(h.row, h.field, h.kind) for h in hits] == [(3, "case_status", DROPPED_VALUE)]
+
+
+def test_submission_scan_uses_the_dropped_columns():
+    records = canonical_records(3).with_columns(
+        pl.when(pl.col(ROW) == 2)
+        .then(pl.lit("Zainab Kareem"))
+        .otherwise(pl.col("case_status"))
+        .alias("case_status")
+    )
+    raw = pl.DataFrame({"_row": [2, 3, 4], "Name": ["Zainab Kareem", "A B", "C D"]})
+    sub = submission(records, raw=raw, dropped_columns=["Name"])
+    assert [(h.row, h.kind) for h in sub.personal_data] == [(2, DROPPED_VALUE)]
