@@ -8,7 +8,6 @@ from datetime import date
 
 import polars as pl
 import pytest
-from fixtures.submit.builders import canonical_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +35,7 @@ from casepool.pii import (
     scan_values,
 )
 from casepool.schema import load_schema
+from fixtures.submit.builders import canonical_records
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
 JULY = parse_period("2025-07")

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
-from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 import casepool.packaging as packaging
 from casepool.errors import PackageError
 from casepool.packaging import DATA, MANIFEST, SIGNATURE, read_package
+from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 CREATED = datetime(2025, 8, 1, 9, 30, tzinfo=UTC)
 

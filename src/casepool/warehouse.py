@@ -79,6 +79,13 @@ def _ddl(schema: CaseSchema) -> list[str]:
     ]
 
 
+def _first(result: duckdb.DuckDBPyConnection) -> Any:
+    """The first row of a query, reading the result to its end (duckdb 2.0 refuses new work
+    on a connection with an unfinished result)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -140,7 +147,7 @@ def open_warehouse(
 def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if "warehouse_info" in tables:
-        row = con.execute("SELECT value FROM warehouse_info WHERE key = 'format'").fetchone()
+        row = _first(con.execute("SELECT value FROM warehouse_info WHERE key = 'format'"))
         if row is None or int(row[0]) > WAREHOUSE_FORMAT:
             raise WarehouseError("warehouse-incompatible", path=str(path))
         return
@@ -236,7 +243,7 @@ def add_organisation(
     with open_warehouse(warehouse, create=True, wait=wait) as con:
         con.begin()
         try:
-            known = con.execute("SELECT key_id FROM organisations WHERE org = ?", [code]).fetchone()
+            known = _first(con.execute("SELECT key_id FROM organisations WHERE org = ?", [code]))
             if known and not replace:
                 raise WarehouseError("org-exists", org=code)
             if known:
@@ -282,9 +289,7 @@ def _key_lookup(con: duckdb.DuckDBPyConnection) -> Callable[[str], Ed25519Public
 
     def public_key_of(org: str) -> Ed25519PublicKey | None:
         if org not in cache:
-            row = con.execute(
-                "SELECT public_key FROM organisations WHERE org = ?", [org]
-            ).fetchone()
+            row = _first(con.execute("SELECT public_key FROM organisations WHERE org = ?", [org]))
             cache[org] = parse_public_key(row[0], org) if row else None
         return cache[org]
 
@@ -311,7 +316,7 @@ def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[floa
 
 
 def _record_key_secret(con: duckdb.DuckDBPyConnection) -> bytes:
-    row = con.execute("SELECT value FROM warehouse_info WHERE key = 'record_key_secret'").fetchone()
+    row = _first(con.execute("SELECT value FROM warehouse_info WHERE key = 'record_key_secret'"))
     if row is None:
         raise WarehouseError("warehouse-incompatible", path="record_key_secret")
     return bytes.fromhex(row[0])
@@ -481,7 +486,7 @@ def _merge(
     outcome = PackageOutcome(package.path.name, LOADED, sid, org, period.code, package.cases.height)
     con.begin()
     try:
-        if con.execute("SELECT 1 FROM submissions WHERE submission_id = ?", [sid]).fetchone():
+        if _first(con.execute("SELECT 1 FROM submissions WHERE submission_id = ?", [sid])):
             _audit(
                 con,
                 "already-ingested",
@@ -664,7 +669,7 @@ def warehouse_status(
             "ELSE 'superseded' END AS state, rows, created_at, ingested_at, package, "
             "submission_id, superseded_by FROM submissions ORDER BY org, period, created_at"
         ).pl()
-        audit_row = con.execute("SELECT count(*) FROM audit_log").fetchone()
+        audit_row = _first(con.execute("SELECT count(*) FROM audit_log"))
     return WarehouseStatus(
         Path(warehouse), organisations, submissions, int(audit_row[0]) if audit_row else 0
     )
@@ -674,7 +679,7 @@ def table_counts(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -
     """Rows per table and view (for checks and tests)."""
     names = ("organisations", "submissions", "cases", "audit_log", "active_cases")
     with open_warehouse(warehouse, read_only=True, wait=wait) as con:
-        return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchone()[0]) for n in names}  # type: ignore[index]
+        return {n: int(_first(con.execute(f"SELECT count(*) FROM {n}"))[0]) for n in names}  # type: ignore[index]
 
 
 def data_fingerprint(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -> str:
@@ -687,5 +692,5 @@ def data_fingerprint(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECOND
             "SELECT * FROM cases ORDER BY submission_id, pseudonym",
         ):
             frame = con.sql(query).pl()
-            digest.update(frame.write_csv().encode("utf-8"))
+            digest.update(repr(frame.rows()).encode("utf-8"))
     return digest.hexdigest()
