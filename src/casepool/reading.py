@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,10 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _SEPARATORS = (",", ";", "\t", "|")
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
+_MIXED_MIN_SEQUENCES = 3
+MIXED = "mixed"
+_MAX_UNPACKED_WORKBOOK = 1 << 31  # 2 GiB: real case exports are far smaller; zip bombs are not
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".tab"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods"}
 _MAGIC = {
@@ -97,6 +103,9 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    if len(_UTF8_SEQUENCE.findall(sample)) >= _MIXED_MIN_SEQUENCES:
+        # Plenty of valid UTF-8 and some bytes that are not: two encodings pasted together.
+        return MIXED
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample, cp_isolation=["cp1256", "iso8859_6", "cp1252"]).best()
@@ -124,6 +133,10 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
+    if used == MIXED:
+        raise UnreadableFileError(
+            "file-undecodable", path=path.name, encoding="UTF-8 mixed with another encoding"
+        )
     if b"\x00" in sample and not used.startswith("utf-16"):
         raise UnreadableFileError("file-not-a-table", path=path.name, reason="binary content")
     source: Path | io.BytesIO
@@ -161,7 +174,7 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]
         )
     except pl.exceptions.NoDataError as exc:
         raise UnreadableFileError("file-empty", path=path.name) from exc
-    except pl.exceptions.ComputeError as exc:
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
@@ -181,8 +194,11 @@ def _detect_separator(text_head: str) -> str:
 
 
 def _header_cells(text_head: str, separator: str) -> list[str]:
-    reader = csv.reader(io.StringIO(text_head), delimiter=separator, quotechar='"')
-    return next(reader, [])
+    reader = csv.reader(io.StringIO(text_head, newline=""), delimiter=separator, quotechar='"')
+    try:
+        return next(reader, [])
+    except csv.Error:
+        return []  # polars gives the precise refusal when it parses the whole file
 
 
 def _check_headers(path: Path, headers: list[str]) -> None:
@@ -197,8 +213,26 @@ def _check_headers(path: Path, headers: list[str]) -> None:
 # --- XLSX and Parquet -------------------------------------------------------------------------
 
 
+def _check_workbook_size(path: Path) -> None:
+    """Refuse a workbook whose members unpack to more than any real export (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnreadableFileError(
+            "file-not-a-table", path=path.name, reason="not a readable workbook"
+        ) from exc
+    if unpacked > _MAX_UNPACKED_WORKBOOK:
+        raise UnreadableFileError(
+            "file-not-a-table", path=path.name, reason="workbook too large when unpacked"
+        )
+
+
 def _read_excel(path: Path, sheet: str | None) -> pl.DataFrame:
     import fastexcel
+
+    if path.suffix.lower() != ".xls":
+        _check_workbook_size(path)
 
     try:
         workbook = fastexcel.read_excel(path)

@@ -169,7 +169,8 @@ def validate_table(
     raw = export.frame
     lazy = _parse_cells(raw, resolution, mapping, schema, today)
     lazy = _derive_age(lazy, schema, resolution)
-    parsed = _cross_field_rules(lazy, schema, today).collect(engine="in-memory")
+    sourced = {f.name for f in schema.fields if _has_source(f, resolution, schema)}
+    parsed = _cross_field_rules(lazy, schema, today, sourced).collect(engine="in-memory")
     derived = int(parsed.get_column(DERIVED_AGE).sum())
     records = parsed.select(ROW, *[f.name for f in schema.fields])
     _check_contract(records, schema)
@@ -408,15 +409,21 @@ def _derive_age(frame: pl.LazyFrame, schema: CaseSchema, resolution: Resolution)
     )
 
 
-def _cross_field_rules(frame: pl.LazyFrame, schema: CaseSchema, today: date) -> pl.LazyFrame:
-    """Rules over several fields, each evaluated only where the fields it needs are valid."""
+def _cross_field_rules(
+    frame: pl.LazyFrame, schema: CaseSchema, today: date, sourced: set[str]
+) -> pl.LazyFrame:
+    """Rules over several fields, each evaluated only where the fields it needs are valid.
+
+    A required field with no column at all is one file-level finding (missing-column), not one
+    missing value per row.
+    """
     month_now = today.replace(day=1)
     rules: list[pl.Expr] = []
     for f in schema.fields:
         value, err = pl.col(f.name), pl.col(_err(f.name))
         missing = value.is_null() | (value.list.len() == 0 if f.multi else pl.lit(False))
         rule = err
-        if f.required:
+        if f.required and f.name in sourced:
             rule = pl.when(err.is_null() & missing).then(pl.lit("missing-value")).otherwise(rule)
         if f.type in {"date", "month"}:
             limit = month_now if f.type == "month" else today
