@@ -1,0 +1,179 @@
+"""`casepool submit` end to end: the validate code path, the allowlist, no identifier in any package."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from casepool.cli.main import app
+from casepool.keys import generate_keys, load_keys
+from casepool.packaging import DATA, submit_export
+from casepool.synthesis import synthesize
+
+FIXTURE = Path(__file__).parent / "fixtures" / "submit" / "small_export_with_names_and_phones.csv"
+# Every identifying value the fixture holds (names, phones, case numbers, notes, birth date).
+FIXTURE_IDENTIFIERS = [
+    "Layla Hassan", "Omar Saleh", "Sara Ali", "Hiba Jasim", "Yusuf Kareem",
+    "07701234567", "+964 750 123 4567", "٠٧٨٠١٢٣٤٥٦٧", "07501112233",
+    "C-001", "C-002", "C-003", "C-004", "C-005",
+    "Referred by school counsellor Amina", "Do not share", "Amina", "2012-03-05",
+]  # fmt: skip
+
+
+@pytest.fixture
+def key_dir(tmp_path):
+    generate_keys("ORG-01", tmp_path / "keys")
+    return tmp_path / "keys"
+
+
+def submit_cli(runner, *args):
+    return runner.invoke(app, ["submit", *map(str, args)])
+
+
+def package_texts(package: Path) -> list[bytes]:
+    """The bytes to search: the zip, each member, and the Parquet rewritten uncompressed."""
+    raw = package.read_bytes()
+    with zipfile.ZipFile(package) as archive:
+        members = [archive.read(name) for name in archive.namelist()]
+        data = archive.read(DATA)
+    plain = io.BytesIO()
+    frame = pl.read_parquet(io.BytesIO(data))
+    frame.write_parquet(plain, compression="uncompressed", statistics=False)
+    values = "\n".join(
+        str(v) for column in frame.iter_columns() for v in column.to_list() if v is not None
+    )
+    return [raw, *members, plain.getvalue(), values.encode("utf-8")]
+
+
+def assert_no_identifier(packages: list[Path], identifiers: list[str]) -> None:
+    checked = [i for i in dict.fromkeys(identifiers) if len(i.encode("utf-8")) >= 5]
+    assert packages and checked
+    for package in packages:
+        for blob in package_texts(package):
+            for value in checked:
+                assert value.encode("utf-8") not in blob, (package.name, "identifier found")
+
+
+def test_submit_writes_a_package_and_says_what_was_kept_and_dropped(tmp_path, runner, key_dir):
+    outbox = tmp_path / "outbox"
+    result = submit_cli(runner, FIXTURE, "--org", "ORG-01", "--period", "2025-07",
+                        "--key", key_dir, "--out", outbox)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    packages = list(outbox.glob("*.casepool.zip"))
+    assert len(packages) == 1 and packages[0].name.startswith("ORG-01_2025-07_")
+    assert "Submitted for ORG-01, 2025-07: 3." in result.output
+    assert "Dropped 1 records without consent" in result.output
+    assert "Dropped 1 records registered outside 2025-07" in result.output
+    assert "Columns not submitted (never copied): Child name, Phone, Notes." in result.output
+    assert_no_identifier(packages, FIXTURE_IDENTIFIERS)
+    for value in FIXTURE_IDENTIFIERS:
+        assert value not in result.output
+    assert not [p for p in outbox.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_submit_json_matches_the_library_result(tmp_path, runner, key_dir):
+    cli = submit_cli(runner, FIXTURE, "--org", "ORG-01", "--period", "2025-07", "--key", key_dir,
+                     "--out", tmp_path / "a", "--json")  # fmt: skip
+    assert cli.exit_code == 0
+    library = submit_export(FIXTURE, org="ORG-01", period="2025-07", key_dir=key_dir,
+                            outbox=tmp_path / "b").to_dict()  # fmt: skip
+    printed = json.loads(cli.stdout)
+    assert {k: v for k, v in printed.items() if k != "package"} == {
+        k: v for k, v in library.items() if k != "package"
+    }
+    assert printed["dropped"] == {"invalid": 0, "no_consent": 1, "outside_period": 1}
+
+
+def test_the_same_export_and_key_give_the_same_pseudonyms(tmp_path, key_dir):
+    def pseudonyms(outbox):
+        out = submit_export(FIXTURE, org="ORG-01", period="2025", key_dir=key_dir, outbox=outbox)
+        with zipfile.ZipFile(out.package) as archive:
+            return pl.read_parquet(io.BytesIO(archive.read(DATA))).get_column("pseudonym").to_list()
+
+    assert pseudonyms(tmp_path / "a") == pseudonyms(tmp_path / "b")
+    generate_keys("ORG-01", tmp_path / "other")
+    other = submit_export(FIXTURE, org="ORG-01", period="2025", key_dir=tmp_path / "other",
+                          outbox=tmp_path / "c")  # fmt: skip
+    with zipfile.ZipFile(other.package) as archive:
+        theirs = set(pl.read_parquet(io.BytesIO(archive.read(DATA))).get_column("pseudonym"))
+    assert theirs.isdisjoint(pseudonyms(tmp_path / "d"))
+
+
+def test_invalid_records_refuse_with_the_validate_report_unless_dropped(tmp_path, runner, key_dir):
+    export = tmp_path / "export.csv"
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace(",F,14,", ",F,19,")  # age out of range in row 2
+    export.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outbox = tmp_path / "outbox"
+    refused = submit_cli(runner, export, "--org", "ORG-01", "--period", "2025", "--key", key_dir,
+                         "--out", outbox)  # fmt: skip
+    assert refused.exit_code == 1
+    assert "row 2, Age at first incident" in refused.output
+    assert "Not submitted: 1 records are invalid" in refused.output
+    assert not outbox.exists() or not list(outbox.iterdir())
+    dropped = submit_cli(runner, export, "--org", "ORG-01", "--period", "2025", "--key", key_dir,
+                         "--out", outbox, "--drop-invalid")  # fmt: skip
+    assert dropped.exit_code == 0, dropped.output
+    assert "Dropped 1 invalid records" in dropped.output
+
+
+def test_min_k_that_cannot_be_reached_refuses_with_exit_1(tmp_path, runner, key_dir):
+    result = submit_cli(runner, FIXTURE, "--org", "ORG-01", "--period", "2025", "--key", key_dir,
+                        "--out", tmp_path / "o", "--min-k", "10")  # fmt: skip
+    assert result.exit_code == 1
+    assert "Not submitted: even with district dropped" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--period", "2025-Q5"], "is not a reporting period"),
+        (["--period", "2025", "--org", "ORG_X"], "is not an organisation code"),
+        (["--period", "2025", "--org", "ORG-02"], "does not exist. Run `casepool keygen`"),
+    ],
+)
+def test_submit_that_cannot_run_exits_2_with_one_line(tmp_path, runner, key_dir, args, message):
+    options = {"--org": "ORG-01"}
+    merged = ["--key", str(key_dir), "--out", str(tmp_path / "o")]
+    if "--org" not in args:
+        merged += ["--org", options["--org"]]
+    result = submit_cli(runner, FIXTURE, *merged, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_no_identifier_from_synthetic_exports_appears_in_any_package(tmp_path, key_dir):
+    """Every export `casepool synth` writes, submitted per year: no truth.json identifier leaks."""
+    synth = tmp_path / "synth"
+    synthesize(synth, orgs=6, records=600, seed=11)
+    truth = json.loads((synth / "truth.json").read_text(encoding="utf-8"))
+    keys = load_keys(key_dir, "ORG-01")
+    outbox = tmp_path / "outbox"
+    identifiers: list[str] = []
+    submitted = 0
+    for export in truth["exports"]:
+        identifiers += [v for values in export["identifiers"].values() for v in values]
+        for year in ("2023", "2024", "2025"):
+            outcome = submit_export(
+                synth / export["file"],
+                org=keys.org,
+                period=year,
+                key_dir=key_dir,
+                outbox=outbox,
+                mapping=synth / export["mapping"] if export["mapping"] else None,
+                encoding=export["encoding"],
+                drop_invalid=True,
+                today=date(2025, 12, 31),
+            )
+            assert outcome.accepted, outcome.submission.status
+            submitted += outcome.submission.rows_kept
+    packages = sorted(outbox.glob("*.casepool.zip"))
+    assert len(packages) == 3 * len(truth["exports"])
+    assert submitted > 400
+    assert_no_identifier(packages, identifiers)
