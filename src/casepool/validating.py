@@ -7,8 +7,8 @@ few vectorised passes. Bad data gives findings, never exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
