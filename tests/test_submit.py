@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from casepool.cli.main import app
+from casepool.deidentifying import LADDER
 from casepool.keys import generate_keys, load_keys
 from casepool.packaging import DATA, submit_export
 from casepool.synthesis import synthesize
@@ -177,3 +178,24 @@ def test_no_identifier_from_synthetic_exports_appears_in_any_package(tmp_path, k
     assert len(packages) == 3 * len(truth["exports"])
     assert submitted > 400
     assert_no_identifier(packages, identifiers)
+
+
+def test_every_message_key_of_submit_and_the_warehouse_exists_in_four_languages():
+    import re
+
+    from casepool.i18n import messages
+    from casepool.schema import LANGUAGES
+
+    src = Path(__file__).resolve().parents[1] / "src" / "casepool"
+    files = ["keys.py", "periods.py", "deidentifying.py", "pii.py", "packaging.py", "warehouse.py"]
+    files += [f"cli/{n}.py" for n in ("keygen", "submit", "org", "ingest", "status")]
+    text = "\n".join((src / f).read_text(encoding="utf-8") for f in files)
+    keys = set(re.findall(r"(?:Error|render|_refuse)\(\s*\"([a-z][a-z0-9-]+)\"", text))
+    keys |= {f"generalisation-{step.name}" for step in LADDER[1:]}
+    keys |= {f"pii-{k}" for k in ("phone", "email", "national-id", "dropped-column-value")}
+    keys |= {"status-active", "status-superseded", "ingest-loaded", "ingest-unchanged"}
+    assert len(keys) > 40
+    known = messages()
+    for key in sorted(keys):
+        assert key in known, key
+        assert all(known[key].get(lang) for lang in LANGUAGES), key

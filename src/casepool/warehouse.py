@@ -679,7 +679,7 @@ def table_counts(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -
     """Rows per table and view (for checks and tests)."""
     names = ("organisations", "submissions", "cases", "audit_log", "active_cases")
     with open_warehouse(warehouse, read_only=True, wait=wait) as con:
-        return {n: int(_first(con.execute(f"SELECT count(*) FROM {n}"))[0]) for n in names}  # type: ignore[index]
+        return {n: int(_first(con.execute(f"SELECT count(*) FROM {n}"))[0]) for n in names}
 
 
 def data_fingerprint(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -> str:
