@@ -8,20 +8,28 @@ from typing import Annotated
 
 import typer
 
-from casepool.cli.common import DebugOption, JsonOption, LangOption, Lang, print_json, run, say
+from casepool.cli.common import DebugOption, JsonOption, Lang, LangOption, print_json, run, say
 from casepool.i18n import render
 
 
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the exports into.")],
-    orgs: Annotated[int, typer.Option("--orgs", help="Number of organisations (one export each).")] = 6,
-    records: Annotated[int, typer.Option("--records", help="Number of case records in all.")] = 3000,
+    orgs: Annotated[
+        int, typer.Option("--orgs", help="Number of organisations (one export each).")
+    ] = 6,
+    records: Annotated[
+        int, typer.Option("--records", help="Number of case records in all.")
+    ] = 3000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 2025,
     error_rate: Annotated[
         float, typer.Option("--error-rate", help="Share of rows given each kind of error.")
     ] = 0.01,
-    start: Annotated[str, typer.Option("--start", help="First month of registrations, YYYY-MM.")] = "2023-01",
-    end: Annotated[str, typer.Option("--end", help="Last month of registrations, YYYY-MM.")] = "2025-12",
+    start: Annotated[
+        str, typer.Option("--start", help="First month of registrations, YYYY-MM.")
+    ] = "2023-01",
+    end: Annotated[
+        str, typer.Option("--end", help="Last month of registrations, YYYY-MM.")
+    ] = "2025-12",
     today: Annotated[
         str | None,
         typer.Option("--today", help="Date future dates are judged by (default: end of --end)."),
@@ -49,14 +57,26 @@ def synth(
     if today:
         when = run(lambda: _parse_day(today), code, debug)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=as_json,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=as_json,
     ) as bar:
         task = bar.add_task(render("synth-progress", code), total=records)
         result = run(
             lambda: synthesize(
-                out, orgs=orgs, records=records, seed=seed, error_rate=error_rate, start=start,
-                end=end, today=when, fmt=fmt,
+                out,
+                orgs=orgs,
+                records=records,
+                seed=seed,
+                error_rate=error_rate,
+                start=start,
+                end=end,
+                today=when,
+                fmt=fmt,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             ),
             code,
@@ -65,8 +85,16 @@ def synth(
     if as_json:
         print_json(result.to_dict())
         return
-    say(render("synth-done", code, exports=len(result.exports), records=result.records,
-               errors=result.error_count, out=str(out)))
+    say(
+        render(
+            "synth-done",
+            code,
+            exports=len(result.exports),
+            records=result.records,
+            errors=result.error_count,
+            out=str(out),
+        )
+    )
 
 
 def _parse_day(text: str) -> date:

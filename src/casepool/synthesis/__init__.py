@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import yaml
 
 from casepool.errors import UsageError
@@ -49,7 +50,7 @@ class SynthesisResult:
 
     @property
     def error_count(self) -> int:
-        return sum(len(e.errors) for e in self.exports)
+        return sum(e.error_count for e in self.exports)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,8 +59,14 @@ class SynthesisResult:
             "today": self.today.isoformat(),
             "truth": "truth.json",
             "exports": [
-                {"file": e.file, "mapping": e.mapping, "dialect": e.dialect, "rows": e.rows,
-                 "errors": len(e.errors), "no_consent": len(e.no_consent_rows)}
+                {
+                    "file": e.file,
+                    "mapping": e.mapping,
+                    "dialect": e.dialect,
+                    "rows": e.rows,
+                    "errors": e.error_count,
+                    "no_consent": len(e.no_consent_rows),
+                }
                 for e in self.exports
             ],
         }
@@ -75,8 +82,9 @@ def parse_month(text: str, option: str) -> tuple[int, int]:
     return year, month
 
 
-def _check(orgs: int, records: int, error_rate: float, fmt: str, start: date, end: date,
-           today: date) -> None:
+def _check(
+    orgs: int, records: int, error_rate: float, fmt: str, start: date, end: date, today: date
+) -> None:
     if orgs < 1:
         raise UsageError("synth-bad-count", option="--orgs", minimum=1)
     if records < orgs:
@@ -138,8 +146,9 @@ def synthesize(
     for name, values in draw_identity_keys(records, rng).items():
         cases[f"key_{name}"] = values
     draw_ethnicity(cases, organisations, rng)
-    add_cross_org_copies(cases, organisations, settings["reported_elsewhere_copies"],
-                         day_number(last), rng)
+    add_cross_org_copies(
+        cases, organisations, settings["reported_elsewhere_copies"], day_number(last), rng
+    )
     order = np.lexsort((rng.random(records), cases["report_date"], cases["org"]))
     cases = cases.take(order)
     bounds = np.searchsorted(cases["org"], np.arange(orgs + 1), side="left")
@@ -148,8 +157,11 @@ def synthesize(
             raise UsageError("synth-xlsx-too-large", records=records)
     _number_cases(cases, bounds, rng)
 
-    pools = {"arabic": arabic_pools(seed), "kurdish": kurdish_pools("ckb"),
-             "kurdish_latin": kurdish_pools("latin")}
+    pools = {
+        "arabic": arabic_pools(seed),
+        "kurdish": kurdish_pools("ckb"),
+        "kurdish_latin": kurdish_pools("latin"),
+    }
     ctx = Context(schema=schema, settings=settings, pools=pools, seed=seed)
     result = SynthesisResult(out=folder, records=records, today=today)
     done = 0
@@ -162,11 +174,13 @@ def synthesize(
     locations: dict[int, tuple[str, int]] = {}
     for i, (org, dialect) in enumerate(zip(organisations, dialects, strict=True)):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
-        injected, overrides = inject(cases, lo, hi, dialect, schema, error_rate,
-                                     day_number(today), rng)
+        injected, overrides = inject(
+            cases, lo, hi, dialect, schema, error_rate, day_number(today), rng
+        )
         file_name = f"{org.slug}{dialect.suffix}"
-        written = write_export(folder / file_name, org, dialect, cases, lo, hi, overrides, ctx,
-                               advance)
+        written = write_export(
+            folder / file_name, org, dialect, cases, lo, hi, overrides, ctx, advance
+        )
         mapping_name = None
         if dialect.mapping:
             mapping_name = f"{org.slug}.mapping.yaml"
@@ -178,28 +192,38 @@ def synthesize(
             mapping=mapping_name,
             encoding=dialect.encoding if dialect.suffix == ".csv" else None,
             rows=hi - lo,
-            errors=[
-                {"row": int(e.row) - lo + 2, "field": e.field, "type": e.type}
-                for e in sorted(injected, key=lambda e: (e.row, e.field))
+            errors=injected.with_columns(pl.col("row") - lo + 2),
+            no_consent_rows=[
+                int(r) - lo + 2
+                for r in np.flatnonzero(cases["consent_statistics"][lo:hi] == 1) + lo
             ],
-            no_consent_rows=[int(r) - lo + 2 for r in np.flatnonzero(
-                cases["consent_statistics"][lo:hi] == 1) + lo],
-            identifier_columns={c.name: c.header for c in layout(dialect, schema)
-                                if c.kind == "identifier" or c.name in {"case_id", "date_of_birth"}},
+            identifier_columns={
+                c.name: c.header
+                for c in layout(dialect, schema)
+                if c.kind == "identifier" or c.name in {"case_id", "date_of_birth"}
+            },
             notes_mentioning_identifiers=[
                 int(r) + 2 for part in written.mention_rows for r in part
             ],
         )
-        place_identifiers(truth, written, folder, org.slug)
+        place_identifiers(truth, written)
         result.exports.append(truth)
         for r in np.flatnonzero(cases["reported_elsewhere"][lo:hi] == 0):
             locations[lo + int(r)] = (file_name, int(r) + 2)
     doubles = _double_registrations(cases, locations)
     write_truth(
         folder / "truth.json",
-        {"seed": seed, "organisations": orgs, "records": records, "error_rate": error_rate,
-         "start": start, "end": end, "today": today.isoformat(), "format": fmt,
-         "schema_version": schema.version},
+        {
+            "seed": seed,
+            "organisations": orgs,
+            "records": records,
+            "error_rate": error_rate,
+            "start": start,
+            "end": end,
+            "today": today.isoformat(),
+            "format": fmt,
+            "schema_version": schema.version,
+        },
         result.exports,
         doubles,
     )

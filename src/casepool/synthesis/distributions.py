@@ -118,6 +118,10 @@ class Cases:
     def take(self, index: np.ndarray) -> Cases:
         return Cases({k: v[index] for k, v in self.columns.items()})
 
+    def slice(self, start: int, stop: int) -> Cases:
+        """Rows [start, stop) as views, without copying."""
+        return Cases({k: v[start:stop] for k, v in self.columns.items()})
+
 
 def _codes(schema: CaseSchema, name: str) -> tuple[str, ...]:
     return schema.codelists[name].values
@@ -195,8 +199,10 @@ def draw_children(
     cases["survivor_age"] = age
 
     region = np.array(
-        [schema.codelists["governorate"].codes[i].attributes.get("region", "federal") == "KRI"
-         for i in range(len(governorates))]
+        [
+            schema.codelists["governorate"].codes[i].attributes.get("region", "federal") == "KRI"
+            for i in range(len(governorates))
+        ]
     )[gov]
     groups = _codes(schema, "population_group")
     population = np.zeros(size, dtype=np.int16)
@@ -233,7 +239,9 @@ def draw_children(
     cases["report_date"] = report
     time_share = (report - first) / max(last - first, 1)
 
-    lag = np.minimum(rng.geometric(1.0 / (s["lag_mean_months"] + 1.0), size) - 1, s["lag_max_months"])
+    lag = np.minimum(
+        rng.geometric(1.0 / (s["lag_mean_months"] + 1.0), size) - 1, s["lag_max_months"]
+    )
     incident = report - np.floor(lag * 30.44 + rng.random(size) * 20).astype(np.int64)
     incident = np.minimum(incident, report)
     cases["incident_date"] = incident
@@ -250,8 +258,11 @@ def draw_children(
             table = np.array([s["exploitation"][code].get(t, 0.0) for code in sexes])
             p_types.append(table[sex])
     types = _bits(rng, p_types, size)
-    fallback = np.where(sex == sexes.index("F"), exploitation.index("child_marriage"),
-                        exploitation.index("prostitution"))
+    fallback = np.where(
+        sex == sexes.index("F"),
+        exploitation.index("child_marriage"),
+        exploitation.index("prostitution"),
+    )
     types = np.where(types == 0, 1 << fallback, types).astype(np.int32)
     cases["exploitation_types"] = types
     online = (types >> online_bit) & 1 == 1
@@ -264,7 +275,9 @@ def draw_children(
     )
     gaming = platforms.index("gaming")
     boys = sex == sexes.index("M")
-    first_platform[boys & (rng.random(size) < late[gaming] * (s["gaming_boys_factor"] - 1))] = gaming
+    first_platform[boys & (rng.random(size) < late[gaming] * (s["gaming_boys_factor"] - 1))] = (
+        gaming
+    )
     mask = (1 << first_platform.astype(np.int32)).astype(np.int32)
     second = rng.random(size) < s["second_platform"]
     mask = np.where(second, mask | (1 << pick(rng, late, size).astype(np.int32)), mask)
@@ -313,7 +326,9 @@ def draw_children(
     closed = rng.random(size) < np.clip(months_open / s["closed_after_months"], 0.05, 0.9)
     cases["case_status"] = np.where(closed, 1, 0).astype(np.int16)
 
-    cases["consent_statistics"] = np.where(rng.random(size) < s["consent_no"], 1, 0).astype(np.int16)
+    cases["consent_statistics"] = np.where(rng.random(size) < s["consent_no"], 1, 0).astype(
+        np.int16
+    )
     cases["child"] = np.arange(size, dtype=np.int64)
     cases["copy"] = np.zeros(size, dtype=bool)
     _draw_birth_dates(cases, s, rng)
@@ -333,9 +348,7 @@ def age_reference(cases: Cases) -> np.ndarray:
     )
 
 
-def birth_date_for(
-    reference: np.ndarray, age: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def birth_date_for(reference: np.ndarray, age: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A date of birth giving exactly `age` completed years on the reference day.
 
     The birthday falls 31 to 330 days before the reference's anniversary, so the age holds at
@@ -354,10 +367,25 @@ def _draw_birth_dates(cases: Cases, s: Settings, rng: np.random.Generator) -> No
 
 # Fields that describe the child and the incident: shared by both registrations of one child.
 CHILD_FIELDS = (
-    "child", "ethnicity", "survivor_sex", "survivor_age", "date_of_birth", "dob_given",
-    "population_group", "minority_community", "disability", "governorate", "district",
-    "incident_date", "incident_given", "incident_month_only", "exploitation_types",
-    "online_platforms", "violence_type", "perpetrator_relationship", "working_child",
+    "child",
+    "ethnicity",
+    "survivor_sex",
+    "survivor_age",
+    "date_of_birth",
+    "dob_given",
+    "population_group",
+    "minority_community",
+    "disability",
+    "governorate",
+    "district",
+    "incident_date",
+    "incident_given",
+    "incident_month_only",
+    "exploitation_types",
+    "online_platforms",
+    "violence_type",
+    "perpetrator_relationship",
+    "working_child",
     "out_of_school",
 )
 ETHNICITY = {"arabic": 0, "kurdish": 1, "kurdish_latin": 1}
@@ -371,7 +399,10 @@ def draw_ethnicity(cases: Cases, orgs: Sequence[Organisation], rng: np.random.Ge
 
 
 def add_cross_org_copies(
-    cases: Cases, orgs: Sequence[Organisation], share: float, last_day: int,
+    cases: Cases,
+    orgs: Sequence[Organisation],
+    share: float,
+    last_day: int,
     rng: np.random.Generator,
 ) -> None:
     """Turn a share of rows into second registrations of another organisation's child.
@@ -381,7 +412,7 @@ def add_cross_org_copies(
     to write the child's name (a Windows-1256 export cannot hold Sorani letters).
     """
     size = cases.size
-    wanted = int(round(share * size))
+    wanted = round(share * size)
     if len(orgs) < 2 or wanted == 0:
         return
     supports = np.zeros((len(orgs), 2), dtype=bool)

@@ -15,51 +15,206 @@ import polars as pl
 
 # (Sorani script, Latin spelling); first names by sex, then family or tribal names.
 KURDISH_MALE = (
-    ("ئازاد", "Azad"), ("ئارام", "Aram"), ("دڵشاد", "Dilshad"), ("هێمن", "Hemin"),
-    ("کاروان", "Karwan"), ("ڕێبوار", "Rebwar"), ("شڤان", "Shivan"), ("سۆران", "Soran"),
-    ("زانا", "Zana"), ("بەختیار", "Bakhtiyar"), ("هاوڕێ", "Hawre"), ("سامان", "Saman"),
-    ("شێرزاد", "Sherzad"), ("دارا", "Dara"), ("بارزان", "Barzan"), ("کاوە", "Kawa"),
-    ("ڕزگار", "Rizgar"), ("نەوزاد", "Nawzad"), ("شۆڕش", "Shorsh"), ("هیوا", "Hiwa"),
-    ("سیروان", "Sirwan"), ("گۆران", "Goran"), ("ئاکۆ", "Ako"), ("هەردی", "Hardi"),
-    ("ڕێباز", "Rebaz"), ("دیار", "Diyar"), ("پشتیوان", "Pshtiwan"), ("ئالان", "Alan"),
-    ("هۆزان", "Hozan"), ("جوان", "Jwan"), ("خالید", "Khalid"), ("ئیدریس", "Idris"),
+    ("ئازاد", "Azad"),
+    ("ئارام", "Aram"),
+    ("دڵشاد", "Dilshad"),
+    ("هێمن", "Hemin"),
+    ("کاروان", "Karwan"),
+    ("ڕێبوار", "Rebwar"),
+    ("شڤان", "Shivan"),
+    ("سۆران", "Soran"),
+    ("زانا", "Zana"),
+    ("بەختیار", "Bakhtiyar"),
+    ("هاوڕێ", "Hawre"),
+    ("سامان", "Saman"),
+    ("شێرزاد", "Sherzad"),
+    ("دارا", "Dara"),
+    ("بارزان", "Barzan"),
+    ("کاوە", "Kawa"),
+    ("ڕزگار", "Rizgar"),
+    ("نەوزاد", "Nawzad"),
+    ("شۆڕش", "Shorsh"),
+    ("هیوا", "Hiwa"),
+    ("سیروان", "Sirwan"),
+    ("گۆران", "Goran"),
+    ("ئاکۆ", "Ako"),
+    ("هەردی", "Hardi"),
+    ("ڕێباز", "Rebaz"),
+    ("دیار", "Diyar"),
+    ("پشتیوان", "Pshtiwan"),
+    ("ئالان", "Alan"),
+    ("هۆزان", "Hozan"),
+    ("جوان", "Jwan"),
+    ("خالید", "Khalid"),
+    ("ئیدریس", "Idris"),
 )
 KURDISH_FEMALE = (
-    ("شیلان", "Shilan"), ("نەسرین", "Nasrin"), ("دیلان", "Dilan"), ("ژینۆ", "Zhino"),
-    ("ڕۆژان", "Rozhan"), ("لانە", "Lana"), ("چرا", "Chra"), ("شنۆ", "Shno"),
-    ("نازدار", "Nazdar"), ("ئاڤین", "Avin"), ("هانا", "Hana"), ("بەهار", "Bahar"),
-    ("کاژاڵ", "Kazhal"), ("سارا", "Sara"), ("شیرین", "Shirin"), ("گوڵاڵە", "Gulala"),
-    ("بێریڤان", "Berivan"), ("هێلین", "Helin"), ("ڕۆزا", "Roza"), ("ژیان", "Zhiyan"),
-    ("ئاواز", "Awaz"), ("تارا", "Tara"), ("نازەنین", "Nazanin"), ("ڕووناک", "Runak"),
-    ("سۆزان", "Sozan"), ("ڤیان", "Vian"), ("نیان", "Nian"), ("بەفرین", "Bafrin"),
+    ("شیلان", "Shilan"),
+    ("نەسرین", "Nasrin"),
+    ("دیلان", "Dilan"),
+    ("ژینۆ", "Zhino"),
+    ("ڕۆژان", "Rozhan"),
+    ("لانە", "Lana"),
+    ("چرا", "Chra"),
+    ("شنۆ", "Shno"),
+    ("نازدار", "Nazdar"),
+    ("ئاڤین", "Avin"),
+    ("هانا", "Hana"),
+    ("بەهار", "Bahar"),
+    ("کاژاڵ", "Kazhal"),
+    ("سارا", "Sara"),
+    ("شیرین", "Shirin"),
+    ("گوڵاڵە", "Gulala"),
+    ("بێریڤان", "Berivan"),
+    ("هێلین", "Helin"),
+    ("ڕۆزا", "Roza"),
+    ("ژیان", "Zhiyan"),
+    ("ئاواز", "Awaz"),
+    ("تارا", "Tara"),
+    ("نازەنین", "Nazanin"),
+    ("ڕووناک", "Runak"),
+    ("سۆزان", "Sozan"),
+    ("ڤیان", "Vian"),
+    ("نیان", "Nian"),
+    ("بەفرین", "Bafrin"),
 )
 KURDISH_FAMILY = (
-    ("بارزانی", "Barzani"), ("تاڵەبانی", "Talabani"), ("جاف", "Jaff"), ("هەورامی", "Hawrami"),
-    ("دۆسکی", "Doski"), ("زێباری", "Zebari"), ("میزووری", "Mizuri"), ("سندی", "Sindi"),
-    ("هەرکی", "Harki"), ("بابان", "Baban"), ("ڕەشید", "Rashid"), ("مەحموود", "Mahmood"),
-    ("قادر", "Qadir"), ("کەریم", "Karim"), ("عەزیز", "Aziz"), ("ساڵح", "Salih"),
-    ("حوسێن", "Hussein"), ("گەردی", "Gardi"), ("شوانی", "Shwani"), ("بەرزنجی", "Barzinji"),
+    ("بارزانی", "Barzani"),
+    ("تاڵەبانی", "Talabani"),
+    ("جاف", "Jaff"),
+    ("هەورامی", "Hawrami"),
+    ("دۆسکی", "Doski"),
+    ("زێباری", "Zebari"),
+    ("میزووری", "Mizuri"),
+    ("سندی", "Sindi"),
+    ("هەرکی", "Harki"),
+    ("بابان", "Baban"),
+    ("ڕەشید", "Rashid"),
+    ("مەحموود", "Mahmood"),
+    ("قادر", "Qadir"),
+    ("کەریم", "Karim"),
+    ("عەزیز", "Aziz"),
+    ("ساڵح", "Salih"),
+    ("حوسێن", "Hussein"),
+    ("گەردی", "Gardi"),
+    ("شوانی", "Shwani"),
+    ("بەرزنجی", "Barzinji"),
 )
 # Iraqi tribal names faker's Arabic locales lack.
 IRAQI_FAMILY = (
-    "الجبوري", "العبيدي", "الدليمي", "الشمري", "التميمي", "الزبيدي", "الخزرجي", "الربيعي",
-    "الساعدي", "الموسوي", "الحسيني", "العزاوي", "الطائي", "الجنابي", "البياتي", "الحمداني",
+    "الجبوري",
+    "العبيدي",
+    "الدليمي",
+    "الشمري",
+    "التميمي",
+    "الزبيدي",
+    "الخزرجي",
+    "الربيعي",
+    "الساعدي",
+    "الموسوي",
+    "الحسيني",
+    "العزاوي",
+    "الطائي",
+    "الجنابي",
+    "البياتي",
+    "الحمداني",
 )
 NEIGHBOURHOODS = {
-    "ar": ("الزهراء", "النور", "الصناعي", "العسكري", "الحدباء", "الجامعة", "المثنى", "الرفاعي",
-           "الأندلس", "الكرامة", "الشهداء", "السلام", "العروبة", "الضباط", "الربيع"),
-    "ckb": ("ڕزگاری", "ئازادی", "شۆڕش", "بەختیاری", "سەرچنار", "کانی با", "ئاشتی", "ڕاپەڕین",
-            "زانکۆ", "گۆیژە", "ئیسکان", "کوێستان"),
-    "en": ("Azadi", "Rizgari", "Shorsh", "Ankawa", "Malta", "Nakhoshkhana", "Zakho Road",
-           "Bakhtiari", "Al-Zuhour", "Al-Muhandiseen", "Al-Nour", "Al-Sinaa"),
+    "ar": (
+        "الزهراء",
+        "النور",
+        "الصناعي",
+        "العسكري",
+        "الحدباء",
+        "الجامعة",
+        "المثنى",
+        "الرفاعي",
+        "الأندلس",
+        "الكرامة",
+        "الشهداء",
+        "السلام",
+        "العروبة",
+        "الضباط",
+        "الربيع",
+    ),
+    "ckb": (
+        "ڕزگاری",
+        "ئازادی",
+        "شۆڕش",
+        "بەختیاری",
+        "سەرچنار",
+        "کانی با",
+        "ئاشتی",
+        "ڕاپەڕین",
+        "زانکۆ",
+        "گۆیژە",
+        "ئیسکان",
+        "کوێستان",
+    ),
+    "en": (
+        "Azadi",
+        "Rizgari",
+        "Shorsh",
+        "Ankawa",
+        "Malta",
+        "Nakhoshkhana",
+        "Zakho Road",
+        "Bakhtiari",
+        "Al-Zuhour",
+        "Al-Muhandiseen",
+        "Al-Nour",
+        "Al-Sinaa",
+    ),
 }
 CAMPS = {
-    "ar": ("خانكي", "شاريا", "دوميز", "كبرتو", "روانكة", "باجد كندالا", "ايسيان", "مامرشان",
-           "جمشكو", "قاديا", "عربت", "آشتي", "ديبكة", "حسن شام"),
-    "ckb": ("خانکێ", "شاریا", "دۆمیز", "کەبەرتۆ", "ڕوانگە", "باجێد کەندالا", "ئیسیان", "مامرەشان",
-            "چەمیشکۆ", "قادیا", "عەربەت", "ئاشتی", "دیبەگە", "حەسەن شام"),
-    "en": ("Khanke", "Sharya", "Domiz", "Kabarto", "Rwanga", "Bajet Kandala", "Essian", "Mamrashan",
-           "Chamishku", "Qadia", "Arbat", "Ashti", "Debaga", "Hasansham"),
+    "ar": (
+        "خانكي",
+        "شاريا",
+        "دوميز",
+        "كبرتو",
+        "روانكة",
+        "باجد كندالا",
+        "ايسيان",
+        "مامرشان",
+        "جمشكو",
+        "قاديا",
+        "عربت",
+        "آشتي",
+        "ديبكة",
+        "حسن شام",
+    ),
+    "ckb": (
+        "خانکێ",
+        "شاریا",
+        "دۆمیز",
+        "کەبەرتۆ",
+        "ڕوانگە",
+        "باجێد کەندالا",
+        "ئیسیان",
+        "مامرەشان",
+        "چەمیشکۆ",
+        "قادیا",
+        "عەربەت",
+        "ئاشتی",
+        "دیبەگە",
+        "حەسەن شام",
+    ),
+    "en": (
+        "Khanke",
+        "Sharya",
+        "Domiz",
+        "Kabarto",
+        "Rwanga",
+        "Bajet Kandala",
+        "Essian",
+        "Mamrashan",
+        "Chamishku",
+        "Qadia",
+        "Arbat",
+        "Ashti",
+        "Debaga",
+        "Hasansham",
+    ),
 }
 ADDRESS = {
     "ar": ("حي {}", "زقاق {}", "دار {}", "مخيم {}", "قاطع {}", "خيمة {}"),
@@ -174,18 +329,17 @@ def kurdish_pools(script: str) -> NamePools:
 
 def draw_identity_keys(size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Raw random keys per child; each export turns them into names in its own script."""
-    keys = {
-        name: rng.integers(0, 1 << 30, size, dtype=np.int64)
-        for name in ("first", "father", "grandfather", "family", "mother", "neighbourhood",
-                     "note")
+    keys: dict[str, np.ndarray] = {
+        name: rng.integers(0, 1 << 30, size, dtype=np.int32)
+        for name in ("first", "father", "grandfather", "family", "mother", "neighbourhood", "note")
     }
     keys["caregiver_is_mother"] = rng.random(size) < 0.35
-    keys["phone_prefix"] = rng.integers(0, len(MOBILE_PREFIXES), size, dtype=np.int64)
-    keys["phone_number"] = rng.integers(0, 10_000_000, size, dtype=np.int64)
-    keys["phone_style"] = rng.integers(0, 4, size, dtype=np.int64)
-    keys["street"] = rng.integers(1, 60, size, dtype=np.int64)
-    keys["house"] = rng.integers(1, 400, size, dtype=np.int64)
-    keys["note_draw"] = rng.random(size)
+    keys["phone_prefix"] = rng.integers(0, len(MOBILE_PREFIXES), size, dtype=np.int32)
+    keys["phone_number"] = rng.integers(0, 10_000_000, size, dtype=np.int32)
+    keys["phone_style"] = rng.integers(0, 4, size, dtype=np.int32)
+    keys["street"] = rng.integers(1, 60, size, dtype=np.int32)
+    keys["house"] = rng.integers(1, 400, size, dtype=np.int32)
+    keys["note_draw"] = rng.random(size, dtype=np.float32)
     return keys
 
 
@@ -205,9 +359,16 @@ def person_names(
     family = _gather(pools.family, keys["family"])
     mother = _gather(pools.female, keys["mother"])
     frame = pl.DataFrame(
-        {"girl": girl_first, "boy": boy_first, "father": father, "grandfather": grandfather,
-         "family": family, "mother": mother, "female": female,
-         "is_mother": keys["caregiver_is_mother"]}
+        {
+            "girl": girl_first,
+            "boy": boy_first,
+            "father": father,
+            "grandfather": grandfather,
+            "family": family,
+            "mother": mother,
+            "female": female,
+            "is_mother": keys["caregiver_is_mother"],
+        }
     )
     out = frame.select(
         first=pl.when(pl.col("female")).then("girl").otherwise("boy"),
@@ -215,8 +376,9 @@ def person_names(
         .then(pl.concat_str("mother", "family", separator=" "))
         .otherwise(pl.concat_str("father", "grandfather", "family", separator=" ")),
     ).with_columns(
-        child=pl.concat_str(pl.col("first"), frame.get_column("father"),
-                            frame.get_column("family"), separator=" ")
+        child=pl.concat_str(
+            pl.col("first"), frame.get_column("father"), frame.get_column("family"), separator=" "
+        )
     )
     return out.get_column("first"), out.get_column("child"), out.get_column("caregiver")
 
@@ -226,15 +388,20 @@ def phone_numbers(keys: dict[str, np.ndarray], plus_allowed: bool) -> pl.Series:
     +964 750 123 4567 (only where a leading + is safe, i.e. XLSX text cells) or 00964 ..."""
     prefix = _gather(MOBILE_PREFIXES, keys["phone_prefix"])
     number = pl.Series(keys["phone_number"]).cast(pl.String).str.zfill(7)
-    style = keys["phone_style"] if plus_allowed else np.where(
-        keys["phone_style"] == 2, 3, keys["phone_style"]
+    style = (
+        keys["phone_style"]
+        if plus_allowed
+        else np.where(keys["phone_style"] == 2, 3, keys["phone_style"])
     )
     frame = pl.DataFrame({"p": prefix, "n": number, "s": style})
     head, tail = pl.col("n").str.slice(0, 3), pl.col("n").str.slice(3, 4)
     return frame.select(
-        pl.when(pl.col("s") == 0).then(pl.concat_str(pl.lit("0"), "p", pl.lit(" "), head, pl.lit(" "), tail))
-        .when(pl.col("s") == 1).then(pl.concat_str(pl.lit("0"), "p", head, tail))
-        .when(pl.col("s") == 2).then(pl.concat_str(pl.lit("+964 "), "p", pl.lit(" "), head, pl.lit(" "), tail))
+        pl.when(pl.col("s") == 0)
+        .then(pl.concat_str(pl.lit("0"), "p", pl.lit(" "), head, pl.lit(" "), tail))
+        .when(pl.col("s") == 1)
+        .then(pl.concat_str(pl.lit("0"), "p", head, tail))
+        .when(pl.col("s") == 2)
+        .then(pl.concat_str(pl.lit("+964 "), "p", pl.lit(" "), head, pl.lit(" "), tail))
         .otherwise(pl.concat_str(pl.lit("00964 "), "p", pl.lit(" "), head, pl.lit(" "), tail))
         .alias("phone")
     ).get_column("phone")
@@ -266,15 +433,33 @@ def addresses(
         return pl.format(template, pl.col(column))
 
     if lang == "en":
-        town = [part(parts[2], "house"), part(parts[1], "street"), part(parts[0], "neigh"),
-                pl.col("district"), pl.col("gov")]
-        camp = [part(parts[3], "camp"), part(parts[4], "street"), part(parts[5], "house"),
-                pl.col("gov")]
+        town = [
+            part(parts[2], "house"),
+            part(parts[1], "street"),
+            part(parts[0], "neigh"),
+            pl.col("district"),
+            pl.col("gov"),
+        ]
+        camp = [
+            part(parts[3], "camp"),
+            part(parts[4], "street"),
+            part(parts[5], "house"),
+            pl.col("gov"),
+        ]
     else:
-        town = [pl.col("gov"), pl.col("district"), part(parts[0], "neigh"),
-                part(parts[1], "street"), part(parts[2], "house")]
-        camp = [pl.col("gov"), part(parts[3], "camp"), part(parts[4], "street"),
-                part(parts[5], "house")]
+        town = [
+            pl.col("gov"),
+            pl.col("district"),
+            part(parts[0], "neigh"),
+            part(parts[1], "street"),
+            part(parts[2], "house"),
+        ]
+        camp = [
+            pl.col("gov"),
+            part(parts[3], "camp"),
+            part(parts[4], "street"),
+            part(parts[5], "house"),
+        ]
     return frame.select(
         pl.when(pl.col("in_camp"))
         .then(pl.concat_str(camp, separator=sep, ignore_nulls=True))
@@ -311,8 +496,11 @@ def notes(
             continue
         index = pl.Series(rows)
         frame = pl.DataFrame(
-            {"child": child_first.gather(index), "caregiver": caregiver.gather(index),
-             "phone": phone.gather(index)}
+            {
+                "child": child_first.gather(index),
+                "caregiver": caregiver.gather(index),
+                "phone": phone.gather(index),
+            }
         )
         # pl.format takes positional {} only: turn the named placeholders into an ordered list.
         order = [name for name in ("child", "caregiver", "phone") if "{" + name + "}" in template]

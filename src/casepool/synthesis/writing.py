@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,22 +33,26 @@ from casepool.synthesis.identities import (
 )
 
 CHUNK_ROWS = 250_000
+INLINE_IDENTIFIERS = 100_000  # exports up to this many rows list their identifiers in truth.json
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
 EXCEL_EPOCH_SERIAL = 25569  # the Excel serial number of 1970-01-01
 FIXED_TIMESTAMP = datetime(2025, 1, 1)  # workbook metadata, so the same seed gives the same bytes
 
 
 @dataclass(frozen=True)
-class Raw:
-    """A cell written as-is over the rendered value: an injected error.
+class Patch:
+    """Cells written over the rendered ones in some rows: injected errors.
 
-    Either literal text (digits localised when `localise`), or codes written with the dialect's
-    labels and separator followed by an unknown token.
+    Either literal text per row (digits localised when `localise`), or codes written in the
+    dialect's labels: a bit mask per row for a multi-select field, or two code indices per row
+    (shape n x 2) for a single-choice field; `token`, when given, is added as one more value.
+    `rows` index `cases` and are sorted.
     """
 
-    text: str | None = None
-    codes: tuple[str, ...] = ()
-    token: str | None = None
+    rows: np.ndarray
+    text: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    token: np.ndarray | None = None
     localise: bool = True
 
 
@@ -77,6 +82,11 @@ class Written:
 
     identifiers: dict[str, list[pl.Series]] = field(default_factory=dict)
     mention_rows: list[np.ndarray] = field(default_factory=list)
+    collect: bool = True  # False for big exports: their identifier columns are the record
+
+    def add(self, kind: str, values: pl.Series) -> None:
+        if self.collect:
+            self.identifiers.setdefault(kind, []).append(values.drop_nulls().unique())
 
 
 def layout(dialect: Dialect, schema: CaseSchema) -> list[Column]:
@@ -92,7 +102,9 @@ def layout(dialect: Dialect, schema: CaseSchema) -> list[Column]:
             continue
         header = field_header(dialect, schema, name)
         if dialect.kobo and schema.field(name).multi:
-            columns.append(Column(header, "summary" if name in dialect.detail_fields else "field", name))
+            columns.append(
+                Column(header, "summary" if name in dialect.detail_fields else "field", name)
+            )
             for code in schema.codelist_of(schema.field(name)).values:
                 columns.append(Column(f"{header}/{code}", "detail", name, code))
         else:
@@ -133,7 +145,9 @@ def _dates(days: np.ndarray, given: np.ndarray, style: str, dialect: Dialect) ->
 def _code_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
     """Written values by code index, with null last for NONE."""
     codes = schema.codelist_of(schema.field(name)).values
-    return pl.Series([written_code(dialect, schema, name, c) for c in codes] + [None], dtype=pl.String)
+    return pl.Series(
+        [written_code(dialect, schema, name, c) for c in codes] + [None], dtype=pl.String
+    )
 
 
 def _multi_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
@@ -142,7 +156,9 @@ def _multi_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
     separator = dialect.multi_separator if dialect.values is not None else " "
     table: list[str | None] = [None]
     for mask in range(1, 1 << len(codes)):
-        chosen = [written_code(dialect, schema, name, c) for i, c in enumerate(codes) if mask >> i & 1]
+        chosen = [
+            written_code(dialect, schema, name, c) for i, c in enumerate(codes) if mask >> i & 1
+        ]
         table.append(separator.join(chosen))
     return pl.Series(table, dtype=pl.String)
 
@@ -176,23 +192,31 @@ def _case_ids(org: Organisation, dialect: Dialect, chunk: Cases) -> pl.Series:
     return frame.select(pl.concat_str(expressions).alias("case_id")).to_series()
 
 
-def _raw_text(raw: Raw, dialect: Dialect, schema: CaseSchema, name: str) -> str:
-    if raw.text is not None:
-        if raw.localise and dialect.digits == "arabic_indic":
-            return str(arabic_indic(pl.Series([raw.text]))[0])
-        return raw.text
+def _patch_text(
+    patch: Patch, i0: int, i1: int, dialect: Dialect, schema: CaseSchema, name: str
+) -> pl.Series:
+    """The text of rows i0..i1 of a patch, as the dialect writes it."""
+    if patch.text is not None:
+        text = pl.Series(list(patch.text[i0:i1]), dtype=pl.String)
+        return _localise(text, dialect) if patch.localise else text
+    assert patch.codes is not None
     separator = dialect.multi_separator if dialect.values is not None else " "
-    parts = [written_code(dialect, schema, name, c) for c in raw.codes]
-    if raw.token is not None:
-        parts.append(raw.token)
-    return separator.join(parts)
+    codes = patch.codes[i0:i1]
+    if codes.ndim == 1:
+        parts = [_gather_codes(_multi_lookup(dialect, schema, name), codes)]
+    else:
+        lookup = _code_lookup(dialect, schema, name)
+        parts = [_gather_codes(lookup, codes[:, 0]), _gather_codes(lookup, codes[:, 1])]
+    if patch.token is not None:
+        parts.append(pl.Series(list(patch.token[i0:i1]), dtype=pl.String))
+    return pl.select(pl.concat_str(parts, separator=separator)).to_series()
 
 
 def render_chunk(
     org: Organisation,
     dialect: Dialect,
     chunk: Cases,
-    overrides: dict[str, dict[int, Raw]],
+    overrides: dict[str, list[Patch]],
     first_row: int,
     ctx: Context,
     written: Written,
@@ -233,28 +257,35 @@ def render_chunk(
         elif name == "date_of_birth":
             values = _dates(chunk["date_of_birth"], chunk["dob_given"], dialect.dob_format, dialect)
         elif name == "report_date":
-            values = _dates(chunk["report_date"], np.ones(size, dtype=bool), dialect.report_format, dialect)
+            values = _dates(
+                chunk["report_date"], np.ones(size, dtype=bool), dialect.report_format, dialect
+            )
         elif name == "incident_date":
             given = chunk["incident_given"]
-            values = _dates(chunk["incident_date"], given & ~month_only, dialect.incident_format, dialect)
-            months = _dates(chunk["incident_date"], given & month_only, dialect.month_format, dialect)
+            values = _dates(
+                chunk["incident_date"], given & ~month_only, dialect.incident_format, dialect
+            )
+            months = _dates(
+                chunk["incident_date"], given & month_only, dialect.month_format, dialect
+            )
             if values.dtype == pl.String:
                 values = values.fill_null(months)
             else:
                 text = months
         else:
             values = _gather_codes(_code_lookup(dialect, schema, name), chunk[name])
-        if column.kind == "field" and name in overrides:
-            lo = offset + first_row
-            rows = [r for r in overrides[name] if lo <= r < lo + size]
-            if rows:
-                patch = [_raw_text(overrides[name][r], dialect, schema, name) for r in rows]
-                positions = pl.Series([r - lo for r in rows], dtype=pl.Int64)
-                if values.dtype == pl.String:
-                    values = values.scatter(positions, pl.Series(patch, dtype=pl.String))
-                else:
-                    base = text if text is not None else pl.Series([None] * size, dtype=pl.String)
-                    text = base.scatter(positions, pl.Series(patch, dtype=pl.String))
+        lo = offset + first_row
+        for patch in overrides.get(name, []) if column.kind == "field" else []:
+            i0, i1 = (int(i) for i in np.searchsorted(patch.rows, [lo, lo + size]))
+            if i0 == i1:
+                continue
+            written_text = _patch_text(patch, i0, i1, dialect, schema, name)
+            positions = pl.Series(patch.rows[i0:i1] - lo, dtype=pl.Int64)
+            if values.dtype == pl.String:
+                values = values.scatter(positions, written_text)
+            else:
+                base = text if text is not None else pl.Series([None] * size, dtype=pl.String)
+                text = base.scatter(positions, written_text)
         if name == "case_id" or name == "date_of_birth":
             _remember(written, name, values, text)
         out.append((column, values, text))
@@ -265,11 +296,15 @@ def _remember(written: Written, name: str, values: pl.Series, text: pl.Series | 
     shown = values if values.dtype == pl.String else values.cast(pl.String)
     if text is not None:
         shown = text.fill_null(shown)
-    written.identifiers.setdefault(name, []).append(shown.drop_nulls().unique())
+    written.add(name, shown)
 
 
 def _identities(
-    org: Organisation, dialect: Dialect, chunk: Cases, ctx: Context, written: Written,
+    org: Organisation,
+    dialect: Dialect,
+    chunk: Cases,
+    ctx: Context,
+    written: Written,
     first_row: int,
 ) -> dict[str, pl.Series]:
     """Names, phone, address and notes of each row, in the export's script and language."""
@@ -284,8 +319,15 @@ def _identities(
     first_ku, child_ku, carer_ku = person_names(ctx.pools[kurdish_script], keys, female)
     kurdish = pl.Series(chunk["ethnicity"] == 1)
     frame = pl.DataFrame(
-        {"k": kurdish, "fa": first_ar, "ca": child_ar, "ga": carer_ar, "fk": first_ku,
-         "ck": child_ku, "gk": carer_ku}
+        {
+            "k": kurdish,
+            "fa": first_ar,
+            "ca": child_ar,
+            "ga": carer_ar,
+            "fk": first_ku,
+            "ck": child_ku,
+            "gk": carer_ku,
+        }
     ).select(
         first=pl.when("k").then("fk").otherwise("fa"),
         child=pl.when("k").then("ck").otherwise("ca"),
@@ -306,8 +348,13 @@ def _identities(
     )
     address = _localise(addresses(keys, lang, gov, district, in_camp), dialect)
     note, mentions = notes(
-        keys, lang, s["notes_given"], s["notes_mention_identifier"], frame.get_column("first"),
-        frame.get_column("carer"), phone,
+        keys,
+        lang,
+        s["notes_given"],
+        s["notes_mention_identifier"],
+        frame.get_column("first"),
+        frame.get_column("carer"),
+        phone,
     )
     result = {
         "survivor_name": frame.get_column("child"),
@@ -317,15 +364,15 @@ def _identities(
         "notes": note,
     }
     for kind, values in result.items():
-        written.identifiers.setdefault(kind, []).append(values.drop_nulls().unique())
+        written.add(kind, values)
     mentioned = np.flatnonzero(mentions)
     written.mention_rows.append(mentioned + first_row)
-    for kind, values in (("mentioned_names", frame.get_column("first")),
-                         ("mentioned_names", frame.get_column("carer")),
-                         ("mentioned_phones", phone)):
-        written.identifiers.setdefault(kind, []).append(
-            values.gather(pl.Series(mentioned, dtype=pl.Int64)).unique()
-        )
+    for kind, values in (
+        ("mentioned_names", frame.get_column("first")),
+        ("mentioned_names", frame.get_column("carer")),
+        ("mentioned_phones", phone),
+    ):
+        written.add(kind, values.gather(pl.Series(mentioned, dtype=pl.Int64)))
     return result
 
 
@@ -366,12 +413,12 @@ def write_export(
     cases: Cases,
     start: int,
     stop: int,
-    overrides: dict[str, dict[int, Raw]],
+    overrides: dict[str, list[Patch]],
     ctx: Context,
     advance: Callable[[int], None],
 ) -> Written:
     """Write rows [start, stop) of `cases` (one organisation's, in order) as one export file."""
-    written = Written()
+    written = Written(collect=stop - start <= INLINE_IDENTIFIERS)
     if dialect.suffix == ".xlsx":
         _write_xlsx(path, org, dialect, cases, start, stop, overrides, ctx, written, advance)
     elif dialect.suffix == ".parquet":
@@ -392,28 +439,55 @@ def _frame(rendered: list[tuple[Column, pl.Series, pl.Series | None]]) -> pl.Dat
 
 
 def _write_csv(
-    path: Path, org: Organisation, dialect: Dialect, cases: Cases, start: int, stop: int,
-    overrides: dict[str, dict[int, Raw]], ctx: Context, written: Written,
+    path: Path,
+    org: Organisation,
+    dialect: Dialect,
+    cases: Cases,
+    start: int,
+    stop: int,
+    overrides: dict[str, list[Patch]],
+    ctx: Context,
+    written: Written,
     advance: Callable[[int], None],
 ) -> None:
     with path.open("wb") as handle:
         for lo, hi in chunks(start, stop):
-            rendered = render_chunk(org, dialect, cases.take(np.arange(lo, hi)), overrides,
-                                    lo - start, ctx, written, start)
-            text = _frame(rendered).write_csv(
-                include_header=lo == start,
-                separator=dialect.separator,
-                quote_style="always" if dialect.quote_all else "necessary",
-                line_terminator=dialect.line_terminator,
+            rendered = render_chunk(
+                org,
+                dialect,
+                cases.slice(lo, hi),
+                overrides,
+                lo - start,
+                ctx,
+                written,
+                start,
             )
-            encoding = dialect.encoding if lo == start else dialect.encoding.replace("-sig", "")
-            handle.write(text.encode(encoding))
+            options: dict[str, Any] = {
+                "include_header": lo == start,
+                "separator": dialect.separator,
+                "quote_style": "always" if dialect.quote_all else "necessary",
+                "line_terminator": dialect.line_terminator,
+            }
+            frame = _frame(rendered)
+            if dialect.encoding.startswith("utf-8"):
+                if lo == start and dialect.encoding == "utf-8-sig":
+                    handle.write(codecs.BOM_UTF8)
+                frame.write_csv(handle, **options)
+            else:
+                handle.write(frame.write_csv(**options).encode(dialect.encoding))
             advance(hi - lo)
 
 
 def _write_parquet(
-    path: Path, org: Organisation, dialect: Dialect, cases: Cases, start: int, stop: int,
-    overrides: dict[str, dict[int, Raw]], ctx: Context, written: Written,
+    path: Path,
+    org: Organisation,
+    dialect: Dialect,
+    cases: Cases,
+    start: int,
+    stop: int,
+    overrides: dict[str, list[Patch]],
+    ctx: Context,
+    written: Written,
     advance: Callable[[int], None],
 ) -> None:
     import pyarrow.parquet as pq
@@ -421,8 +495,16 @@ def _write_parquet(
     writer: Any = None
     try:
         for lo, hi in chunks(start, stop):
-            rendered = render_chunk(org, dialect, cases.take(np.arange(lo, hi)), overrides,
-                                    lo - start, ctx, written, start)
+            rendered = render_chunk(
+                org,
+                dialect,
+                cases.slice(lo, hi),
+                overrides,
+                lo - start,
+                ctx,
+                written,
+                start,
+            )
             table = _frame(rendered).to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
@@ -434,8 +516,15 @@ def _write_parquet(
 
 
 def _write_xlsx(
-    path: Path, org: Organisation, dialect: Dialect, cases: Cases, start: int, stop: int,
-    overrides: dict[str, dict[int, Raw]], ctx: Context, written: Written,
+    path: Path,
+    org: Organisation,
+    dialect: Dialect,
+    cases: Cases,
+    start: int,
+    stop: int,
+    overrides: dict[str, list[Patch]],
+    ctx: Context,
+    written: Written,
     advance: Callable[[int], None],
 ) -> None:
     import xlsxwriter
@@ -458,8 +547,9 @@ def _write_xlsx(
     bold = workbook.add_format({"bold": True})
     row_number = 0
     for lo, hi in chunks(start, stop):
-        rendered = render_chunk(org, dialect, cases.take(np.arange(lo, hi)), overrides,
-                                lo - start, ctx, written, start)
+        rendered = render_chunk(
+            org, dialect, cases.slice(lo, hi), overrides, lo - start, ctx, written, start
+        )
         if lo == start:
             sheet.write_row(0, 0, [c.header for c, _, _ in rendered], bold)
         columns: list[list[Any]] = []
@@ -470,8 +560,8 @@ def _write_xlsx(
                     if value is not None:
                         cells[i] = value
             columns.append(cells)
-        for cells in zip(*columns, strict=True):
+        for row in zip(*columns, strict=True):
             row_number += 1
-            sheet.write_row(row_number, 0, cells)
+            sheet.write_row(row_number, 0, row)
         advance(hi - lo)
     workbook.close()
