@@ -103,8 +103,11 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    if len(_UTF8_SEQUENCE.findall(sample)) >= _MIXED_MIN_SEQUENCES:
-        # Plenty of valid UTF-8 and some bytes that are not: two encodings pasted together.
+    valid = len(_UTF8_SEQUENCE.findall(sample))
+    invalid = sample.decode("utf-8", errors="replace").count("\ufffd")
+    if valid >= _MIXED_MIN_SEQUENCES and valid > invalid:
+        # Mostly valid UTF-8 with some bytes that are not: two encodings pasted together.
+        # (A legacy single-byte file, e.g. cp1256 Arabic, is mostly invalid as UTF-8.)
         return MIXED
     from charset_normalizer import from_bytes
 
