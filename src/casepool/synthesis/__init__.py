@@ -245,19 +245,20 @@ def _double_registrations(
     cases: Cases, locations: dict[int, tuple[str, int]]
 ) -> list[list[dict[str, Any]]]:
     """Pairs of rows in two exports that are the same child (flagged reported_elsewhere)."""
-    copies = np.flatnonzero(cases["copy"])
-    by_child: dict[int, list[int]] = {}
-    wanted = set(cases["child"][copies].tolist())
-    for r in locations:
-        child = int(cases["child"][r])
-        if child in wanted:
-            by_child.setdefault(child, []).append(r)
-    pairs = []
-    for child in sorted(by_child):
-        rows = sorted(by_child[child])
-        if len(rows) == 2:
-            pairs.append([{"file": locations[r][0], "row": locations[r][1]} for r in rows])
-    return pairs
+    copied = np.unique(cases["child"][cases["copy"]])
+    rows = np.array(sorted(locations), dtype=np.int64)
+    rows = rows[np.isin(cases["child"][rows], copied)]
+    pairs = (
+        pl.DataFrame({"child": cases["child"][rows], "row": rows})
+        .group_by("child")
+        .agg(pl.col("row").sort())
+        .filter(pl.col("row").list.len() == 2)
+        .sort("child")
+    )
+    return [
+        [{"file": locations[r][0], "row": locations[r][1]} for r in pair]
+        for pair in pairs.get_column("row").to_list()
+    ]
 
 
 def mapping_yaml(dialect: Dialect, schema: CaseSchema, org: Organisation) -> str:

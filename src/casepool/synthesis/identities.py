@@ -347,38 +347,48 @@ def _gather(pool: tuple[str, ...], keys: np.ndarray) -> pl.Series:
     return pl.Series(pool, dtype=pl.String).gather(pl.Series(keys % len(pool)))
 
 
+def _gather_two(
+    first: tuple[str, ...], second: tuple[str, ...], keys: np.ndarray, use_second: np.ndarray
+) -> pl.Series:
+    """Pick from `second` where use_second, else from `first`, in one gather."""
+    index = np.where(use_second, len(first) + keys % len(second), keys % len(first))
+    return pl.Series(first + second, dtype=pl.String).gather(pl.Series(index))
+
+
 def person_names(
-    pools: NamePools, keys: dict[str, np.ndarray], female: np.ndarray
+    pools: tuple[NamePools, NamePools],
+    keys: dict[str, np.ndarray],
+    female: np.ndarray,
+    second: np.ndarray,
 ) -> tuple[pl.Series, pl.Series, pl.Series]:
     """(child's first name, child's full name, caregiver's full name) in the Iraqi pattern:
-    own name, father's name, family name; the caregiver is the father or the mother."""
-    girl_first = _gather(pools.female, keys["first"])
-    boy_first = _gather(pools.male, keys["first"])
-    father = _gather(pools.male, keys["father"])
-    grandfather = _gather(pools.male, keys["grandfather"])
-    family = _gather(pools.family, keys["family"])
-    mother = _gather(pools.female, keys["mother"])
+    own name, father's name, family name; the caregiver is the father or the mother.
+    Names come from the second pool where `second` (e.g. Kurdish), else from the first."""
+    a, b = pools
+
+    def names(part: str, key: str) -> pl.Series:
+        return _gather_two(getattr(a, part), getattr(b, part), keys[key], second)
+
     frame = pl.DataFrame(
         {
-            "girl": girl_first,
-            "boy": boy_first,
-            "father": father,
-            "grandfather": grandfather,
-            "family": family,
-            "mother": mother,
-            "female": female,
+            "first": pl.select(
+                pl.when(pl.lit(pl.Series(female)))
+                .then(pl.lit(names("female", "first")))
+                .otherwise(pl.lit(names("male", "first")))
+            ).to_series(),
+            "father": names("male", "father"),
+            "grandfather": names("male", "grandfather"),
+            "family": names("family", "family"),
+            "mother": names("female", "mother"),
             "is_mother": keys["caregiver_is_mother"],
         }
     )
     out = frame.select(
-        first=pl.when(pl.col("female")).then("girl").otherwise("boy"),
+        "first",
+        child=pl.concat_str("first", "father", "family", separator=" "),
         caregiver=pl.when(pl.col("is_mother"))
         .then(pl.concat_str("mother", "family", separator=" "))
         .otherwise(pl.concat_str("father", "grandfather", "family", separator=" ")),
-    ).with_columns(
-        child=pl.concat_str(
-            pl.col("first"), frame.get_column("father"), frame.get_column("family"), separator=" "
-        )
     )
     return out.get_column("first"), out.get_column("child"), out.get_column("caregiver")
 

@@ -315,24 +315,10 @@ def _identities(
         keys["first"] % 2 == 0
     )
     kurdish_script = "kurdish_latin" if "kurdish_latin" in org.names else "kurdish"
-    first_ar, child_ar, carer_ar = person_names(ctx.pools["arabic"], keys, female)
-    first_ku, child_ku, carer_ku = person_names(ctx.pools[kurdish_script], keys, female)
-    kurdish = pl.Series(chunk["ethnicity"] == 1)
-    frame = pl.DataFrame(
-        {
-            "k": kurdish,
-            "fa": first_ar,
-            "ca": child_ar,
-            "ga": carer_ar,
-            "fk": first_ku,
-            "ck": child_ku,
-            "gk": carer_ku,
-        }
-    ).select(
-        first=pl.when("k").then("fk").otherwise("fa"),
-        child=pl.when("k").then("ck").otherwise("ca"),
-        carer=pl.when("k").then("gk").otherwise("ga"),
+    first, child, carer = person_names(
+        (ctx.pools["arabic"], ctx.pools[kurdish_script]), keys, female, chunk["ethnicity"] == 1
     )
+    frame = pl.DataFrame({"first": first, "child": child, "carer": carer})
     phone = _localise(phone_numbers(keys, plus_allowed=dialect.plus_phones), dialect)
     lang = dialect.text_lang
     governorates = schema.codelists["governorate"].codes
@@ -438,6 +424,36 @@ def _frame(rendered: list[tuple[Column, pl.Series, pl.Series | None]]) -> pl.Dat
     return pl.DataFrame(series)
 
 
+def _frames(
+    org: Organisation,
+    dialect: Dialect,
+    cases: Cases,
+    start: int,
+    stop: int,
+    overrides: dict[str, list[Patch]],
+    ctx: Context,
+    written: Written,
+) -> Iterator[tuple[int, int, pl.DataFrame]]:
+    """Rendered chunks in order; the next chunk renders in a thread while the caller writes
+    this one (polars releases the GIL, so rendering and writing share the two cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def render(lo: int, hi: int) -> pl.DataFrame:
+        rendered = render_chunk(
+            org, dialect, cases.slice(lo, hi), overrides, lo - start, ctx, written, start
+        )
+        return _frame(rendered)
+
+    ranges = list(chunks(start, stop))
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = worker.submit(render, *ranges[0]) if ranges else None
+        for i, (lo, hi) in enumerate(ranges):
+            assert pending is not None
+            frame = pending.result()
+            pending = worker.submit(render, *ranges[i + 1]) if i + 1 < len(ranges) else None
+            yield lo, hi, frame
+
+
 def _write_csv(
     path: Path,
     org: Organisation,
@@ -451,24 +467,13 @@ def _write_csv(
     advance: Callable[[int], None],
 ) -> None:
     with path.open("wb") as handle:
-        for lo, hi in chunks(start, stop):
-            rendered = render_chunk(
-                org,
-                dialect,
-                cases.slice(lo, hi),
-                overrides,
-                lo - start,
-                ctx,
-                written,
-                start,
-            )
+        for lo, hi, frame in _frames(org, dialect, cases, start, stop, overrides, ctx, written):
             options: dict[str, Any] = {
                 "include_header": lo == start,
                 "separator": dialect.separator,
                 "quote_style": "always" if dialect.quote_all else "necessary",
                 "line_terminator": dialect.line_terminator,
             }
-            frame = _frame(rendered)
             if dialect.encoding.startswith("utf-8"):
                 if lo == start and dialect.encoding == "utf-8-sig":
                     handle.write(codecs.BOM_UTF8)
@@ -494,18 +499,8 @@ def _write_parquet(
 
     writer: Any = None
     try:
-        for lo, hi in chunks(start, stop):
-            rendered = render_chunk(
-                org,
-                dialect,
-                cases.slice(lo, hi),
-                overrides,
-                lo - start,
-                ctx,
-                written,
-                start,
-            )
-            table = _frame(rendered).to_arrow()
+        for lo, hi, frame in _frames(org, dialect, cases, start, stop, overrides, ctx, written):
+            table = frame.to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
             writer.write_table(table)
