@@ -7,8 +7,10 @@ import csv
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -47,20 +49,39 @@ class Export:
     encoding: str | None
     separator: str | None
     frame: pl.DataFrame
+    all_headers: tuple[str, ...] | None = None  # set when only some columns were parsed
 
     @property
     def headers(self) -> list[str]:
+        """Every header of the file, also those whose columns were not parsed."""
+        if self.all_headers is not None:
+            return list(self.all_headers)
         return [c for c in self.frame.columns if c != ROW]
+
+    @property
+    def complete(self) -> bool:
+        return self.all_headers is None or len(self.all_headers) == self.frame.width - 1
 
     @property
     def rows(self) -> int:
         return self.frame.height
 
 
+ColumnChoice = Callable[[list[str]], list[str]]
+
+
 def read_export(
-    path: str | Path, *, encoding: str | None = None, sheet: str | None = None
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    columns: ColumnChoice | None = None,
 ) -> Export:
-    """Read an export as text. Raises UnreadableFileError with the reason when it cannot."""
+    """Read an export as text. Raises UnreadableFileError with the reason when it cannot.
+
+    `columns`, given every header, names the ones to parse (CSV only; others read everything):
+    validation skips names, addresses and notes it would never look at.
+    """
     path = Path(path)
     if not path.is_file():
         raise UnreadableFileError("file-missing", path=path.name)
@@ -69,6 +90,7 @@ def read_export(
     suffix = path.suffix.lower()
     with path.open("rb") as handle:
         head = handle.read(8)
+    all_headers: list[str] | None = None
     if suffix == ".parquet" or head.startswith(b"PAR1"):
         frame, fmt, used, separator = _read_parquet(path), "parquet", None, None
     elif suffix in _EXCEL_SUFFIXES or head.startswith(b"PK\x03\x04"):
@@ -77,14 +99,21 @@ def read_export(
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
                 raise UnreadableFileError("file-not-a-table", path=path.name, reason=what)
-        frame, used, separator = _read_csv(path, encoding)
+        frame, used, separator, all_headers = _read_csv(path, encoding, columns)
         fmt = "csv"
     else:
         raise UnreadableFileError("file-unsupported", path=path.name, suffix=suffix)
     if frame.height == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
     frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
-    return Export(path=path, format=fmt, encoding=used, separator=separator, frame=frame)
+    return Export(
+        path=path,
+        format=fmt,
+        encoding=used,
+        separator=separator,
+        frame=frame,
+        all_headers=tuple(all_headers) if all_headers is not None else None,
+    )
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -132,7 +161,9 @@ def _check_codec(encoding: str) -> str:
         raise UnreadableFileError("unknown-encoding", encoding=encoding) from exc
 
 
-def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]:
+def _read_csv(
+    path: Path, encoding: str | None, choose: ColumnChoice | None = None
+) -> tuple[pl.DataFrame, str, str, list[str] | None]:
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -163,18 +194,26 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]
     separator = _detect_separator(text_head)
     headers = _header_cells(text_head, separator)
     _check_headers(path, headers)
+    options: dict[str, Any] = {
+        "separator": separator,
+        "infer_schema": False,
+        "has_header": True,
+        "quote_char": '"',
+        "empty_string_is_null": True,
+        "truncate_ragged_lines": False,
+        "encoding": "utf8",
+        "raise_if_empty": True,
+    }
+    all_headers: list[str] | None = None
     try:
-        frame = pl.read_csv(
-            source,
-            separator=separator,
-            infer_schema=False,
-            has_header=True,
-            quote_char='"',
-            empty_string_is_null=True,
-            truncate_ragged_lines=False,
-            encoding="utf8",
-            raise_if_empty=True,
-        )
+        if choose is not None:
+            all_headers = pl.read_csv(source, n_rows=0, **options).columns
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            wanted = choose(all_headers)
+            if len(wanted) < len(all_headers):
+                options["columns"] = wanted
+        frame = pl.read_csv(source, **options)
     except pl.exceptions.NoDataError as exc:
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
@@ -184,7 +223,7 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pl.DataFrame, str, str]
         raise UnreadableFileError(
             "file-not-a-table", path=path.name, reason="malformed CSV"
         ) from exc
-    return frame, used, separator
+    return frame, used, separator, all_headers
 
 
 def _detect_separator(text_head: str) -> str:

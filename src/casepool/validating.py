@@ -62,7 +62,7 @@ class ValidationResult:
     format: str
     encoding: str | None
     records: pl.DataFrame
-    raw: pl.DataFrame
+    export: Export
     findings_frame: pl.DataFrame
     file_findings: list[Finding]
     extra_columns: list[str]
@@ -73,6 +73,14 @@ class ValidationResult:
     @property
     def rows(self) -> int:
         return self.records.height
+
+    @property
+    def raw(self) -> pl.DataFrame:
+        """The whole export as text with ROW, read again if validation parsed only some columns."""
+        if not self.export.complete:
+            whole = read_export(self.export.path, encoding=self.export.encoding)
+            self.export = whole
+        return self.export.frame
 
     @property
     def findings(self) -> list[Finding]:
@@ -149,7 +157,13 @@ def validate_export(
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = load_mapping(mapping, schema)
     notify("read")
-    export = read_export(path, encoding=encoding, sheet=sheet)
+
+    def needed(headers: list[str]) -> list[str]:
+        resolution = resolve_columns(headers, mapping, schema)
+        used = set(resolution.columns.values()) | set(resolution.detail_columns)
+        return [h for h in headers if h in used]
+
+    export = read_export(path, encoding=encoding, sheet=sheet, columns=needed)
     notify("check")
     return validate_table(export, mapping, today=today, schema=schema)
 
@@ -167,13 +181,16 @@ def validate_table(
     mapping = mapping or Mapping()
     resolution = resolve_columns(export.headers, mapping, schema)
     raw = export.frame
-    lazy = _parse_cells(raw, resolution, mapping, schema, today)
+    lazy, lookups = _parse_cells(raw, resolution, mapping, schema, today)
+    # Fields filled from elsewhere than their own lookup are checked on their distinct values.
+    recomputed = {"survivor_age"} | {d.field for d in resolution.detail_columns.values()}
+    lookups = {k: v for k, v in lookups.items() if k not in recomputed}
     lazy = _derive_age(lazy, schema, resolution)
     sourced = {f.name for f in schema.fields if _has_source(f, resolution, schema)}
     parsed = _cross_field_rules(lazy, schema, today, sourced).collect(engine="in-memory")
     derived = int(parsed.get_column(DERIVED_AGE).sum())
     records = parsed.select(ROW, *[f.name for f in schema.fields])
-    _check_contract(records, schema)
+    _check_contract(records, schema, lookups)
     findings = _collect_findings(parsed, schema)
     file_findings = [
         Finding(row=None, field=f.name, type="missing-column")
@@ -187,7 +204,7 @@ def validate_table(
         format=export.format,
         encoding=export.encoding,
         records=records,
-        raw=raw,
+        export=export,
         findings_frame=findings,
         file_findings=file_findings,
         extra_columns=resolution.unmapped,
@@ -275,8 +292,12 @@ def _parse_cells(
     mapping: Mapping,
     schema: CaseSchema,
     today: date,
-) -> pl.LazyFrame:
-    """The canonical value and the error slug of every field, as columns beside ROW."""
+) -> tuple[pl.LazyFrame, dict[str, pl.Series]]:
+    """The canonical value and the error slug of every field, as columns beside ROW.
+
+    Also returns, per parsed field, every distinct value the parser produced (the lookup the
+    rows were gathered from): the contract check runs on these instead of a million rows.
+    """
     sources = {f.name: resolution.columns.get(f.name) for f in schema.fields}
     coded = [
         (f, h)
@@ -294,6 +315,7 @@ def _parse_cells(
     )
     expressions: list[pl.Expr] = [pl.col(ROW)]
     positions: list[pl.Expr] = []
+    lookups: dict[str, pl.Series] = {}
     for f in schema.fields:
         header = sources[f.name]
         dtype = dtype_of(f)
@@ -313,6 +335,7 @@ def _parse_cells(
         positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
         position = pl.col(_position(f.name))
         values = pl.Series([v for v, _ in results], dtype=dtype)
+        lookups[f.name] = values
         expressions.append(pl.lit(values).gather(position).alias(f.name))
         if any(e is not None for _, e in results):
             errors = pl.Series([e for _, e in results], dtype=pl.String)
@@ -328,7 +351,7 @@ def _parse_cells(
         )
         .select(expressions)
     )
-    return _apply_detail_columns(frame, resolution, schema)
+    return _apply_detail_columns(frame, resolution, schema), lookups
 
 
 def _position(name: str) -> str:
@@ -460,8 +483,7 @@ def _cross_field_rules(
     platform_missing = both_ok & online & ~has_platform
 
     case_id = pl.col("case_id")
-    first_row = pl.col(ROW).first().over("case_id")
-    duplicate = case_id.is_not_null() & (pl.col(ROW) != first_row)
+    duplicate = case_id.is_not_null() & ~case_id.is_first_distinct()
 
     return frame.with_columns(
         pl.when(order_broken)
@@ -482,31 +504,39 @@ def _cross_field_rules(
         .then(pl.lit("duplicate-case-id"))
         .otherwise(pl.col(_err("case_id")))
         .alias(_err("case_id")),
-        pl.when(duplicate).then(first_row).otherwise(None).alias("__first_row"),
     )
 
 
 def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
-    """The error columns as one long frame: row, field, type, first_row."""
+    """The error columns as one long frame: row, field, type, first_row (for duplicates)."""
     error_columns = [_err(f.name) for f in schema.fields]
     any_error = pl.any_horizontal(pl.col(c).is_not_null() for c in error_columns)
-    rows = frame.filter(any_error)
     findings = (
-        rows.select(ROW, "__first_row", *error_columns)
-        .unpivot(
-            index=[ROW, "__first_row"], on=error_columns, variable_name="field", value_name="type"
-        )
+        frame.filter(any_error)
+        .select(ROW, *error_columns)
+        .unpivot(index=ROW, on=error_columns, variable_name="field", value_name="type")
         .filter(pl.col("type").is_not_null())
-        .with_columns(
-            pl.col("field").str.strip_prefix("__err_"),
-            pl.when(pl.col("type") == "duplicate-case-id")
-            .then(pl.col("__first_row"))
-            .alias("first_row"),
-        )
-        .select(pl.col(ROW).alias("row"), "field", "type", "first_row")
+        .select(pl.col(ROW).alias("row"), pl.col("field").str.strip_prefix("__err_"), "type")
+    )
+    duplicates = frame.filter(pl.col(_err("case_id")) == "duplicate-case-id").select(ROW, "case_id")
+    firsts = (
+        frame.filter(pl.col("case_id").is_in(duplicates.get_column("case_id").implode()))
+        .group_by("case_id")
+        .agg(pl.col(ROW).min().alias("first_row"))
+    )
+    first_of_row = duplicates.join(firsts, on="case_id").select(
+        pl.col(ROW).alias("row"), "first_row"
     )
     order = {f.name: i for i, f in enumerate(schema.fields)}
-    return findings.sort("row", pl.col("field").replace_strict(order, return_dtype=pl.Int32))
+    return (
+        findings.join(first_of_row, on="row", how="left")
+        .with_columns(
+            pl.when(pl.col("type") == "duplicate-case-id")
+            .then(pl.col("first_row"))
+            .alias("first_row")
+        )
+        .sort("row", pl.col("field").replace_strict(order, return_dtype=pl.Int32))
+    )
 
 
 # --- the pandera contract of the canonical records -----------------------------------------------
@@ -541,29 +571,38 @@ def records_schema(schema: CaseSchema | None = None) -> Any:
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name="case_record")
 
 
-def _check_contract(records: pl.DataFrame, schema: CaseSchema) -> None:
+def _check_contract(
+    records: pl.DataFrame, schema: CaseSchema, lookups: dict[str, pl.Series] | None = None
+) -> None:
     """The parser's output must satisfy the schema; a failure here is a bug, never bad data.
 
     pandera checks each column's distinct values (padded with nulls to one length): every check
     is per value, so this covers every cell at a fraction of the cost of a million-row frame.
+    A column gathered from a parser lookup is checked on that lookup, a superset of its values.
     Identifiers are checked for type only.
     """
-    identifiers = [f.name for f in schema.fields if f.type == "identifier"]
+    lookups = lookups or {}
+    identifiers = {f.name for f in schema.fields if f.type == "identifier"}
+    others = [f.name for f in schema.fields if f.name not in identifiers and f.name not in lookups]
     distinct = (
-        records.lazy()
-        .select(pl.all().exclude(ROW, *identifiers).unique().implode())
-        .collect(engine="in-memory")
+        records.lazy().select(pl.col(others).unique().implode()).collect(engine="in-memory")
+        if others
+        else pl.DataFrame()
     )
-    length = max([1, *(len(v) for v in distinct.row(0))])
-    columns = {ROW: pl.Series(ROW, range(length), dtype=pl.Int64)}
+    values: dict[str, pl.Series] = {}
     for f in schema.fields:
         if f.name in identifiers:
-            values = records.get_column(f.name).head(0)
+            values[f.name] = records.get_column(f.name).head(0)
+        elif f.name in lookups:
+            values[f.name] = lookups[f.name]
         else:
-            values = distinct.get_column(f.name)[0]
-        padding = pl.Series([None] * (length - len(values)), dtype=values.dtype)
-        columns[f.name] = values.extend(padding).alias(f.name)
-    records_schema(schema).validate(pl.DataFrame(list(columns.values())), lazy=True)
+            values[f.name] = distinct.get_column(f.name)[0]
+    length = max([1, *(len(v) for v in values.values())])
+    columns = [pl.Series(ROW, range(length), dtype=pl.Int64)]
+    for name, series in values.items():
+        padding = pl.Series([None] * (length - len(series)), dtype=series.dtype)
+        columns.append(series.extend(padding).alias(name))
+    records_schema(schema).validate(pl.DataFrame(columns), lazy=True)
 
 
 def normalise_code(text: str, field_name: str) -> str | None:
