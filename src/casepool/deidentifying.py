@@ -7,16 +7,17 @@ organisation's secret key; age -> age band; dates -> months. Dropped and counted
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
+from casepool.normalising import DIGIT_SOURCES, DIGIT_TARGETS
 from casepool.periods import Period
-from casepool.pii import PersonalDataHit, dropped_identifier_values, scan_values
+from casepool.pii import PersonalDataHit, ascii_digits_any_script, scan_values
 from casepool.schema import CaseSchema, Field, load_schema
 
 ROW = "_row"
@@ -53,17 +54,49 @@ LADDER: tuple[Generalisation, ...] = (
 
 def normalise_case_id(text: str) -> str:
     """The case number as the key input: Unicode NFKC, any digit script as ASCII, spaces folded."""
-    from casepool.pii import ascii_digits_any_script
-
     return " ".join(ascii_digits_any_script(unicodedata.normalize("NFKC", text)).split())
 
 
-def pseudonymise(case_ids: Sequence[str | None], secret: bytes) -> list[str | None]:
+def _case_key(column: pl.Expr) -> pl.Expr:
+    """normalise_case_id, vectorised for the common scripts (the rest is finished in Python)."""
+    return (
+        column.str.normalize("NFKC")
+        .str.replace_many(DIGIT_SOURCES, DIGIT_TARGETS)
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def keyed_hasher(secret: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 under `secret` (RFC 2104) with the padded key states computed once.
+
+    Equal to hmac.digest(secret, message, "sha256") and about twice as fast per message,
+    which matters for millions of case numbers.
+    """
+    block = (hashlib.sha256(secret).digest() if len(secret) > 64 else secret).ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def keyed(message: bytes, inner_copy: Any = inner.copy, outer_copy: Any = outer.copy) -> bytes:
+        state = inner_copy()
+        state.update(message)
+        result = outer_copy()
+        result.update(state.digest())
+        return bytes(result.digest())
+
+    return keyed
+
+
+def pseudonymise(case_ids: Sequence[str | None] | pl.Series, secret: bytes) -> list[str | None]:
     """HMAC-SHA256 of each case number under the organisation's secret key, as 64 hex digits."""
-    digest = hmac.digest
+    series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
+    keys = series.to_frame("c").select(_case_key(pl.col("c"))).to_series().to_list()
+    keyed = keyed_hasher(secret)
     return [
-        None if c is None else digest(secret, normalise_case_id(c).encode("utf-8"), "sha256").hex()
-        for c in case_ids
+        None
+        if c is None
+        else keyed((c if c.isascii() else normalise_case_id(c)).encode("utf-8")).hex()
+        for c in keys
     ]
 
 
@@ -123,7 +156,7 @@ def deidentify(
 ) -> pl.DataFrame:
     """The package rows of canonical records: `_row` first, then the package columns in order."""
     schema = schema or load_schema()
-    ids = records.get_column("case_id").to_list()
+    ids = records.get_column("case_id")
     pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
     out: list[pl.Expr] = [pl.col(ROW), pl.lit(pseudonyms).alias(PSEUDONYM)]
     for f in schema.submitted_fields:
@@ -279,9 +312,6 @@ def prepare_submission(
         base.status = REFUSED_EMPTY
         return base
 
-    identifying = (
-        dropped_identifier_values(raw, dropped_columns, schema) if raw is not None else frozenset()
-    )
     for step in LADDER:
         frame = deidentify(in_period, secret, step, schema)
         report = k_anonymity(frame, quasi_identifier_columns(schema, step), min_k or k_threshold)
@@ -294,7 +324,7 @@ def prepare_submission(
         return base
 
     scanned = [name for name, _ in package_fields(schema) if name != PSEUDONYM]
-    hits = scan_values(base.frame, scanned, identifying, row_column=ROW)
+    hits = scan_values(base.frame, scanned, raw, dropped_columns, row_column=ROW, schema=schema)
     if hits:
         base.status = REFUSED_PERSONAL_DATA
         base.personal_data = hits

@@ -16,7 +16,7 @@ from functools import cache
 import polars as pl
 
 from casepool.matching import code_index
-from casepool.normalising import fold
+from casepool.normalising import DIGIT_SOURCES, DIGIT_TARGETS, fold
 from casepool.schema import CaseSchema, load_schema
 
 PHONE, EMAIL, NATIONAL_ID, DROPPED_VALUE = "phone", "email", "national-id", "dropped-column-value"
@@ -92,45 +92,66 @@ def _code_spellings(schema: CaseSchema) -> frozenset[str]:
     return frozenset(spellings)
 
 
-def dropped_identifier_values(
-    raw: pl.DataFrame, columns: Iterable[str], schema: CaseSchema | None = None
-) -> frozenset[str]:
-    """The distinctive values of the dropped columns, folded (short words and codes left out)."""
-    schema = schema or load_schema()
+def _matching_key(column: pl.Expr) -> pl.Expr:
+    """A vectorised matching key: NFKC, Arabic-Indic/Persian digits as ASCII, case and spacing."""
+    return (
+        column.str.normalize("NFKC")
+        .str.replace_many(DIGIT_SOURCES, DIGIT_TARGETS)
+        .str.to_lowercase()
+        .str.replace_all(r"[\s_\-]+", " ")
+        .str.strip_chars()
+    )
+
+
+def could_identify(value: str, schema: CaseSchema | None = None) -> bool:
+    """Whether a value is distinctive enough to identify someone if it also sits in a dropped
+    column: not a code, label or synonym, not a short word, not a small number."""
+    key = fold(ascii_digits_any_script(value))
+    if len(key) < DROPPED_MIN_LENGTH or key in _code_spellings(schema or load_schema()):
+        return False
+    digits = key.replace(" ", "")
+    return not (digits.isdigit() and len(digits) < DROPPED_MIN_DIGITS)
+
+
+def found_in_columns(raw: pl.DataFrame, columns: Iterable[str], values: Iterable[str]) -> set[str]:
+    """Which of `values` also appear (as a whole cell, case and spacing aside) in `columns`."""
     columns = [c for c in columns if c in raw.columns]
-    if not columns:
-        return frozenset()
-    values = (
-        raw.select(pl.concat_list(pl.col(columns).cast(pl.String)).alias("v"))
-        .explode("v")
-        .drop_nulls()
+    wanted = list(dict.fromkeys(values))
+    if not columns or not wanted:
+        return set()
+    keys = (
+        pl.Series("v", wanted, dtype=pl.String)
+        .to_frame()
+        .select(pl.col("v"), _matching_key(pl.col("v")).alias("key"))
+    )
+    present = set(
+        raw.lazy()
+        .select(pl.concat_list(pl.col(columns).cast(pl.String)).alias("cell"))
+        .explode("cell")
+        .select(_matching_key(pl.col("cell")).alias("key"))
+        .filter(pl.col("key").is_in(keys.get_column("key").implode()))
         .unique()
-        .get_column("v")
+        .collect()
+        .get_column("key")
         .to_list()
     )
-    spellings = _code_spellings(schema)
-    distinctive = set()
-    for value in values:
-        key = fold(ascii_digits_any_script(value))
-        if len(key) < DROPPED_MIN_LENGTH or key in spellings:
-            continue
-        if key.replace(" ", "").isdigit() and len(key.replace(" ", "")) < DROPPED_MIN_DIGITS:
-            continue
-        distinctive.add(key)
-    return frozenset(distinctive)
+    return {v for v, k in keys.iter_rows() if k in present}
 
 
 def scan_values(
     frame: pl.DataFrame,
     fields: Iterable[str],
-    dropped_values: frozenset[str] = frozenset(),
+    raw: pl.DataFrame | None = None,
+    dropped_columns: Iterable[str] = (),
     row_column: str = "_row",
+    schema: CaseSchema | None = None,
 ) -> list[PersonalDataHit]:
     """Every (row, field) whose text value (or one of its listed values) holds personal data.
 
-    Each distinct value is tested once, so millions of rows of codes cost a few passes.
+    Each distinct value is tested once, so millions of rows of codes cost a few passes; the
+    dropped columns are searched only for distinctive values (codes never identify anyone).
     """
-    hits: list[PersonalDataHit] = []
+    distinct_by_field: dict[str, tuple[bool, list[str]]] = {}
     for name in fields:
         dtype = frame.schema[name]
         column = pl.col(name)
@@ -140,25 +161,29 @@ def scan_values(
             distinct = frame.select(column.drop_nulls().unique()).to_series()
         else:
             continue
-        flagged: dict[str, str] = {}
-        for value in distinct.to_list():
+        distinct_by_field[name] = (isinstance(dtype, pl.List), distinct.to_list())
+
+    flagged: dict[tuple[str, str], str] = {}
+    suspicious: set[str] = set()
+    for name, (_, texts) in distinct_by_field.items():
+        for value in texts:
             kind = personal_data_kind(value)
-            if (
-                kind is None
-                and dropped_values
-                and fold(ascii_digits_any_script(value)) in (dropped_values)
-            ):
-                kind = DROPPED_VALUE
             if kind is not None:
-                flagged[value] = kind
-        if not flagged:
-            continue
-        for value, kind in flagged.items():
-            has = (
-                column.list.contains(pl.lit(value))
-                if isinstance(dtype, pl.List)
-                else (column == value)
-            )
-            rows = frame.filter(has).get_column(row_column).to_list()
-            hits.extend(PersonalDataHit(row=int(r), field=name, kind=kind) for r in rows)
+                flagged[(name, value)] = kind
+            elif could_identify(value, schema):
+                suspicious.add(value)
+    if suspicious and raw is not None:
+        also_dropped = found_in_columns(raw, dropped_columns, suspicious)
+        for name, (_, texts) in distinct_by_field.items():
+            for value in texts:
+                if value in also_dropped:
+                    flagged.setdefault((name, value), DROPPED_VALUE)
+
+    hits: list[PersonalDataHit] = []
+    for (name, value), kind in flagged.items():
+        column = pl.col(name)
+        is_list = distinct_by_field[name][0]
+        has = column.list.contains(pl.lit(value)) if is_list else column == value
+        rows = frame.filter(has).get_column(row_column).to_list()
+        hits.extend(PersonalDataHit(row=int(r), field=name, kind=kind) for r in rows)
     return sorted(set(hits))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import hmac
 import json
 import secrets
 import socket
@@ -26,7 +25,7 @@ import duckdb
 import polars as pl
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from casepool.deidentifying import PSEUDONYM, package_fields
+from casepool.deidentifying import PSEUDONYM, keyed_hasher, package_fields
 from casepool.errors import CasepoolError, PackageError, UsageError, WarehouseError
 from casepool.keys import load_public_key, org_code, parse_public_key, public_key_id, public_key_pem
 from casepool.packaging import SUFFIX, VerifiedPackage, read_package
@@ -306,11 +305,10 @@ def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[floa
     cell-key method perturbs the same cell the same way every time.
     """
     prefix = org.encode("utf-8") + b"\0"
-    digest = hmac.digest
+    keyed = keyed_hasher(secret)
     scale = float(2**53)
     return [
-        (int.from_bytes(digest(secret, prefix + p.encode("ascii"), "sha256")[:8], "big") >> 11)
-        / scale
+        (int.from_bytes(keyed(prefix + p.encode("ascii"))[:8], "big") >> 11) / scale
         for p in pseudonyms
     ]
 

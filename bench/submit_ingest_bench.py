@@ -1,0 +1,93 @@
+"""Benchmark: submit and ingest throughput (rows/s) on a synthetic export of 1M records.
+
+Run:  .venv/bin/python bench/submit_ingest_bench.py [--records 1000000] [--workdir DIR]
+Makes one canonical CSV with `casepool synth`, then times `submit_export` (read, validate,
+de-identify, scan, package) and `ingest_packages` (verify, merge) on it. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    from casepool.keys import generate_keys
+    from casepool.packaging import submit_export
+    from casepool.synthesis import synthesize
+    from casepool.warehouse import add_organisation, ingest_packages
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="casepool-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        synthesize(
+            work / "synth",
+            orgs=1,
+            records=args.records,
+            seed=1,
+            fmt="csv",
+            start="2025-01",
+            end="2025-12",
+            error_rate=0.001,
+        )
+        export = next((work / "synth").glob("*.csv"))
+        synth_s = time.perf_counter() - started
+        paths = generate_keys("BENCH", work / "keys")
+
+        started = time.perf_counter()
+        outcome = submit_export(
+            export,
+            org="BENCH",
+            period="2025",
+            key_dir=work / "keys",
+            outbox=work / "outbox",
+            drop_invalid=True,
+            today=date(2025, 12, 31),
+        )
+        submit_s = time.perf_counter() - started
+        assert outcome.package is not None, outcome.submission.status
+
+        warehouse = work / "w.duckdb"
+        add_organisation(warehouse, "BENCH", "Benchmark", paths.public)
+        started = time.perf_counter()
+        report = ingest_packages([outcome.package], warehouse)
+        ingest_s = time.perf_counter() - started
+        assert report.ok
+        kept = outcome.submission.rows_kept
+        print(
+            json.dumps(
+                {
+                    "records_in_export": args.records,
+                    "records_submitted": kept,
+                    "export_mb": round(export.stat().st_size / 1e6, 1),
+                    "package_mb": round(outcome.package.stat().st_size / 1e6, 1),
+                    "synth_s": round(synth_s, 2),
+                    "submit_s": round(submit_s, 2),
+                    "submit_rows_per_s": round(args.records / submit_s),
+                    "ingest_s": round(ingest_s, 2),
+                    "ingest_rows_per_s": round(kept / ingest_s),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                }
+            )
+        )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
