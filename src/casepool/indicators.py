@@ -1,0 +1,564 @@
+"""Indicators as data: load schemas/indicators.yaml, check it, and generate the SQL that counts them.
+
+An indicator is a formula over the de-identified case fields: a numerator and, for a percentage, a
+denominator, as conditions (see the header of indicators.yaml). Nothing here reads a warehouse;
+`casepool.tabulating` runs the SQL. Codes and field names are checked against the schema before
+they reach SQL, and every literal is quoted, so the YAML cannot inject SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from typing import Any
+
+from casepool.errors import SchemaError, UsageError
+from casepool.periods import Period, parse_period
+from casepool.schema import LANGUAGES, CaseSchema, Code, load_schema, read_yaml
+
+FILE = "indicators.yaml"
+TOTAL = "_T"
+UNITS = ("count", "percent", "months")
+PERIOD_UNITS = ("year", "quarter")
+MAX_DIMENSIONS = 4
+# Package columns that are not case-record fields under their own name.
+_COLUMN_OF_FIELD = {"survivor_age": "age_band"}
+# The record key in [0, 1) as a 32-bit integer: sums of integers are exact in any order, so a
+# cell's key (and its cell-key noise) is the same in every query, whatever the thread schedule.
+KEY_SCALE = 2**32
+
+
+def _labels(raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: labels missing")
+    labels = {lang: str(raw.get(lang, "")).strip() for lang in LANGUAGES}
+    missing = [lang for lang, text in labels.items() if not text]
+    if missing:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: labels missing {missing}")
+    return labels
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A way to break a table down: a case field with its code list, or derived (period, region)."""
+
+    name: str
+    labels: dict[str, str]
+    hxl: str
+    codes: tuple[Code, ...] = ()
+    column: str | None = None  # the active_cases column
+    derived: str | None = None  # period or region
+    multi: bool = False
+    missing: str | None = None  # the category holding empty and unlisted values
+    sdmx: str = ""
+    region_of: dict[str, str] = field(default_factory=dict)  # governorate -> region
+
+    def label(self, lang: str) -> str:
+        return self.labels.get(lang) or self.labels["en"]
+
+    @property
+    def code_values(self) -> tuple[str, ...]:
+        return tuple(c.code for c in self.codes)
+
+    def code_label(self, code: str, lang: str) -> str:
+        """The label of a category (the total and periods are labelled by their code)."""
+        if code == TOTAL:
+            return {"en": "Total", "ar": "المجموع", "ckb": "کۆی گشتی", "kmr": "Giştî"}[
+                lang if lang in LANGUAGES else "en"
+            ]
+        for c in self.codes:
+            if c.code == code:
+                return c.label(lang)
+        return code
+
+    @property
+    def sdmx_name(self) -> str:
+        return self.sdmx or self.name.upper()
+
+    def expression(self, period_unit: str = "year") -> str:
+        """The SQL expression of this dimension's category for one record (a list when multi)."""
+        if self.derived == "period":
+            if period_unit == "quarter":
+                return "(CAST(year(report_date) AS VARCHAR) || '-Q' || CAST(quarter(report_date) AS VARCHAR))"
+            return "CAST(year(report_date) AS VARCHAR)"
+        if self.derived == "region":
+            regions = sorted(set(self.region_of.values()))
+            cases = " ".join(
+                f"WHEN governorate IN ({', '.join(sql_text(g) for g, r in sorted(self.region_of.items()) if r == region)}) THEN {sql_text(region)}"
+                for region in regions
+            )
+            return f"(CASE {cases} ELSE NULL END)"
+        listed = ", ".join(sql_text(c) for c in self.code_values)
+        if self.multi:
+            return f"list_sort(list_distinct(list_filter({self.column}, lambda x: x IN ({listed}))))"
+        fallback = sql_text(self.missing) if self.missing else "NULL"
+        return f"(CASE WHEN {self.column} IN ({listed}) THEN {self.column} ELSE {fallback} END)"
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One indicator: what it counts (numerator within denominator), its unit and dimensions."""
+
+    name: str
+    unit: str
+    labels: dict[str, str]
+    description: str
+    dimensions: tuple[str, ...]
+    numerator: Any = None  # condition; None for a count
+    denominator: Any = None  # condition the counted records meet (besides population and scope)
+    scope: Any = None  # condition restricting which records a count counts
+    months_between: tuple[str, str] | None = None  # for a median of months
+
+    def label(self, lang: str) -> str:
+        return self.labels.get(lang) or self.labels["en"]
+
+    @property
+    def kind(self) -> str:
+        """count, percent or median."""
+        return {"count": "count", "percent": "percent", "months": "median"}[self.unit]
+
+
+@dataclass(frozen=True, eq=False)
+class IndicatorCatalogue:
+    """Every indicator and dimension, and the population rule that counts each child once."""
+
+    population: Any
+    dimensions: dict[str, Dimension]
+    indicators: dict[str, Indicator]
+    schema: CaseSchema
+
+    def indicator(self, name: str) -> Indicator:
+        try:
+            return self.indicators[name]
+        except KeyError:
+            raise UsageError(
+                "indicator-unknown", indicator=str(name)[:60], known=", ".join(self.indicators)
+            ) from None
+
+    def dimension(self, name: str) -> Dimension:
+        try:
+            return self.dimensions[name]
+        except KeyError:
+            raise UsageError(
+                "dimension-unknown", dimension=str(name)[:60], known=", ".join(self.dimensions)
+            ) from None
+
+
+# --- loading and checking --------------------------------------------------------------------------
+
+
+def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> Dimension:
+    where = f"dimensions.{name}"
+    labels = _labels(raw.get("labels"), where)
+    derived = raw.get("derived")
+    if derived == "period":
+        return Dimension(name, labels, str(raw.get("hxl", "")), derived="period", sdmx="TIME_PERIOD")
+    if derived == "region":
+        codes = tuple(
+            Code(str(c["code"]), _labels(c.get("labels"), f"{where}:{c['code']}"))
+            for c in raw.get("codes") or ()
+        )
+        governorates = schema.codelists["governorate"]
+        region_of = {g.code: g.attributes.get("region", "") for g in governorates.codes}
+        unknown = {r for r in region_of.values()} - {c.code for c in codes}
+        if unknown or not codes:
+            raise SchemaError(
+                "schema-invalid", file=FILE, reason=f"{where}: regions {sorted(unknown)} unlisted"
+            )
+        return Dimension(
+            name, labels, str(raw.get("hxl", "")), codes, derived="region", region_of=region_of
+        )
+    if derived is not None:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown derived {derived}")
+    column = str(raw.get("field", ""))
+    codelist = schema.codelists.get(str(raw.get("codelist")))
+    if codelist is None:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown code list")
+    fields = {_COLUMN_OF_FIELD.get(f.name, f.name): f for f in schema.submitted_fields}
+    if column not in fields:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown field {column}")
+    multi = bool(raw.get("multi", False))
+    if multi != fields[column].multi:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: multi disagrees")
+    missing = raw.get("missing")
+    if missing is not None and missing not in codelist.values:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: missing not a code")
+    return Dimension(
+        name,
+        labels,
+        str(raw.get("hxl", "")),
+        codelist.codes,
+        column=column,
+        multi=multi,
+        missing=None if missing is None else str(missing),
+    )
+
+
+def _check_condition(cond: Any, schema: CaseSchema, where: str) -> None:
+    """Every field named exists and every code belongs to that field's code list."""
+    if not isinstance(cond, Mapping) or not cond:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: a condition is a mapping")
+    for key, value in cond.items():
+        if key in {"all", "any"}:
+            if not isinstance(value, list) or not value:
+                raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: {key} needs a list")
+            for part in value:
+                _check_condition(part, schema, where)
+        elif key == "not":
+            _check_condition(value, schema, where)
+        elif key in {"recorded", "known"}:
+            _field_column(str(value), schema, where)
+        else:
+            f = _field_column(str(key), schema, where)
+            codes = value if isinstance(value, list) else [value]
+            allowed = schema.codelists[f.codelist].values if f.codelist else ()
+            bad = [str(c) for c in codes if str(c) not in allowed]
+            if bad or not codes:
+                raise SchemaError(
+                    "schema-invalid", file=FILE, reason=f"{where}: {key} has no code {bad}"
+                )
+
+
+def _field_column(name: str, schema: CaseSchema, where: str) -> Any:
+    for f in schema.submitted_fields:
+        if f.name == name and f.type != "identifier":
+            return f
+    raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown field {name}")
+
+
+def _parse_indicator(raw: Mapping[str, Any], catalogue_dims: Mapping[str, Dimension], schema: CaseSchema) -> Indicator:
+    name = str(raw.get("name", ""))
+    where = f"indicators.{name}"
+    if not name.isidentifier():
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: bad name")
+    unit = str(raw.get("unit"))
+    if unit not in UNITS:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unit must be {UNITS}")
+    dims = tuple(str(d) for d in raw.get("dimensions") or ())
+    unknown = [d for d in dims if d not in catalogue_dims]
+    if unknown:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: dimensions {unknown}")
+    for key in ("numerator", "denominator", "scope"):
+        if raw.get(key) is not None:
+            _check_condition(raw[key], schema, f"{where}.{key}")
+    if unit == "percent" and raw.get("numerator") is None:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: a percent needs a numerator")
+    if unit != "percent" and raw.get("numerator") is not None:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: only percents have numerators")
+    months = raw.get("months_between")
+    if unit == "months":
+        if raw.get("statistic") != "median" or not isinstance(months, list) or len(months) != 2:
+            raise SchemaError(
+                "schema-invalid", file=FILE, reason=f"{where}: months need median and months_between"
+            )
+        for column in months:
+            if _field_column(str(column), schema, where).type not in {"date", "month"}:
+                raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: {column} not a date")
+    return Indicator(
+        name=name,
+        unit=unit,
+        labels=_labels(raw.get("labels"), where),
+        description=str(raw.get("description", "")).strip(),
+        dimensions=dims,
+        numerator=raw.get("numerator"),
+        denominator=raw.get("denominator"),
+        scope=raw.get("scope"),
+        months_between=(str(months[0]), str(months[1])) if unit == "months" else None,
+    )
+
+
+@cache
+def load_indicators() -> IndicatorCatalogue:
+    """The indicators of schemas/indicators.yaml, checked against the case record and code lists."""
+    raw = read_yaml(FILE)
+    if not isinstance(raw, Mapping) or not raw.get("indicators"):
+        raise SchemaError("schema-invalid", file=FILE, reason="needs indicators")
+    schema = load_schema()
+    _check_condition(raw.get("population"), schema, "population")
+    dims = {
+        str(name): _parse_dimension(str(name), spec, schema)
+        for name, spec in (raw.get("dimensions") or {}).items()
+    }
+    indicators: dict[str, Indicator] = {}
+    for spec in raw["indicators"]:
+        indicator = _parse_indicator(spec, dims, schema)
+        if indicator.name in indicators:
+            raise SchemaError("schema-invalid", file=FILE, reason=f"{indicator.name} twice")
+        indicators[indicator.name] = indicator
+    return IndicatorCatalogue(raw["population"], dims, indicators, schema)
+
+
+# --- SQL -------------------------------------------------------------------------------------------
+
+
+def condition_sql(cond: Any, schema: CaseSchema) -> str:
+    """A SQL boolean that is never NULL: a missing value satisfies no atom."""
+    parts: list[str] = []
+    for key, value in cond.items():
+        if key == "all":
+            parts.append("(" + " AND ".join(condition_sql(c, schema) for c in value) + ")")
+        elif key == "any":
+            parts.append("(" + " OR ".join(condition_sql(c, schema) for c in value) + ")")
+        elif key == "not":
+            parts.append(f"(NOT {condition_sql(value, schema)})")
+        elif key == "recorded":
+            f = schema.field(str(value))
+            column = _COLUMN_OF_FIELD.get(f.name, f.name)
+            if f.multi:
+                parts.append(f"coalesce(len({column}) > 0, false)")
+            else:
+                parts.append(f"({column} IS NOT NULL)")
+        elif key == "known":
+            f = schema.field(str(value))
+            column = _COLUMN_OF_FIELD.get(f.name, f.name)
+            if f.multi:
+                parts.append(f"coalesce(len(list_filter({column}, lambda x: x <> 'unknown')) > 0, false)")
+            else:
+                parts.append(f"coalesce({column} <> 'unknown', false)")
+        else:
+            f = schema.field(str(key))
+            column = _COLUMN_OF_FIELD.get(f.name, f.name)
+            codes = value if isinstance(value, list) else [value]
+            listed = ", ".join(sql_text(str(c)) for c in codes)
+            if f.multi:
+                parts.append(f"coalesce(list_has_any({column}, [{listed}]), false)")
+            else:
+                parts.append(f"coalesce({column} IN ({listed}), false)")
+    return "(" + " AND ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """One table to count: an indicator, its dimensions, filters and the periods it covers."""
+
+    indicator: str
+    dimensions: tuple[str, ...] = ()
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # dimension -> codes, all must hold
+    period_unit: str = "year"
+    name: str = ""
+
+    @property
+    def table_name(self) -> str:
+        return self.name or "__".join((self.indicator, *self.dimensions))
+
+    def filter_codes(self, dimension: str) -> tuple[str, ...] | None:
+        for name, codes in self.where:
+            if name == dimension:
+                return codes
+        return None
+
+
+def check_request(request: TableRequest, catalogue: IndicatorCatalogue | None = None) -> None:
+    """Refuse a table the indicator does not allow (unknown, disallowed or repeated dimensions)."""
+    catalogue = catalogue or load_indicators()
+    indicator = catalogue.indicator(request.indicator)
+    dims = request.dimensions
+    for d in dims:
+        catalogue.dimension(d)
+        if d not in indicator.dimensions:
+            raise UsageError(
+                "dimension-not-allowed",
+                indicator=indicator.name,
+                dimension=d,
+                allowed=", ".join(indicator.dimensions),
+            )
+    if len(set(dims)) != len(dims):
+        raise UsageError("dimension-repeated", dimensions=", ".join(dims))
+    if len(dims) > MAX_DIMENSIONS:
+        raise UsageError("dimensions-too-many", limit=MAX_DIMENSIONS)
+    if "region" in dims and "governorate" in dims:
+        # Governorates nest in regions: a cross of the two is not a table of independent margins.
+        raise UsageError("dimension-nested", outer="region", inner="governorate")
+    if request.period_unit not in PERIOD_UNITS:
+        raise UsageError("period-unit-invalid", unit=request.period_unit)
+    for name, codes in request.where:
+        dimension = catalogue.dimension(name)
+        if dimension.derived == "period":
+            for code in codes:
+                parse_period(code)
+            continue
+        bad = [c for c in codes if c not in dimension.code_values]
+        if bad or not codes:
+            raise UsageError(
+                "filter-code-unknown",
+                dimension=name,
+                code=", ".join(bad)[:60],
+                known=", ".join(dimension.code_values),
+            )
+
+
+def filter_periods(request: TableRequest) -> list[Period]:
+    codes = request.filter_codes("period")
+    return [parse_period(c) for c in codes] if codes else []
+
+
+def base_sql(
+    request: TableRequest,
+    first: date | None = None,
+    last: date | None = None,
+    catalogue: IndicatorCatalogue | None = None,
+) -> str:
+    """One row per counted record: org, integer record key, each dimension, and the flags.
+
+    Columns: `org`, `rk` (record key as an integer), one per dimension, `num` (in the
+    numerator: always true for counts), and `months` for a median. Records outside the
+    population, the indicator's scope and denominator, the filters or [first, last] are left out.
+    """
+    catalogue = catalogue or load_indicators()
+    check_request(request, catalogue)
+    schema = catalogue.schema
+    indicator = catalogue.indicator(request.indicator)
+    select = ["org", f"CAST(floor(record_key * {KEY_SCALE}) AS BIGINT) AS rk"]
+    for name in request.dimensions:
+        expr = catalogue.dimension(name).expression(request.period_unit)
+        select.append(f"{expr} AS {name}")
+    num = condition_sql(indicator.numerator, schema) if indicator.numerator else "true"
+    select.append(f"{num} AS num")
+    if indicator.months_between:
+        start, end = indicator.months_between
+        select.append(f"date_diff('month', {start}, {end}) AS months")
+    where = [condition_sql(catalogue.population, schema)]
+    for cond in (indicator.scope, indicator.denominator):
+        if cond is not None:
+            where.append(condition_sql(cond, schema))
+    if indicator.months_between:
+        where += [f"{c} IS NOT NULL" for c in indicator.months_between]
+    if first is not None:
+        where.append(f"report_date >= DATE {sql_text(first.isoformat())}")
+    if last is not None:
+        where.append(f"report_date <= DATE {sql_text(last.isoformat())}")
+    for name, codes in request.where:
+        dimension = catalogue.dimension(name)
+        if dimension.derived == "period":
+            spans = [
+                f"report_date BETWEEN DATE {sql_text(p.start.isoformat())} "
+                f"AND DATE {sql_text(p.end.isoformat())}"
+                for p in (parse_period(c) for c in codes)
+            ]
+            where.append("(" + " OR ".join(spans) + ")")
+            continue
+        listed = ", ".join(sql_text(c) for c in codes)
+        expr = dimension.expression(request.period_unit)
+        if dimension.multi:
+            where.append(f"coalesce(list_has_any({expr}, [{listed}]), false)")
+        else:
+            where.append(f"coalesce({expr} IN ({listed}), false)")
+    return "SELECT " + ", ".join(select) + " FROM active_cases WHERE " + " AND ".join(where)
+
+
+def period_codes(first: date, last: date, unit: str) -> list[str]:
+    """Every year or quarter from the one holding `first` to the one holding `last`."""
+    codes = []
+    if unit == "quarter":
+        index, end = first.year * 4 + (first.month - 1) // 3, last.year * 4 + (last.month - 1) // 3
+        for i in range(index, end + 1):
+            codes.append(f"{i // 4}-Q{i % 4 + 1}")
+    else:
+        codes = [str(y) for y in range(first.year, last.year + 1)]
+    return codes
+
+
+def parse_where(texts: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`--where sex=M --where period=2025,2026` as (dimension, codes) pairs."""
+    pairs = []
+    for text in texts:
+        name, sep, codes = str(text).partition("=")
+        values = tuple(c.strip() for c in codes.split(",") if c.strip())
+        if not sep or not name.strip() or not values:
+            raise UsageError("filter-invalid", text=str(text)[:60])
+        pairs.append((name.strip(), values))
+    return tuple(pairs)
+
+
+def parse_by(text: str | None) -> tuple[str, ...]:
+    """`--by governorate,sex` as a tuple of dimension names."""
+    if not text:
+        return ()
+    return tuple(d.strip() for d in text.split(",") if d.strip())
+
+
+# --- the indicator reference (docs/indicator-reference.md) ----------------------------------------
+
+
+def _condition_text(cond: Any) -> str:
+    parts = []
+    for key, value in cond.items():
+        if key in {"all", "any"}:
+            joiner = " and " if key == "all" else " or "
+            parts.append("(" + joiner.join(_condition_text(c) for c in value) + ")")
+        elif key == "not":
+            parts.append(f"not {_condition_text(value)}")
+        elif key == "recorded":
+            parts.append(f"`{value}` is recorded")
+        elif key == "known":
+            parts.append(f"`{value}` is known (recorded, not `unknown`)")
+        else:
+            codes = value if isinstance(value, list) else [value]
+            parts.append(f"`{key}` ∈ {{{', '.join(f'`{c}`' for c in codes)}}}")
+    return " and ".join(parts)
+
+
+def indicator_reference() -> str:
+    """docs/indicator-reference.md, generated from schemas/indicators.yaml."""
+    catalogue = load_indicators()
+    lines = [
+        "# Indicator reference",
+        "",
+        "Generated from `schemas/indicators.yaml` by `python -m casepool.indicators`; do not edit.",
+        "",
+        f"Every indicator counts only records in the population: {_condition_text(catalogue.population)}"
+        " (the double-count rule, see methodology-indicators.md).",
+        "",
+        "## Indicators",
+        "",
+    ]
+    for ind in catalogue.indicators.values():
+        lines += [f"### `{ind.name}` — {ind.labels['en']}", "", ind.description, ""]
+        lines.append(f"- unit: {ind.unit}")
+        if ind.scope is not None:
+            lines.append(f"- counts records where {_condition_text(ind.scope)}")
+        if ind.numerator is not None:
+            lines.append(f"- numerator: {_condition_text(ind.numerator)}")
+        if ind.kind != "count":
+            denominator = (
+                _condition_text(ind.denominator) if ind.denominator else "every registered case"
+            )
+            lines.append(f"- denominator: {denominator}")
+        if ind.months_between:
+            lines.append(
+                f"- value: median of whole months from `{ind.months_between[0]}` "
+                f"to `{ind.months_between[1]}`"
+            )
+        lines.append("- dimensions: " + ", ".join(f"`{d}`" for d in ind.dimensions))
+        lines.append(
+            "- labels: " + " · ".join(f"{lang}: {ind.labels[lang]}" for lang in LANGUAGES)
+        )
+        lines.append("")
+    lines += ["## Dimensions", "", "| dimension | from | categories | HXL |", "|---|---|---|---|"]
+    for d in catalogue.dimensions.values():
+        if d.derived == "period":
+            source, cats = "report_date", "years (2025) or quarters (2025-Q3)"
+        elif d.derived == "region":
+            source, cats = "governorate (its `region`)", ", ".join(d.code_values)
+        else:
+            source = f"`{d.column}`" + (" (multi-valued)" if d.multi else "")
+            cats = ", ".join(d.code_values)
+            if d.missing:
+                cats += f" (empty → `{d.missing}`)"
+        lines.append(f"| `{d.name}` | {source} | {cats} | `{d.hxl}` |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the reference page
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[2] / "docs" / "indicator-reference.md"
+    target.write_text(indicator_reference(), encoding="utf-8")
