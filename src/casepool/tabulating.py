@@ -293,3 +293,40 @@ def describe(tabulation: Tabulation) -> dict[str, Any]:
         "dimensions": list(tabulation.dimensions),
         "cells": tabulation.counts.height,
     }
+
+
+def indicator_values(tabulation: Tabulation, counts: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The indicator per cell from (possibly protected) counts: dimensions, value, and for a
+    percentage or median its numerator and denominator. A count stays Int64; a percentage is
+    100 × numerator / denominator, null when either is null or the denominator is 0."""
+    counts = tabulation.counts if counts is None else counts
+    dims = list(tabulation.dimensions)
+    kind = tabulation.indicator.kind
+    if kind == "count":
+        return counts.select(*dims, pl.col(VALUE))
+    if kind == "percent":
+        part = counts.filter(pl.col(OUTCOME) == IN_NUMERATOR).select(
+            *dims, pl.col(VALUE).alias("numerator")
+        )
+        whole = counts.filter(pl.col(OUTCOME) == TOTAL).select(
+            *dims, pl.col(VALUE).alias("denominator")
+        )
+        joined = whole.join(part, on=dims, how="left", maintain_order="left") if dims else (
+            whole.with_columns(part.get_column("numerator"))
+        )
+        return joined.select(
+            *dims,
+            pl.when(pl.col("denominator") > 0)
+            .then(100.0 * pl.col("numerator") / pl.col("denominator"))
+            .otherwise(None)
+            .alias(VALUE),
+            pl.col("numerator"),
+            pl.col("denominator"),
+        )
+    medians = tabulation.medians
+    assert medians is not None
+    n = counts.select(*dims, pl.col(VALUE).alias("denominator"))
+    joined = medians.join(n, on=dims, how="left", maintain_order="left") if dims else (
+        medians.with_columns(n.get_column("denominator"))
+    )
+    return joined.select(*dims, pl.col(VALUE), pl.lit(None, pl.Int64).alias("numerator"), "denominator")
