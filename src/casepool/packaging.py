@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -298,27 +299,40 @@ def _open_members(path: Path) -> dict[str, bytes]:
             return {i.filename: _read_member(archive, i, path) for i in infos}
     except PackageError:
         raise
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        ValueError,
-        NotImplementedError,
-        RuntimeError,
-    ):
+    except Exception:  # any failure to unpack hostile or damaged bytes (zlib, struct...) refuses
         raise _refuse("package-unreadable", path) from None
 
 
 def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: hostile nesting
         raise _refuse("package-manifest-invalid", path) from None
-    required = {"package_format", "schema", "org", "period", "created", "rows", "data"}
-    if not isinstance(manifest, dict) or not required <= manifest.keys():
+    if not isinstance(manifest, dict) or any(
+        not isinstance(manifest.get(name), kind) for name, kind in _MANIFEST_TYPES.items()
+    ):
+        raise _refuse("package-manifest-invalid", path)
+    optional_text = ("generalisation", "casepool_version")
+    if any(not isinstance(manifest.get(n, ""), str) for n in optional_text):
         raise _refuse("package-manifest-invalid", path)
     return manifest
+
+
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "package_format": int,
+    "schema": dict,
+    "org": str,
+    "period": str,
+    "created": str,
+    "rows": dict,
+    "data": dict,
+}
+
+
+def _shown_org(org: object) -> str:
+    """The org code a manifest claims, only if it looks like one (it is untrusted text)."""
+    text = str(org)
+    return text if re.fullmatch(r"[A-Z0-9][A-Z0-9-]{1,31}", text) else "?"
 
 
 def read_package(
@@ -335,7 +349,7 @@ def read_package(
     org = manifest.get("org")
     key = public_key_of(org) if isinstance(org, str) else None
     if key is None:
-        raise _refuse("package-unknown-org", path, org=str(org)[:40])
+        raise _refuse("package-unknown-org", path, org=_shown_org(org))
     try:
         signature = base64.b64decode(members[SIGNATURE].strip(), validate=True)
     except (binascii.Error, ValueError):
