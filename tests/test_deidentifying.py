@@ -289,3 +289,44 @@ def test_submission_scan_uses_the_dropped_columns():
     raw = pl.DataFrame({"_row": [2, 3, 4], "Name": ["Zainab Kareem", "A B", "C D"]})
     sub = submission(records, raw=raw, dropped_columns=["Name"])
     assert [(h.row, h.kind) for h in sub.personal_data] == [(2, DROPPED_VALUE)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=3, max_size=20).filter(str.strip), min_size=1, max_size=8,
+                 unique_by=lambda s: " ".join(s.split())),
+    extra=st.lists(st.text(min_size=1, max_size=30), min_size=8, max_size=8),
+)  # fmt: skip
+def test_deidentification_leaves_no_identifier_and_only_allowlisted_columns(ids, extra):
+    records = canonical_records(len(ids)).with_columns(
+        pl.Series("case_id", ids, dtype=pl.String),
+    )
+    raw = records.select(ROW).with_columns(
+        pl.Series("Child name", extra[: len(ids)], dtype=pl.String)
+    )
+    sub = submission(records, raw=raw, dropped_columns=["Child name"])
+    assert sub.ready
+    frame = sub.frame.drop(ROW)
+    assert [name for name, _ in package_fields(load_schema())] == frame.columns
+    cells = {
+        str(v)
+        for column in frame.iter_columns()
+        for v in (column.explode() if column.dtype == pl.List(pl.String) else column).to_list()
+        if v is not None
+    }
+    assert cells.isdisjoint(ids)
+    assert cells.isdisjoint(v for v in extra if could_identify(v))
+
+
+def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
+    from casepool.packaging import SubmitOutcome, render_submission
+
+    records = canonical_records(5).with_columns(
+        pl.when(pl.col(ROW) == 4).then(pl.lit("+964 770 123 4567")).otherwise(pl.col("case_status"))
+        .alias("case_status")
+    )  # fmt: skip
+    outcome = SubmitOutcome(validation=None, submission=submission(records), package=None)
+    for lang, row_word in (("en", "row 4"), ("ar", "الصف 4"), ("ckb", "ڕیزی 4"), ("kmr", "rêza 4")):
+        text = render_submission(outcome, lang)
+        assert row_word in text
+        assert "770" not in text and "4567" not in text
