@@ -23,11 +23,13 @@ def hand_made(tmp_path_factory) -> Path:
     return build_hand_made(tmp_path_factory.mktemp("hand") / "warehouse.duckdb")
 
 
-def values(warehouse: Path, indicator: str, *dims: str, **where: str) -> dict[tuple[str, ...], float | None]:
+def values(
+    warehouse: Path, indicator: str, *dims: str, **where: str
+) -> dict[tuple[str, ...], float | None]:
     request = TableRequest(indicator, dims, tuple((k, (v,)) for k, v in where.items()))
     with open_warehouse(warehouse, read_only=True) as con:
         frame = indicator_values(tabulate(con, request))
-    return {tuple(row[:len(dims)]): row[len(dims)] for row in frame.iter_rows()}
+    return {tuple(row[: len(dims)]): row[len(dims)] for row in frame.iter_rows()}
 
 
 def approx(x: float) -> object:
@@ -36,15 +38,35 @@ def approx(x: float) -> object:
 
 def test_registered_cases_count_each_child_once(hand_made):
     assert values(hand_made, "registered_cases") == {(): 8}
-    assert values(hand_made, "registered_cases", "sex") == {("F",): 4, ("M",): 3, ("U",): 1, (TOTAL,): 8}
-    assert values(hand_made, "registered_cases", "region") == {("KRI",): 5, ("federal",): 3, (TOTAL,): 8}
-    assert values(hand_made, "registered_cases", "period") == {("2024",): 1, ("2025",): 7, (TOTAL,): 8}
+    assert values(hand_made, "registered_cases", "sex") == {
+        ("F",): 4,
+        ("M",): 3,
+        ("U",): 1,
+        (TOTAL,): 8,
+    }
+    assert values(hand_made, "registered_cases", "region") == {
+        ("KRI",): 5,
+        ("federal",): 3,
+        (TOTAL,): 8,
+    }
+    assert values(hand_made, "registered_cases", "period") == {
+        ("2024",): 1,
+        ("2025",): 7,
+        (TOTAL,): 8,
+    }
 
 
 def test_every_category_comes_from_the_code_list_and_empty_ones_are_zero(hand_made):
     by_age = values(hand_made, "registered_cases", "age_band")
     # Record 4 carries a widened band (Y0T9): it counts in _U, never spread over the bands.
-    assert by_age == {("Y0T4",): 0, ("Y5T9",): 0, ("Y10T14",): 4, ("Y15T17",): 3, ("_U",): 1, (TOTAL,): 8}
+    assert by_age == {
+        ("Y0T4",): 0,
+        ("Y5T9",): 0,
+        ("Y10T14",): 4,
+        ("Y15T17",): 3,
+        ("_U",): 1,
+        (TOTAL,): 8,
+    }
     by_governorate = values(hand_made, "registered_cases", "governorate")
     assert len(by_governorate) == 19
     assert by_governorate[("IQG18",)] == 0  # only the superseded record was there
@@ -63,8 +85,13 @@ def test_quarters_cover_the_span_of_registrations(hand_made):
 def test_multi_valued_categories_count_a_record_in_each_but_once_in_the_total(hand_made):
     got = values(hand_made, "registered_cases", "exploitation_type")
     assert got == {
-        ("prostitution",): 3, ("online",): 3, ("travel_tourism",): 1, ("trafficking",): 1,
-        ("child_marriage",): 1, ("other",): 1, (TOTAL,): 8,
+        ("prostitution",): 3,
+        ("online",): 3,
+        ("travel_tourism",): 1,
+        ("trafficking",): 1,
+        ("child_marriage",): 1,
+        ("other",): 1,
+        (TOTAL,): 8,
     }
     platforms = values(hand_made, "online_cases", "online_platform")
     assert platforms[("tiktok",)] == 2 and platforms[("whatsapp",)] == 1
@@ -75,14 +102,19 @@ def test_multi_valued_categories_count_a_record_in_each_but_once_in_the_total(ha
 def test_shares(hand_made):
     assert values(hand_made, "boys_share") == {(): approx(100 * 3 / 8)}
     assert values(hand_made, "boys_share", "region") == {
-        ("KRI",): approx(60.0), ("federal",): approx(0.0), (TOTAL,): approx(37.5)
+        ("KRI",): approx(60.0),
+        ("federal",): approx(0.0),
+        (TOTAL,): approx(37.5),
     }
     assert values(hand_made, "online_share") == {(): approx(37.5)}
     assert values(hand_made, "travel_tourism_share") == {(): approx(12.5)}
     assert values(hand_made, "mhpss_share") == {(): approx(37.5)}
     # Working status known for 7 (record 8 empty); working: 1, 5, 6, 9.
     assert values(hand_made, "working_children_share", "sex") == {
-        ("F",): approx(50.0), ("M",): approx(200 / 3), ("U",): None, (TOTAL,): approx(400 / 7)
+        ("F",): approx(50.0),
+        ("M",): approx(200 / 3),
+        ("U",): None,
+        (TOTAL,): approx(400 / 7),
     }
     # Known police status for 7 (record 6 unknown); reported: 1, 2, 7, 8, 9.
     assert values(hand_made, "police_reported_share") == {(): approx(500 / 7)}
@@ -97,8 +129,11 @@ def test_shares(hand_made):
 def test_dismissed_among_reported_to_police_by_violence_type(hand_made):
     # Reported: 1 (rape, dismissed), 2 (sexual assault), 7 (rape), 8 (no type -> unknown), 9 (sexual assault, dismissed).
     assert values(hand_made, "police_dismissed_share", "violence_type") == {
-        ("rape",): approx(50.0), ("sexual_assault",): approx(50.0), ("other",): None,
-        ("unknown",): approx(0.0), (TOTAL,): approx(40.0),
+        ("rape",): approx(50.0),
+        ("sexual_assault",): approx(50.0),
+        ("other",): None,
+        ("unknown",): approx(0.0),
+        (TOTAL,): approx(40.0),
     }
     funnel = values(hand_made, "police_reported_cases", "justice_outcome")
     assert funnel[("dismissed",)] == 2 and funnel[("investigation",)] == 1
@@ -109,14 +144,22 @@ def test_median_months_from_incident_to_registration(hand_made):
     # Months: 1 -> 2, 2 -> 3, 4 -> 0, 5 -> 2, 6 -> 0, 7 -> 2, 9 -> 2; record 8 has no incident date.
     assert values(hand_made, "months_to_registration") == {(): approx(2.0)}
     assert values(hand_made, "months_to_registration", "sex") == {
-        ("F",): approx(2.0), ("M",): approx(2.0), ("U",): None, (TOTAL,): approx(2.0)
+        ("F",): approx(2.0),
+        ("M",): approx(2.0),
+        ("U",): None,
+        (TOTAL,): approx(2.0),
     }
-    assert values(hand_made, "months_to_registration", "exploitation_type")[("online",)] == approx(2.0)
+    assert values(hand_made, "months_to_registration", "exploitation_type")[("online",)] == approx(
+        2.0
+    )
 
 
 def test_filters_narrow_the_records_and_the_categories(hand_made):
     assert values(hand_made, "registered_cases", "sex", region="KRI") == {
-        ("F",): 2, ("M",): 3, ("U",): 0, (TOTAL,): 5
+        ("F",): 2,
+        ("M",): 3,
+        ("U",): 0,
+        (TOTAL,): 5,
     }
     assert values(hand_made, "registered_cases", "sex", sex="M") == {("M",): 3, (TOTAL,): 3}
     assert values(hand_made, "registered_cases", period="2024") == {(): 1}
@@ -126,10 +169,17 @@ def test_filters_narrow_the_records_and_the_categories(hand_made):
 def test_each_organisation_s_own_counts_are_kept_for_the_insider(hand_made):
     with open_warehouse(hand_made, read_only=True) as con:
         tab = tabulate(con, TableRequest("registered_cases", ("sex",)))
-    own = {(r["sex"], r["contributor"]): r["value"] for r in tab.contributions.iter_rows(named=True)}
+    own = {
+        (r["sex"], r["contributor"]): r["value"] for r in tab.contributions.iter_rows(named=True)
+    }
     assert own == {
-        ("F", "ORG-A"): 3, ("M", "ORG-A"): 1, (TOTAL, "ORG-A"): 4,
-        ("F", "ORG-B"): 1, ("M", "ORG-B"): 2, ("U", "ORG-B"): 1, (TOTAL, "ORG-B"): 4,
+        ("F", "ORG-A"): 3,
+        ("M", "ORG-A"): 1,
+        (TOTAL, "ORG-A"): 4,
+        ("F", "ORG-B"): 1,
+        ("M", "ORG-B"): 2,
+        ("U", "ORG-B"): 1,
+        (TOTAL, "ORG-B"): 4,
     }
     summed = tab.contributions.group_by("sex").agg(pl.col("value").sum())
     assert dict(summed.iter_rows()) == dict(tab.counts.select("sex", "value").iter_rows())
@@ -137,9 +187,19 @@ def test_each_organisation_s_own_counts_are_kept_for_the_insider(hand_made):
 
 def test_every_indicator_is_covered_by_a_test_here():
     tested = {
-        "registered_cases", "boys_share", "online_share", "online_cases", "travel_tourism_share",
-        "working_children_share", "police_reported_share", "police_dismissed_share",
-        "police_reported_cases", "mhpss_share", "stigma_barrier_share",
-        "social_media_referral_share", "displaced_share", "months_to_registration",
+        "registered_cases",
+        "boys_share",
+        "online_share",
+        "online_cases",
+        "travel_tourism_share",
+        "working_children_share",
+        "police_reported_share",
+        "police_dismissed_share",
+        "police_reported_cases",
+        "mhpss_share",
+        "stigma_barrier_share",
+        "social_media_referral_share",
+        "displaced_share",
+        "months_to_registration",
     }
     assert set(load_indicators().indicators) == tested

@@ -97,7 +97,9 @@ class Dimension:
             return f"(CASE {cases} ELSE NULL END)"
         listed = ", ".join(sql_text(c) for c in self.code_values)
         if self.multi:
-            return f"list_sort(list_distinct(list_filter({self.column}, lambda x: x IN ({listed}))))"
+            return (
+                f"list_sort(list_distinct(list_filter({self.column}, lambda x: x IN ({listed}))))"
+            )
         fallback = sql_text(self.missing) if self.missing else "NULL"
         return f"(CASE WHEN {self.column} IN ({listed}) THEN {self.column} ELSE {fallback} END)"
 
@@ -159,7 +161,9 @@ def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> D
     labels = _labels(raw.get("labels"), where)
     derived = raw.get("derived")
     if derived == "period":
-        return Dimension(name, labels, str(raw.get("hxl", "")), derived="period", sdmx="TIME_PERIOD")
+        return Dimension(
+            name, labels, str(raw.get("hxl", "")), derived="period", sdmx="TIME_PERIOD"
+        )
     if derived == "region":
         codes = tuple(
             Code(str(c["code"]), _labels(c.get("labels"), f"{where}:{c['code']}"))
@@ -208,7 +212,9 @@ def _check_condition(cond: Any, schema: CaseSchema, where: str) -> None:
     for key, value in cond.items():
         if key in {"all", "any"}:
             if not isinstance(value, list) or not value:
-                raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: {key} needs a list")
+                raise SchemaError(
+                    "schema-invalid", file=FILE, reason=f"{where}: {key} needs a list"
+                )
             for part in value:
                 _check_condition(part, schema, where)
         elif key == "not":
@@ -233,7 +239,9 @@ def _field_column(name: str, schema: CaseSchema, where: str) -> Any:
     raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown field {name}")
 
 
-def _parse_indicator(raw: Mapping[str, Any], catalogue_dims: Mapping[str, Dimension], schema: CaseSchema) -> Indicator:
+def _parse_indicator(
+    raw: Mapping[str, Any], catalogue_dims: Mapping[str, Dimension], schema: CaseSchema
+) -> Indicator:
     name = str(raw.get("name", ""))
     where = f"indicators.{name}"
     if not name.isidentifier():
@@ -249,18 +257,26 @@ def _parse_indicator(raw: Mapping[str, Any], catalogue_dims: Mapping[str, Dimens
         if raw.get(key) is not None:
             _check_condition(raw[key], schema, f"{where}.{key}")
     if unit == "percent" and raw.get("numerator") is None:
-        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: a percent needs a numerator")
+        raise SchemaError(
+            "schema-invalid", file=FILE, reason=f"{where}: a percent needs a numerator"
+        )
     if unit != "percent" and raw.get("numerator") is not None:
-        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: only percents have numerators")
+        raise SchemaError(
+            "schema-invalid", file=FILE, reason=f"{where}: only percents have numerators"
+        )
     months = raw.get("months_between")
     if unit == "months":
         if raw.get("statistic") != "median" or not isinstance(months, list) or len(months) != 2:
             raise SchemaError(
-                "schema-invalid", file=FILE, reason=f"{where}: months need median and months_between"
+                "schema-invalid",
+                file=FILE,
+                reason=f"{where}: months need median and months_between",
             )
         for column in months:
             if _field_column(str(column), schema, where).type not in {"date", "month"}:
-                raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: {column} not a date")
+                raise SchemaError(
+                    "schema-invalid", file=FILE, reason=f"{where}: {column} not a date"
+                )
     return Indicator(
         name=name,
         unit=unit,
@@ -270,7 +286,7 @@ def _parse_indicator(raw: Mapping[str, Any], catalogue_dims: Mapping[str, Dimens
         numerator=raw.get("numerator"),
         denominator=raw.get("denominator"),
         scope=raw.get("scope"),
-        months_between=(str(months[0]), str(months[1])) if unit == "months" else None,
+        months_between=(str(months[0]), str(months[1])) if isinstance(months, list) else None,
     )
 
 
@@ -293,6 +309,25 @@ def load_indicators() -> IndicatorCatalogue:
             raise SchemaError("schema-invalid", file=FILE, reason=f"{indicator.name} twice")
         indicators[indicator.name] = indicator
     return IndicatorCatalogue(raw["population"], dims, indicators, schema)
+
+
+def counted_records(indicator: Indicator) -> tuple[str, tuple[str, str] | None]:
+    """What the records of an indicator's count table are (its scope or denominator), canonical."""
+    import json
+
+    cond = indicator.scope if indicator.kind == "count" else indicator.denominator
+    return json.dumps(cond, sort_keys=True), indicator.months_between
+
+
+def population_key(indicator: Indicator, catalogue: IndicatorCatalogue) -> str:
+    """The name under which this indicator's counts are linked with other tables: the first
+    indicator in the file that counts the same records. Two tables whose cells count the same
+    children (cases by sex; the denominator of the share of boys by region) then share their
+    cells in protection, so a cell hidden in one cannot be read from the other."""
+    mine = counted_records(indicator)
+    same = [o for o in catalogue.indicators.values() if counted_records(o) == mine]
+    counts = [o for o in same if o.kind == "count"]
+    return (counts or same or [indicator])[0].name
 
 
 # --- SQL -------------------------------------------------------------------------------------------
@@ -319,7 +354,9 @@ def condition_sql(cond: Any, schema: CaseSchema) -> str:
             f = schema.field(str(value))
             column = _COLUMN_OF_FIELD.get(f.name, f.name)
             if f.multi:
-                parts.append(f"coalesce(len(list_filter({column}, lambda x: x <> 'unknown')) > 0, false)")
+                parts.append(
+                    f"coalesce(len(list_filter({column}, lambda x: x <> 'unknown')) > 0, false)"
+                )
             else:
                 parts.append(f"coalesce({column} <> 'unknown', false)")
         else:
@@ -537,9 +574,7 @@ def indicator_reference() -> str:
                 f"to `{ind.months_between[1]}`"
             )
         lines.append("- dimensions: " + ", ".join(f"`{d}`" for d in ind.dimensions))
-        lines.append(
-            "- labels: " + " · ".join(f"{lang}: {ind.labels[lang]}" for lang in LANGUAGES)
-        )
+        lines.append("- labels: " + " · ".join(f"{lang}: {ind.labels[lang]}" for lang in LANGUAGES))
         lines.append("")
     lines += ["## Dimensions", "", "| dimension | from | categories | HXL |", "|---|---|---|---|"]
     for d in catalogue.dimensions.values():
@@ -551,7 +586,7 @@ def indicator_reference() -> str:
             source = f"`{d.column}`" + (" (multi-valued)" if d.multi else "")
             cats = ", ".join(d.code_values)
             if d.missing:
-                cats += f" (empty → `{d.missing}`)"
+                cats += f" (empty or unlisted → `{d.missing}`)"
         lines.append(f"| `{d.name}` | {source} | {cats} | `{d.hxl}` |")
     lines.append("")
     return "\n".join(lines)
