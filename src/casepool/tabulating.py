@@ -160,17 +160,12 @@ def _run_groupings(
             query = _grouping_query(base, dims, grouped, singles, with_org, median)
             frame = con.sql(query).pl()
             # A multi dimension not grouped here is a margin: `_T`.
-            frame = frame.with_columns(
-                pl.lit(TOTAL).alias(d) for d in multi if d not in grouped
-            )
+            frame = frame.with_columns(pl.lit(TOTAL).alias(d) for d in multi if d not in grouped)
             frames.append(frame)
     columns = (["org"] if with_org else []) + list(dims)
     return pl.concat(
         [
-            f.select(
-                [pl.col(c).cast(pl.String) for c in columns]
-                + [pl.exclude(columns)]
-            )
+            f.select([pl.col(c).cast(pl.String) for c in columns] + [pl.exclude(columns)])
             for f in frames
         ],
         how="vertical_relaxed",
@@ -202,7 +197,10 @@ def _long_counts(frame: pl.DataFrame, indicator: Indicator, keys: Sequence[str])
             ((pl.col("kden") - pl.col("knum")) % KEY_SCALE).alias("key"),
         ),
         frame.select(
-            *keys, pl.lit(TOTAL).alias(OUTCOME), pl.col("den").alias(VALUE), pl.col("kden").alias("key")
+            *keys,
+            pl.lit(TOTAL).alias(OUTCOME),
+            pl.col("den").alias(VALUE),
+            pl.col("kden").alias("key"),
         ),
     ]
     return pl.concat(parts)
@@ -254,9 +252,7 @@ def tabulate(
         (pl.col("key").fill_null(0).cast(pl.Float64) / KEY_SCALE).alias(CELL_KEY),
     )
     org_long = _long_counts(per_org, indicator, ["org", *dims]).rename({"org": CONTRIBUTOR})
-    contributions = (
-        org_long.join(grid, on=list(count_dims), how="semi") if count_dims else org_long
-    )
+    contributions = org_long.join(grid, on=list(count_dims), how="semi") if count_dims else org_long
     contributions = contributions.filter(pl.col(VALUE) > 0).select(
         *count_dims, pl.col(CONTRIBUTOR), pl.col(VALUE).cast(pl.Int64)
     )
@@ -311,8 +307,10 @@ def indicator_values(tabulation: Tabulation, counts: pl.DataFrame | None = None)
         whole = counts.filter(pl.col(OUTCOME) == TOTAL).select(
             *dims, pl.col(VALUE).alias("denominator")
         )
-        joined = whole.join(part, on=dims, how="left", maintain_order="left") if dims else (
-            whole.with_columns(part.get_column("numerator"))
+        joined = (
+            whole.join(part, on=dims, how="left", maintain_order="left")
+            if dims
+            else (whole.with_columns(part.get_column("numerator")))
         )
         return joined.select(
             *dims,
@@ -326,7 +324,11 @@ def indicator_values(tabulation: Tabulation, counts: pl.DataFrame | None = None)
     medians = tabulation.medians
     assert medians is not None
     n = counts.select(*dims, pl.col(VALUE).alias("denominator"))
-    joined = medians.join(n, on=dims, how="left", maintain_order="left") if dims else (
-        medians.with_columns(n.get_column("denominator"))
+    joined = (
+        medians.join(n, on=dims, how="left", maintain_order="left")
+        if dims
+        else (medians.with_columns(n.get_column("denominator")))
     )
-    return joined.select(*dims, pl.col(VALUE), pl.lit(None, pl.Int64).alias("numerator"), "denominator")
+    return joined.select(
+        *dims, pl.col(VALUE), pl.lit(None, pl.Int64).alias("numerator"), "denominator"
+    )
