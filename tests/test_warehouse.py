@@ -87,6 +87,7 @@ def test_ingest_cli_exit_codes_and_status(tmp_path, runner, keys, pub):
     status = invoke(runner, "status", "-w", w)
     assert status.exit_code == 0
     assert "Submissions: 1 active (9 records), 1 superseded" in status.output
+    assert "Records counted in statistics (each case of an organisation once): 9" in status.output
     as_json = json.loads(invoke(runner, "status", "-w", w, "--json").stdout)
     assert [s["state"] for s in as_json["submissions"]] == ["superseded", "active"]
     assert as_json == json.loads(json.dumps(warehouse_status(w).to_dict(), default=str))
@@ -125,6 +126,7 @@ def test_active_cases_counts_a_case_once_across_overlapping_periods(tmp_path, ke
         submissions = con.sql("SELECT count(*) FROM active_submissions").fetchall()[0][0]
     assert dict(active.rows()) == {"2025-Q3": 10}  # the older Q3 package was superseded
     assert submissions == 2
+    assert warehouse_status(w).active_cases == 10
 
 
 def test_the_audit_log_only_grows(tmp_path, keys, pub):

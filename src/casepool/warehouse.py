@@ -615,6 +615,7 @@ class WarehouseStatus:
     organisations: list[Organisation]
     submissions: pl.DataFrame
     audit_entries: int
+    active_cases: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -625,6 +626,7 @@ class WarehouseStatus:
                 for row in self.submissions.iter_rows(named=True)
             ],
             "audit_entries": self.audit_entries,
+            "active_cases": self.active_cases,
         }
 
     def render(self, lang: str) -> str:
@@ -642,6 +644,7 @@ class WarehouseStatus:
                 rows=f"{int(active.get_column('rows').sum() or 0):,}",
             )
         )
+        lines.append(render("status-counted", lang, count=f"{self.active_cases:,}"))
         for row in self.submissions.iter_rows(named=True):
             state = render(f"status-{row['state']}", lang)
             lines.append(
@@ -668,8 +671,13 @@ def warehouse_status(
             "submission_id, superseded_by FROM submissions ORDER BY org, period, created_at"
         ).pl()
         audit_row = _first(con.execute("SELECT count(*) FROM audit_log"))
+        counted = _first(con.execute("SELECT count(*) FROM active_cases"))
     return WarehouseStatus(
-        Path(warehouse), organisations, submissions, int(audit_row[0]) if audit_row else 0
+        Path(warehouse),
+        organisations,
+        submissions,
+        int(audit_row[0]) if audit_row else 0,
+        int(counted[0]) if counted else 0,
     )
 
 
