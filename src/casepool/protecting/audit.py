@@ -1,0 +1,378 @@
+"""The LP audit: every suppressed cell's feasible interval, for an outsider and for each insider."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from casepool.errors import TableError
+from casepool.protecting.lp import (
+    DISCLOSED,
+    PROTECTED,
+    TOO_NARROW,
+    ComponentProblem,
+    ComponentResult,
+    bound_component,
+    integer_bounds,
+)
+from casepool.protecting.settings import ProtectionSettings
+from casepool.protecting.tables import (
+    CONF_STATUS,
+    INDICATOR,
+    OBS_STATUS,
+    PRIMARY,
+    RESERVED_COLUMNS,
+    SECONDARY,
+    VALUE,
+    CellSystem,
+    CountTable,
+    build_system,
+)
+
+OUTSIDER = "outsider"
+SMALL_COUNT = "small-count-published"
+__all__ = ["DISCLOSED", "PROTECTED", "SMALL_COUNT", "TOO_NARROW", "AuditReport", "audit"]
+
+
+@dataclass(frozen=True, eq=False)
+class Attacker:
+    """Who tries to recover suppressed cells: an outsider, or an insider with its own counts."""
+
+    name: str
+    own: np.ndarray | None = None  # lower bounds: the insider's own count in every cell
+    fixed: np.ndarray | None = None  # cells the insider knows exactly (its own alone)
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentFinding:
+    """The audit of one connected set of suppressed cells against one attacker."""
+
+    cells: np.ndarray
+    attacker: str
+    result: ComponentResult
+
+
+def _cap(published: np.ndarray) -> float:
+    # Stands for "unbounded": far above any value the published cells allow for a bounded cell.
+    return 1000.0 + 10.0 * float(np.abs(published).sum())
+
+
+@dataclass(eq=False)
+class SystemAudit:
+    """Audits one linked system of cells under changing sets of suppressed cells, with a cache."""
+
+    equations: sparse.csr_matrix
+    inequalities: sparse.csr_matrix
+    values: np.ndarray  # true or published values; entries of suppressed cells are never read
+    cache: dict[tuple[str, bytes], ComponentFinding] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._eq_csc = self.equations.tocsc()
+        self._ub_csc = self.inequalities.tocsc()
+        self._cap = _cap(self.values)
+
+    def components(self, suppressed: np.ndarray) -> list[np.ndarray]:
+        """Sets of suppressed cells linked through additivity rows; each is audited on its own."""
+        cells = np.flatnonzero(suppressed)
+        if cells.size == 0:
+            return []
+        incidence = sparse.vstack([self._eq_csc[:, cells], self._ub_csc[:, cells]]).tocsr()
+        incidence.data[:] = 1.0
+        linked = (incidence.T @ incidence).tocsr()
+        count, labels = connected_components(linked, directed=False)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(count + 1))
+        groups = [cells[order[bounds[i] : bounds[i + 1]]] for i in range(count)]
+        return sorted(groups, key=lambda g: int(g[0]))
+
+    def problem(
+        self, cells: np.ndarray, suppressed: np.ndarray, attacker: Attacker
+    ) -> ComponentProblem:
+        published = np.where(suppressed, 0, self.values).astype(float)
+        parts = []
+        for csc, csr in ((self._eq_csc, self.equations), (self._ub_csc, self.inequalities)):
+            rows = np.unique(csc[:, cells].indices)
+            block = csr[rows]
+            parts.append((block[:, cells].tocsr(), -(block @ published)))
+        n = cells.size
+        lower = np.zeros(n) if attacker.own is None else attacker.own[cells].astype(float)
+        upper = np.full(n, self._cap)
+        if attacker.fixed is not None:
+            upper = np.where(attacker.fixed[cells], lower, upper)
+        (a_eq, b_eq), (a_ub, b_ub) = parts
+        return ComponentProblem(a_eq, b_eq, a_ub, b_ub, lower, upper, self._cap)
+
+    def check(
+        self,
+        suppressed: np.ndarray,
+        need: np.ndarray,
+        attackers: Sequence[Attacker],
+        truth: np.ndarray | None = None,
+        exact: bool = False,
+    ) -> list[ComponentFinding]:
+        """Audit every component for every attacker that knows something in it."""
+        findings: list[ComponentFinding] = []
+        for cells in self.components(suppressed):
+            for attacker in attackers:
+                if attacker.own is not None and not attacker.own[cells].any():
+                    continue  # knows nothing here beyond the outsider: the outsider audit covers it
+                key = (attacker.name, cells.tobytes())
+                found = self.cache.get(key)
+                if found is None:
+                    problem = self.problem(cells, suppressed, attacker)
+                    cell_need = need[cells] if attacker.own is None else np.ones(cells.size)
+                    own = None if attacker.own is None else attacker.own[cells]
+                    cell_truth = None if truth is None else truth[cells]
+                    result = bound_component(problem, cell_need, own, cell_truth, exact)
+                    found = self.cache[key] = ComponentFinding(cells, attacker.name, result)
+                findings.append(found)
+        return findings
+
+
+def engine_attackers(system: CellSystem) -> list[Attacker]:
+    """The outsider and every contributor, who knows its own counts and, conservatively, that it
+    is alone in any cell whose whole count is its own."""
+    attackers = [Attacker(OUTSIDER)]
+    for name in sorted(system.own):
+        own = system.own[name]
+        attackers.append(Attacker(name, own, (own == system.value) & (system.value > 0)))
+    return attackers
+
+
+# --- the audit of a published tidy table ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellVerdict:
+    """One suppressed (or wrongly published) cell, who attacked it, its interval and verdict."""
+
+    indicator: str
+    codes: dict[str, str]
+    conf_status: str
+    attacker: str
+    lower: int
+    upper: int | None  # None: unbounded
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "indicator": self.indicator,
+            "cell": self.codes,
+            "conf_status": self.conf_status,
+            "attacker": self.attacker,
+            "lower": self.lower,
+            "upper": self.upper,
+            "verdict": self.verdict,
+        }
+
+    def cell_label(self) -> str:
+        codes = ", ".join(f"{d}={c}" for d, c in self.codes.items())
+        return f"{self.indicator}[{codes}]" if self.indicator else f"[{codes}]"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Every suppressed cell's interval per attacker; protected when every verdict is."""
+
+    verdicts: list[CellVerdict]
+    k: int
+    protection_interval: int
+    insiders: list[str]
+
+    @property
+    def protected(self) -> bool:
+        return all(v.verdict == PROTECTED for v in self.verdicts)
+
+    @property
+    def failures(self) -> list[CellVerdict]:
+        return [v for v in self.verdicts if v.verdict != PROTECTED]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "protected": self.protected,
+            "k": self.k,
+            "protection_interval": self.protection_interval,
+            "insiders": self.insiders,
+            "cells": [v.to_dict() for v in self.verdicts],
+            "failures": [v.to_dict() for v in self.failures],
+        }
+
+
+def _dimension_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in RESERVED_COLUMNS and not c.startswith("_")]
+
+
+def _split_indicators(frame: pl.DataFrame) -> list[tuple[str, list[str], pl.DataFrame]]:
+    if INDICATOR not in frame.columns:
+        frame = frame.with_columns(pl.lit("").alias(INDICATOR))
+    frame = frame.with_columns(pl.col(INDICATOR).fill_null(""))
+    parts = []
+    for (name,), group in frame.group_by(INDICATOR, maintain_order=True):
+        dims = []
+        for d in _dimension_columns(group):
+            nulls = group[d].null_count()
+            if nulls == group.height:
+                continue
+            if nulls:
+                raise TableError("protect-missing-code", table=str(name))
+            dims.append(d)
+        parts.append((str(name), dims, group))
+    return parts
+
+
+def _parse_counts(column: pl.Series, label: str) -> pl.Series:
+    text = column.cast(pl.String).str.strip_chars()
+    text = pl.Series(
+        column.name, [None if t in (None, "") else t for t in text.to_list()], pl.String
+    )
+    parsed = text.cast(pl.Float64, strict=False)
+    bad = (parsed.is_null() & text.is_not_null()) | (parsed.fill_null(0) % 1 != 0)
+    if bad.any() or (parsed.fill_null(0) < 0).any():
+        raise TableError("protect-bad-count", table=label)
+    return parsed.cast(pl.Int64)
+
+
+def audit(
+    table: pl.DataFrame,
+    *,
+    k: int = 5,
+    protection_interval: int | None = None,
+    multi_valued: Sequence[str] = (),
+    insiders: Mapping[str, pl.DataFrame] | None = None,
+    total_code: str = "_T",
+) -> AuditReport:
+    """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
+    for each insider whose own counts are given (dimension columns + `value`, optionally
+    `indicator`; used as lower bounds).
+
+    A cell is suppressed when `value` is empty or `obs_status` is Q. Primary cells (`conf_status`
+    C, or every suppressed cell when the column is absent) need an interval at least
+    `protection_interval` wide (default k); every suppressed cell must not be recoverable; no
+    published count may lie in 1..k-1. Rows absent from the table count as published zeros.
+    """
+    if VALUE not in table.columns:
+        raise TableError("protect-missing-column", table="", column=VALUE)
+    width = protection_interval if protection_interval is not None else k
+    settings = ProtectionSettings(
+        k=k, k_sensitive=k, protection_interval=width, total_code=total_code
+    )
+    tables, statuses, suppressed_rows = [], [], []
+    for name, dims, group in _split_indicators(table):
+        counts = _parse_counts(group[VALUE], name)
+        hidden = counts.is_null()
+        if OBS_STATUS in group.columns:
+            hidden = hidden | (group[OBS_STATUS].cast(pl.String) == "Q").fill_null(False)
+        conf = (
+            group[CONF_STATUS].cast(pl.String).fill_null(PRIMARY)
+            if CONF_STATUS in group.columns
+            else pl.Series([PRIMARY] * group.height)
+        )
+        cells = group.select(dims).with_columns(
+            pl.Series(VALUE, counts.fill_null(0).to_numpy() * ~hidden.to_numpy())
+        )
+        multi = frozenset(d for d in multi_valued if d in dims)
+        tables.append(CountTable(name, tuple(dims), cells, multi, name=name or "table"))
+        statuses.append(conf.to_list())
+        suppressed_rows.append(hidden.to_numpy())
+    system = build_system(tables, settings, check_margins=False)
+    n = system.size
+    hidden_somewhere = np.zeros(n, dtype=bool)
+    shown_somewhere = np.zeros(n, dtype=bool)
+    primary = np.zeros(n, dtype=bool)
+    cell_status = [""] * n
+    for grid, table_obj, conf, hidden in zip(
+        system.grids, tables, statuses, suppressed_rows, strict=True
+    ):
+        ids = _row_ids(system, grid, table_obj, total_code)
+        for cell, status, is_hidden in zip(ids.tolist(), conf, hidden.tolist(), strict=True):
+            shown_somewhere[cell] |= not is_hidden
+            if is_hidden:
+                hidden_somewhere[cell] = True
+                status = status if status in (PRIMARY, SECONDARY) else PRIMARY
+                primary[cell] |= status == PRIMARY
+                cell_status[cell] = PRIMARY if primary[cell] else SECONDARY
+    suppressed = hidden_somewhere & ~shown_somewhere  # a value shown in any table is known
+    verdicts: list[CellVerdict] = []
+    for cell in np.flatnonzero(~suppressed & (system.value > 0) & (system.value < k)).tolist():
+        value = int(system.value[cell])
+        verdicts.append(_verdict_of(system, cell, "F", OUTSIDER, value, value, SMALL_COUNT))
+    attackers = [Attacker(OUTSIDER)]
+    for name, own_frame in (insiders or {}).items():
+        attackers.append(Attacker(name, _own_counts(system, own_frame, name, total_code)))
+    need = np.where(primary, width, 1)
+    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    for finding in auditor.check(suppressed, need, attackers, truth=None, exact=True):
+        result = finding.result
+        for j, cell in enumerate(finding.cells.tolist()):
+            lo, hi = integer_bounds(result.lower[j], result.upper[j])
+            verdicts.append(
+                _verdict_of(
+                    system, cell, cell_status[cell], finding.attacker, lo, hi, result.verdicts[j]
+                )
+            )
+    verdicts.sort(
+        key=lambda v: (v.attacker != OUTSIDER, v.attacker, v.indicator, list(v.codes.items()))
+    )
+    return AuditReport(verdicts, k, width, list(insiders or {}))
+
+
+def _verdict_of(
+    system: CellSystem, cell: int, status: str, attacker: str, lo: float, hi: float, verdict: str
+) -> CellVerdict:
+    indicator, codes = system.keys[cell]
+    table = system.grids[system.locations[cell][0][0]].table
+    named = dict(codes)
+    total = system.grids[system.locations[cell][0][0]].codes
+    full = {d: named.get(d, total[i][-1]) for i, d in enumerate(table.dimensions)}
+    upper = None if not math.isfinite(hi) else int(hi)
+    return CellVerdict(indicator, full, status, attacker, int(lo), upper, verdict)
+
+
+def _row_ids(system: CellSystem, grid: Any, table: CountTable, total: str) -> np.ndarray:
+    ids = np.empty(table.cells.height, dtype=np.int64)
+    frame = table.cells.with_columns(pl.col(d).cast(pl.String) for d in table.dimensions)
+    lookups = [{c: i for i, c in enumerate(codes)} for codes in grid.codes]
+    for r, row in enumerate(frame.select(table.dimensions).iter_rows()):
+        ids[r] = grid.ids[tuple(lookups[d][c] for d, c in enumerate(row))]
+    return ids
+
+
+def _own_counts(system: CellSystem, frame: pl.DataFrame, name: str, total: str) -> np.ndarray:
+    own = np.zeros(system.size, dtype=np.int64)
+    if VALUE not in frame.columns:
+        raise TableError("protect-missing-column", table=name, column=VALUE)
+    index = {key: i for i, key in enumerate(system.keys)}
+    counts = _parse_counts(frame[VALUE], name).fill_null(0).to_list()
+    indicator = (
+        frame[INDICATOR].cast(pl.String).fill_null("").to_list()
+        if INDICATOR in frame.columns
+        else None
+    )
+    dims = _dimension_columns(frame)
+    rows = frame.select(pl.col(d).cast(pl.String) for d in dims).iter_rows()
+    for r, (row, count) in enumerate(zip(rows, counts, strict=True)):
+        named = tuple(
+            sorted((d, c) for d, c in zip(dims, row, strict=True) if c not in (None, total))
+        )
+        names = [indicator[r]] if indicator is not None else sorted({k[0] for k in system.keys})
+        for ind in names:
+            cell = index.get((ind, named))
+            if cell is not None:
+                own[cell] = count
+    return own
+
+
+def read_tidy_table(path: str | Path) -> pl.DataFrame:
+    """A tidy table from CSV, XLSX or Parquet, as text; UnreadableFileError when it cannot be read."""
+    from casepool.reading import ROW, read_export
+
+    frame = read_export(path).frame
+    return frame.drop(ROW) if ROW in frame.columns else frame

@@ -1,0 +1,221 @@
+"""Secondary suppression: complementary cells chosen until the LP audit proves every cell protected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from casepool.errors import TableError
+from casepool.protecting.audit import (
+    OUTSIDER,
+    Attacker,
+    ComponentFinding,
+    SystemAudit,
+    engine_attackers,
+)
+from casepool.protecting.lp import PROTECTED
+from casepool.protecting.primary import primary_cells
+from casepool.protecting.settings import ProtectionSettings, load_protection_settings
+from casepool.protecting.tables import (
+    CONF_STATUS,
+    FREE,
+    INDICATOR,
+    OBS_STATUS,
+    PRIMARY,
+    SECONDARY,
+    VALUE,
+    CellSystem,
+    CountTable,
+    ProtectedTable,
+    build_system,
+)
+
+Insider = tuple[np.ndarray, np.ndarray]  # own counts, cells known exactly
+
+
+def best_hypercube(
+    system: CellSystem,
+    cell: int,
+    need: int,
+    suppressed: np.ndarray,
+    insiders: Sequence[Insider],
+    must_add: bool = False,
+) -> np.ndarray | None:
+    """The cheapest hypercube of cells around `cell` that gives it an interval at least `need`
+    wide for an outsider and leaves it unpinned for every insider; None when there is none.
+
+    In each dimension the cube pairs the cell's code with another code; moving the corners by
+    +t and −t in turn (same sign along a category–total pair) keeps every total. The corners
+    must absorb the move, so the outsider's width is min(value of the corners moving against
+    the cell) + min(value of those moving with it). Already suppressed corners cost nothing.
+    """
+    best: tuple[float, float, int] | None = None
+    best_corners: np.ndarray | None = None
+    value = system.value
+    for table_index, position in system.locations[cell]:
+        ids = system.grids[table_index].ids
+        paired = [d for d in range(ids.ndim) if ids.shape[d] > 1]
+        if not paired:
+            continue
+        partners, partner_signs = [], []
+        for d in paired:
+            total = ids.shape[d] - 1
+            others = np.array([b for b in range(ids.shape[d]) if b != position[d]])
+            partners.append(others)
+            same = (others == total) | (position[d] == total)
+            partner_signs.append(np.where(same, 1.0, -1.0))
+        shape = tuple(len(p) for p in partners)
+        corner_ids, corner_signs = [], []
+        for mask in range(2 ** len(paired)):
+            index: list[np.ndarray | int] = list(position)
+            sign = np.ones(shape)
+            for i, d in enumerate(paired):
+                if mask >> i & 1:
+                    reshape = [1] * len(paired)
+                    reshape[i] = shape[i]
+                    index[d] = partners[i].reshape(reshape)
+                    sign = sign * partner_signs[i].reshape(reshape)
+            picked = ids[tuple(index)]
+            corner_ids.append(np.broadcast_to(picked, shape).reshape(-1))
+            corner_signs.append(sign.reshape(-1))
+        corners = np.stack(corner_ids, axis=1)
+        plus = np.stack(corner_signs, axis=1) > 0
+        v = value[corners].astype(float)
+        new = ~suppressed[corners]
+        cost = np.where(new, system.cost[corners], 0.0).sum(axis=1)
+        up = np.where(plus, np.inf, v).min(axis=1)
+        down = np.where(plus, v, np.inf).min(axis=1)
+        width = up + down
+        valid = width >= need
+        if must_add:
+            valid &= new.any(axis=1)
+        for own, fixed in insiders:
+            if fixed[cell]:
+                continue  # the insider's own cell: it knows it, nothing to protect from it
+            mine = own[corners]
+            if not mine.any():
+                continue
+            slack_down = v - mine
+            slack_up = np.where(fixed[corners], 0.0, np.inf)
+            up_x = np.where(plus, slack_up, slack_down).min(axis=1)
+            down_x = np.where(plus, slack_down, slack_up).min(axis=1)
+            valid &= (up_x + down_x) >= 1
+        if not valid.any():
+            continue
+        candidates = np.flatnonzero(valid)
+        order = np.lexsort((candidates, -np.minimum(width[candidates], 1e12), cost[candidates]))
+        choice = int(candidates[order[0]])
+        rank = (float(cost[choice]), -float(min(width[choice], 1e12)), table_index)
+        if best is None or rank < best:
+            best, best_corners = rank, corners[choice]
+    return best_corners
+
+
+def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
+    """The cheapest published cell next to the failing ones (then anywhere in their tables)."""
+    pools = [
+        np.concatenate([system.neighbours(int(c)) for c in cells]),
+        np.concatenate(
+            [
+                system.grids[t].ids.reshape(-1)
+                for c in cells.tolist()
+                for t, _ in system.locations[int(c)]
+            ]
+        ),
+        np.arange(system.size),
+    ]
+    for pool in pools:
+        open_cells = np.unique(pool[~suppressed[pool]]) if pool.size else pool
+        if open_cells.size:
+            order = np.lexsort((open_cells, system.cost[open_cells]))
+            return open_cells[order[:1]]
+    raise TableError("protect-no-complement")
+
+
+def _failures(findings: Sequence[ComponentFinding]) -> list[tuple[int, str, np.ndarray]]:
+    """(failing cell, attacker, its component) in a stable order, one per component."""
+    found = []
+    for finding in findings:
+        for j, verdict in enumerate(finding.result.verdicts):
+            if verdict != PROTECTED:
+                found.append((int(finding.cells[j]), finding.attacker, finding.cells))
+                break
+    return sorted(found, key=lambda f: (f[0], f[1] != OUTSIDER, f[1]))
+
+
+def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Primary and suppressed masks over the system's cells, proven by the LP audit."""
+    value = system.value
+    primary = primary_cells(value, system.k)
+    intervals = np.array([settings.interval_for(int(k)) for k in system.k], dtype=np.int64)
+    need = np.where(primary, intervals, 1)
+    suppressed = primary.copy()
+    attackers: list[Attacker] = engine_attackers(system)
+    insiders: list[Insider] = [
+        (a.own, a.fixed) for a in attackers[1:] if a.own is not None and a.fixed is not None
+    ]
+    for cell in np.flatnonzero(primary).tolist():
+        cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
+        if cube is not None:
+            suppressed[cube] = True
+    auditor = SystemAudit(system.equations, system.inequalities, value)
+    while True:
+        failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
+        if not failures:
+            break
+        for cell, _attacker, component in failures:
+            cube = best_hypercube(
+                system, cell, int(need[cell]), suppressed, insiders, must_add=True
+            )
+            added = cube if cube is not None else _fallback_cells(system, component, suppressed)
+            suppressed[added] = True
+    if settings.prune_secondary:
+        secondary = np.flatnonzero(suppressed & ~primary)
+        for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
+            suppressed[cell] = False
+            if _failures(auditor.check(suppressed, need, attackers, truth=value)):
+                suppressed[cell] = True
+    return primary, suppressed
+
+
+def _frames(
+    system: CellSystem, primary: np.ndarray, suppressed: np.ndarray
+) -> list[ProtectedTable]:
+    out = []
+    for grid in system.grids:
+        table = grid.table
+        ids = grid.ids.reshape(-1)
+        positions = np.indices(grid.ids.shape).reshape(grid.ids.ndim, -1)
+        columns: dict[str, pl.Series] = {
+            INDICATOR: pl.Series(INDICATOR, [table.indicator] * ids.size, pl.String)
+        }
+        for d, dim in enumerate(table.dimensions):
+            codes = np.asarray(grid.codes[d], dtype=object)
+            columns[dim] = pl.Series(dim, codes[positions[d]].tolist(), pl.String)
+        hidden = suppressed[ids]
+        columns[VALUE] = pl.Series(VALUE, np.where(hidden, 0, system.value[ids]), pl.Int64)
+        frame = pl.DataFrame(columns).with_columns(
+            pl.when(pl.Series(hidden)).then(None).otherwise(pl.col(VALUE)).alias(VALUE),
+            pl.Series(OBS_STATUS, np.where(hidden, "Q", "A").tolist(), pl.String),
+            pl.Series(
+                CONF_STATUS,
+                np.where(primary[ids], PRIMARY, np.where(hidden, SECONDARY, FREE)).tolist(),
+                pl.String,
+            ),
+        )
+        out.append(ProtectedTable(table.label, table.indicator, table.dimensions, frame, grid.k))
+    return out
+
+
+def protect(
+    tables: Sequence[CountTable] | CountTable, settings: ProtectionSettings | None = None
+) -> list[ProtectedTable]:
+    """Protect tables together (cells they share get one status) and return them in tidy form."""
+    if isinstance(tables, CountTable):
+        tables = [tables]
+    settings = settings or load_protection_settings()
+    system = build_system(tables, settings)
+    primary, suppressed = suppress(system, settings)
+    return _frames(system, primary, suppressed)

@@ -1,0 +1,322 @@
+"""Tables of counts given for protection, the protected result, and the linked system of cells they form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+
+from casepool.errors import TableError
+from casepool.protecting.settings import ProtectionSettings
+
+VALUE = "value"
+CONTRIBUTOR = "contributor"
+INDICATOR = "indicator"
+OBS_STATUS = "obs_status"
+CONF_STATUS = "conf_status"
+FREE, PRIMARY, SECONDARY = "F", "C", "D"
+RESERVED_COLUMNS = (INDICATOR, VALUE, OBS_STATUS, CONF_STATUS, CONTRIBUTOR)
+
+
+@dataclass(frozen=True, eq=False)
+class CountTable:
+    """One table of counts: every cell, margins (`_T`) included, and optionally who contributed what.
+
+    `cells` has one column per dimension (codes as text) and `value` (a count of children).
+    `multi_valued` names dimensions where a child may fall in several categories, so their total
+    is not the sum of their categories. `contributions` has the dimensions, `contributor` (e.g. an
+    organisation code) and `value`: each contributor's own counts in every cell, margins included;
+    they must add up to `cells`. `sensitive` forces (True) or forbids (False) the stricter k;
+    None decides from the dimensions. `name` labels the table in messages (default: indicator).
+    """
+
+    indicator: str
+    dimensions: tuple[str, ...]
+    cells: pl.DataFrame
+    multi_valued: frozenset[str] = frozenset()
+    contributions: pl.DataFrame | None = None
+    sensitive: bool | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dimensions", tuple(self.dimensions))
+        object.__setattr__(self, "multi_valued", frozenset(self.multi_valued))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.indicator
+
+
+@dataclass(frozen=True, eq=False)
+class ProtectedTable:
+    """A protected table in the tidy format: indicator, dimensions, value, obs_status, conf_status.
+
+    `value` is null where suppressed; `obs_status` is A (normal) or Q (suppressed); `conf_status`
+    is F (free), C (primary: a count in 1..k-1) or D (secondary: suppressed to protect another).
+    """
+
+    name: str
+    indicator: str
+    dimensions: tuple[str, ...]
+    frame: pl.DataFrame
+    k: int
+
+    def count(self, status: str) -> int:
+        """How many cells have this conf_status."""
+        return int((self.frame[CONF_STATUS] == status).sum())
+
+    @property
+    def suppressed(self) -> int:
+        return self.count(PRIMARY) + self.count(SECONDARY)
+
+
+@dataclass(eq=False)
+class TableGrid:
+    """Where a table's cells sit in the linked system: ids[i1, ..., in], the total last on each axis."""
+
+    table: CountTable
+    codes: list[list[str]]
+    multi: list[bool]
+    ids: np.ndarray
+    k: int
+
+
+@dataclass(eq=False)
+class CellSystem:
+    """All cells of tables protected together, their additivity rows, and contributors' counts.
+
+    A cell shared by several tables (same indicator, same codes once totals are dropped) is one
+    cell here, so it gets one status everywhere. Rows of `equations` say Σ categories − total = 0;
+    rows of `inequalities` say category − total ≤ 0 (multi-valued dimensions).
+    """
+
+    keys: list[tuple[str, tuple[tuple[str, str], ...]]]
+    value: np.ndarray
+    cost: np.ndarray
+    k: np.ndarray
+    grids: list[TableGrid]
+    locations: list[list[tuple[int, tuple[int, ...]]]]
+    equations: sparse.csr_matrix
+    inequalities: sparse.csr_matrix
+    own: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def neighbours(self, cell: int) -> np.ndarray:
+        """Cells that share an additivity row with `cell`."""
+        found: list[np.ndarray] = []
+        for matrix in (self.equations, self.inequalities):
+            column = matrix[:, [cell]]
+            rows = column.nonzero()[0]
+            if rows.size:
+                found.append(matrix[rows].indices)
+        if not found:
+            return np.empty(0, dtype=np.int64)
+        every = np.unique(np.concatenate(found))
+        return every[every != cell]
+
+
+def _text_codes(frame: pl.DataFrame, dims: Sequence[str], label: str) -> pl.DataFrame:
+    if (
+        frame.select(pl.any_horizontal(pl.col(d).is_null() for d in dims).any()).item()
+        if dims
+        else False
+    ):
+        raise TableError("protect-missing-code", table=label)
+    return frame.with_columns(pl.col(d).cast(pl.String) for d in dims)
+
+
+def _counts(frame: pl.DataFrame, label: str) -> np.ndarray:
+    column = frame[VALUE]
+    if column.null_count():
+        raise TableError("protect-bad-count", table=label)
+    try:
+        values = column.cast(pl.Int64, strict=True).to_numpy()
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
+        raise TableError("protect-bad-count", table=label) from exc
+    if column.dtype.is_float() and not np.array_equal(values, column.to_numpy()):
+        raise TableError("protect-bad-count", table=label)
+    if (values < 0).any():
+        raise TableError("protect-bad-count", table=label)
+    return values
+
+
+def _flat_positions(
+    frame: pl.DataFrame, dims: Sequence[str], codes: list[list[str]], shape: tuple[int, ...]
+) -> np.ndarray:
+    flat = np.zeros(frame.height, dtype=np.int64)
+    for d, dim in enumerate(dims):
+        lookup = {code: i for i, code in enumerate(codes[d])}
+        index = frame[dim].replace_strict(lookup, default=-1, return_dtype=pl.Int64).to_numpy()
+        if (index < 0).any():
+            return np.full(frame.height, -1, dtype=np.int64)
+        flat = flat * shape[d] + index
+    return flat
+
+
+def _grid_of(
+    table: CountTable, total: str, check_margins: bool = True
+) -> tuple[list[list[str]], np.ndarray, dict[str, np.ndarray]]:
+    """Codes per dimension (total last), the value grid, and each contributor's own grid."""
+    label, dims = table.label, list(table.dimensions)
+    if len(set(dims)) != len(dims) or any(d in RESERVED_COLUMNS for d in dims):
+        raise TableError("protect-bad-dimensions", table=label)
+    missing = [c for c in [*dims, VALUE] if c not in table.cells.columns]
+    if missing:
+        raise TableError("protect-missing-column", table=label, column=", ".join(missing))
+    unknown = sorted(table.multi_valued - set(dims))
+    if unknown:
+        raise TableError("protect-missing-column", table=label, column=", ".join(unknown))
+    cells = _text_codes(table.cells, dims, label)
+    values = _counts(cells, label)
+    codes = [sorted(c for c in cells[d].unique().to_list() if c != total) + [total] for d in dims]
+    shape = tuple(len(c) for c in codes)
+    grid = np.zeros(shape, dtype=np.int64)
+    flat = _flat_positions(cells, dims, codes, shape)
+    if np.unique(flat).size != flat.size:
+        raise TableError("protect-duplicate-cell", table=label)
+    grid.reshape(-1)[flat] = values  # combinations absent from the frame are zero counts
+    own: dict[str, np.ndarray] = {}
+    if table.contributions is not None:
+        parts = table.contributions
+        missing = [c for c in [*dims, CONTRIBUTOR, VALUE] if c not in parts.columns]
+        if missing:
+            raise TableError("protect-missing-column", table=label, column=", ".join(missing))
+        parts = _text_codes(parts, [*dims, CONTRIBUTOR], label)
+        part_values = _counts(parts, label)
+        part_flat = _flat_positions(parts, dims, codes, shape)
+        if (part_flat < 0).any():
+            raise TableError("protect-contributions-mismatch", table=label)
+        contributors = parts[CONTRIBUTOR].to_numpy()
+        for name in sorted(set(contributors.tolist())):
+            mine = np.zeros(shape, dtype=np.int64)
+            chosen = contributors == name
+            np.add.at(mine.reshape(-1), part_flat[chosen], part_values[chosen])
+            own[str(name)] = mine
+        if not np.array_equal(sum(own.values()), grid):
+            raise TableError("protect-contributions-mismatch", table=label)
+    if check_margins:
+        _check_margins(grid, dims, table.multi_valued, label)
+    return codes, grid, own
+
+
+def _check_margins(
+    grid: np.ndarray, dims: Sequence[str], multi: frozenset[str], label: str
+) -> None:
+    for axis, dim in enumerate(dims):
+        moved = np.moveaxis(grid, axis, -1)
+        totals, categories = moved[..., -1], moved[..., :-1]
+        if categories.shape[-1] == 0:
+            continue
+        if dim in multi:
+            bad = (categories > totals[..., None]).any()
+        else:
+            bad = not np.array_equal(categories.sum(axis=-1), totals)
+        if bad:
+            raise TableError("protect-not-additive", table=label, dimension=dim)
+
+
+def _rows(rows: Iterable[tuple[tuple[int, ...], tuple[int, ...]]], n: int) -> sparse.csr_matrix:
+    seen: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for cells, coefs in rows:
+        order = np.argsort(cells)
+        key = tuple(cells[i] for i in order)
+        seen.setdefault(key, tuple(coefs[i] for i in order))
+    indptr, indices, data = [0], [], []
+    for key, coefs in seen.items():
+        indices.extend(key)
+        data.extend(coefs)
+        indptr.append(len(indices))
+    return sparse.csr_matrix(
+        (np.asarray(data, dtype=float), np.asarray(indices, dtype=np.int64), indptr),
+        shape=(len(seen), n),
+    )
+
+
+def build_system(
+    tables: Sequence[CountTable], settings: ProtectionSettings, check_margins: bool = True
+) -> CellSystem:
+    """Link the tables into one system of cells; raises TableError when a table is malformed.
+
+    `check_margins` refuses tables whose totals do not add up (off for published tables, whose
+    suppressed cells stand as zeros).
+    """
+    if not tables:
+        raise TableError("protect-no-tables")
+    total = settings.total_code
+    index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    values: list[int] = []
+    margins: list[int] = []
+    ks: list[int] = []
+    locations: list[list[tuple[int, tuple[int, ...]]]] = []
+    grids: list[TableGrid] = []
+    owns: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    for t, table in enumerate(tables):
+        codes, grid, own = _grid_of(table, total, check_margins)
+        k = settings.k_for(table.dimensions, table.sensitive)
+        ids = np.empty(grid.shape, dtype=np.int64)
+        for position in np.ndindex(*grid.shape):
+            named = tuple(
+                (dim, codes[d][position[d]])
+                for d, dim in enumerate(table.dimensions)
+                if codes[d][position[d]] != total
+            )
+            key = (table.indicator, tuple(sorted(named)))
+            cell = index.get(key)
+            if cell is None:
+                cell = index[key] = len(values)
+                values.append(int(grid[position]))
+                margins.append(len(table.dimensions) - len(named))
+                ks.append(k)
+                locations.append([])
+            elif check_margins and values[cell] != int(grid[position]):
+                raise TableError("protect-linked-mismatch", table=table.label)
+            else:
+                values[cell] = max(values[cell], int(grid[position]))
+                ks[cell] = max(ks[cell], k)
+            ids[position] = cell
+            locations[cell].append((t, position))
+        multi = [d in table.multi_valued for d in table.dimensions]
+        grids.append(TableGrid(table, codes, multi, ids, k))
+        owns.append((ids, own))
+    n = len(values)
+    value = np.asarray(values, dtype=np.int64)
+    cost = (settings.cost_per_cell + settings.cost_per_count * value) * (
+        settings.margin_factor ** np.asarray(margins, dtype=float)
+    )
+    own_all: dict[str, np.ndarray] = {}
+    for ids, own in owns:
+        for name, mine in own.items():
+            target = own_all.setdefault(name, np.zeros(n, dtype=np.int64))
+            target[ids.reshape(-1)] = mine.reshape(-1)
+    if own_all and not np.array_equal(sum(own_all.values()), value):
+        raise TableError("protect-contributions-mismatch", table=tables[0].label)
+    equations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    inequalities: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for g in grids:
+        for axis, is_multi in enumerate(g.multi):
+            moved = np.moveaxis(g.ids, axis, -1).reshape(-1, g.ids.shape[axis])
+            if moved.shape[1] < 2:
+                continue
+            for row in moved:
+                total_cell, categories = int(row[-1]), [int(c) for c in row[:-1]]
+                if is_multi:
+                    inequalities.extend(((c, total_cell), (1, -1)) for c in categories)
+                else:
+                    equations.append(((*categories, total_cell), (*([1] * len(categories)), -1)))
+    return CellSystem(
+        keys=list(index),
+        value=value,
+        cost=cost,
+        k=np.asarray(ks, dtype=np.int64),
+        grids=grids,
+        locations=locations,
+        equations=_rows(equations, n),
+        inequalities=_rows(inequalities, n),
+        own=own_all,
+    )
