@@ -146,11 +146,7 @@ def synthesize(
     for name, values in draw_identity_keys(records, rng).items():
         cases[f"key_{name}"] = values
     draw_ethnicity(cases, organisations, rng)
-    add_cross_org_copies(
-        cases, organisations, settings["reported_elsewhere_copies"], day_number(last), rng
-    )
-    order = np.lexsort((rng.random(records), cases["report_date"], cases["org"]))
-    cases = cases.take(order)
+    add_cross_org_copies(cases, organisations, settings["reported_elsewhere_copies"], rng)
     bounds = np.searchsorted(cases["org"], np.arange(orgs + 1), side="left")
     for i, dialect in enumerate(dialects):
         if dialect.suffix == ".xlsx" and bounds[i + 1] - bounds[i] > XLSX_MAX_ROWS:
@@ -171,7 +167,6 @@ def synthesize(
         done += rows
         notify(done, records)
 
-    locations: dict[int, tuple[str, int]] = {}
     for i, (org, dialect) in enumerate(zip(organisations, dialects, strict=True)):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         injected, overrides = inject(
@@ -193,24 +188,20 @@ def synthesize(
             encoding=dialect.encoding if dialect.suffix == ".csv" else None,
             rows=hi - lo,
             errors=injected.with_columns(pl.col("row") - lo + 2),
-            no_consent_rows=[
-                int(r) - lo + 2
-                for r in np.flatnonzero(cases["consent_statistics"][lo:hi] == 1) + lo
-            ],
+            no_consent_rows=(np.flatnonzero(cases["consent_statistics"][lo:hi] == 1) + 2).tolist(),
             identifier_columns={
                 c.name: c.header
                 for c in layout(dialect, schema)
                 if c.kind == "identifier" or c.name in {"case_id", "date_of_birth"}
             },
             notes_mentioning_identifiers=[
-                int(r) + 2 for part in written.mention_rows for r in part
+                int(r) + 2
+                for r in np.sort(np.concatenate([np.zeros(0, np.int64), *written.mention_rows]))
             ],
         )
         place_identifiers(truth, written)
         result.exports.append(truth)
-        for r in np.flatnonzero(cases["reported_elsewhere"][lo:hi] == 0):
-            locations[lo + int(r)] = (file_name, int(r) + 2)
-    doubles = _double_registrations(cases, locations)
+    doubles = _double_registrations(cases, bounds, [e.file for e in result.exports])
     write_truth(
         folder / "truth.json",
         {
@@ -242,22 +233,22 @@ def _number_cases(cases: Cases, bounds: np.ndarray, rng: np.random.Generator) ->
 
 
 def _double_registrations(
-    cases: Cases, locations: dict[int, tuple[str, int]]
+    cases: Cases, bounds: np.ndarray, files: list[str]
 ) -> list[list[dict[str, Any]]]:
     """Pairs of rows in two exports that are the same child (flagged reported_elsewhere)."""
     copied = np.unique(cases["child"][cases["copy"]])
-    rows = np.array(sorted(locations), dtype=np.int64)
-    rows = rows[np.isin(cases["child"][rows], copied)]
+    rows = np.flatnonzero(np.isin(cases["child"], copied) & (cases["reported_elsewhere"] == 0))
+    org = cases["org"][rows].astype(np.int64)
     pairs = (
-        pl.DataFrame({"child": cases["child"][rows], "row": rows})
-        .group_by("child")
-        .agg(pl.col("row").sort())
+        pl.DataFrame({"child": cases["child"][rows], "org": org, "row": rows - bounds[org] + 2})
+        .sort("child", "org")
+        .group_by("child", maintain_order=True)
+        .agg("org", "row")
         .filter(pl.col("row").list.len() == 2)
-        .sort("child")
     )
     return [
-        [{"file": locations[r][0], "row": locations[r][1]} for r in pair]
-        for pair in pairs.get_column("row").to_list()
+        [{"file": files[o], "row": r} for o, r in zip(orgs, rows_, strict=True)]
+        for orgs, rows_ in pairs.select("org", "row").iter_rows()
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -92,11 +93,22 @@ def weights(table: Mapping[str, float], codes: Sequence[str], where: str) -> np.
     return p / p.sum()
 
 
+_RESOLUTION = 1 << 16
+
+
+def _uniform(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Uniform draws in [0, 1) as float32: half the memory and time, enough for shares."""
+    return rng.random(size, dtype=np.float32)
+
+
 def pick(rng: np.random.Generator, p: np.ndarray, size: int) -> np.ndarray:
-    """Indices drawn with probabilities p (inverse CDF: fast and reproducible)."""
+    """Indices drawn with probabilities p, via a table of 65,536 slots: one 16-bit draw and one
+    lookup per row (probabilities are rounded to 1/65,536, plenty for synthetic data)."""
     cdf = np.cumsum(p)
     cdf[-1] = 1.0
-    return np.searchsorted(cdf, rng.random(size), side="right").astype(np.int16)
+    table = np.searchsorted(cdf, (np.arange(_RESOLUTION) + 0.5) / _RESOLUTION, side="right")
+    table = np.minimum(table, len(p) - 1).astype(np.int16)
+    return table[rng.integers(0, _RESOLUTION, size, dtype=np.uint16)]
 
 
 @dataclass
@@ -131,10 +143,10 @@ def _yes_no_unknown(
     rng: np.random.Generator, size: int, given: float, yes: np.ndarray | float, unknown: float
 ) -> np.ndarray:
     """Indices into yes/no/unknown (0, 1, 2), NONE where the question was left blank."""
-    u = rng.random(size)
+    u = _uniform(rng, size)
     answer = np.where(u < yes, 0, 1).astype(np.int16)
-    answer[rng.random(size) < unknown] = 2
-    answer[rng.random(size) >= given] = NONE
+    answer[_uniform(rng, size) < unknown] = 2
+    answer[_uniform(rng, size) >= given] = NONE
     return answer
 
 
@@ -144,7 +156,7 @@ def _bits(
     """A bit mask per row, one independent draw per code (a column at a time, to spare memory)."""
     mask = np.zeros(size, dtype=np.int32)
     for bit, p in enumerate(probabilities):
-        mask |= (rng.random(size) < p).astype(np.int32) << bit
+        mask |= (_uniform(rng, size) < p).astype(np.int32) << bit
     return mask
 
 
@@ -163,12 +175,14 @@ def draw_children(
     n_orgs = len(orgs)
     # Bigger organisations first: a Zipf-like share of the caseload.
     org_share = 1.0 / np.arange(1, n_orgs + 1) ** 0.6
-    cases["org"] = pick(rng, org_share / org_share.sum(), size)
+    # Rows come grouped by organisation and in registration order, so no sorting is needed.
+    counts = 1 + rng.multinomial(size - n_orgs, org_share / org_share.sum())
+    cases["org"] = np.repeat(np.arange(n_orgs, dtype=np.int16), counts)
 
     governorates = _codes(schema, "governorate")
     national = weights(s["governorate"], governorates, "governorate")
     gov = pick(rng, national, size)
-    at_home = rng.random(size) < s["home_share"]
+    at_home = _uniform(rng, size) < s["home_share"]
     for i, org in enumerate(orgs):
         rows = np.flatnonzero((cases["org"] == i) & at_home)
         home = weights({g: national[governorates.index(g)] for g in org.home}, governorates, "home")
@@ -185,7 +199,7 @@ def draw_children(
         order = rng.permutation(len(members))  # which towns are busiest differs by seed
         p = 1.0 / (order + 1.0) ** s["district_zipf"]
         district[rows] = np.array(members, dtype=np.int16)[pick(rng, p / p.sum(), len(rows))]
-    district[rng.random(size) >= s["district_given"]] = NONE
+    district[_uniform(rng, size) >= s["district_given"]] = NONE
     cases["district"] = district
 
     sexes = _codes(schema, "sex")
@@ -232,21 +246,24 @@ def draw_children(
     # Registration dates grow linearly over the period; inverse CDF of density 1 + (g-1)x.
     first, last = day_number(start), day_number(end)
     a = (s["growth"] - 1.0) / 2.0
-    u = rng.random(size)
+    u = _uniform(rng, size)
     x = u if a == 0 else (-1.0 + np.sqrt(1.0 + 4.0 * a * u * (1.0 + a))) / (2.0 * a)
     report = first + np.floor(x * (last - first + 1)).astype(np.int64)
     report = np.minimum(report, last)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for lo, hi in itertools.pairwise(bounds):
+        report[lo:hi].sort()
     cases["report_date"] = report
     time_share = (report - first) / max(last - first, 1)
 
     lag = np.minimum(
         rng.geometric(1.0 / (s["lag_mean_months"] + 1.0), size) - 1, s["lag_max_months"]
     )
-    incident = report - np.floor(lag * 30.44 + rng.random(size) * 20).astype(np.int64)
+    incident = report - np.floor(lag * 30.44 + _uniform(rng, size) * 20).astype(np.int64)
     incident = np.minimum(incident, report)
     cases["incident_date"] = incident
-    cases["incident_given"] = rng.random(size) < s["incident_given"]
-    cases["incident_month_only"] = rng.random(size)  # each dialect decides its own share
+    cases["incident_given"] = _uniform(rng, size) < s["incident_given"]
+    cases["incident_month_only"] = _uniform(rng, size)  # each dialect decides its own share
 
     exploitation = _codes(schema, "exploitation_type")
     online_bit = exploitation.index("online")
@@ -271,15 +288,15 @@ def draw_children(
     early = weights(s["platforms_early"], platforms, "platforms_early")
     late = weights(s["platforms_late"], platforms, "platforms_late")
     first_platform = np.where(
-        rng.random(size) < time_share, pick(rng, late, size), pick(rng, early, size)
+        _uniform(rng, size) < time_share, pick(rng, late, size), pick(rng, early, size)
     )
     gaming = platforms.index("gaming")
     boys = sex == sexes.index("M")
-    first_platform[boys & (rng.random(size) < late[gaming] * (s["gaming_boys_factor"] - 1))] = (
+    first_platform[boys & (_uniform(rng, size) < late[gaming] * (s["gaming_boys_factor"] - 1))] = (
         gaming
     )
     mask = (1 << first_platform.astype(np.int32)).astype(np.int32)
-    second = rng.random(size) < s["second_platform"]
+    second = _uniform(rng, size) < s["second_platform"]
     mask = np.where(second, mask | (1 << pick(rng, late, size).astype(np.int32)), mask)
     plain = (1 << platforms.index("unknown")) | (1 << platforms.index("other"))
     # "unknown" or "other" beside a named platform is not what anyone writes.
@@ -302,7 +319,7 @@ def draw_children(
     cases["services_received"] = _bits(rng, list(_probs(s["services"], services)), size)
     barriers = _codes(schema, "service_barrier")
     barrier_mask = _bits(rng, list(_probs(s["service_barriers"], barriers)), size)
-    barrier_mask[rng.random(size) >= s["service_barriers_given"]] = 0
+    barrier_mask[_uniform(rng, size) >= s["service_barriers_given"]] = 0
     cases["service_barriers"] = barrier_mask
 
     police_codes = _codes(schema, "yes_no_unknown")
@@ -314,19 +331,19 @@ def draw_children(
         pick(rng, weights(s["justice_outcome"]["yes"], outcomes, "justice"), size),
         pick(rng, weights(s["justice_outcome"]["other"], outcomes, "justice"), size),
     ).astype(np.int16)
-    outcome[rng.random(size) >= s["justice_outcome_given"]] = NONE
+    outcome[_uniform(rng, size) >= s["justice_outcome_given"]] = NONE
     cases["justice_outcome"] = outcome
 
-    elsewhere = np.where(rng.random(size) < 0.85, 1, 2).astype(np.int16)  # no, unknown
-    elsewhere[rng.random(size) < s["reported_elsewhere_yes_alone"]] = 0
-    elsewhere[rng.random(size) >= given["reported_elsewhere"]] = NONE
+    elsewhere = np.where(_uniform(rng, size) < 0.85, 1, 2).astype(np.int16)  # no, unknown
+    elsewhere[_uniform(rng, size) < s["reported_elsewhere_yes_alone"]] = 0
+    elsewhere[_uniform(rng, size) >= given["reported_elsewhere"]] = NONE
     cases["reported_elsewhere"] = elsewhere
 
     months_open = (last - report) / 30.44
-    closed = rng.random(size) < np.clip(months_open / s["closed_after_months"], 0.05, 0.9)
+    closed = _uniform(rng, size) < np.clip(months_open / s["closed_after_months"], 0.05, 0.9)
     cases["case_status"] = np.where(closed, 1, 0).astype(np.int16)
 
-    cases["consent_statistics"] = np.where(rng.random(size) < s["consent_no"], 1, 0).astype(
+    cases["consent_statistics"] = np.where(_uniform(rng, size) < s["consent_no"], 1, 0).astype(
         np.int16
     )
     cases["child"] = np.arange(size, dtype=np.int64)
@@ -361,8 +378,10 @@ def birth_date_for(reference: np.ndarray, age: np.ndarray, rng: np.random.Genera
 def _draw_birth_dates(cases: Cases, s: Settings, rng: np.random.Generator) -> None:
     size = cases.size
     cases["date_of_birth"] = birth_date_for(age_reference(cases), cases["survivor_age"], rng)
-    cases["dob_given"] = rng.random(size) < s["date_of_birth_given"]
-    cases["age_shown"] = ~(cases["dob_given"] & (rng.random(size) < s["age_left_blank_when_dob"]))
+    cases["dob_given"] = _uniform(rng, size) < s["date_of_birth_given"]
+    cases["age_shown"] = ~(
+        cases["dob_given"] & (_uniform(rng, size) < s["age_left_blank_when_dob"])
+    )
 
 
 # Fields that describe the child and the incident: shared by both registrations of one child.
@@ -402,14 +421,13 @@ def add_cross_org_copies(
     cases: Cases,
     orgs: Sequence[Organisation],
     share: float,
-    last_day: int,
     rng: np.random.Generator,
 ) -> None:
     """Turn a share of rows into second registrations of another organisation's child.
 
-    Both rows say reported_elsewhere = yes; the copy keeps its own organisation, a later
-    registration date, its own services and case number. The copy's organisation must be able
-    to write the child's name (a Windows-1256 export cannot hold Sorani letters).
+    Both rows say reported_elsewhere = yes; the later registration takes the child and incident
+    of the earlier one and keeps its own organisation, date, services and case number. Its
+    organisation must be able to write the child's name (Windows-1256 cannot hold Sorani).
     """
     size = cases.size
     wanted = round(share * size)
@@ -419,34 +437,33 @@ def add_cross_org_copies(
     for i, o in enumerate(orgs):
         for pool in o.names:
             supports[i, ETHNICITY[pool]] = True
+    # Candidate pairs from two disjoint halves of a shuffle; keep those across two
+    # organisations that can both write the child's name.
     order = rng.permutation(size)
-    sources_pool, targets_pool = order[: size // 2], order[size // 2 :]
-    sources = sources_pool[:wanted]
-    targets = np.full(len(sources), -1, dtype=np.int64)
-    free_targets = targets_pool.copy()
-    used = np.zeros(len(free_targets), dtype=bool)
-    for attempt in range(6):
-        open_ = np.flatnonzero(targets < 0)
-        if not len(open_):
-            break
-        picks = rng.integers(0, len(free_targets), len(open_))
-        for k, p in zip(open_, picks, strict=True):
-            s, t = sources[k], free_targets[p]
-            if used[p] or cases["org"][t] == cases["org"][s]:
-                continue
-            if not supports[cases["org"][t], cases["ethnicity"][s]]:
-                continue
-            targets[k] = t
-            used[p] = True
-        del attempt
-    keep = targets >= 0
-    sources, targets = sources[keep], targets[keep]
+    half = size // 2
+    candidates = min(2 * wanted, half)
+    sources, targets = order[:candidates], order[half : half + candidates]
+    valid = (cases["org"][sources] != cases["org"][targets]) & supports[
+        cases["org"][targets], cases["ethnicity"][sources]
+    ]
+    sources, targets = sources[valid][:wanted], targets[valid][:wanted]
+    # The child's details go from the earlier registration to the later one, so the order of
+    # rows (by registration) stays as it is and the incident precedes both registrations.
+    later_first = cases["report_date"][targets] < cases["report_date"][sources]
+    sources, targets = (
+        np.where(later_first, targets, sources),
+        np.where(later_first, sources, targets),
+    )
+    fits = supports[cases["org"][targets], cases["ethnicity"][sources]]
+    sources, targets = sources[fits], targets[fits]
+    # Both organisations record the incident date; age is counted at it, the same for both.
+    cases["incident_given"][sources] = True
+    reference = month_start(cases["incident_date"][sources])
+    cases["date_of_birth"][sources] = birth_date_for(reference, cases["survivor_age"][sources], rng)
     for name in CHILD_FIELDS:
         cases[name][targets] = cases[name][sources]
     for name in [k for k in cases.columns if k.startswith("key_")]:
         cases[name][targets] = cases[name][sources]
-    later = cases["report_date"][sources] + rng.integers(0, 120, len(sources))
-    cases["report_date"][targets] = np.minimum(later, last_day)
     cases["reported_elsewhere"][sources] = 0
     cases["reported_elsewhere"][targets] = 0
     cases["age_shown"][sources] = True

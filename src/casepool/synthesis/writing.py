@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -32,6 +31,7 @@ from casepool.synthesis.identities import (
     phone_numbers,
 )
 
+T = TypeVar("T")
 CHUNK_ROWS = 250_000
 INLINE_IDENTIFIERS = 100_000  # exports up to this many rows list their identifiers in truth.json
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
@@ -142,15 +142,35 @@ def _dates(days: np.ndarray, given: np.ndarray, style: str, dialect: Dialect) ->
     return _localise(pl.select(pl.when(mask).then(text)).to_series(), dialect)
 
 
+_LOOKUPS: dict[tuple[str, str, str], pl.Series] = {}
+
+
+def _cached(kind: str, dialect: Dialect, name: str, make: Callable[[], pl.Series]) -> pl.Series:
+    """Lookup tables are the same for every chunk of a dialect: build each once."""
+    key = (kind, dialect.name, name)
+    if key not in _LOOKUPS:
+        _LOOKUPS[key] = make()
+    return _LOOKUPS[key]
+
+
 def _code_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
     """Written values by code index, with null last for NONE."""
+    return _cached("code", dialect, name, lambda: _make_code_lookup(dialect, schema, name))
+
+
+def _multi_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
+    """Written values of every combination of codes, by bit mask."""
+    return _cached("multi", dialect, name, lambda: _make_multi_lookup(dialect, schema, name))
+
+
+def _make_code_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
     codes = schema.codelist_of(schema.field(name)).values
     return pl.Series(
         [written_code(dialect, schema, name, c) for c in codes] + [None], dtype=pl.String
     )
 
 
-def _multi_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
+def _make_multi_lookup(dialect: Dialect, schema: CaseSchema, name: str) -> pl.Series:
     """Written values of every combination of codes (by bit mask): few codes, so a small table."""
     codes = schema.codelist_of(schema.field(name)).values
     separator = dialect.multi_separator if dialect.values is not None else " "
@@ -424,7 +444,7 @@ def _frame(rendered: list[tuple[Column, pl.Series, pl.Series | None]]) -> pl.Dat
     return pl.DataFrame(series)
 
 
-def _frames(
+def _pipeline(
     org: Organisation,
     dialect: Dialect,
     cases: Cases,
@@ -433,25 +453,26 @@ def _frames(
     overrides: dict[str, list[Patch]],
     ctx: Context,
     written: Written,
-) -> Iterator[tuple[int, int, pl.DataFrame]]:
-    """Rendered chunks in order; the next chunk renders in a thread while the caller writes
-    this one (polars releases the GIL, so rendering and writing share the two cores)."""
-    from concurrent.futures import ThreadPoolExecutor
+    finish: Callable[[int, pl.DataFrame], T],
+) -> Iterator[tuple[int, int, T]]:
+    """Rendered and finished chunks (e.g. CSV bytes), in order. Two chunks are worked on at
+    once in threads: polars releases the GIL, so both cores stay busy while the caller writes."""
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    def render(lo: int, hi: int) -> pl.DataFrame:
+    def work(lo: int, hi: int) -> T:
         rendered = render_chunk(
             org, dialect, cases.slice(lo, hi), overrides, lo - start, ctx, written, start
         )
-        return _frame(rendered)
+        return finish(lo, _frame(rendered))
 
     ranges = list(chunks(start, stop))
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        pending = worker.submit(render, *ranges[0]) if ranges else None
+    with ThreadPoolExecutor(max_workers=2) as workers:
+        pending: list[Future[T]] = [workers.submit(work, *r) for r in ranges[:2]]
         for i, (lo, hi) in enumerate(ranges):
-            assert pending is not None
-            frame = pending.result()
-            pending = worker.submit(render, *ranges[i + 1]) if i + 1 < len(ranges) else None
-            yield lo, hi, frame
+            result = pending.pop(0).result()
+            if i + 2 < len(ranges):
+                pending.append(workers.submit(work, *ranges[i + 2]))
+            yield lo, hi, result
 
 
 def _write_csv(
@@ -466,20 +487,22 @@ def _write_csv(
     written: Written,
     advance: Callable[[int], None],
 ) -> None:
+    def to_bytes(lo: int, frame: pl.DataFrame) -> bytes:
+        text = frame.write_csv(
+            include_header=lo == start,
+            separator=dialect.separator,
+            quote_style="always" if dialect.quote_all else "necessary",
+            line_terminator=dialect.line_terminator,
+        )
+        return text.encode(
+            dialect.encoding if lo == start else dialect.encoding.replace("-sig", "")
+        )
+
     with path.open("wb") as handle:
-        for lo, hi, frame in _frames(org, dialect, cases, start, stop, overrides, ctx, written):
-            options: dict[str, Any] = {
-                "include_header": lo == start,
-                "separator": dialect.separator,
-                "quote_style": "always" if dialect.quote_all else "necessary",
-                "line_terminator": dialect.line_terminator,
-            }
-            if dialect.encoding.startswith("utf-8"):
-                if lo == start and dialect.encoding == "utf-8-sig":
-                    handle.write(codecs.BOM_UTF8)
-                frame.write_csv(handle, **options)
-            else:
-                handle.write(frame.write_csv(**options).encode(dialect.encoding))
+        for lo, hi, data in _pipeline(
+            org, dialect, cases, start, stop, overrides, ctx, written, to_bytes
+        ):
+            handle.write(data)
             advance(hi - lo)
 
 
@@ -499,8 +522,17 @@ def _write_parquet(
 
     writer: Any = None
     try:
-        for lo, hi, frame in _frames(org, dialect, cases, start, stop, overrides, ctx, written):
-            table = frame.to_arrow()
+        for lo, hi, table in _pipeline(
+            org,
+            dialect,
+            cases,
+            start,
+            stop,
+            overrides,
+            ctx,
+            written,
+            lambda lo, frame: frame.to_arrow(),
+        ):
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
             writer.write_table(table)
