@@ -308,3 +308,23 @@ def test_a_file_that_is_not_a_warehouse_is_refused(tmp_path):
     with pytest.raises(WarehouseError) as caught:
         table_counts(other)
     assert caught.value.key == "warehouse-incompatible"
+
+
+def test_a_changed_pseudonym_key_is_flagged(tmp_path, keys, warehouse):
+    ingest_packages(
+        [make_package(tmp_path / "a", keys, canonical_records(4), created=T0)], warehouse
+    )
+    same = ingest_packages(
+        [make_package(tmp_path / "b", keys, canonical_records(5), created=T0 + timedelta(1))],
+        warehouse,
+    ).packages[0]
+    assert not same.new_pseudonym_key
+    from casepool.keys import OrgKeys
+
+    rekeyed = OrgKeys(keys.org, b"z" * 32, keys.signing_key)  # same signer, new pseudonym key
+    changed = ingest_packages(
+        [make_package(tmp_path / "c", rekeyed, canonical_records(5), created=T0 + timedelta(2))],
+        warehouse,
+    ).packages[0]
+    assert changed.outcome == LOADED and changed.new_pseudonym_key
+    assert "different pseudonym key" in changed.message("en")

@@ -57,6 +57,7 @@ def _ddl(schema: CaseSchema) -> list[str]:
   period_start DATE NOT NULL, period_end DATE NOT NULL, package VARCHAR NOT NULL,
   created_at TIMESTAMP NOT NULL, ingested_at TIMESTAMP NOT NULL, ingested_by VARCHAR NOT NULL,
   rows BIGINT NOT NULL, generalisation VARCHAR, schema_version INTEGER, casepool_version VARCHAR,
+  pseudonym_key_id VARCHAR,
   superseded_by VARCHAR, superseded_at TIMESTAMP, manifest VARCHAR NOT NULL)""",
         f"""CREATE TABLE cases (
   submission_id VARCHAR NOT NULL, org VARCHAR NOT NULL, period VARCHAR NOT NULL,
@@ -337,6 +338,7 @@ class PackageOutcome:
     rows: int = 0
     superseded: list[str] = field(default_factory=list)  # submissions this one replaced
     superseded_by: str | None = None  # set when a newer package for the period was already in
+    new_pseudonym_key: bool = False  # the organisation changed its pseudonym key
     refusal: CasepoolError | None = None
 
     def message(self, lang: str) -> str:
@@ -351,6 +353,8 @@ class PackageOutcome:
         extra = []
         if self.superseded:
             extra.append(render("ingest-supersedes", lang, count=len(self.superseded)))
+        if self.new_pseudonym_key:
+            extra.append(render("ingest-new-pseudonym-key", lang, org=self.org))
         if self.superseded_by:
             extra.append(render("ingest-arrived-late", lang, newer=self.superseded_by[:12]))
         return " ".join([text, *extra])
@@ -365,6 +369,7 @@ class PackageOutcome:
             "rows": self.rows,
             "supersedes": self.superseded,
             "superseded_by": self.superseded_by,
+            "new_pseudonym_key": self.new_pseudonym_key,
             "refusal": (
                 {"reason": self.refusal.key, **{k: str(v) for k, v in self.refusal.params.items()}}
                 if self.refusal
@@ -499,10 +504,22 @@ def _merge(
             return outcome
         now, created = _now(), package.created.astimezone(UTC).replace(tzinfo=None)
         manifest = package.manifest
+        key_id = str(manifest.get("pseudonym_key_id") or "") or None
+        earlier = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT pseudonym_key_id FROM submissions "
+                "WHERE org = ? AND pseudonym_key_id IS NOT NULL",
+                [org],
+            ).fetchall()
+        }
+        # Another pseudonym key gives the same child another pseudonym: a double count ahead.
+        outcome.new_pseudonym_key = bool(earlier) and key_id not in earlier
         con.execute(
             "INSERT INTO submissions (submission_id, org, period, period_start, period_end, "
             "package, created_at, ingested_at, ingested_by, rows, generalisation, schema_version, "
-            "casepool_version, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "casepool_version, pseudonym_key_id, manifest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 sid,
                 org,
@@ -517,6 +534,7 @@ def _merge(
                 manifest.get("generalisation"),
                 (manifest.get("schema") or {}).get("version"),
                 manifest.get("casepool_version"),
+                key_id,
                 package.manifest_text,
             ],
         )
@@ -544,7 +562,11 @@ def _merge(
             period=period.code,
             submission_id=sid,
             package=package.path.name,
-            detail={"rows": package.cases.height, "created": manifest.get("created")},
+            detail={
+                "rows": package.cases.height,
+                "created": manifest.get("created"),
+                "new_pseudonym_key": outcome.new_pseudonym_key,
+            },
         )
         _supersede(con, outcome, created, now, actor)
         notify("commit")
