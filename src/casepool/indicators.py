@@ -441,6 +441,7 @@ def base_sql(
     first: date | None = None,
     last: date | None = None,
     catalogue: IndicatorCatalogue | None = None,
+    source: str = "active_cases",
 ) -> str:
     """One row per counted record: org, integer record key, each dimension, and the flags.
 
@@ -487,7 +488,7 @@ def base_sql(
             where.append(f"coalesce(list_has_any({expr}, [{listed}]), false)")
         else:
             where.append(f"coalesce({expr} IN ({listed}), false)")
-    return "SELECT " + ", ".join(select) + " FROM active_cases WHERE " + " AND ".join(where)
+    return "SELECT " + ", ".join(select) + f" FROM {source} WHERE " + " AND ".join(where)
 
 
 def period_codes(first: date, last: date, unit: str) -> list[str]:

@@ -60,9 +60,29 @@ class Tabulation:
         return self.request.table_name
 
 
-def covered_span(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
+SNAPSHOT = "counted_cases_snapshot"
+
+
+def snapshot(con: duckdb.DuckDBPyConnection, catalogue: IndicatorCatalogue | None = None) -> str:
+    """Materialise the counted records once (a temporary table, allowed on a read-only
+    connection), so a catalogue of tables does not re-run the `active_cases` window each time."""
+    from casepool.indicators import condition_sql
+
+    catalogue = catalogue or load_indicators()
+    rule = condition_sql(catalogue.population, catalogue.schema)
+    con.execute("SET enable_progress_bar = false")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {SNAPSHOT} AS SELECT * EXCLUDE (submission_id, period, "
+        f"pseudonym) FROM active_cases WHERE {rule}"
+    )
+    return SNAPSHOT
+
+
+def covered_span(
+    con: duckdb.DuckDBPyConnection, source: str = "active_cases"
+) -> tuple[date | None, date | None]:
     """The first and last registration month among the active cases."""
-    rows = con.execute("SELECT min(report_date), max(report_date) FROM active_cases").fetchall()
+    rows = con.execute(f"SELECT min(report_date), max(report_date) FROM {source}").fetchall()
     first, last = rows[0] if rows else (None, None)
     return first, last
 
@@ -72,12 +92,13 @@ def _span(
     request: TableRequest,
     first: date | None,
     last: date | None,
+    source: str,
 ) -> tuple[date | None, date | None]:
     periods = filter_periods(request)
     if periods:
         return min(p.start for p in periods), max(p.end for p in periods)
     if first is None or last is None:
-        seen_first, seen_last = covered_span(con)
+        seen_first, seen_last = covered_span(con, source)
         first, last = first or seen_first, last or seen_last
     return first, last
 
@@ -213,13 +234,16 @@ def tabulate(
     first: date | None = None,
     last: date | None = None,
     catalogue: IndicatorCatalogue | None = None,
+    source: str = "active_cases",
 ) -> Tabulation:
-    """Count one table in the warehouse behind `con` (read-only is enough)."""
+    """Count one table in the warehouse behind `con` (read-only is enough); `source` may be a
+    `snapshot` of the counted records."""
     catalogue = catalogue or load_indicators()
     check_request(request, catalogue)
     indicator = catalogue.indicator(request.indicator)
-    first, last = _span(con, request, first, last)
-    base = base_sql(request, first, last, catalogue)
+    con.execute("SET enable_progress_bar = false")
+    first, last = _span(con, request, first, last, source)
+    base = base_sql(request, first, last, catalogue, source)
     dims = list(request.dimensions)
     multi = [d for d in dims if catalogue.dimension(d).multi]
     categories = _categories(catalogue, request, first, last)
