@@ -57,6 +57,7 @@ class ExportTruth:
         }
         if self.identifiers_file:
             # Too many to list: every value of the identifier columns of the file is one.
+            out["identifiers"] = None
             out["identifiers_in_columns_of"] = self.identifiers_file
         else:
             out["identifiers"] = self.identifiers
