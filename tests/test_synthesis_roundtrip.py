@@ -79,7 +79,9 @@ def test_windows_1256_export_is_detected_without_encoding(sample) -> None:
     assert result.encoding == "cp1256"
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 2**31), rate=st.sampled_from([0.01, 0.03, 0.05]))
 def test_precision_and_recall_hold_for_any_seed(tmp_path: Path, seed: int, rate: float) -> None:
     out = tmp_path / f"s{seed}_{rate}"
