@@ -1,0 +1,122 @@
+"""`casepool report`: one self-contained, multilingual HTML report drawn from the protected tables.
+
+`write_report(warehouse, target)` publishes the warehouse's catalogue (through `casepool.publishing`,
+so the report can never show more than `publish` does) into a temporary folder, reads the tables
+back, adds coverage (counts of submissions per organisation and period) and writes one HTML file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from casepool.errors import UsageError
+from casepool.periods import is_period
+from casepool.reporting.coverage import Coverage, read_coverage
+from casepool.reporting.page import build_page, choose_periods, previous_period
+from casepool.reporting.tables import PublishedTable, read_publication
+
+__all__ = ["ReportResult", "build_page", "protected_tables", "write_report"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ReportResult:
+    """What was written: where, how big, in which language, for which period."""
+
+    path: Path
+    size_bytes: int
+    lang: str
+    period: str
+    synthetic: bool
+    tables: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "lang": self.lang,
+            "period": self.period,
+            "synthetic": self.synthetic,
+            "tables": self.tables,
+        }
+
+
+def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[str, PublishedTable]:
+    """The publication catalogue of `warehouse` (for `period`, or every period), protected and
+    audited by `casepool publish` exactly as it would publish it, read back from its JSON."""
+    try:
+        from casepool.publishing import publish
+    except ImportError as exc:
+        raise UsageError("report-needs-publish") from exc
+    with tempfile.TemporaryDirectory(prefix="casepool-report-") as folder:
+        publish(Path(warehouse), Path(folder) / "publication", period)
+        return read_publication(Path(folder) / "publication")
+
+
+def write_report(
+    warehouse: str | Path,
+    target: str | Path,
+    *,
+    lang: str = "en",
+    period: str | None = None,
+    progress: Progress | None = None,
+    publication: str | Path | None = None,
+    synthetic: bool | None = None,
+    generated: date | None = None,
+) -> ReportResult:
+    """Write the report for `warehouse` to `target` (HTML).
+
+    `period` (2025, 2025-Q3): publish for that period only, and for the period before it to
+    compare the headlines. `publication`: a folder already written by `casepool publish` for
+    every period (else the warehouse is published into a temporary folder). `synthetic`: show
+    the synthetic-data banner; by default it is shown when an organisation's registered name ends
+    in "(synthetic)", as `casepool demo` registers them.
+    """
+    say = progress or (lambda stage: None)
+    if period is not None and not is_period(period):
+        raise UsageError("report-bad-period", period=period)
+    say("publish")
+    previous_tables = None
+    if publication:
+        tables = read_publication(publication)
+    else:
+        tables = protected_tables(warehouse, period)
+        before = previous_period(period) if period else None
+        if before is not None:
+            say("publish " + before)
+            previous_tables = protected_tables(warehouse, before)
+    filtered = period if not publication else None
+    headline = period if publication else None
+    choose_periods(tables, filtered, headline)  # refuse an unknown period before other work
+    say("coverage")
+    coverage: Coverage = read_coverage(warehouse)
+    is_synthetic = coverage.synthetic if synthetic is None else synthetic
+    say("write")
+    html = build_page(
+        tables,
+        coverage,
+        lang=lang,
+        period=filtered,
+        headline=headline,
+        synthetic=is_synthetic,
+        generated=generated,
+        previous_tables=previous_tables,
+    )
+    chosen = choose_periods(tables, filtered, headline)[0]
+    path = Path(target)
+    data = html.encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise UsageError("report-unwritable", path=str(path), reason=exc.strerror) from exc
+    return ReportResult(path, len(data), lang, chosen, is_synthetic, sorted(tables))
