@@ -81,8 +81,8 @@ def main() -> int:
                     "ingest_s": round(ingest_s, 2),
                     "ingest_rows_per_s": round(kept / ingest_s),
                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-            "cpus": os.cpu_count(),
+                    "load_average_1min": round(os.getloadavg()[0], 2),
+                    "cpus": os.cpu_count(),
                 }
             )
         )
