@@ -156,3 +156,15 @@ def test_read_only_status_never_creates_a_warehouse(tmp_path):
     with pytest.raises(WarehouseError):
         warehouse_status(tmp_path / "w.duckdb")
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_ingest_json_matches_the_library_report(tmp_path, runner, keys, pub):
+    w = tmp_path / "w.duckdb"
+    add_organisation(w, keys.org, "A", pub)
+    package = make_package(tmp_path / "in", keys, canonical_records(4), created=T0)
+    first = json.loads(invoke(runner, "ingest", package, "-w", w, "--json").stdout)
+    assert first["ok"] and first["packages"][0]["outcome"] == "loaded"
+    again = invoke(runner, "ingest", package, "-w", w, "--json")
+    assert again.exit_code == 0
+    library = ingest_packages([package], w).to_dict()
+    assert json.loads(again.stdout) == json.loads(json.dumps(library, default=str))
