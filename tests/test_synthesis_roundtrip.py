@@ -80,14 +80,23 @@ def test_windows_1256_export_is_detected_without_encoding(sample) -> None:
 
 
 @settings(
-    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(seed=st.integers(0, 2**31), rate=st.sampled_from([0.01, 0.03, 0.05]))
-def test_precision_and_recall_hold_for_any_seed(tmp_path: Path, seed: int, rate: float) -> None:
-    out = tmp_path / f"s{seed}_{rate}"
-    synthesize(out, orgs=2, records=500, seed=seed, error_rate=rate, fmt="csv")
+@given(
+    seed=st.integers(0, 2**31),
+    rate=st.sampled_from([0.01, 0.03, 0.05]),
+    orgs=st.integers(1, 8),
+    fmt=st.sampled_from(["csv", "parquet", "mixed"]),
+)
+def test_precision_and_recall_hold_for_any_seed(
+    tmp_path: Path, seed: int, rate: float, orgs: int, fmt: str
+) -> None:
+    out = tmp_path / f"s{seed}_{rate}_{orgs}_{fmt}"
+    synthesize(out, orgs=orgs, records=60 * orgs, seed=seed, error_rate=rate, fmt=fmt)
     truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     today = date.fromisoformat(truth["generator"]["today"])
+    assert len(truth["exports"]) == orgs
     for export in truth["exports"]:
         result = _validate(out, export, today)
         assert {tuple(f) for f in result.flatten(["row", "field", "type"])} == _expected(export)
+        assert sorted(result.no_consent_rows) == export["no_consent_rows"]
