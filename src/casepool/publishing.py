@@ -1,0 +1,655 @@
+"""Protected tables for analysts: `query` one indicator, `publish` the whole catalogue in every format.
+
+The path of every figure: tabulate in the warehouse (casepool.tabulating) → protect the counts with
+the disclosure-control engine (casepool.protecting: suppression, or cell-key noise for ad-hoc
+queries) → audit the protected counts for an outsider and for every organisation as an insider →
+derive percentages and medians from the protected counts (suppressed when their numerator or
+denominator is, or the denominator is below k) → write. A table that fails its audit is never
+written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from casepool.errors import SchemaError, UsageError
+from casepool.indicators import (
+    IndicatorCatalogue,
+    TableRequest,
+    check_request,
+    load_indicators,
+    parse_by,
+    parse_where,
+    population_key,
+)
+from casepool.periods import parse_period
+from casepool.protecting import CountTable  # publishing needs the disclosure-control engine
+from casepool.publishing_formats import (
+    PublishedTable,
+    hxl_tags,
+    sdmx_frame,
+    table_json,
+    write_aggregates,
+    write_table_csv,
+    write_table_hxl,
+    write_table_json,
+    write_table_sdmx,
+    write_workbook,
+)
+from casepool.schema import LANGUAGES, read_yaml
+from casepool.tabulating import (
+    CONTRIBUTOR,
+    OUTCOME,
+    VALUE,
+    Tabulation,
+    covered_span,
+    indicator_values,
+    snapshot,
+    tabulate,
+)
+
+METHODS = ("suppress", "cellkey")
+PUBLICATION_FILE = "publication.yaml"
+PERCENT_DECIMALS = 1
+Progress = Callable[[str], None]
+
+
+# --- the catalogue ---------------------------------------------------------------------------------
+
+
+def load_publication(catalogue: IndicatorCatalogue | None = None) -> tuple[TableRequest, ...]:
+    """The tables of schemas/publication.yaml, each checked against the indicators."""
+    catalogue = catalogue or load_indicators()
+    raw = read_yaml(PUBLICATION_FILE)
+    if not isinstance(raw, Mapping) or not raw.get("tables"):
+        raise SchemaError("schema-invalid", file=PUBLICATION_FILE, reason="needs tables")
+    default_unit = str(raw.get("default_period_unit", "year"))
+    requests: list[TableRequest] = []
+    for spec in raw["tables"]:
+        name = str(spec.get("name", ""))
+        if not name.isidentifier() or name in {r.name for r in requests}:
+            raise SchemaError(
+                "schema-invalid", file=PUBLICATION_FILE, reason=f"table name {name!r}"
+            )
+        request = TableRequest(
+            indicator=str(spec.get("indicator")),
+            dimensions=tuple(str(d) for d in spec.get("dimensions") or ()),
+            period_unit=str(spec.get("period_unit", default_unit)),
+            name=name,
+        )
+        try:
+            check_request(request, catalogue)
+        except UsageError as exc:
+            raise SchemaError(
+                "schema-invalid", file=PUBLICATION_FILE, reason=f"{name}: {exc.message('en')}"
+            ) from None
+        requests.append(request)
+    units: dict[str, tuple[str, str]] = {}
+    for request in requests:
+        if "period" not in request.dimensions:
+            continue
+        key = population_key(catalogue.indicator(request.indicator), catalogue)
+        seen = units.setdefault(key, (request.period_unit, request.name))
+        if seen[0] != request.period_unit:
+            raise SchemaError(
+                "schema-invalid",
+                file=PUBLICATION_FILE,
+                reason=f"{request.name} counts periods in {request.period_unit}s, {seen[1]} in {seen[0]}s",
+            )
+    return tuple(requests)
+
+
+# --- protection (the engine in casepool.protecting does the work) --------------------------------
+
+
+@dataclass
+class Protected:
+    """A tabulation with its protected counts and the audit's verdict."""
+
+    tabulation: Tabulation
+    counts: pl.DataFrame  # count dimensions, value (null when suppressed), obs_status, conf_status
+    audit_ok: bool = True
+    audit_failures: list[str] = field(
+        default_factory=list
+    )  # who could narrow a cell: outsider / org
+
+
+def _outcome_name(tabulation: Tabulation) -> str:
+    """The `outcome` dimension of a percentage, named after its indicator when protected, so the
+    numerators of two shares over the same children stay distinct cells."""
+    return f"{tabulation.indicator.name}__outcome"
+
+
+def _count_table(tabulation: Tabulation, catalogue: IndicatorCatalogue) -> Any:
+    rename = {OUTCOME: _outcome_name(tabulation)} if OUTCOME in tabulation.count_dimensions else {}
+    dims = [rename.get(d, d) for d in tabulation.count_dimensions]
+    contributions = tabulation.contributions.rename(rename)
+    return CountTable(
+        indicator=population_key(tabulation.indicator, catalogue),
+        dimensions=tuple(dims),
+        cells=tabulation.counts.rename(rename).select(*dims, VALUE),
+        multi_valued=frozenset(tabulation.multi),
+        contributions=contributions,
+        name=tabulation.name,
+    )
+
+
+def protect_tabulations(
+    tabulations: Sequence[Tabulation],
+    method: str = "suppress",
+    settings: Any = None,
+    catalogue: IndicatorCatalogue | None = None,
+) -> list[Protected]:
+    """Protect the tables together (cells they share get one status), then audit each one for an
+    outsider and for every organisation as an insider."""
+    from casepool import protecting
+
+    if method not in METHODS:
+        raise UsageError("method-invalid", method=method)
+    catalogue = catalogue or load_indicators()
+    settings = settings or protecting.load_protection_settings()
+    tables = [_count_table(t, catalogue) for t in tabulations]
+    if method == "cellkey":
+        return [
+            _perturbed(t, table, settings) for t, table in zip(tabulations, tables, strict=True)
+        ]
+    # Tables share cells only when they count the same children (same population key); each
+    # such group is one linked system for the engine, and groups are independent.
+    groups: dict[str, list[int]] = {}
+    for i, table in enumerate(tables):
+        groups.setdefault(table.indicator, []).append(i)
+    protected: list[Any] = [None] * len(tables)
+    for members in groups.values():
+        results = protecting.protect([tables[i] for i in members], settings)
+        for i, result in zip(members, results, strict=True):
+            protected[i] = result
+    out = []
+    for tab, table, result in zip(tabulations, tables, protected, strict=True):
+        report = audit_protected(tab, table, result.frame, result.k, settings)
+        failures = sorted({v.attacker for v in report.failures})
+        counts = _tidy_counts(tab, result.frame.rename(_back(tab)))
+        out.append(Protected(tab, counts, report.protected, failures))
+    return out
+
+
+def audit_protected(
+    tabulation: Tabulation, table: Any, frame: pl.DataFrame, k: int, settings: Any
+) -> Any:
+    """The engine's LP audit of one protected count table: for an outsider and for each
+    organisation that contributed to it, knowing its own counts."""
+    from casepool import protecting
+
+    own = table.contributions
+    insiders = {
+        str(org): own.filter(pl.col(CONTRIBUTOR) == org).drop(CONTRIBUTOR)
+        for org in sorted(own.get_column(CONTRIBUTOR).unique().to_list())
+    }
+    return protecting.audit(
+        frame,
+        k=k,
+        protection_interval=settings.interval_for(k),
+        multi_valued=tuple(tabulation.multi),
+        insiders=insiders,
+        total_code=settings.total_code,
+    )
+
+
+def _back(tabulation: Tabulation) -> dict[str, str]:
+    name = _outcome_name(tabulation)
+    return {name: OUTCOME} if OUTCOME in tabulation.count_dimensions else {}
+
+
+def _perturbed(tabulation: Tabulation, table: Any, settings: Any) -> Protected:
+    """Cell-key perturbation of every count from the cell's key (the engine's perturbation table)."""
+    from casepool import protecting
+
+    perturb = getattr(protecting, "perturb", None)
+    if perturb is None:
+        raise UsageError("method-unavailable", method="cellkey")
+    frame = perturb(table, tabulation.counts.get_column("cell_key"), settings)
+    return Protected(tabulation, _tidy_counts(tabulation, frame.rename(_back(tabulation))))
+
+
+def _tidy_counts(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
+    dims = list(tabulation.count_dimensions)
+    protected = frame.select(*dims, VALUE, "obs_status", "conf_status")
+    # Keep the tabulation's order of cells (code-list order, totals last).
+    return tabulation.counts.select(dims).join(
+        protected, on=dims, how="left", maintain_order="left"
+    )
+
+
+def _k_of(tabulation: Tabulation, settings: Any) -> int:
+    return int(settings.k_for(tabulation.count_dimensions))
+
+
+# --- from protected counts to the published table ------------------------------------------------
+
+
+def published_table(protected: Protected, settings: Any) -> PublishedTable:
+    """The tidy table of one protected tabulation: counts as they are, percentages and medians
+    computed from protected counts and suppressed when a part is (never recoverable)."""
+    tab = protected.tabulation
+    dims = list(tab.dimensions)
+    ind = tab.indicator
+    head = [pl.lit(ind.name).alias("indicator"), pl.lit(ind.unit).alias("unit")]
+    counts = protected.counts
+    if ind.kind == "count":
+        frame = counts.select(
+            *head, *dims, pl.col(VALUE).cast(pl.Int64), "obs_status", "conf_status"
+        )
+    else:
+        values = indicator_values(tab, counts.select(*tab.count_dimensions, VALUE))
+        min_denominator = settings.ratio_min_denominator or _k_of(tab, settings)
+        shown = (
+            pl.col("denominator").is_not_null()
+            & (pl.col("denominator") >= min_denominator)
+            & (pl.col("numerator").is_not_null() if ind.kind == "percent" else pl.lit(True))
+            & pl.col(VALUE).is_not_null()
+        )
+        value = pl.col(VALUE).round(PERCENT_DECIMALS) if ind.kind == "percent" else pl.col(VALUE)
+        frame = values.select(
+            *head,
+            *dims,
+            pl.when(shown).then(value).otherwise(None).alias(VALUE),
+            pl.when(shown).then(pl.lit("A")).otherwise(pl.lit("Q")).alias("obs_status"),
+            pl.when(shown).then(pl.lit("F")).otherwise(pl.lit("D")).alias("conf_status"),
+            pl.col("numerator").cast(pl.Int64),
+            pl.col("denominator").cast(pl.Int64),
+        )
+        if ind.kind == "median":
+            frame = frame.drop("numerator")
+    return PublishedTable(
+        name=tab.name,
+        indicator=ind,
+        dimensions=tuple(dims),
+        frame=frame,
+        first=tab.first,
+        last=tab.last,
+        period_unit=tab.request.period_unit,
+    )
+
+
+# --- query -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueryResult:
+    """One protected, audited table asked for by an analyst."""
+
+    table: PublishedTable
+    method: str
+    audit_ok: bool
+    audit_failures: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "audit_ok": self.audit_ok, **_json_ready(self.table)}
+
+
+def _json_ready(table: PublishedTable) -> dict[str, Any]:
+    return table_json(table, load_indicators())
+
+
+def query(
+    warehouse: str | Path,
+    indicator: str,
+    *,
+    by: str | Sequence[str] | None = None,
+    where: Sequence[str] | Sequence[tuple[str, Sequence[str]]] = (),
+    method: str = "suppress",
+    period_unit: str = "year",
+    settings: Any = None,
+) -> QueryResult:
+    """One indicator as a protected table with its margins; refuses (UsageError) what the
+    indicator does not allow. `by`: "governorate,sex" or a sequence; `where`: "sex=M" texts or
+    (dimension, codes) pairs."""
+    from casepool import protecting
+    from casepool.warehouse import open_warehouse
+
+    dims = parse_by(by) if isinstance(by, str) or by is None else tuple(by)
+    filters = tuple(
+        pair
+        for w in where
+        for pair in (parse_where([w]) if isinstance(w, str) else [(str(w[0]), tuple(w[1]))])
+    )
+    request = TableRequest(indicator, dims, filters, period_unit)
+    catalogue = load_indicators()
+    check_request(request, catalogue)
+    if method not in METHODS:
+        raise UsageError("method-invalid", method=method)
+    settings = settings or protecting.load_protection_settings()
+    with open_warehouse(warehouse, read_only=True) as con:
+        tab = tabulate(con, request, catalogue=catalogue)
+    (protected,) = protect_tabulations([tab], method, settings)
+    if not protected.audit_ok:
+        raise UsageError(
+            "query-audit-failed", table=tab.name, who=", ".join(protected.audit_failures)
+        )
+    return QueryResult(published_table(protected, settings), method, True, [])
+
+
+def write_query(result: QueryResult, path: str | Path, fmt: str, lang: str = "en") -> None:
+    """Write one query's table in `fmt` (csv, xlsx, json, hxl, sdmx, table)."""
+    catalogue = load_indicators()
+    path = Path(path)
+    if fmt in {"csv", "table"}:
+        write_table_csv(result.table, path)
+    elif fmt == "hxl":
+        write_table_hxl(result.table, path, catalogue)
+    elif fmt == "sdmx":
+        write_table_sdmx(result.table, path, catalogue)
+    elif fmt == "json":
+        write_table_json(result.table, path, catalogue)
+    elif fmt == "xlsx":
+        write_workbook([result.table], path, catalogue, lang, notes=[_note_title(lang)])
+    else:
+        raise UsageError("format-invalid", format=fmt)
+
+
+def format_text(result: QueryResult, fmt: str, lang: str = "en") -> str:
+    """The table as text for stdout in csv, hxl, sdmx or json."""
+    import json
+
+    from casepool.writing import formula_safe
+
+    catalogue = load_indicators()
+    if fmt == "json":
+        return json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n"
+    if fmt == "sdmx":
+        return sdmx_frame(result.table, catalogue).write_csv()
+    text = formula_safe(result.table.frame).write_csv()
+    if fmt == "hxl":
+        header, _, rows = text.partition("\n")
+        return header + "\n" + ",".join(hxl_tags(result.table, catalogue)) + "\n" + rows
+    return text
+
+
+def render_table(table: PublishedTable, lang: str = "en") -> str:
+    """An aligned text table for the terminal: labels, value (or `x` when suppressed), flag."""
+    catalogue = load_indicators()
+    header = [catalogue.dimension(d).label(lang) for d in table.dimensions] + ["value", "flag"]
+    rows = []
+    for row in table.frame.iter_rows(named=True):
+        cells = [catalogue.dimension(d).code_label(row[d], lang) for d in table.dimensions]
+        value = row[VALUE]
+        if value is None:
+            text = "x"
+        elif table.indicator.unit == "count":
+            text = f"{int(value):,}"
+        else:
+            text = f"{value:.1f}"
+        rows.append([*cells, text, "" if row["conf_status"] == "F" else row["conf_status"]])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [table.indicator.label(lang) + f" ({table.indicator.unit})"]
+    for r in [header, *rows]:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    lines.append("x = suppressed (C: too few children, D: protects another cell)")
+    return "\n".join(lines)
+
+
+def query_summary(result: QueryResult, lang: str, out: Path) -> str:
+    from casepool.i18n import render
+
+    return render(
+        "query-written",
+        lang,
+        table=result.table.name,
+        cells=result.table.cells,
+        suppressed=result.table.suppressed,
+        path=str(out),
+    )
+
+
+def list_indicators(lang: str = "en") -> list[dict[str, Any]]:
+    """Every indicator with its label in `lang`, unit and allowed dimensions."""
+    catalogue = load_indicators()
+    return [
+        {
+            "indicator": ind.name,
+            "label": ind.label(lang),
+            "unit": ind.unit,
+            "dimensions": [
+                {"name": d, "label": catalogue.dimension(d).label(lang)} for d in ind.dimensions
+            ],
+        }
+        for ind in catalogue.indicators.values()
+    ]
+
+
+def render_listing(listing: Iterable[Mapping[str, Any]]) -> str:
+    lines = []
+    for item in listing:
+        lines.append(f"{item['indicator']}  ({item['unit']})  {item['label']}")
+        lines.append(
+            "    --by " + ", ".join(f"{d['name']} ({d['label']})" for d in item["dimensions"])
+        )
+    return "\n".join(lines)
+
+
+# --- publish ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TableOutcome:
+    """What publish did with one catalogue table."""
+
+    name: str
+    indicator: str
+    cells: int
+    suppressed: int
+    written: bool
+    audit_failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.name,
+            "indicator": self.indicator,
+            "cells": self.cells,
+            "suppressed": self.suppressed,
+            "written": self.written,
+            "audit_failures": self.audit_failures,
+        }
+
+
+@dataclass
+class PublishResult:
+    """The publication written by `publish`: its tables, files and what was withheld."""
+
+    out_dir: Path
+    period: str | None
+    tables: list[TableOutcome]
+    files: list[Path]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(t.written for t in self.tables)
+
+    @property
+    def suppressed_share(self) -> float:
+        cells = sum(t.cells for t in self.tables if t.written)
+        return sum(t.suppressed for t in self.tables if t.written) / cells if cells else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_dir),
+            "period": self.period,
+            "ok": self.ok,
+            "tables": [t.to_dict() for t in self.tables],
+            "cells": sum(t.cells for t in self.tables if t.written),
+            "suppressed_share": round(self.suppressed_share, 4),
+            "files": [str(f.relative_to(self.out_dir)) for f in self.files],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def render(self, lang: str) -> str:
+        from casepool.i18n import render
+
+        lines = [
+            render("publish-table-withheld", lang, table=t.name, who=", ".join(t.audit_failures))
+            for t in self.tables
+            if not t.written
+        ]
+        lines.append(
+            render(
+                "publish-done",
+                lang,
+                tables=sum(t.written for t in self.tables),
+                cells=f"{sum(t.cells for t in self.tables if t.written):,}",
+                share=f"{100 * self.suppressed_share:.1f}",
+                path=str(self.out_dir),
+            )
+        )
+        return "\n".join(lines)
+
+
+def _note_title(lang: str) -> str:
+    from casepool.i18n import render
+
+    return render("publication-title", lang)
+
+
+def publish(
+    warehouse: str | Path,
+    out_dir: str | Path,
+    period: str | None = None,
+    progress: Progress | None = None,
+    *,
+    lang: str = "en",
+    settings: Any = None,
+    tables: Sequence[TableRequest] | None = None,
+) -> PublishResult:
+    """Tabulate, protect together, audit and write every table of schemas/publication.yaml
+    (or of `tables`). `period`: a year or quarter (e.g. "2025", "2025-Q3"); `progress` gets one
+    line per stage. Returns what was written; a table that fails its audit is left out."""
+    from casepool import protecting
+    from casepool.warehouse import open_warehouse
+
+    started = time.perf_counter()
+    notify = progress or (lambda text: None)
+    lang = lang if lang in LANGUAGES else "en"
+    catalogue = load_indicators()
+    requests = tuple(tables) if tables is not None else load_publication(catalogue)
+    chosen = parse_period(period) if period else None
+    settings = settings or protecting.load_protection_settings()
+    out = Path(out_dir)
+    tabulations: list[Tabulation] = []
+    with open_warehouse(warehouse, read_only=True) as con:
+        source = snapshot(con, catalogue)
+        # Every table covers the same span, so cells they share count the same records.
+        first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
+        for request in requests:
+            if chosen is not None:
+                request = TableRequest(
+                    request.indicator,
+                    request.dimensions,
+                    (("period", (chosen.code,)),),
+                    request.period_unit,
+                    request.name,
+                )
+            notify(f"tabulate {request.table_name}")
+            tabulations.append(
+                tabulate(con, request, first=first, last=last, catalogue=catalogue, source=source)
+            )
+    notify(f"protect {len(tabulations)} tables")
+    protected = protect_tabulations(tabulations, "suppress", settings, catalogue)
+    outcomes: list[TableOutcome] = []
+    written: list[PublishedTable] = []
+    for p in protected:
+        table = published_table(p, settings)
+        outcomes.append(
+            TableOutcome(
+                table.name,
+                table.indicator.name,
+                table.cells,
+                table.suppressed,
+                p.audit_ok,
+                p.audit_failures,
+            )
+        )
+        if p.audit_ok:
+            written.append(table)
+    notify(f"write {len(written)} tables")
+    files = write_publication(
+        written, out, catalogue, lang, chosen.code if chosen else None, settings
+    )
+    result = PublishResult(out, chosen.code if chosen else None, outcomes, files, 0.0)
+    result.seconds = time.perf_counter() - started
+    from casepool.writing import write_json
+
+    write_json(
+        result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
+        out / "manifest.json",
+    )
+    result.files.append(out / "manifest.json")
+    return result
+
+
+def write_publication(
+    tables: Sequence[PublishedTable],
+    out: Path,
+    catalogue: IndicatorCatalogue,
+    lang: str,
+    period: str | None,
+    settings: Any,
+) -> list[Path]:
+    """Every format of every (already audited) table, the workbook, the DuckDB file, the note."""
+    files: list[Path] = []
+    for table in tables:
+        for folder, write in (
+            ("csv", lambda t, p: write_table_csv(t, p)),
+            ("hxl", lambda t, p: write_table_hxl(t, p, catalogue)),
+            ("sdmx", lambda t, p: write_table_sdmx(t, p, catalogue)),
+            ("json", lambda t, p: write_table_json(t, p, catalogue)),
+        ):
+            path = out / folder / f"{table.name}.{'json' if folder == 'json' else 'csv'}"
+            write(table, path)
+            files.append(path)
+    note = methodology_note(tables, period, settings)
+    workbook = out / "publication.xlsx"
+    write_workbook(tables, workbook, catalogue, lang, notes=note.splitlines())
+    aggregates = out / "aggregates.duckdb"
+    write_aggregates(tables, aggregates, catalogue)
+    from casepool.writing import write_atomic
+
+    methodology = out / "methodology.md"
+    write_atomic(methodology, lambda h: h.write(note))
+    return [*files, workbook, aggregates, methodology]
+
+
+def methodology_note(tables: Sequence[PublishedTable], period: str | None, settings: Any) -> str:
+    """A short note that travels with the publication (the full text is in docs/)."""
+    firsts = [t.first for t in tables if t.first]
+    lasts = [t.last for t in tables if t.last]
+    span = f"{min(firsts):%Y-%m} to {max(lasts):%Y-%m}" if firsts and lasts else "no registrations"
+    return "\n".join(
+        [
+            "# casepool publication: methodology note",
+            "",
+            f"Registrations covered: {span}" + (f" (period {period})." if period else "."),
+            "",
+            "What is counted: child survivors of sexual exploitation registered by the participating",
+            "organisations, from de-identified records (no names, case numbers or exact dates leave",
+            "an organisation). Each child is counted once: a child referred by another organisation",
+            "that registered the child first (reported elsewhere = yes and referral source = CSO) is",
+            "not counted again. Coverage is what the organisations registered, not prevalence.",
+            "",
+            f"Disclosure control: no published count lies between 1 and {settings.k - 1}; cells that",
+            "could reveal a child are suppressed (conf_status C), with further cells (D) so that no",
+            "suppressed cell can be worked out from the others, even by an organisation that knows its",
+            "own records. Every table was audited by linear programming before it was written.",
+            "Percentages and medians are shown only when their numerator and denominator are shown",
+            f"and the denominator is at least {settings.ratio_min_denominator or settings.k}.",
+            "",
+            "Codes: _T is a total. An empty value is suppressed, never zero. Indicator formulas:",
+            "docs/indicator-reference.md; method: docs/methodology-indicators.md.",
+            "",
+        ]
+    )
