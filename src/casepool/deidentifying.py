@@ -153,11 +153,16 @@ def deidentify(
     secret: bytes,
     step: Generalisation = LADDER[0],
     schema: CaseSchema | None = None,
+    pseudonyms: pl.Series | None = None,
 ) -> pl.DataFrame:
-    """The package rows of canonical records: `_row` first, then the package columns in order."""
+    """The package rows of canonical records: `_row` first, then the package columns in order.
+
+    `pseudonyms`, when given, are those of `records` already computed (each ladder step reuses them).
+    """
     schema = schema or load_schema()
-    ids = records.get_column("case_id")
-    pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
+    if pseudonyms is None:
+        ids = records.get_column("case_id")
+        pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
     out: list[pl.Expr] = [pl.col(ROW), pl.lit(pseudonyms).alias(PSEUDONYM)]
     for f in schema.submitted_fields:
         if f.type == "identifier":
@@ -312,8 +317,11 @@ def prepare_submission(
         base.status = REFUSED_EMPTY
         return base
 
+    pseudonyms = pl.Series(
+        PSEUDONYM, pseudonymise(in_period.get_column("case_id"), secret), dtype=pl.String
+    )
     for step in LADDER:
-        frame = deidentify(in_period, secret, step, schema)
+        frame = deidentify(in_period, secret, step, schema, pseudonyms)
         report = k_anonymity(frame, quasi_identifier_columns(schema, step), min_k or k_threshold)
         base.frame, base.step, base.k_anonymity = frame, step, report
         if min_k is None or report.k >= min_k:
