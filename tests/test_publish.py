@@ -18,8 +18,8 @@ from casepool.publishing import (
     load_publication,
     publish,
 )
-from casepool.tabulating import CONTRIBUTOR, tabulate
 from casepool.warehouse import open_warehouse
+from fixtures.indicators.views import attacker_view, own_counts
 from fixtures.indicators.warehouses import build_hand_made, build_random
 
 # A few tables of the catalogue, enough to cover counts, a multi-valued dimension, a percentage
@@ -54,35 +54,6 @@ def read_csv(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)  # text, as an analyst's tool would see it
 
 
-def attacker_view(table: pl.DataFrame, unit: str, dims: list[str]) -> pl.DataFrame:
-    """The counts a reader of the published file learns, as a tidy count table."""
-    if unit == "count":
-        return table.select(*dims, "value", "obs_status", "conf_status")
-    if unit == "months":
-        return table.select(*dims, pl.col("denominator").alias("value"))
-    num = pl.col("numerator").cast(pl.Int64)
-    den = pl.col("denominator").cast(pl.Int64)
-    return pl.concat(
-        [
-            table.select(pl.lit("yes").alias("outcome"), *dims, num.alias("value")),
-            table.select(pl.lit("no").alias("outcome"), *dims, (den - num).alias("value")),
-            table.select(pl.lit(TOTAL).alias("outcome"), *dims, den.alias("value")),
-        ]
-    ).with_columns(pl.col("value").cast(pl.String))
-
-
-def own_counts(warehouse: Path, request: TableRequest, first, last) -> dict[str, pl.DataFrame]:
-    with open_warehouse(warehouse, read_only=True) as con:
-        tab = tabulate(con, request, first=first, last=last)
-    own = tab.contributions
-    if tab.indicator.kind == "median":
-        own = own.select(*tab.dimensions, CONTRIBUTOR, "value")
-    return {
-        org: own.filter(pl.col(CONTRIBUTOR) == org).drop(CONTRIBUTOR)
-        for org in own.get_column(CONTRIBUTOR).unique().to_list()
-    }
-
-
 def test_every_table_is_written_in_every_format(published):
     assert published.ok
     out = published.out_dir
@@ -111,8 +82,6 @@ def test_every_published_table_passes_the_audit_for_outsider_and_each_insider(
 
             first, last = covered_span(con)
         insiders = own_counts(random_warehouse, request, first, last)
-        if unit == "percent":
-            insiders = {org: own for org, own in insiders.items()}
         multi = [d for d in request.dimensions if load_indicators().dimension(d).multi]
         report = protecting.audit(
             view, k=settings.k, multi_valued=multi, insiders=insiders, total_code=TOTAL
