@@ -10,11 +10,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from casepool.cli.main import app
 from casepool.deidentifying import LADDER
+from casepool.errors import UsageError
 from casepool.keys import generate_keys, load_keys
 from casepool.packaging import DATA, submit_export
+from casepool.periods import is_period, parse_period
 from casepool.synthesis import synthesize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "submit" / "small_export_with_names_and_phones.csv"
@@ -199,3 +203,34 @@ def test_every_message_key_of_submit_and_the_warehouse_exists_in_four_languages(
     for key in sorted(keys):
         assert key in known, key
         assert all(known[key].get(lang) for lang in LANGUAGES), key
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("2025", date(2025, 1, 1), date(2025, 12, 31)),
+        ("2025-Q3", date(2025, 7, 1), date(2025, 9, 30)),
+        ("2025-q1", date(2025, 1, 1), date(2025, 3, 31)),
+        ("2024-02", date(2024, 2, 1), date(2024, 2, 29)),
+        ("2025-12", date(2025, 12, 1), date(2025, 12, 31)),
+    ],
+)
+def test_periods_span_their_days(text, start, end):
+    period = parse_period(text)
+    assert (period.start, period.end) == (start, end)
+
+
+@pytest.mark.parametrize(
+    "bad", ["25", "2025-Q0", "2025-Q5", "2025-13", "2025-7", "2025/07", "", "1800"]
+)
+def test_malformed_periods_are_refused(bad):
+    with pytest.raises(UsageError):
+        parse_period(bad)
+
+
+@given(st.dates(date(1990, 1, 1), date(2100, 12, 31)))
+def test_every_day_lies_in_its_month_quarter_and_year(day):
+    codes = [f"{day.year}", f"{day.year}-Q{(day.month - 1) // 3 + 1}", f"{day:%Y-%m}"]
+    for code in codes:
+        period = parse_period(code)
+        assert period.contains(day) and period.code == code and is_period(code)
