@@ -89,12 +89,15 @@ class _Canvas:
     def x(self, x: float) -> float:
         return self.width - x if self.rtl else x
 
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, extra: str = "") -> None:
+    def rect(
+        self, x: float, y: float, w: float, h: float, fill: str, extra: str = "", title: str = ""
+    ) -> None:
         left = self.width - x - w if self.rtl else x
-        self.parts.append(
-            f'<rect x="{left:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{h:.1f}" '
-            f'fill="{fill}"{extra}/>'
-        )
+        attrs = f'x="{left:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{h:.1f}" fill="{fill}"'
+        if title:
+            self.parts.append(f"<rect {attrs}{extra}><title>{escape(title)}</title></rect>")
+        else:
+            self.parts.append(f"<rect {attrs}{extra}/>")
 
     def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str) -> None:
         self.parts.append(
@@ -166,7 +169,7 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
     left = label_width + 8
     right = width - 58
     series_count = max((len(g.bars) for g in chart.groups), default=1)
-    bar_height = 16.0 if series_count == 1 else 11.0
+    bar_height = 18.0 if series_count == 1 else 13.0
     group_gap = 8.0 if series_count == 1 else 12.0
     values = [b.value for g in chart.groups for b in g.bars if b.value is not None]
     ticks = nice_ticks(max(values, default=0.0))
@@ -193,9 +196,9 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
         canvas.text(
             label_width,
             y + block / 2 + 4,
-            _shorten(group.label, 30),
+            _shorten(group.label, 28),
             anchor="end",
-            size=12,
+            size=13,
             title=group.label,
         )
         for index, bar in enumerate(group.bars):
@@ -216,7 +219,7 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
             length = (bar.value or 0.0) * scale
             canvas.rect(left, by, length, bar_height, PALETTE[index % len(PALETTE)])
             canvas.text(
-                left + length + 4, by + bar_height - 3, bar.text, size=11, extra=_value_attrs(bar)
+                left + length + 4, by + bar_height - 3, bar.text, size=12, extra=_value_attrs(bar)
             )
         y += height
     canvas.line(left, top - 4, left, bottom, MUTED)
@@ -240,11 +243,21 @@ def column_chart(chart: Chart, width: float = 520, height: float = 220) -> str:
         )
     slot = (right - left) / max(len(chart.groups), 1)
     column = min(slot * 0.7, 48.0)
-    dense = slot < 34
+    dense = slot < 6 * len(chart.suppressed_text) + 4
     for index, (group, bar) in enumerate(zip(chart.groups, bars, strict=True)):
         centre = left + slot * (index + 0.5)
         if bar.missing:
             pass
+        elif bar.suppressed and dense:  # no room for the word: the hatch (see the legend) says it
+            canvas.rect(
+                centre - column / 2,
+                bottom - 14,
+                column,
+                14,
+                "url(#hatch)",
+                f' stroke="{MUTED}"' + _suppressed_attrs(bar),
+                title=chart.suppressed_text,
+            )
         elif bar.suppressed:
             canvas.rect(
                 centre - column / 2, bottom - 14, column, 14, "url(#hatch)", f' stroke="{MUTED}"'
@@ -252,12 +265,11 @@ def column_chart(chart: Chart, width: float = 520, height: float = 220) -> str:
             canvas.text(
                 centre,
                 bottom - 18,
-                "—" if dense else chart.suppressed_text,
+                chart.suppressed_text,
                 anchor="middle",
-                size=9,
+                size=10,
                 fill=MUTED,
                 extra=_suppressed_attrs(bar),
-                title=chart.suppressed_text,
             )
         else:
             h = (bar.value or 0.0) * scale

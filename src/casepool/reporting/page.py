@@ -564,7 +564,8 @@ CSS = """
 html{font-family:"Report Arabic","Noto Sans Arabic","Segoe UI",system-ui,-apple-system,Roboto,"DejaVu Sans",Arial,sans-serif;
 line-height:1.5;color:var(--ink);background:#fff;-webkit-text-size-adjust:100%;
 print-color-adjust:exact;-webkit-print-color-adjust:exact}
-body{margin:0 auto;max-width:1120px;padding:12px 16px 32px;overflow-wrap:anywhere}
+body{margin:0 auto;max-width:1120px;padding:12px 16px 32px}
+h1,h2,h3,p,caption{overflow-wrap:break-word}
 header{border-bottom:3px solid var(--accent);margin-bottom:16px}
 h1{font-size:1.6rem;margin:.3em 0}
 h2{font-size:1.3rem;border-bottom:1px solid var(--line);padding-bottom:4px;margin-top:32px}
@@ -585,7 +586,9 @@ svg.chart{display:block;width:100%;height:auto;max-width:640px;font-family:inher
 .table-box{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 caption{text-align:start;font-weight:700;padding-bottom:4px}
-th,td{border-bottom:1px solid var(--line);padding:3px 6px;text-align:start;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:3px 6px;text-align:start;vertical-align:top;
+overflow-wrap:normal;word-break:normal}
+tbody th,thead th:first-child{min-width:7em}
 thead th{border-bottom:2px solid var(--ink)}
 th.num,td.num{text-align:end;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.supp{color:var(--muted);font-style:italic;text-align:end;white-space:nowrap;
