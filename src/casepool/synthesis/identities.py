@@ -403,17 +403,18 @@ def phone_numbers(keys: dict[str, np.ndarray], plus_allowed: bool) -> pl.Series:
         if plus_allowed
         else np.where(keys["phone_style"] == 2, 3, keys["phone_style"])
     )
-    frame = pl.DataFrame({"p": prefix, "n": number, "s": style})
+    # Styles 0-3: 0750 123 4567, 07501234567, +964 750 123 4567, 00964 750 123 4567.
+    frame = pl.DataFrame(
+        {
+            "lead": _gather(("0", "0", "+964 ", "00964 "), style),
+            "gap": _gather((" ", "", " ", " "), style),
+            "p": prefix,
+            "n": number,
+        }
+    )
     head, tail = pl.col("n").str.slice(0, 3), pl.col("n").str.slice(3, 4)
     return frame.select(
-        pl.when(pl.col("s") == 0)
-        .then(pl.concat_str(pl.lit("0"), "p", pl.lit(" "), head, pl.lit(" "), tail))
-        .when(pl.col("s") == 1)
-        .then(pl.concat_str(pl.lit("0"), "p", head, tail))
-        .when(pl.col("s") == 2)
-        .then(pl.concat_str(pl.lit("+964 "), "p", pl.lit(" "), head, pl.lit(" "), tail))
-        .otherwise(pl.concat_str(pl.lit("00964 "), "p", pl.lit(" "), head, pl.lit(" "), tail))
-        .alias("phone")
+        pl.concat_str("lead", "p", "gap", head, "gap", tail).alias("phone")
     ).get_column("phone")
 
 
@@ -470,12 +471,15 @@ def addresses(
             part(parts[4], "street"),
             part(parts[5], "house"),
         ]
-    return frame.select(
-        pl.when(pl.col("in_camp"))
-        .then(pl.concat_str(camp, separator=sep, ignore_nulls=True))
-        .otherwise(pl.concat_str(town, separator=sep, ignore_nulls=True))
-        .alias("address")
-    ).get_column("address")
+    # Camp addresses only for the rows in camps: computing both forms for every row costs double.
+    town_addresses = frame.select(pl.concat_str(town, separator=sep, ignore_nulls=True))
+    camp_rows = np.flatnonzero(in_camp)
+    if not len(camp_rows):
+        return town_addresses.to_series().alias("address")
+    camp_addresses = frame[camp_rows].select(pl.concat_str(camp, separator=sep, ignore_nulls=True))
+    return (
+        town_addresses.to_series().scatter(camp_rows, camp_addresses.to_series()).alias("address")
+    )
 
 
 def notes(
