@@ -31,11 +31,13 @@ CONSOLE = re.compile(r":CONSOLE[(:]\d+|Uncaught|Refused to|Failed to load resour
 # facts of the laid-out page a screenshot cannot give exactly.
 PROBE = """<script>
 document.fonts.ready.then(() => {
-  const root = document.documentElement, h1 = document.querySelector('h1').getBoundingClientRect();
+  const root = document.documentElement, range = document.createRange();
+  range.selectNodeContents(document.querySelector('h2'));
+  const h2 = range.getBoundingClientRect();
   const facts = {
     direction: getComputedStyle(document.body).direction,
     scrollWidth: root.scrollWidth, innerWidth: window.innerWidth,
-    h1Left: h1.left, h1Right: h1.right,
+    h2Left: h2.left, h2Right: h2.right,
     charts: [...document.querySelectorAll('svg.chart')].map(s => s.getBoundingClientRect().width),
     tables: document.querySelectorAll('table').length,
     fonts: [...document.fonts].map(f => f.family + ' ' + f.weight + ' ' + f.status),
