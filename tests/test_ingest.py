@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import polars as pl
 import pytest
 
 from casepool.errors import UsageError, WarehouseError
+from casepool.keys import verify
 from casepool.warehouse import (
     LOADED,
     REFUSED,
@@ -69,6 +71,12 @@ def test_a_verified_package_is_loaded_with_pseudonyms_and_record_keys(tmp_path, 
     assert keys_.min() >= 0 and keys_.max() < 1 and keys_.n_unique() == 25
     assert cases.schema["exploitation_types"] == pl.List(pl.String)
     assert audit_actions(warehouse) == ["org-added", "ingested"]
+    stored = query(warehouse, "SELECT manifest, signature FROM submissions")
+    assert verify(
+        keys.public_key,
+        base64.b64decode(stored.item(0, "signature")),
+        stored.item(0, "manifest").encode("utf-8"),
+    )
 
 
 def test_ingesting_the_same_package_twice_changes_nothing(tmp_path, keys, warehouse):

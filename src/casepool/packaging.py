@@ -239,6 +239,7 @@ class VerifiedPackage:
     manifest: dict[str, Any]
     manifest_text: str
     cases: pl.DataFrame
+    signature: str = ""  # base64 Ed25519 signature over manifest_text, kept for later checks
 
     @property
     def org(self) -> str:
@@ -394,6 +395,7 @@ def read_package(
         manifest=manifest,
         manifest_text=members[MANIFEST].decode("utf-8"),
         cases=cases,
+        signature=base64.b64encode(signature).decode("ascii"),
     )
 
 

@@ -57,7 +57,7 @@ def _ddl(schema: CaseSchema) -> list[str]:
   period_start DATE NOT NULL, period_end DATE NOT NULL, package VARCHAR NOT NULL,
   created_at TIMESTAMP NOT NULL, ingested_at TIMESTAMP NOT NULL, ingested_by VARCHAR NOT NULL,
   rows BIGINT NOT NULL, generalisation VARCHAR, schema_version INTEGER, casepool_version VARCHAR,
-  pseudonym_key_id VARCHAR,
+  pseudonym_key_id VARCHAR, signature VARCHAR,
   superseded_by VARCHAR, superseded_at TIMESTAMP, manifest VARCHAR NOT NULL)""",
         f"""CREATE TABLE cases (
   submission_id VARCHAR NOT NULL, org VARCHAR NOT NULL, period VARCHAR NOT NULL,
@@ -518,8 +518,8 @@ def _merge(
         con.execute(
             "INSERT INTO submissions (submission_id, org, period, period_start, period_end, "
             "package, created_at, ingested_at, ingested_by, rows, generalisation, schema_version, "
-            "casepool_version, pseudonym_key_id, manifest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "casepool_version, pseudonym_key_id, signature, manifest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 sid,
                 org,
@@ -535,6 +535,7 @@ def _merge(
                 (manifest.get("schema") or {}).get("version"),
                 manifest.get("casepool_version"),
                 key_id,
+                package.signature,
                 package.manifest_text,
             ],
         )
