@@ -39,4 +39,8 @@ def read_coverage(warehouse: str | Path) -> Coverage:
         counts = con.execute(
             "SELECT org, period, count(*) FROM active_submissions GROUP BY org, period"
         ).fetchall()
-    return Coverage(organisations, {(str(o), str(p)): int(n) for o, p, n in counts})
+    submissions = {(str(o), str(p)): int(n) for o, p, n in counts}
+    known = {code for code, _ in organisations}
+    # A submission whose organisation is not registered (never from ingest) still shows, by code.
+    organisations += [(o, o) for o in sorted({o for o, _ in submissions} - known)]
+    return Coverage(organisations, submissions)

@@ -1,0 +1,67 @@
+"""The report on the real thing: a warehouse, `publish`, and every number checked against the
+publication's own CSV files (read independently of the report's reader)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from browser.report_html import DIGITS, numbers, parse, split_ref, suppressed_marks
+from casepool.reporting import write_report
+from casepool.reporting.numerals import parse_number
+from fixtures.indicators.warehouses import build_random
+
+publishing = pytest.importorskip("casepool.publishing")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("report-publish")
+    warehouse = build_random(root / "warehouse.duckdb", 1500, orgs=3)
+    publishing.publish(warehouse, root / "publication")
+    return warehouse, root / "publication"
+
+
+def _csv_cells(folder: Path, table: str) -> dict[tuple[tuple[str, str], ...], dict[str, str]]:
+    frame = pl.read_csv(folder / "csv" / f"{table}.csv", infer_schema=False)
+    meta = {"indicator", "unit", "value", "obs_status", "conf_status", "numerator", "denominator"}
+    dims = [c for c in frame.columns if c not in meta]
+    return {tuple((d, str(row[d])) for d in dims): row for row in frame.iter_rows(named=True)}
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_every_number_in_the_report_is_in_the_publication(published, tmp_path, lang):
+    warehouse, folder = published
+    target = tmp_path / f"report-{lang}.html"
+    write_report(warehouse, target, lang=lang, publication=folder)
+    html = target.read_text("utf-8")
+    shown = numbers(html)
+    assert len(shown) > 150
+    cache: dict[str, dict] = {}
+    for element in shown:
+        table, codes = split_ref(element.attrs["data-ref"])
+        cells = cache.setdefault(table, _csv_cells(folder, table))
+        row = cells[tuple(codes.items())]
+        assert row["obs_status"] == "A" and row["value"] not in (None, "")
+        published_value = float(row["value"])
+        assert float(element.attrs["data-value"]) == published_value
+        decimals = 1 if row["unit"] != "count" else 0
+        assert parse_number(element.text, lang) == pytest.approx(round(published_value, decimals))
+    for mark in suppressed_marks(html):
+        table, codes = split_ref(mark.attrs["data-suppressed"])
+        row = _csv_cells(folder, table)[tuple(codes.items())]
+        assert row["obs_status"] == "Q" and row["value"] in (None, "")
+        assert not DIGITS.search(mark.text)
+
+
+def test_the_report_publishes_by_itself_for_a_period_and_the_one_before(published, tmp_path):
+    warehouse, _ = published
+    result = write_report(warehouse, tmp_path / "r.html", period="2025")
+    html = (tmp_path / "r.html").read_text("utf-8")
+    assert result.period == "2025"
+    assert "Registrations in 2025" in html
+    changes = [e for e in parse(html).elements if "data-derived" in e.attrs]
+    assert changes or "No comparison with 2024" in html or "No earlier period" in html
