@@ -330,3 +330,15 @@ def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
         text = render_submission(outcome, lang)
         assert row_word in text
         assert "770" not in text and "4567" not in text
+
+
+def test_a_case_number_copied_into_a_coded_field_is_found():
+    records = canonical_records(3).with_columns(
+        pl.when(pl.col(ROW) == 3).then(pl.lit("CASE-1-00000")).otherwise(pl.col("case_status"))
+        .alias("case_status")
+    )  # fmt: skip
+    raw = records.select(ROW, pl.col("case_id").alias("Case ID"))
+    sub = submission(records, raw=raw, dropped_columns=[], identifier_columns=["Case ID"])
+    assert [(h.row, h.field, h.kind) for h in sub.personal_data] == [
+        (3, "case_status", DROPPED_VALUE)
+    ]

@@ -82,7 +82,10 @@ def test_submit_writes_a_package_and_says_what_was_kept_and_dropped(tmp_path, ru
     assert "Submitted for ORG-01, 2025-07: 3." in result.output
     assert "Dropped 1 records without consent" in result.output
     assert "Dropped 1 records registered outside 2025-07" in result.output
-    assert "Columns not submitted (never copied): Child name, Phone, Notes." in result.output
+    assert (
+        "Columns not submitted (never copied): Child name, Phone, Notes, Date of birth."
+        in result.output
+    )
     assert_no_identifier(packages, FIXTURE_IDENTIFIERS)
     for value in FIXTURE_IDENTIFIERS:
         assert value not in result.output

@@ -283,6 +283,7 @@ def prepare_submission(
     drop_invalid: bool = False,
     raw: pl.DataFrame | None = None,
     dropped_columns: Sequence[str] = (),
+    identifier_columns: Sequence[str] | None = None,
     k_threshold: int = DEFAULT_K,
     min_k: int | None = None,
     schema: CaseSchema | None = None,
@@ -332,7 +333,9 @@ def prepare_submission(
         return base
 
     scanned = [name for name, _ in package_fields(schema) if name != PSEUDONYM]
-    hits = scan_values(base.frame, scanned, raw, dropped_columns, row_column=ROW, schema=schema)
+    # Values of the dropped columns, and of the case number itself, must not reappear anywhere.
+    searched = dropped_columns if identifier_columns is None else identifier_columns
+    hits = scan_values(base.frame, scanned, raw, searched, row_column=ROW, schema=schema)
     if hits:
         base.status = REFUSED_PERSONAL_DATA
         base.personal_data = hits

@@ -206,6 +206,14 @@ def submit_export(
     )
     if progress:
         progress("de-identify")
+    # Input-only columns (date of birth) are dropped too, once turned into what they derive.
+    sources = result.mapped_columns
+    dropped = list(result.extra_columns) + [
+        sources[f.name] for f in schema.fields if f.input_only and f.name in sources
+    ]
+    transformed = [
+        sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
+    ]
     submission = prepare_submission(
         result.records,
         org=code,
@@ -214,7 +222,8 @@ def submit_export(
         invalid_rows=result.invalid_rows,
         drop_invalid=drop_invalid,
         raw=result.raw,
-        dropped_columns=result.extra_columns,
+        dropped_columns=dropped,
+        identifier_columns=[*dropped, *transformed],
         k_threshold=k_threshold,
         min_k=min_k,
         schema=schema,
