@@ -46,7 +46,14 @@ def synth(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Write synthetic exports (no real person) with the truth about every injected error."""
+    """Write synthetic exports (no real person) with the truth about every injected error.
+
+    One export per organisation in the dialects CSOs really send (CSV, XLSX, Windows-1256,
+    KoboToolbox, Sorani), a mapping for each non-canonical one, and truth.json listing every
+    injected error, row without consent and identifier. The same seed gives the same bytes.
+
+    Example: casepool synth --out sample_data --orgs 6 --records 3000 --seed 2025
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
