@@ -15,6 +15,7 @@ from casepool.cli.common import (
     Lang,
     LangOption,
     print_json,
+    progress_stages,
     run,
 )
 from casepool.cli.org import WarehouseOption
@@ -44,7 +45,13 @@ def ingest(
     """
     from casepool.warehouse import ingest_packages
 
-    report = run(lambda: ingest_packages(packages, warehouse, wait=wait), lang, debug)
+    biggest = max(
+        (p for p in packages if p.is_file()), key=lambda p: p.stat().st_size, default=None
+    )
+    with progress_stages(biggest) as notify:
+        report = run(
+            lambda: ingest_packages(packages, warehouse, wait=wait, stage=notify), lang, debug
+        )
     if as_json:
         print_json(report.to_dict())
     else:
