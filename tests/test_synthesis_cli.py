@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from casepool.cli.main import app
@@ -65,3 +66,23 @@ def test_every_synth_message_exists_in_four_languages() -> None:
     assert used == set(messages)
     for key, templates in messages.items():
         assert set(templates) == set(LANGUAGES), key
+
+
+@pytest.mark.slow
+def test_a_million_records_in_canonical_csv(tmp_path: Path) -> None:
+    result = synthesize(tmp_path, orgs=6, records=1_000_000, seed=1, fmt="csv")
+    truth = json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))
+    assert sum(e["rows"] for e in truth["exports"]) == 1_000_000
+    assert result.error_count == sum(e["error_count"] for e in truth["exports"])
+    assert 0.11 < result.error_count / 1_000_000 < 0.14  # 13 kinds at 1% each, no consent spared
+    assert all(e["identifiers"] is None for e in truth["exports"] if e["rows"] > 100_000)
+
+
+@pytest.mark.slow
+def test_mixed_format_refuses_a_workbook_beyond_excels_sheet_limit(tmp_path: Path) -> None:
+    from casepool.errors import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        synthesize(tmp_path, orgs=2, records=2_800_000, seed=1)
+    assert refused.value.key == "synth-xlsx-too-large"
+    assert not any(tmp_path.iterdir())
