@@ -86,3 +86,11 @@ def test_mixed_format_refuses_a_workbook_beyond_excels_sheet_limit(tmp_path: Pat
         synthesize(tmp_path, orgs=2, records=2_800_000, seed=1)
     assert refused.value.key == "synth-xlsx-too-large"
     assert not any(tmp_path.iterdir())
+
+
+def test_a_period_before_2012_is_refused_so_no_clean_birth_date_falls_before_1990(
+    tmp_path: Path,
+) -> None:
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--start", "2005-01"])
+    assert result.exit_code == 2
+    assert "2012" in result.output or "synth-bad-period" in result.output

@@ -36,6 +36,7 @@ from casepool.synthesis.writing import (
 )
 
 FORMATS = ("mixed", "csv", "parquet")
+EARLIEST_START = date(2012, 1, 1)
 Progress = Callable[[int, int], None]
 
 
@@ -93,7 +94,9 @@ def _check(
         raise UsageError("synth-bad-error-rate", value=error_rate)
     if fmt not in FORMATS:
         raise UsageError("synth-bad-format", value=fmt, formats=", ".join(FORMATS))
-    if start < date(2000, 1, 1) or end < start:
+    # Validate reads dates before 1990 as errors: a child 17 at an incident up to three years
+    # before a 2012 registration was born after 1990, so clean rows stay clean.
+    if start < EARLIEST_START or end < start:
         raise UsageError("synth-bad-period", start=start.isoformat(), end=end.isoformat())
     if today < end:
         raise UsageError("synth-bad-today", today=today.isoformat(), end=end.isoformat())
