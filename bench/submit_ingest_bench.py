@@ -48,6 +48,11 @@ def main() -> int:
         synth_s = time.perf_counter() - started
         paths = generate_keys("BENCH", work / "keys")
 
+        marks: list[tuple[str, float]] = []
+
+        def mark(stage: str) -> None:
+            marks.append((stage.split(":")[0], time.perf_counter()))
+
         started = time.perf_counter()
         outcome = submit_export(
             export,
@@ -57,15 +62,25 @@ def main() -> int:
             outbox=work / "outbox",
             drop_invalid=True,
             today=date(2025, 12, 31),
+            progress=mark,
         )
         submit_s = time.perf_counter() - started
+        marks.append(("end", time.perf_counter()))
+        submit_stages = {
+            name: round(marks[i + 1][1] - at, 2) for i, (name, at) in enumerate(marks[:-1])
+        }
         assert outcome.package is not None, outcome.submission.status
 
         warehouse = work / "w.duckdb"
         add_organisation(warehouse, "BENCH", "Benchmark", paths.public)
+        marks.clear()
         started = time.perf_counter()
-        report = ingest_packages([outcome.package], warehouse)
+        report = ingest_packages([outcome.package], warehouse, stage=mark)
         ingest_s = time.perf_counter() - started
+        marks.append(("end", time.perf_counter()))
+        ingest_stages = {
+            name: round(marks[i + 1][1] - at, 2) for i, (name, at) in enumerate(marks[:-1])
+        }
         assert report.ok
         kept = outcome.submission.rows_kept
         print(
@@ -78,8 +93,10 @@ def main() -> int:
                     "synth_s": round(synth_s, 2),
                     "submit_s": round(submit_s, 2),
                     "submit_rows_per_s": round(args.records / submit_s),
+                    "submit_stages_s": submit_stages,
                     "ingest_s": round(ingest_s, 2),
                     "ingest_rows_per_s": round(kept / ingest_s),
+                    "ingest_stages_s": ingest_stages,
                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                     "load_average_1min": round(os.getloadavg()[0], 2),
                     "cpus": os.cpu_count(),

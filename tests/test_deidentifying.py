@@ -342,3 +342,10 @@ def test_a_case_number_copied_into_a_coded_field_is_found():
     assert [(h.row, h.field, h.kind) for h in sub.personal_data] == [
         (3, "case_status", DROPPED_VALUE)
     ]
+
+
+def test_the_export_is_not_read_again_when_every_value_is_a_code():
+    def read_again():
+        raise AssertionError("raw export requested although every retained value is a code")
+
+    assert submission(canonical_records(5), raw=read_again, dropped_columns=["Name"]).ready

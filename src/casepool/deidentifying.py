@@ -281,7 +281,7 @@ def prepare_submission(
     secret: bytes,
     invalid_rows: set[int] | frozenset[int] = frozenset(),
     drop_invalid: bool = False,
-    raw: pl.DataFrame | None = None,
+    raw: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     dropped_columns: Sequence[str] = (),
     identifier_columns: Sequence[str] | None = None,
     k_threshold: int = DEFAULT_K,

@@ -221,7 +221,7 @@ def submit_export(
         secret=keys.pseudonym_secret,
         invalid_rows=result.invalid_rows,
         drop_invalid=drop_invalid,
-        raw=result.raw,
+        raw=lambda: result.raw,  # the whole export is read again only if the scan needs it
         dropped_columns=dropped,
         identifier_columns=[*dropped, *transformed],
         k_threshold=k_threshold,

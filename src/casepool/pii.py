@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -141,7 +141,7 @@ def found_in_columns(raw: pl.DataFrame, columns: Iterable[str], values: Iterable
 def scan_values(
     frame: pl.DataFrame,
     fields: Iterable[str],
-    raw: pl.DataFrame | None = None,
+    raw: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     dropped_columns: Iterable[str] = (),
     row_column: str = "_row",
     schema: CaseSchema | None = None,
@@ -149,7 +149,8 @@ def scan_values(
     """Every (row, field) whose text value (or one of its listed values) holds personal data.
 
     Each distinct value is tested once, so millions of rows of codes cost a few passes; the
-    dropped columns are searched only for distinctive values (codes never identify anyone).
+    dropped columns are searched only for distinctive values (codes never identify anyone), and
+    `raw` may be a function giving the export, called only then (reading it again costs time).
     """
     distinct_by_field: dict[str, tuple[bool, list[str]]] = {}
     for name in fields:
@@ -173,7 +174,8 @@ def scan_values(
             elif could_identify(value, schema):
                 suspicious.add(value)
     if suspicious and raw is not None:
-        also_dropped = found_in_columns(raw, dropped_columns, suspicious)
+        export = raw() if callable(raw) else raw
+        also_dropped = found_in_columns(export, dropped_columns, suspicious)
         for name, (_, texts) in distinct_by_field.items():
             for value in texts:
                 if value in also_dropped:
