@@ -196,7 +196,7 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
         canvas.text(
             label_width,
             y + block / 2 + 4,
-            _shorten(group.label, 28),
+            _shorten(group.label, 25),
             anchor="end",
             size=13,
             title=group.label,

@@ -581,7 +581,7 @@ font-weight:700;margin:12px 0}
 .card .big.supp{font-size:1.2rem;color:var(--muted)}
 figure{margin:0 0 28px;break-inside:avoid;page-break-inside:avoid}
 figcaption{margin-bottom:8px}
-.pair{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:20px;align-items:start}
+.pair{display:grid;grid-template-columns:minmax(0,11fr) minmax(0,9fr);gap:20px;align-items:start}
 svg.chart{display:block;width:100%;height:auto;max-width:640px;font-family:inherit}
 .table-box{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
@@ -590,7 +590,8 @@ th,td{border-bottom:1px solid var(--line);padding:3px 6px;text-align:start;verti
 overflow-wrap:normal;word-break:normal}
 tbody th,thead th:first-child{min-width:7em}
 thead th{border-bottom:2px solid var(--ink)}
-th.num,td.num{text-align:end;font-variant-numeric:tabular-nums;white-space:nowrap}
+th.num,td.num{text-align:end;font-variant-numeric:tabular-nums}
+td.num{white-space:nowrap}
 td.supp{color:var(--muted);font-style:italic;text-align:end;white-space:nowrap;
 background:repeating-linear-gradient(45deg,#fff 0 4px,#e6e6e6 4px 8px)}
 td.yes{color:#1b7837}
@@ -602,7 +603,8 @@ footer{margin-top:32px;border-top:1px solid var(--line);color:var(--muted);font-
 @media (max-width:760px){.pair{grid-template-columns:minmax(0,1fr)}h1{font-size:1.3rem}
 .card .big{font-size:1.6rem}body{padding:8px 10px 24px}}
 @page{size:A4;margin:14mm 12mm}
-@media print{body{max-width:none;padding:0;font-size:10pt}.pair{grid-template-columns:3fr 2fr}
+@media print{body{max-width:none;padding:0;font-size:9.5pt}.pair{grid-template-columns:minmax(0,1fr) minmax(0,1fr)}
+table{font-size:8pt}
 h2{break-after:avoid;page-break-after:avoid}.table-box{overflow:visible}
 section#coverage,section#methodology{break-before:page;page-break-before:always}}
 """
