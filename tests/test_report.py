@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from browser.report_html import DIGITS, numbers, parse, split_ref, suppressed_marks
@@ -25,7 +25,7 @@ from casepool.reporting.numerals import (
     parse_number,
 )
 from casepool.reporting.page import choose_periods, previous_period
-from casepool.reporting.tables import read_publication, table_from_rows
+from casepool.reporting.tables import Cell, PublishedTable, read_publication, table_from_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 LANGS = ("en", "ar", "ckb", "kmr")
@@ -320,3 +320,38 @@ def test_the_command_refuses_an_unknown_period_in_one_line(runner, warehouse, tm
     assert not (tmp_path / "r.html").exists()
     bad = runner.invoke(app, ["report", "-w", str(warehouse), "--period", "last year"])
     assert bad.exit_code == 2 and "is not a period" in bad.output
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.randoms(use_true_random=False), st.sampled_from(LANGS))
+def test_law_whatever_is_suppressed_no_hidden_cell_shows_and_every_shown_number_is_published(
+    tables, rnd, lang
+):
+    shuffled = {}
+    for name, table in tables.items():
+        cells = []
+        for cell in table.cells:
+            if rnd.random() < 0.3:
+                cells.append(Cell(cell.codes, None, "Q", rnd.choice("CD")))
+            else:
+                value = (
+                    float(rnd.randint(0, 5000))
+                    if not name.endswith("region") or "period" not in table.dimensions
+                    else cell.value
+                )
+                cells.append(Cell(cell.codes, value, "A", "F"))
+        shuffled[name] = PublishedTable(table.name, table.indicator, table.dimensions, cells)
+    html = build_page(shuffled, COVERAGE, lang=lang, generated=date(2026, 1, 15))
+    for element in numbers(html):
+        name, codes = split_ref(element.attrs["data-ref"])
+        cell = shuffled[name].get(**codes)
+        assert not cell.suppressed and float(element.attrs["data-value"]) == cell.value
+    for mark in suppressed_marks(html):
+        name, codes = split_ref(mark.attrs["data-suppressed"])
+        assert shuffled[name].get(**codes).suppressed and not DIGITS.search(mark.text)
+    for change in (e for e in parse(html).elements if "data-derived" in e.attrs):
+        for ref in change.attrs["data-from"].split():
+            name, codes = split_ref(ref)
+            assert not shuffled[name].get(**codes).suppressed
