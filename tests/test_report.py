@@ -335,12 +335,9 @@ def test_law_whatever_is_suppressed_no_hidden_cell_shows_and_every_shown_number_
         for cell in table.cells:
             if rnd.random() < 0.3:
                 cells.append(Cell(cell.codes, None, "Q", rnd.choice("CD")))
-            else:
-                value = (
-                    float(rnd.randint(0, 5000))
-                    if not name.endswith("region") or "period" not in table.dimensions
-                    else cell.value
-                )
+            else:  # counts get any value; percentages keep theirs
+                counts = table.indicator.endswith("cases")
+                value = float(rnd.randint(0, 5000)) if counts else cell.value
                 cells.append(Cell(cell.codes, value, "A", "F"))
         shuffled[name] = PublishedTable(table.name, table.indicator, table.dimensions, cells)
     html = build_page(shuffled, COVERAGE, lang=lang, generated=date(2026, 1, 15))
