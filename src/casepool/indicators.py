@@ -462,6 +462,19 @@ def base_sql(
     if indicator.months_between:
         start, end = indicator.months_between
         select.append(f"date_diff('month', {start}, {end}) AS months")
+    where = _conditions(request, first, last, catalogue)
+    return "SELECT " + ", ".join(select) + f" FROM {source} WHERE " + " AND ".join(where)
+
+
+def _conditions(
+    request: TableRequest,
+    first: date | None,
+    last: date | None,
+    catalogue: IndicatorCatalogue,
+) -> list[str]:
+    """The WHERE conditions of a table: population, scope, denominator, span and filters."""
+    schema = catalogue.schema
+    indicator = catalogue.indicator(request.indicator)
     where = [condition_sql(catalogue.population, schema)]
     for cond in (indicator.scope, indicator.denominator):
         if cond is not None:
@@ -488,7 +501,46 @@ def base_sql(
             where.append(f"coalesce(list_has_any({expr}, [{listed}]), false)")
         else:
             where.append(f"coalesce({expr} IN ({listed}), false)")
-    return "SELECT " + ", ".join(select) + f" FROM {source} WHERE " + " AND ".join(where)
+    return where
+
+
+def packed_sql(
+    request: TableRequest,
+    first: date | None = None,
+    last: date | None = None,
+    catalogue: IndicatorCatalogue | None = None,
+    source: str = "active_cases",
+) -> str:
+    """Like base_sql for a count or percentage, packed: one row per organisation, dimension
+    categories and numerator flag, with `n` records and `k` the sum of their integer keys (mod
+    2^32). Records are grouped on the raw fields first, so the category expressions (list
+    filters, CASE) run once per distinct combination instead of once per record."""
+    catalogue = catalogue or load_indicators()
+    check_request(request, catalogue)
+    indicator = catalogue.indicator(request.indicator)
+    raw: list[str] = []
+    for name in request.dimensions:
+        dimension = catalogue.dimension(name)
+        column = {"period": "report_date", "region": "governorate"}.get(
+            dimension.derived or "", dimension.column or ""
+        )
+        if column not in raw:
+            raw.append(column)
+    num = condition_sql(indicator.numerator, catalogue.schema) if indicator.numerator else "true"
+    where = _conditions(request, first, last, catalogue)
+    inner = (
+        f"SELECT org, {''.join(c + ', ' for c in raw)}{num} AS num, count(*) AS n, "
+        f"sum(CAST(floor(record_key * {KEY_SCALE}) AS BIGINT)) % {KEY_SCALE} AS k "
+        f"FROM {source} WHERE {' AND '.join(where)} GROUP BY ALL"
+    )
+    dims = "".join(
+        f"{catalogue.dimension(d).expression(request.period_unit)} AS {d}, "
+        for d in request.dimensions
+    )
+    return (
+        f"SELECT org, {dims}num, CAST(sum(n) AS BIGINT) AS n, "
+        f"CAST(sum(k) % {KEY_SCALE} AS BIGINT) AS k FROM ({inner}) GROUP BY ALL"
+    )
 
 
 def period_codes(first: date, last: date, unit: str) -> list[str]:

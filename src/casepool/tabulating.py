@@ -29,6 +29,7 @@ from casepool.indicators import (
     check_request,
     filter_periods,
     load_indicators,
+    packed_sql,
     period_codes,
 )
 
@@ -61,6 +62,7 @@ class Tabulation:
 
 
 SNAPSHOT = "counted_cases_snapshot"
+PACKED = "counted_cases_packed"
 
 
 def snapshot(con: duckdb.DuckDBPyConnection, catalogue: IndicatorCatalogue | None = None) -> str:
@@ -152,11 +154,12 @@ def _grouping_query(
     if median:
         measures = ["count(*) AS den", "quantile_cont(months, 0.5) AS median"]
     else:
+        # `base` is packed: one row per distinct combination, with its record count n and key sum k.
         measures = [
-            "count(*) AS den",
-            "count(*) FILTER (WHERE num) AS num",
-            f"CAST(coalesce(sum(rk), 0) % {KEY_SCALE} AS BIGINT) AS kden",
-            f"CAST(coalesce(sum(rk) FILTER (WHERE num), 0) % {KEY_SCALE} AS BIGINT) AS knum",
+            "CAST(sum(n) AS BIGINT) AS den",
+            "CAST(coalesce(sum(n) FILTER (WHERE num), 0) AS BIGINT) AS num",
+            f"CAST(coalesce(sum(k), 0) % {KEY_SCALE} AS BIGINT) AS kden",
+            f"CAST(coalesce(sum(k) FILTER (WHERE num), 0) % {KEY_SCALE} AS BIGINT) AS knum",
         ]
     group = ", ".join(sets) if sets else "()"
     return (
@@ -248,7 +251,15 @@ def tabulate(
     multi = [d for d in dims if catalogue.dimension(d).multi]
     categories = _categories(catalogue, request, first, last)
 
-    per_org = _run_groupings(con, base, dims, multi, with_org=True, median=False)
+    # Pack the records into distinct combinations first: the groupings (and the unnesting of
+    # multi-valued dimensions) then run over thousands of rows instead of millions.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PACKED} AS "
+        + packed_sql(request, first, last, catalogue, source)
+    )
+    per_org = _run_groupings(
+        con, f"SELECT * FROM {PACKED}", dims, multi, with_org=True, median=False
+    )
     count_dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + tuple(dims)
     if indicator.kind == "percent":
         categories = {OUTCOME: (IN_NUMERATOR, NOT_IN_NUMERATOR, TOTAL), **categories}
