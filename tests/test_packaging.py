@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import warnings
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -151,7 +152,7 @@ def test_signed_data_with_a_foreign_column_is_refused(package, keys):
     frame.write_parquet(buffer)
     contents[DATA] = buffer.getvalue()
     manifest = json.loads(contents[MANIFEST])
-    manifest["data"]["sha256"] = __import__("hashlib").sha256(contents[DATA]).hexdigest()
+    manifest["data"]["sha256"] = hashlib.sha256(contents[DATA]).hexdigest()
     contents[MANIFEST], contents[SIGNATURE] = resign(keys, manifest)
     assert refusal(rebuild(package, contents), keys) == "package-bad-data"
 
@@ -261,3 +262,29 @@ def test_an_unknown_org_is_named_only_when_it_looks_like_an_org_code(package, ke
         read_package(rebuild(package, contents), lookup(keys))
     assert caught.value.key == "package-unknown-org"
     assert caught.value.params["org"] == "?"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (pl.lit("X").alias("survivor_sex"), "survivor_sex holds unknown codes"),
+        (pl.lit(["online", "spying"]).alias("exploitation_types"), "exploitation_types holds"),
+        (pl.lit("Y3T8").alias("age_band"), "age_band holds unknown codes"),
+        (pl.lit(date(2025, 9, 1)).alias("report_date"), "registrations outside the period"),
+        (pl.lit("ab" * 32).alias("pseudonym"), "pseudonyms malformed or repeated"),
+        (pl.lit("Layla").alias("pseudonym"), "pseudonyms malformed or repeated"),
+    ],
+)
+def test_signed_data_that_breaks_the_case_record_is_refused(package, keys, change, reason):
+    contents = members(package)
+    frame = pl.read_parquet(io.BytesIO(contents[DATA])).with_columns(change)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    contents[DATA] = buffer.getvalue()
+    manifest = json.loads(contents[MANIFEST])
+    manifest["data"]["sha256"] = hashlib.sha256(contents[DATA]).hexdigest()
+    contents[MANIFEST], contents[SIGNATURE] = resign(keys, manifest)
+    with pytest.raises(PackageError) as caught:
+        read_package(rebuild(package, contents), lookup(keys))
+    assert caught.value.key == "package-bad-data"
+    assert reason in caught.value.params["reason"]

@@ -422,17 +422,31 @@ def _read_cases(
     rows = manifest.get("rows") or {}
     if not isinstance(rows, dict) or rows.get("submitted") != cases.height:
         raise _refuse("package-bad-data", path, reason="row count differs from the manifest")
-    pseudonyms = cases.get_column(PSEUDONYM)
-    well_formed = pseudonyms.str.contains("^[0-9a-f]{64}$").fill_null(False)
-    if not bool(well_formed.all()) or pseudonyms.n_unique() != cases.height:
+    allowed = _allowed_codes(schema)
+    # One parallel pass: every check below reads only its column's distinct values or a flag.
+    facts = cases.select(
+        pl.col(PSEUDONYM).str.contains("^[0-9a-f]{64}$").fill_null(False).all().alias("_hex"),
+        pl.col(PSEUDONYM).n_unique().alias("_unique"),
+        pl.col("report_date").null_count().alias("_no_date"),
+        pl.col("report_date").min().alias("_first"),
+        pl.col("report_date").max().alias("_last"),
+        *[
+            (pl.col(n).explode() if isinstance(cases.schema[n], pl.List) else pl.col(n))
+            .drop_nulls()
+            .unique()
+            .implode()
+            .alias(n)
+            for n in allowed
+        ],
+    ).row(0, named=True)
+    if not facts["_hex"] or facts["_unique"] != cases.height:
         raise _refuse("package-bad-data", path, reason="pseudonyms malformed or repeated")
-    for name, allowed in _allowed_codes(schema).items():
-        column = cases.get_column(name)
-        values = column.explode() if isinstance(column.dtype, pl.List) else column
-        if not bool(values.drop_nulls().is_in(allowed).all()):
+    for name, codes in allowed.items():
+        if not set(facts[name]) <= set(codes):
             raise _refuse("package-bad-data", path, reason=f"{name} holds unknown codes")
-    report = cases.get_column("report_date")
-    if report.null_count() or not bool(report.is_between(period.start, period.end).all()):
+    if facts["_no_date"] or not (
+        cases.height == 0 or period.start <= facts["_first"] <= facts["_last"] <= period.end
+    ):
         raise _refuse("package-bad-data", path, reason="registrations outside the period")
     return cases
 
