@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from casepool.deidentifying import PSEUDONYM, keyed_hasher, package_fields
+from casepool.deidentifying import PSEUDONYM, package_fields
 from casepool.errors import CasepoolError, PackageError, UsageError, WarehouseError
 from casepool.keys import load_public_key, org_code, parse_public_key, public_key_id, public_key_pem
 from casepool.packaging import SUFFIX, VerifiedPackage, read_package
@@ -300,18 +300,21 @@ def _key_lookup(con: duckdb.DuckDBPyConnection) -> Callable[[str], Ed25519Public
 
 
 def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[float]:
-    """The secret record key in [0, 1) of each record: HMAC of org and pseudonym, 53 bits.
+    """The secret record key in [0, 1) of each record: keyed BLAKE2b of org and pseudonym, 53 bits.
 
     Derived, not drawn, so the same pseudonym keeps its key across resubmissions and the
-    cell-key method perturbs the same cell the same way every time.
+    cell-key method perturbs the same cell the same way every time. Keyed with the warehouse's
+    secret, so an organisation that knows its own pseudonyms still cannot compute their keys.
     """
-    prefix = org.encode("utf-8") + b"\0"
-    keyed = keyed_hasher(secret)
+    base = hashlib.blake2b(key=secret, digest_size=8)
+    base.update(org.encode("utf-8") + b"\0")
     scale = float(2**53)
-    return [
-        (int.from_bytes(keyed(prefix + p.encode("ascii"))[:8], "big") >> 11) / scale
-        for p in pseudonyms
-    ]
+    keys = []
+    for pseudonym in pseudonyms:
+        state = base.copy()
+        state.update(pseudonym.encode("ascii"))
+        keys.append((int.from_bytes(state.digest(), "big") >> 11) / scale)
+    return keys
 
 
 def _record_key_secret(con: duckdb.DuckDBPyConnection) -> bytes:
