@@ -145,3 +145,19 @@ def test_a_missing_warehouse_is_refused_without_creating_one(runner, tmp_path):
 def test_an_unknown_method_is_a_usage_error(hand_made):
     with pytest.raises(UsageError):
         query(hand_made, "registered_cases", method="round")
+
+
+def test_the_same_cell_under_cellkey_has_the_same_value_in_every_query(random_warehouse):
+    if getattr(protecting, "perturb", None) is None:
+        pytest.skip("the disclosure-control engine has no cell-key perturbation yet")
+    by_sex = query(random_warehouse, "registered_cases", by="sex", method="cellkey").table.frame
+    by_sex_region = query(
+        random_warehouse, "registered_cases", by="region,sex", method="cellkey"
+    ).table.frame
+    by_form_sex = query(
+        random_warehouse, "registered_cases", by="exploitation_type,sex", method="cellkey"
+    ).table.frame
+    want = dict(by_sex.select("sex", "value").iter_rows())
+    for frame, margin in ((by_sex_region, "region"), (by_form_sex, "exploitation_type")):
+        got = frame.filter(pl.col(margin) == TOTAL).select("sex", "value").iter_rows()
+        assert dict(got) == want

@@ -390,7 +390,9 @@ def render_table(table: PublishedTable, lang: str = "en") -> str:
     lines = [table.indicator.label(lang) + f" ({table.indicator.unit})"]
     for r in [header, *rows]:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    lines.append("x = suppressed (C: too few children, D: protects another cell)")
+    from casepool.i18n import render
+
+    lines.append(render("query-legend", lang))
     return "\n".join(lines)
 
 
