@@ -478,14 +478,13 @@ def _coverage(page: Page) -> str:
         )
         body = []
         for org, name in coverage.organisations:
+            code = f' <span class="code">{_e(org)}</span>' if name != org else ""
             cells = []
             for p in periods:
                 n = coverage.submissions.get((org, p), 0)
                 text = format_number(n, page.lang) if n else "—"
                 cells.append(f'<td class="num coverage" data-coverage="{n}">{_e(text)}</td>')
-            body.append(
-                f'<tr><th scope="row">{_e(name)} <span class="code">{_e(org)}</span></th>{"".join(cells)}</tr>'
-            )
+            body.append(f'<tr><th scope="row">{_e(name)}{code}</th>{"".join(cells)}</tr>')
         parts.append(
             f'<div class="table-box"><table><caption>{_e(page.t("report-coverage-orgs"))}</caption>'
             f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}</tr></thead>'
