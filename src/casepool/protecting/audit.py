@@ -73,6 +73,78 @@ class SystemAudit:
     inequalities: sparse.csr_matrix
     values: np.ndarray  # true or published values; entries of suppressed cells are never read
     cache: dict[tuple[str, bytes], ComponentFinding] = field(default_factory=dict)
+    solver: str = "highs-warm"
+    solves: int = 0
+    # Feasible tables seen so far, as deviations from the truth (cells, values): a table found
+    # feasible stays feasible while every cell it moves stays suppressed.
+    pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pool_limit: int = 2000
+    _flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def remember(self, cells: np.ndarray, points: Sequence[np.ndarray], truth: np.ndarray) -> None:
+        """Keep feasible tables (values of `cells`) to settle later audits without an LP."""
+        base = truth[cells]
+        for point in points:
+            moved = np.abs(point - base) > 1e-9
+            if moved.any():
+                self.add_table(cells[moved], point[moved])
+
+    def add_table(self, cells: np.ndarray, values: np.ndarray) -> None:
+        """Keep one feasible table, given by the cells it moves away from the truth."""
+        self.pool.append((cells, values.astype(float)))
+        if len(self.pool) > self.pool_limit:
+            del self.pool[: len(self.pool) - self.pool_limit]
+        self._flat = None
+
+    def _flattened(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._flat is None:
+            if self.pool:
+                cells = np.concatenate([c for c, _ in self.pool])
+                values = np.concatenate([v for _, v in self.pool])
+                owner = np.repeat(np.arange(len(self.pool)), [c.size for c, _ in self.pool])
+            else:
+                cells, values, owner = (np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+            self._flat = (cells, values, owner)
+        return self._flat
+
+    def _pooled(
+        self, components: list[np.ndarray], suppressed: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per component, the pooled entries (table, cell, value) still feasible."""
+        cells, values, owner = self._flattened()
+        labels = np.full(suppressed.size, -1, dtype=np.int64)
+        for i, group in enumerate(components):
+            labels[group] = i
+        stale = np.unique(owner[~suppressed[cells]])
+        keep = ~np.isin(owner, stale)
+        label = labels[cells]
+        out = []
+        for i in range(len(components)):
+            chosen = keep & (label == i)
+            out.append((owner[chosen], cells[chosen], values[chosen]))
+        return out
+
+    @staticmethod
+    def _seen(
+        entries: tuple[np.ndarray, np.ndarray, np.ndarray],
+        cells: np.ndarray,
+        truth: np.ndarray,
+        problem: ComponentProblem,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The range of the pooled tables within `cells` that respect this attacker's bounds."""
+        owner, moved, values = entries
+        if owner.size == 0:
+            return None
+        tables, row = np.unique(owner, return_inverse=True)
+        grid = np.tile(truth[cells].astype(float), (tables.size, 1))
+        grid[row, np.searchsorted(cells, moved)] = values
+        within = (grid >= problem.lower - 1e-9).all(axis=1) & (grid <= problem.upper + 1e-9).all(
+            axis=1
+        )
+        if not within.any():
+            return None
+        grid = grid[within]
+        return grid.min(axis=0), grid.max(axis=0)
 
     def __post_init__(self) -> None:
         self._eq_csc = self.equations.tocsc()
@@ -108,7 +180,7 @@ class SystemAudit:
         if attacker.fixed is not None:
             upper = np.where(attacker.fixed[cells], lower, upper)
         (a_eq, b_eq), (a_ub, b_ub) = parts
-        return ComponentProblem(a_eq, b_eq, a_ub, b_ub, lower, upper, self._cap)
+        return ComponentProblem(a_eq, b_eq, a_ub, b_ub, lower, upper, self._cap, self.solver)
 
     def check(
         self,
@@ -117,10 +189,17 @@ class SystemAudit:
         attackers: Sequence[Attacker],
         truth: np.ndarray | None = None,
         exact: bool = False,
+        stop_at_failure: bool = False,
     ) -> list[ComponentFinding]:
-        """Audit every component for every attacker that knows something in it."""
+        """Audit every component for every attacker that knows something in it.
+
+        `stop_at_failure` answers only "is everything protected?": it returns at the first
+        failure, whose findings are partial and not kept.
+        """
         findings: list[ComponentFinding] = []
-        for cells in self.components(suppressed):
+        components = self.components(suppressed)
+        pooled = self._pooled(components, suppressed) if truth is not None else None
+        for c, cells in enumerate(components):
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
@@ -131,8 +210,20 @@ class SystemAudit:
                     cell_need = need[cells] if attacker.own is None else np.ones(cells.size)
                     own = None if attacker.own is None else attacker.own[cells]
                     cell_truth = None if truth is None else truth[cells]
-                    result = bound_component(problem, cell_need, own, cell_truth, exact)
-                    found = self.cache[key] = ComponentFinding(cells, attacker.name, result)
+                    seen = None
+                    if pooled is not None and truth is not None:
+                        seen = self._seen(pooled[c], cells, truth, problem)
+                    result = bound_component(
+                        problem, cell_need, own, cell_truth, exact, seen, stop_at_failure
+                    )
+                    self.solves += result.solves
+                    if truth is not None:
+                        self.remember(cells, result.points, truth)
+                    found = ComponentFinding(cells, attacker.name, result)
+                    if stop_at_failure and not result.ok:
+                        findings.append(found)
+                        return findings
+                    self.cache[key] = found
                 findings.append(found)
         return findings
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
 from casepool.errors import TableError
+
+try:  # scipy's own HiGHS build: same solver as linprog(method="highs"), with warm starts
+    from scipy.optimize._highspy import _core as _highs
+except ImportError:  # pragma: no cover - a scipy without it falls back to linprog
+    _highs = None
 
 TOLERANCE = 1e-6
 PROTECTED, TOO_NARROW, DISCLOSED = "protected", "too-narrow", "disclosed"
@@ -45,9 +51,64 @@ class ComponentProblem:
     lower: np.ndarray
     upper: np.ndarray  # finite: `cap` stands for unbounded
     cap: float
+    solver: str = "highs-warm"
+    solves: int = 0
+    _model: object = None
 
     def solve(self, objective: np.ndarray) -> np.ndarray:
-        """A minimiser of objective·x (scipy's HiGHS); TableError when the table is inconsistent."""
+        """A minimiser of objective·x by HiGHS; TableError when the table is inconsistent.
+
+        "highs-warm" keeps one HiGHS model per component and re-solves it from the last basis
+        after changing the objective (the warm start scipy's linprog cannot offer); "linprog"
+        calls scipy.optimize.linprog(method="highs") afresh each time. Both give the same bounds.
+        """
+        self.solves += 1
+        if self.solver == "highs-warm" and _highs is not None:
+            return self._solve_warm(objective)
+        return self._solve_linprog(objective)
+
+    def _solve_warm(self, objective: np.ndarray) -> np.ndarray:
+        model = self._model
+        n = self.lower.size
+        if model is None:
+            model = self._model = self._build()
+        model.changeColsCost(n, np.arange(n, dtype=np.int32), objective.astype(float))  # type: ignore[attr-defined]
+        model.run()  # type: ignore[attr-defined]
+        status = model.getModelStatus()  # type: ignore[attr-defined]
+        if status == _highs.HighsModelStatus.kInfeasible:
+            raise TableError("audit-inconsistent")
+        if status != _highs.HighsModelStatus.kOptimal:
+            raise TableError("audit-solver-failed", status=str(status))
+        return np.asarray(model.getSolution().col_value, dtype=float)  # type: ignore[attr-defined]
+
+    def _build(self) -> object:
+        n = self.lower.size
+        rows = sparse.vstack([self.a_eq, self.a_ub]).tocsc()
+        lp = _highs.HighsLp()
+        lp.num_col_ = n
+        lp.num_row_ = rows.shape[0]
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_ = self.lower.astype(float)
+        lp.col_upper_ = self.upper.astype(float)
+        infinity = _highs.kHighsInf
+        lp.row_lower_ = np.concatenate([self.b_eq, np.full(self.b_ub.size, -infinity)]).astype(
+            float
+        )
+        lp.row_upper_ = np.concatenate([self.b_eq, self.b_ub]).astype(float)
+        matrix = _highs.HighsSparseMatrix()
+        matrix.format_ = _highs.MatrixFormat.kColwise
+        matrix.num_col_ = n
+        matrix.num_row_ = rows.shape[0]
+        matrix.start_ = rows.indptr.astype(np.int32)
+        matrix.index_ = rows.indices.astype(np.int32)
+        matrix.value_ = rows.data.astype(float)
+        lp.a_matrix_ = matrix
+        model = _highs._Highs()
+        model.setOptionValue("output_flag", False)
+        model.passModel(lp)
+        return model
+
+    def _solve_linprog(self, objective: np.ndarray) -> np.ndarray:
         result = linprog(
             objective,
             A_ub=self.a_ub if self.a_ub.shape[0] else None,
@@ -71,10 +132,26 @@ class ComponentResult:
     lower: np.ndarray
     upper: np.ndarray  # inf = unbounded
     verdicts: list[str]
+    points: list[np.ndarray] = field(default_factory=list)  # LP solutions found on the way
+    solves: int = 0
 
     @property
     def ok(self) -> bool:
         return all(v == PROTECTED for v in self.verdicts)
+
+
+def verdicts_ok(
+    lower: np.ndarray, upper: np.ndarray, need: np.ndarray, own: np.ndarray | None
+) -> np.ndarray:
+    """Vectorised `verdict(...) == PROTECTED`."""
+    lo = np.ceil(lower - TOLERANCE)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(np.isfinite(upper), np.floor(upper + TOLERANCE), np.inf)
+        pinned = hi <= lo
+        ok = ~pinned & (hi - lo >= need)
+    if own is not None:
+        ok |= pinned & (lo == np.round(own))
+    return ok
 
 
 def bound_component(
@@ -83,14 +160,17 @@ def bound_component(
     own: np.ndarray | None,
     truth: np.ndarray | None,
     exact: bool,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    stop_at_failure: bool = False,
 ) -> ComponentResult:
     """Each cell's feasible interval, with as few LPs as the question allows.
 
     Every LP solution is a feasible table, so the range of values seen across solutions (and
-    the true table, when known) lies inside each cell's interval. A cell whose seen range
-    already meets its need is settled without an LP of its own (unless `exact` intervals are
-    wanted); a seen value at the lower bound or at the cap is an exact bound. Only what is left
-    gets its own maximisation and minimisation.
+    the true table, when known, and the tables in `seen`) lies inside each cell's interval. A
+    cell whose seen range already meets its need is settled without an LP of its own (unless
+    `exact` intervals are wanted); a seen value at the lower bound or at the cap is an exact
+    bound. Only what is left gets its own maximisation and minimisation. With
+    `stop_at_failure`, the first cell found unprotected ends the work (its result is partial).
     """
     n = problem.lower.size
     fixed = problem.upper <= problem.lower + TOLERANCE
@@ -98,55 +178,63 @@ def bound_component(
     seen_hi = np.full(n, -np.inf) if truth is None else truth.astype(float).copy()
     lo_exact = np.where(fixed, problem.lower, np.nan)
     hi_exact = np.where(fixed, problem.lower, np.nan)
+    found: list[np.ndarray] = []
 
-    def add(point: np.ndarray) -> None:
-        np.minimum(seen_lo, point, out=seen_lo)
-        np.maximum(seen_hi, point, out=seen_hi)
+    def add(low: np.ndarray, high: np.ndarray) -> None:
+        np.minimum(seen_lo, low, out=seen_lo)
+        np.maximum(seen_hi, high, out=seen_hi)
         at_lower = seen_lo <= problem.lower + TOLERANCE
         lo_exact[at_lower] = problem.lower[at_lower]
-        at_cap = seen_hi >= problem.cap - 0.5
-        hi_exact[at_cap] = np.inf
+        hi_exact[seen_hi >= problem.cap - 0.5] = np.inf
 
-    def own_of(j: int) -> float | None:
-        return None if own is None else float(own[j])
+    def unsettled() -> np.ndarray:
+        both = ~(np.isnan(lo_exact) | np.isnan(hi_exact))
+        if exact:
+            return ~both
+        lo = np.where(np.isnan(lo_exact), seen_lo, lo_exact)
+        hi = np.where(np.isnan(hi_exact), seen_hi, hi_exact)
+        hi = np.where(hi >= problem.cap - 0.5, np.inf, hi)
+        known = seen_lo <= seen_hi
+        return ~both & ~(known & verdicts_ok(lo, hi, need, own))
 
-    def settled(j: int) -> bool:
-        if not (np.isnan(lo_exact[j]) or np.isnan(hi_exact[j])):
-            return True
-        if exact or seen_lo[j] > seen_hi[j]:
-            return False
-        lo = seen_lo[j] if np.isnan(lo_exact[j]) else lo_exact[j]
-        hi = seen_hi[j] if np.isnan(hi_exact[j]) else hi_exact[j]
-        hi = np.inf if hi >= problem.cap - 0.5 else hi
-        return verdict(lo, hi, int(need[j]), own_of(j)) == PROTECTED
+    def solve(objective: np.ndarray) -> np.ndarray:
+        point = problem.solve(objective)
+        found.append(point)
+        add(point, point)
+        return point
 
-    if truth is not None:
-        add(truth.astype(float))
-    pending = [j for j in range(n) if not settled(j)]
-    if len(pending) > 2:
+    if seen is not None:
+        add(*seen)
+    pending = np.flatnonzero(unsettled())
+    if pending.size > 2:
         # Two LPs that push every open cell up, then down, settle most of them at once.
         weights = np.zeros(n)
         weights[pending] = 1.0
-        add(problem.solve(-weights))
-        add(problem.solve(weights))
-    for j in pending:
-        if settled(j):
-            continue
-        objective = np.zeros(n)
+        solve(-weights)
+        solve(weights)
+    failed = False
+    while not failed:
+        open_cells = np.flatnonzero(unsettled())
+        if open_cells.size == 0:
+            break
+        j = int(open_cells[0])
         if np.isnan(hi_exact[j]):
+            objective = np.zeros(n)
             objective[j] = -1.0
-            point = problem.solve(objective)
+            point = solve(objective)
             hi_exact[j] = np.inf if point[j] >= problem.cap - 0.5 else point[j]
-            add(point)
-        if settled(j):
-            continue
-        if np.isnan(lo_exact[j]):
+        if np.isnan(lo_exact[j]) and unsettled()[j]:
+            objective = np.zeros(n)
             objective[j] = 1.0
-            point = problem.solve(objective)
-            lo_exact[j] = point[j]
-            add(point)
+            lo_exact[j] = solve(objective)[j]
+        if stop_at_failure and not np.isnan(lo_exact[j]) and not np.isnan(hi_exact[j]):
+            own_j = None if own is None else float(own[j])
+            failed = verdict(lo_exact[j], hi_exact[j], int(need[j]), own_j) != PROTECTED
     lower = np.where(np.isnan(lo_exact), seen_lo, lo_exact)
     upper = np.where(np.isnan(hi_exact), seen_hi, hi_exact)
     upper = np.where(upper >= problem.cap - 0.5, np.inf, upper)
-    verdicts = [verdict(lower[j], upper[j], int(need[j]), own_of(j)) for j in range(n)]
-    return ComponentResult(lower, upper, verdicts)
+    verdicts = [
+        verdict(lower[j], upper[j], int(need[j]), None if own is None else float(own[j]))
+        for j in range(n)
+    ]
+    return ComponentResult(lower, upper, verdicts, found, problem.solves)

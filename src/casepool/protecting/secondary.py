@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -35,6 +36,16 @@ from casepool.protecting.tables import (
 Insider = tuple[np.ndarray, np.ndarray]  # own counts, cells known exactly
 
 
+@dataclass(frozen=True, eq=False)
+class Cube:
+    """A hypercube of cells: its corners, which move with the cell (plus), and how far it can move."""
+
+    corners: np.ndarray
+    plus: np.ndarray
+    up: float
+    down: float
+
+
 def best_hypercube(
     system: CellSystem,
     cell: int,
@@ -42,7 +53,7 @@ def best_hypercube(
     suppressed: np.ndarray,
     insiders: Sequence[Insider],
     must_add: bool = False,
-) -> np.ndarray | None:
+) -> Cube | None:
     """The cheapest hypercube of cells around `cell` that gives it an interval at least `need`
     wide for an outsider and leaves it unpinned for every insider; None when there is none.
 
@@ -52,7 +63,7 @@ def best_hypercube(
     the cell) + min(value of those moving with it). Already suppressed corners cost nothing.
     """
     best: tuple[float, float, int] | None = None
-    best_corners: np.ndarray | None = None
+    best_cube: Cube | None = None
     value = system.value
     for table_index, position in system.locations[cell]:
         ids = system.grids[table_index].ids
@@ -109,8 +120,36 @@ def best_hypercube(
         choice = int(candidates[order[0]])
         rank = (float(cost[choice]), -float(min(width[choice], 1e12)), table_index)
         if best is None or rank < best:
-            best, best_corners = rank, corners[choice]
-    return best_corners
+            best = rank
+            best_cube = Cube(corners[choice], plus[choice], float(up[choice]), float(down[choice]))
+    return best_cube
+
+
+def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Feasible tables the cube's moves give (cells, values), to settle the audit without LPs.
+
+    Moves by ±1 serve insiders (who need the cell unpinned), the widest moves the outsider.
+    A move that breaks a row (a corner shared with another table, a multi-valued total) is dropped.
+    """
+    steps = {1.0, -1.0, min(cube.up, float(max(need, 1))), -cube.down}
+    found = []
+    signs = np.where(cube.plus, 1.0, -1.0)
+    for step in sorted(steps):
+        if step == 0 or step > cube.up or -step > cube.down:
+            continue
+        delta = signs * step
+        moved = system.value[cube.corners] + delta
+        if system.equations.shape[0]:
+            residual = system.equations[:, cube.corners] @ delta
+            if np.abs(residual).max() > 1e-9:
+                continue
+        if system.inequalities.shape[0]:
+            slack = system.inequalities @ system.value.astype(float)
+            slack += system.inequalities[:, cube.corners] @ delta
+            if slack.max() > 1e-9:
+                continue
+        found.append((cube.corners.copy(), moved.astype(float)))
+    return found
 
 
 def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
@@ -156,11 +195,13 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
     insiders: list[Insider] = [
         (a.own, a.fixed) for a in attackers[1:] if a.own is not None and a.fixed is not None
     ]
+    auditor = SystemAudit(system.equations, system.inequalities, value)
     for cell in np.flatnonzero(primary).tolist():
         cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
         if cube is not None:
-            suppressed[cube] = True
-    auditor = SystemAudit(system.equations, system.inequalities, value)
+            suppressed[cube.corners] = True
+            for moved, values in cube_tables(system, cube, int(need[cell])):
+                auditor.add_table(moved, values)
     while True:
         failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
         if not failures:
@@ -169,13 +210,23 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             cube = best_hypercube(
                 system, cell, int(need[cell]), suppressed, insiders, must_add=True
             )
-            added = cube if cube is not None else _fallback_cells(system, component, suppressed)
-            suppressed[added] = True
+            if cube is not None:
+                suppressed[cube.corners] = True
+                for moved, values in cube_tables(system, cube, int(need[cell])):
+                    auditor.add_table(moved, values)
+            else:
+                suppressed[_fallback_cells(system, component, suppressed)] = True
     if settings.prune_secondary:
-        secondary = np.flatnonzero(suppressed & ~primary)
+        # Pruning re-audits a component per try: kept to components small enough to be quick.
+        small = np.zeros(system.size, dtype=bool)
+        for cells in auditor.components(suppressed):
+            if cells.size <= settings.prune_max_component:
+                small[cells] = True
+        secondary = np.flatnonzero(suppressed & ~primary & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             suppressed[cell] = False
-            if _failures(auditor.check(suppressed, need, attackers, truth=value)):
+            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
+            if _failures(trial):
                 suppressed[cell] = True
     return primary, suppressed
 

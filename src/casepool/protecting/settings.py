@@ -36,6 +36,7 @@ class ProtectionSettings:
     cost_per_count: float = 1.0
     margin_factor: float = 2.0
     prune_secondary: bool = True
+    prune_max_component: int = 300
     ratio_min_denominator: int | None = None
     cell_key: CellKeySettings = field(default_factory=CellKeySettings, repr=False)
 
@@ -108,6 +109,9 @@ def settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> ProtectionSet
             1.0, _number(costs.get("margin_factor", 2.0), "costs.margin_factor", where)
         ),
         prune_secondary=bool(raw.get("prune_secondary", True)),
+        prune_max_component=_positive_int(
+            raw.get("prune_max_component", 300), "prune_max_component", where
+        ),
         ratio_min_denominator=ratio_min,
         cell_key=cell_key,
     )
