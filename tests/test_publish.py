@@ -225,3 +225,17 @@ def test_the_catalogue_is_valid_and_covers_the_report_s_charts():
         "services_by_sex",
         "barriers_by_sex",
     } <= names
+
+
+def test_the_workbook_marks_suppressed_cells_with_a_note(published):
+    import zipfile
+
+    with zipfile.ZipFile(published.out_dir / "publication.xlsx") as book:
+        names = book.namelist()
+        notes = [n for n in names if n.startswith("xl/comments")]
+        assert notes, "suppressed cells carry a note"
+        text = "".join(book.read(n).decode("utf-8") for n in notes)
+    assert "Suppressed" in text
+    sheets = pl.read_excel(published.out_dir / "publication.xlsx", sheet_id=0, has_header=False)
+    assert list(sheets)[0] == "Notes"
+    assert any("[c]" in str(v) for v in sheets["cases_by_sex_age"].to_series(4).to_list())
