@@ -237,5 +237,5 @@ def test_the_workbook_marks_suppressed_cells_with_a_note(published):
         text = "".join(book.read(n).decode("utf-8") for n in notes)
     assert "Suppressed" in text
     sheets = pl.read_excel(published.out_dir / "publication.xlsx", sheet_id=0, has_header=False)
-    assert list(sheets)[0] == "Notes"
+    assert next(iter(sheets)) == "Notes"
     assert any("[c]" in str(v) for v in sheets["cases_by_sex_age"].to_series(4).to_list())
