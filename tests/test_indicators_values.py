@@ -203,3 +203,17 @@ def test_every_indicator_is_covered_by_a_test_here():
         "months_to_registration",
     }
     assert set(load_indicators().indicators) == tested
+
+
+def test_the_snapshot_publish_counts_from_gives_the_same_values(hand_made):
+    from casepool.tabulating import snapshot
+
+    catalogue = load_indicators()
+    with open_warehouse(hand_made, read_only=True) as con:
+        source = snapshot(con, catalogue)
+        for ind in catalogue.indicators.values():
+            for dims in [(d,) for d in ind.dimensions]:
+                request = TableRequest(ind.name, dims)
+                direct = indicator_values(tabulate(con, request))
+                snapped = indicator_values(tabulate(con, request, source=source))
+                assert direct.equals(snapped), (ind.name, dims)

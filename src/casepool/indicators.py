@@ -311,6 +311,35 @@ def load_indicators() -> IndicatorCatalogue:
     return IndicatorCatalogue(raw["population"], dims, indicators, schema)
 
 
+def _condition_fields(cond: Any) -> set[str]:
+    if not isinstance(cond, Mapping):
+        return set()
+    found: set[str] = set()
+    for key, value in cond.items():
+        if key in {"all", "any"}:
+            for part in value:
+                found |= _condition_fields(part)
+        elif key == "not":
+            found |= _condition_fields(value)
+        elif key in {"recorded", "known"}:
+            found.add(str(value))
+        else:
+            found.add(str(key))
+    return found
+
+
+def referenced_columns(catalogue: IndicatorCatalogue) -> list[str]:
+    """The active_cases columns any indicator, dimension or the population rule reads."""
+    fields = _condition_fields(catalogue.population)
+    for ind in catalogue.indicators.values():
+        for cond in (ind.numerator, ind.denominator, ind.scope):
+            fields |= _condition_fields(cond)
+        fields |= set(ind.months_between or ())
+    columns = {_COLUMN_OF_FIELD.get(f, f) for f in fields} | {"report_date", "governorate"}
+    columns |= {d.column for d in catalogue.dimensions.values() if d.column}
+    return ["org", "record_key", *sorted(columns)]
+
+
 def counted_records(indicator: Indicator) -> tuple[str, tuple[str, str] | None]:
     """What the records of an indicator's count table are (its scope or denominator), canonical."""
     import json

@@ -31,6 +31,7 @@ from casepool.indicators import (
     load_indicators,
     packed_sql,
     period_codes,
+    referenced_columns,
 )
 
 OUTCOME = "outcome"
@@ -73,9 +74,10 @@ def snapshot(con: duckdb.DuckDBPyConnection, catalogue: IndicatorCatalogue | Non
     catalogue = catalogue or load_indicators()
     rule = condition_sql(catalogue.population, catalogue.schema)
     con.execute("SET enable_progress_bar = false")
+    columns = ", ".join(referenced_columns(catalogue))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {SNAPSHOT} AS SELECT * EXCLUDE (submission_id, period, "
-        f"pseudonym) FROM active_cases WHERE {rule}"
+        f"CREATE OR REPLACE TEMP TABLE {SNAPSHOT} AS SELECT {columns} FROM active_cases "
+        f"WHERE {rule}"
     )
     return SNAPSHOT
 
