@@ -148,8 +148,6 @@ def test_an_unknown_method_is_a_usage_error(hand_made):
 
 
 def test_the_same_cell_under_cellkey_has_the_same_value_in_every_query(random_warehouse):
-    if getattr(protecting, "perturb", None) is None:
-        pytest.skip("the disclosure-control engine has no cell-key perturbation yet")
     by_sex = query(random_warehouse, "registered_cases", by="sex", method="cellkey").table.frame
     by_sex_region = query(
         random_warehouse, "registered_cases", by="region,sex", method="cellkey"
@@ -161,3 +159,18 @@ def test_the_same_cell_under_cellkey_has_the_same_value_in_every_query(random_wa
     for frame, margin in ((by_sex_region, "region"), (by_form_sex, "exploitation_type")):
         got = frame.filter(pl.col(margin) == TOTAL).select("sex", "value").iter_rows()
         assert dict(got) == want
+    # The noise is bounded by the maximum deviation D.
+    exact = query(random_warehouse, "registered_cases", by="region,sex").table.frame
+    moved = by_sex_region.join(exact, on=["region", "sex"], suffix="_exact").filter(
+        pl.col("value_exact").is_not_null()
+    )
+    deviation = (moved.get_column("value") - moved.get_column("value_exact")).abs()
+    assert deviation.max() <= protecting.load_protection_settings().cell_key.max_deviation
+
+
+def test_cellkey_percentages_come_from_perturbed_counts(random_warehouse):
+    frame = query(random_warehouse, "boys_share", by="region", method="cellkey").table.frame
+    shown = frame.filter(pl.col("value").is_not_null())
+    assert shown.height > 0
+    for row in shown.iter_rows(named=True):
+        assert row["value"] == pytest.approx(100 * row["numerator"] / row["denominator"], abs=0.05)

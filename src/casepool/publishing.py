@@ -21,6 +21,7 @@ import polars as pl
 
 from casepool.errors import SchemaError, UsageError
 from casepool.indicators import (
+    TOTAL,
     IndicatorCatalogue,
     TableRequest,
     check_request,
@@ -45,7 +46,9 @@ from casepool.publishing_formats import (
 )
 from casepool.schema import LANGUAGES, read_yaml
 from casepool.tabulating import (
+    CELL_KEY,
     CONTRIBUTOR,
+    IN_NUMERATOR,
     OUTCOME,
     VALUE,
     Tabulation,
@@ -207,14 +210,15 @@ def _back(tabulation: Tabulation) -> dict[str, str]:
 
 
 def _perturbed(tabulation: Tabulation, table: Any, settings: Any) -> Protected:
-    """Cell-key perturbation of every count from the cell's key (the engine's perturbation table)."""
-    from casepool import protecting
+    """Cell-key perturbation of every count (margins too) from the cell's key, with the engine's
+    perturbation table: the same records give the same noise in every query."""
+    from casepool.protecting.cellkey import cellkey_perturb
 
-    perturb = getattr(protecting, "perturb", None)
-    if perturb is None:
-        raise UsageError("method-unavailable", method="cellkey")
-    frame = perturb(table, tabulation.counts.get_column("cell_key"), settings)
-    return Protected(tabulation, _tidy_counts(tabulation, frame.rename(_back(tabulation))))
+    cells = tabulation.counts.select(*tabulation.count_dimensions, VALUE, CELL_KEY)
+    noisy = cellkey_perturb(cells, settings.cell_key).with_columns(
+        pl.lit("A").alias("obs_status"), pl.lit("F").alias("conf_status")
+    )
+    return Protected(tabulation, _tidy_counts(tabulation, noisy))
 
 
 def _tidy_counts(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
@@ -246,26 +250,38 @@ def published_table(protected: Protected, settings: Any) -> PublishedTable:
             *head, *dims, pl.col(VALUE).cast(pl.Int64), "obs_status", "conf_status"
         )
     else:
+        from casepool.protecting.ratios import suppress_ratios
+
         values = indicator_values(tab, counts.select(*tab.count_dimensions, VALUE))
-        min_denominator = settings.ratio_min_denominator or _k_of(tab, settings)
-        shown = (
-            pl.col("denominator").is_not_null()
-            & (pl.col("denominator") >= min_denominator)
-            & (pl.col("numerator").is_not_null() if ind.kind == "percent" else pl.lit(True))
-            & pl.col(VALUE).is_not_null()
+        if ind.kind == "percent":
+            part, whole = (
+                counts.filter(pl.col(OUTCOME) == code).drop(OUTCOME)
+                for code in (IN_NUMERATOR, TOTAL)
+            )
+        else:
+            part, whole = None, counts
+        ratios = suppress_ratios(
+            values.select(*dims, VALUE),
+            dims,
+            denominator=whole,
+            numerator=part,
+            min_denominator=settings.ratio_min_denominator or _k_of(tab, settings),
         )
-        value = pl.col(VALUE).round(PERCENT_DECIMALS) if ind.kind == "percent" else pl.col(VALUE)
-        frame = values.select(
+        if ind.kind == "percent":
+            ratios = ratios.with_columns(pl.col(VALUE).round(PERCENT_DECIMALS))
+        extra = ["numerator", "denominator"] if ind.kind == "percent" else ["denominator"]
+        frame = (
+            ratios.join(values.select(*dims, *extra), on=dims, how="left", maintain_order="left")
+            if dims
+            else pl.concat([ratios, values.select(extra)], how="horizontal")
+        ).select(
             *head,
             *dims,
-            pl.when(shown).then(value).otherwise(None).alias(VALUE),
-            pl.when(shown).then(pl.lit("A")).otherwise(pl.lit("Q")).alias("obs_status"),
-            pl.when(shown).then(pl.lit("F")).otherwise(pl.lit("D")).alias("conf_status"),
-            pl.col("numerator").cast(pl.Int64),
-            pl.col("denominator").cast(pl.Int64),
+            pl.col(VALUE).cast(pl.Float64),
+            "obs_status",
+            "conf_status",
+            *(pl.col(c).cast(pl.Int64) for c in extra),
         )
-        if ind.kind == "median":
-            frame = frame.drop("numerator")
     return PublishedTable(
         name=tab.name,
         indicator=ind,
