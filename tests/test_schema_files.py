@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from casepool.i18n import messages
+from casepool.i18n import message_problems, messages
 from casepool.matching import code_index, header_index
 from casepool.normalising import fold
 from casepool.schema import LANGUAGES, load_codelists, load_schema, read_yaml, schemas_dir
@@ -81,6 +81,10 @@ def test_boys_are_never_folded_into_other():
     for word in ("boy", "Male", "ذكر", "ولد", "نێر", "کوڕ", "kur"):
         assert index[fold(word)] == "M", word
     assert index[fold("other")] == "U"
+
+
+def test_message_files_define_each_key_once():
+    assert message_problems() == ()
 
 
 def test_every_message_has_four_languages():

@@ -140,6 +140,6 @@ def _publish_and_report(result: DemoResult, warehouse: Path, root: Path, notify:
         result.skipped.append("report")
         return
     target = root / "report.html"
-    write_report(warehouse, target)
+    write_report(warehouse, target, publication=out)  # the report shows exactly this publication
     result.report = target
     notify("report", str(target))

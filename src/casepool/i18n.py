@@ -5,21 +5,40 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from casepool.errors import SchemaError
 from casepool.schema import LANGUAGES, read_yaml, schemas_dir
 
 
 @cache
-def messages() -> dict[str, dict[str, str]]:
-    """Every message template by key, then language, from all files in schemas/messages/."""
+def _catalogue() -> tuple[dict[str, dict[str, str]], tuple[str, ...]]:
+    """Templates from all files in schemas/messages/, and the keys defined more than once.
+
+    Never raises: this is what error messages themselves are rendered with, so a broken file must
+    not hide the error being reported (or recurse into itself). The schema tests fail on problems.
+    """
     merged: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
     for path in sorted((schemas_dir() / "messages").glob("*.yaml")):
-        raw = read_yaml(f"messages/{path.name}") or {}
+        try:
+            raw = read_yaml(f"messages/{path.name}") or {}
+        except Exception:
+            problems.append(f"{path.name}: unreadable")
+            continue
         for key, templates in raw.items():
             if key in merged:
-                raise SchemaError("schema-invalid", file=path.name, reason=f"{key} defined twice")
+                problems.append(f"{path.name}: {key} defined twice")
+                continue
             merged[str(key)] = {str(lang): str(t) for lang, t in templates.items()}
-    return merged
+    return merged, tuple(problems)
+
+
+def messages() -> dict[str, dict[str, str]]:
+    """Every message template by key, then language (the first definition of a key wins)."""
+    return _catalogue()[0]
+
+
+def message_problems() -> tuple[str, ...]:
+    """Keys defined twice and unreadable files in schemas/messages/ (tested to be empty)."""
+    return _catalogue()[1]
 
 
 class _Keep(dict[str, Any]):
