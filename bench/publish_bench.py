@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=12)
     parser.add_argument("--keep", type=Path, help="reuse or keep the warehouse at this path")
     args = parser.parse_args()
+    if args.keep and len(args.records) > 1:
+        parser.error("--keep holds one warehouse: give one --records size with it")
     for records in args.records:
         print(json.dumps(bench(records, args.orgs, args.keep)), flush=True)
 
