@@ -38,6 +38,7 @@ from casepool.protecting.tables import (
 )
 
 OUTSIDER = "outsider"
+SOLE = "sole"  # in an insider's file: the insider knows it is the only contributor to the cell
 SMALL_COUNT = "small-count-published"
 __all__ = ["DISCLOSED", "PROTECTED", "SMALL_COUNT", "TOO_NARROW", "AuditReport", "audit"]
 
@@ -302,20 +303,20 @@ def _dimension_columns(frame: pl.DataFrame) -> list[str]:
 
 
 def _split_indicators(frame: pl.DataFrame) -> list[tuple[str, list[str], pl.DataFrame]]:
+    """One table per indicator and set of filled dimension columns (tables of one indicator
+    with fewer dimensions leave the others empty); they are audited together, linked."""
     if INDICATOR not in frame.columns:
         frame = frame.with_columns(pl.lit("").alias(INDICATOR))
     frame = frame.with_columns(pl.col(INDICATOR).fill_null(""))
+    dims = _dimension_columns(frame)
+    pattern = pl.concat_str(
+        [pl.col(d).is_null().cast(pl.Int8).cast(pl.String) for d in dims] or [pl.lit("")]
+    )
+    frame = frame.with_columns(pattern.alias("_pattern"))
     parts = []
-    for (name,), group in frame.group_by(INDICATOR, maintain_order=True):
-        dims = []
-        for d in _dimension_columns(group):
-            nulls = group[d].null_count()
-            if nulls == group.height:
-                continue
-            if nulls:
-                raise TableError("protect-missing-code", table=str(name))
-            dims.append(d)
-        parts.append((str(name), dims, group))
+    for (name, shape), group in frame.group_by([INDICATOR, "_pattern"], maintain_order=True):
+        filled = [d for d, flag in zip(dims, str(shape), strict=False) if flag == "0"]
+        parts.append((str(name), filled, group.drop("_pattern")))
     return parts
 
 
@@ -339,15 +340,18 @@ def audit(
     multi_valued: Sequence[str] = (),
     insiders: Mapping[str, pl.DataFrame] | None = None,
     total_code: str = "_T",
+    solver: str = "highs-warm",
 ) -> AuditReport:
     """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
     for each insider whose own counts are given (dimension columns + `value`, optionally
-    `indicator`; used as lower bounds).
+    `indicator`; used as lower bounds, and as the exact value where an optional `sole` column
+    says yes: the insider knows it is the only contributor there).
 
     A cell is suppressed when `value` is empty or `obs_status` is Q. Primary cells (`conf_status`
     C, or every suppressed cell when the column is absent) need an interval at least
     `protection_interval` wide (default k); every suppressed cell must not be recoverable; no
     published count may lie in 1..k-1. Rows absent from the table count as published zeros.
+    `solver` is "highs-warm" (HiGHS with warm starts) or "linprog" (scipy's linprog, HiGHS).
     """
     if VALUE not in table.columns:
         raise TableError("protect-missing-column", table="", column=VALUE)
@@ -397,9 +401,10 @@ def audit(
         verdicts.append(_verdict_of(system, cell, "F", OUTSIDER, value, value, SMALL_COUNT))
     attackers = [Attacker(OUTSIDER)]
     for name, own_frame in (insiders or {}).items():
-        attackers.append(Attacker(name, _own_counts(system, own_frame, name, total_code)))
+        own, sole = _own_counts(system, own_frame, name, total_code)
+        attackers.append(Attacker(name, own, sole))
     need = np.where(primary, width, 1)
-    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    auditor = SystemAudit(system.equations, system.inequalities, system.value, solver=solver)
     for finding in auditor.check(suppressed, need, attackers, truth=None, exact=True):
         result = finding.result
         for j, cell in enumerate(finding.cells.tolist()):
@@ -436,18 +441,27 @@ def _row_ids(system: CellSystem, grid: Any, table: CountTable, total: str) -> np
     return ids
 
 
-def _own_counts(system: CellSystem, frame: pl.DataFrame, name: str, total: str) -> np.ndarray:
+def _own_counts(
+    system: CellSystem, frame: pl.DataFrame, name: str, total: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """An insider's own count per cell, and the cells it knows it is alone in (column `sole`)."""
     own = np.zeros(system.size, dtype=np.int64)
+    sole = np.zeros(system.size, dtype=bool)
     if VALUE not in frame.columns:
         raise TableError("protect-missing-column", table=name, column=VALUE)
     index = {key: i for i, key in enumerate(system.keys)}
     counts = _parse_counts(frame[VALUE], name).fill_null(0).to_list()
+    alone = (
+        frame[SOLE].cast(pl.String).str.to_lowercase().is_in(["1", "true", "yes"]).to_list()
+        if SOLE in frame.columns
+        else [False] * frame.height
+    )
     indicator = (
         frame[INDICATOR].cast(pl.String).fill_null("").to_list()
         if INDICATOR in frame.columns
         else None
     )
-    dims = _dimension_columns(frame)
+    dims = [d for d in _dimension_columns(frame) if d != SOLE]
     rows = frame.select(pl.col(d).cast(pl.String) for d in dims).iter_rows()
     for r, (row, count) in enumerate(zip(rows, counts, strict=True)):
         named = tuple(
@@ -458,7 +472,8 @@ def _own_counts(system: CellSystem, frame: pl.DataFrame, name: str, total: str) 
             cell = index.get((ind, named))
             if cell is not None:
                 own[cell] = count
-    return own
+                sole[cell] = bool(alone[r]) and count > 0
+    return own, sole
 
 
 def read_tidy_table(path: str | Path) -> pl.DataFrame:

@@ -184,6 +184,46 @@ def _failures(findings: Sequence[ComponentFinding]) -> list[tuple[int, str, np.n
     return sorted(found, key=lambda f: (f[0], f[1] != OUTSIDER, f[1]))
 
 
+def _swap(
+    system: CellSystem,
+    auditor: SystemAudit,
+    suppressed: np.ndarray,
+    removed: int,
+    need: np.ndarray,
+    attackers: Sequence[Attacker],
+    tries: int = 3,
+) -> bool:
+    """Publish `removed` again if a few cheaper cells next to the failing ones protect as well.
+
+    Adds, one at a time, the cheapest published neighbour of the first failing cell while the
+    added cost stays below the cost of `removed`; keeps the change when the audit passes.
+    """
+    budget = float(system.cost[removed])
+    added: list[int] = []
+    for _ in range(tries):
+        failures = _failures(
+            auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+        )
+        if not failures:
+            return True
+        near = system.neighbours(failures[0][0])
+        near = near[~suppressed[near] & (near != removed)]
+        if near.size == 0:
+            break
+        cheapest = int(near[np.lexsort((near, system.cost[near]))[0]])
+        budget -= float(system.cost[cheapest])
+        if budget <= 0:
+            break
+        suppressed[cheapest] = True
+        added.append(cheapest)
+    if added and not _failures(
+        auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+    ):
+        return True
+    suppressed[added] = False
+    return False
+
+
 def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """Primary and suppressed masks over the system's cells, proven by the LP audit."""
     value = system.value
@@ -219,6 +259,20 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
     if settings.prune_secondary:
         # Pruning re-audits a component per try: kept to components small enough to be quick.
         small = np.zeros(system.size, dtype=bool)
+        for cells in auditor.components(suppressed):
+            if cells.size <= settings.prune_max_component:
+                small[cells] = True
+        secondary = np.flatnonzero(suppressed & ~primary & small)
+        for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
+            if not suppressed[cell]:
+                continue
+            suppressed[cell] = False
+            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
+            if _failures(trial) and not _swap(system, auditor, suppressed, cell, need, attackers):
+                suppressed[cell] = True
+        # A last pass without swaps: after it, publishing any one secondary cell fails the audit
+        # (fewer suppressions never protect more, so a cell needed here stays needed).
+        small[:] = False
         for cells in auditor.components(suppressed):
             if cells.size <= settings.prune_max_component:
                 small[cells] = True
