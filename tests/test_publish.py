@@ -18,6 +18,7 @@ from casepool.publishing import (
     load_publication,
     publish,
 )
+from casepool.tabulating import tabulate
 from casepool.warehouse import open_warehouse
 from fixtures.indicators.views import attacker_view, own_counts
 from fixtures.indicators.warehouses import build_hand_made, build_random
@@ -75,7 +76,7 @@ def test_every_published_table_passes_the_audit_for_outsider_and_each_insider(
     first = last = None
     for request in TABLES:
         frame = read_csv(published.out_dir / "csv" / f"{request.name}.csv")
-        unit = frame.get_column("unit")[0]
+        unit = load_indicators().indicator(request.indicator).unit
         view = attacker_view(frame, unit, list(request.dimensions))
         with open_warehouse(random_warehouse, read_only=True) as con:
             from casepool.tabulating import covered_span
@@ -97,7 +98,7 @@ def test_no_published_count_lies_between_one_and_k_minus_one(published):
         frame = read_csv(published.out_dir / "csv" / f"{request.name}.csv")
         for column in ("value", "numerator", "denominator"):
             if column not in frame.columns or (
-                frame.get_column("unit")[0] != "count" and column == "value"
+                load_indicators().indicator(request.indicator).unit != "count" and column == "value"
             ):
                 continue
             counts = frame.get_column(column).cast(pl.Int64).drop_nulls()
@@ -108,7 +109,7 @@ def test_percentages_and_medians_are_never_computable_from_suppressed_parts(publ
     k = protecting.load_protection_settings().k
     for request in TABLES:
         frame = read_csv(published.out_dir / "csv" / f"{request.name}.csv")
-        if frame.get_column("unit")[0] == "count":
+        if load_indicators().indicator(request.indicator).unit == "count":
             continue
         shown = frame.filter(pl.col("value").is_not_null())
         assert shown.get_column("denominator").is_not_null().all()
@@ -239,3 +240,38 @@ def test_the_workbook_marks_suppressed_cells_with_a_note(published):
     sheets = pl.read_excel(published.out_dir / "publication.xlsx", sheet_id=0, has_header=False)
     assert next(iter(sheets)) == "Notes"
     assert any("[c]" in str(v) for v in sheets["cases_by_sex_age"].to_series(4).to_list())
+
+
+def test_casepool_audit_passes_a_published_count_table_with_every_insider(
+    published, random_warehouse, runner, tmp_path
+):
+    request = TABLES[0]  # registered cases by sex and age band: few of unknown sex
+    insiders = []
+    for org, own in sorted(own_counts(random_warehouse, request).items()):
+        path = tmp_path / f"{org}.csv"
+        own.write_csv(path)
+        insiders += ["--insider", str(path)]
+    table = published.out_dir / "csv" / f"{request.name}.csv"
+    cli = runner.invoke(app, ["audit", str(table), *insiders])
+    assert cli.exit_code == 0, cli.output
+    # The same audit refuses the table once a hidden cell is given back.
+    frame = read_csv(table)
+    hidden = frame.with_row_index().filter(pl.col("conf_status") == "C").get_column("index")
+    assert hidden.len() > 0
+    if hidden.len():
+        with open_warehouse(random_warehouse, read_only=True) as con:
+            true = tabulate(con, request).counts.get_column("value")
+        row = int(hidden[0])
+        leaked = frame.with_columns(
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(pl.lit(str(true[row])))
+            .otherwise(pl.col("value"))
+            .alias("value"),
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(pl.lit("A"))
+            .otherwise(pl.col("obs_status"))
+            .alias("obs_status"),
+        )
+        leaked.write_csv(tmp_path / "leaked.csv")
+        refused = runner.invoke(app, ["audit", str(tmp_path / "leaked.csv"), *insiders])
+        assert refused.exit_code == 1, refused.output

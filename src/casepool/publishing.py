@@ -243,7 +243,10 @@ def published_table(protected: Protected, settings: Any) -> PublishedTable:
     tab = protected.tabulation
     dims = list(tab.dimensions)
     ind = tab.indicator
-    head = [pl.lit(ind.name).alias("indicator"), pl.lit(ind.unit).alias("unit")]
+    # Tidy as DESIGN.md says: indicator, dimensions, value and flags (the unit is the
+    # indicator's, in JSON, SDMX UNIT_MEASURE and the DuckDB catalogue), so `casepool audit`
+    # reads a published count table as it is.
+    head = [pl.lit(ind.name).alias("indicator")]
     counts = protected.counts
     if ind.kind == "count":
         frame = counts.select(

@@ -32,7 +32,6 @@ SDMX_STRUCTURE_ID = "CASEPOOL:DF_CHILD_EXPLOITATION(1.0)"
 SDMX_UNITS = {"count": "PS", "percent": "PT", "months": "MON"}  # persons, percent, months
 HXL_COLUMNS = {
     "indicator": "#indicator+code",
-    "unit": "#indicator+unit",
     "value": "#indicator+value+num",
     "obs_status": "#status+obs",
     "conf_status": "#status+conf",
