@@ -21,7 +21,9 @@ def _status(table, **codes):
 
 def _intervals(report, attacker="outsider"):
     return {
-        tuple(v.codes.values()): (v.lower, v.upper) for v in report.verdicts if v.attacker == attacker
+        tuple(v.codes.values()): (v.lower, v.upper)
+        for v in report.verdicts
+        if v.attacker == attacker
     }
 
 
@@ -87,7 +89,11 @@ def test_d_without_the_further_suppression_the_insider_recovers_the_other_single
     own = read_tidy_table(fixtures / "protecting" / "singletons_d_org_x_own.csv")
     report = audit(frame, k=2, insiders={"org_x": own})
     (failure,) = report.failures
-    assert (failure.codes, failure.attacker, failure.verdict) == ({"item": "c"}, "org_x", "disclosed")
+    assert (failure.codes, failure.attacker, failure.verdict) == (
+        {"item": "c"},
+        "org_x",
+        "disclosed",
+    )
     assert (failure.lower, failure.upper) == (1, 1)
 
 
@@ -163,9 +169,7 @@ def test_malformed_tables_are_refused_with_a_message_key(cells, key):
 
 def test_contributions_must_add_up():
     cells = pl.DataFrame({"sex": ["F", "M", "_T"], "value": [6, 3, 9]})
-    parts = pl.DataFrame(
-        {"sex": ["F", "_T"], "contributor": ["org_a", "org_a"], "value": [6, 6]}
-    )
+    parts = pl.DataFrame({"sex": ["F", "_T"], "contributor": ["org_a", "org_a"], "value": [6, 6]})
     with pytest.raises(TableError) as error:
         protect([CountTable("cases", ("sex",), cells, contributions=parts)], ProtectionSettings())
     assert error.value.key == "protect-contributions-mismatch"

@@ -35,7 +35,9 @@ def tables(draw, max_dims: int = 3):
     owner_share = rng.multinomial
     parts = np.zeros((contributors, *shape), dtype=np.int64)
     for position in np.ndindex(*shape):
-        parts[(slice(None), *position)] = owner_share(values[position], np.ones(contributors) / contributors)
+        parts[(slice(None), *position)] = owner_share(
+            values[position], np.ones(contributors) / contributors
+        )
     names = [f"d{i}" for i in range(dims)]
     labels = [[f"c{j}" for j in range(n)] + ["_T"] for n in shape]
     full = with_margins(values)
@@ -86,7 +88,7 @@ def check_protected(table: CountTable) -> None:
         assert not audit(shown_again, k=K, insiders=insiders).protected, row
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_generated_tables_are_protected_for_everyone_and_minimal(table):
     check_protected(table)

@@ -36,6 +36,12 @@ def audit(
     insider: Annotated[
         list[Path] | None, typer.Option("--insider", help="One contributor's own counts (repeat).")
     ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Prove verdicts only; bounds shown may lie inside the interval."
+        ),
+    ] = False,
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -58,6 +64,7 @@ def audit(
             multi_valued=multi or (),
             insiders=insiders,
             total_code=settings.total_code,
+            exact=not quick,
         )
 
     report = run(action, lang, debug)

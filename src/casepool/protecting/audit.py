@@ -278,6 +278,7 @@ class AuditReport:
     k: int
     protection_interval: int
     insiders: list[str]
+    exact: bool = True
 
     @property
     def protected(self) -> bool:
@@ -293,6 +294,7 @@ class AuditReport:
             "k": self.k,
             "protection_interval": self.protection_interval,
             "insiders": self.insiders,
+            "exact_intervals": self.exact,
             "cells": [v.to_dict() for v in self.verdicts],
             "failures": [v.to_dict() for v in self.failures],
         }
@@ -341,6 +343,7 @@ def audit(
     insiders: Mapping[str, pl.DataFrame] | None = None,
     total_code: str = "_T",
     solver: str = "highs-warm",
+    exact: bool = True,
 ) -> AuditReport:
     """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
     for each insider whose own counts are given (dimension columns + `value`, optionally
@@ -352,6 +355,8 @@ def audit(
     `protection_interval` wide (default k); every suppressed cell must not be recoverable; no
     published count may lie in 1..k-1. Rows absent from the table count as published zeros.
     `solver` is "highs-warm" (HiGHS with warm starts) or "linprog" (scipy's linprog, HiGHS).
+    `exact=False` (quick) proves each verdict with as few LPs as it needs; the bounds reported
+    are then values known feasible (inside the true interval), not always its ends.
     """
     if VALUE not in table.columns:
         raise TableError("protect-missing-column", table="", column=VALUE)
@@ -405,7 +410,7 @@ def audit(
         attackers.append(Attacker(name, own, sole))
     need = np.where(primary, width, 1)
     auditor = SystemAudit(system.equations, system.inequalities, system.value, solver=solver)
-    for finding in auditor.check(suppressed, need, attackers, truth=None, exact=True):
+    for finding in auditor.check(suppressed, need, attackers, truth=None, exact=exact):
         result = finding.result
         for j, cell in enumerate(finding.cells.tolist()):
             lo, hi = integer_bounds(result.lower[j], result.upper[j])
@@ -417,7 +422,7 @@ def audit(
     verdicts.sort(
         key=lambda v: (v.attacker != OUTSIDER, v.attacker, v.indicator, list(v.codes.items()))
     )
-    return AuditReport(verdicts, k, width, list(insiders or {}))
+    return AuditReport(verdicts, k, width, list(insiders or {}), exact)
 
 
 def _verdict_of(
