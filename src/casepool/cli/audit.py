@@ -53,7 +53,7 @@ def audit(
     from casepool.protecting import audit as audit_table
     from casepool.protecting import load_protection_settings, read_tidy_table
 
-    def action():  # type: ignore[no-untyped-def]
+    def action():
         settings = load_protection_settings()
         frame = read_tidy_table(table)
         insiders = {path.stem: read_tidy_table(path) for path in insider or []}
@@ -101,7 +101,7 @@ def audit(
     raise typer.Exit(EXIT_REFUSED)
 
 
-def _line(cell, report, code: str) -> str:  # type: ignore[no-untyped-def]
+def _line(cell, report, code: str) -> str:
     attacker = (
         render("audit-attacker-outsider", code)
         if cell.attacker == "outsider"

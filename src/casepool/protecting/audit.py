@@ -364,7 +364,9 @@ def audit(
     settings = ProtectionSettings(
         k=k, k_sensitive=k, protection_interval=width, total_code=total_code
     )
-    tables, statuses, suppressed_rows = [], [], []
+    tables: list[CountTable] = []
+    statuses: list[list[str]] = []
+    suppressed_rows: list[np.ndarray] = []
     for name, dims, group in _split_indicators(table):
         counts = _parse_counts(group[VALUE], name)
         hidden = counts.is_null()
@@ -388,11 +390,12 @@ def audit(
     shown_somewhere = np.zeros(n, dtype=bool)
     primary = np.zeros(n, dtype=bool)
     cell_status = [""] * n
-    for grid, table_obj, conf, hidden in zip(
+    for grid, table_obj, conf_list, hidden_rows in zip(
         system.grids, tables, statuses, suppressed_rows, strict=True
     ):
         ids = _row_ids(system, grid, table_obj, total_code)
-        for cell, status, is_hidden in zip(ids.tolist(), conf, hidden.tolist(), strict=True):
+        rows = zip(ids.tolist(), conf_list, hidden_rows.tolist(), strict=True)
+        for cell, status, is_hidden in rows:
             shown_somewhere[cell] |= not is_hidden
             if is_hidden:
                 hidden_somewhere[cell] = True

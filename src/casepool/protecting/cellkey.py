@@ -160,9 +160,8 @@ def tabulate_with_keys(
         for d in kept:
             if d in multi_valued:
                 frame = frame.explode(d)
-        grouped = frame.group_by(kept) if kept else frame.select(pl.all())
         agg = [pl.len().alias(VALUE), cell_key_expr(record_key).alias(CELL_KEY)]
-        result = grouped.agg(agg) if kept else frame.select(agg)
+        result = frame.group_by(kept).agg(agg) if kept else frame.select(agg)
         result = result.with_columns(
             pl.lit(total_code).alias(d) for d in dims if d not in kept
         ).with_columns(pl.col(d).cast(pl.String) for d in dims)

@@ -174,7 +174,7 @@ def _grid_of(
         raise TableError("protect-missing-column", table=label, column=", ".join(unknown))
     cells = _text_codes(table.cells, dims, label)
     values = _counts(cells, label)
-    codes = [sorted(c for c in cells[d].unique().to_list() if c != total) + [total] for d in dims]
+    codes = [[*sorted(c for c in cells[d].unique().to_list() if c != total), total] for d in dims]
     shape = tuple(len(c) for c in codes)
     grid = np.zeros(shape, dtype=np.int64)
     flat = _flat_positions(cells, dims, codes, shape)
@@ -214,7 +214,7 @@ def _check_margins(
         if categories.shape[-1] == 0:
             continue
         if dim in multi:
-            bad = (categories > totals[..., None]).any()
+            bad = bool((categories > totals[..., None]).any())
         else:
             bad = not np.array_equal(categories.sum(axis=-1), totals)
         if bad:
@@ -227,13 +227,15 @@ def _rows(rows: Iterable[tuple[tuple[int, ...], tuple[int, ...]]], n: int) -> sp
         order = np.argsort(cells)
         key = tuple(cells[i] for i in order)
         seen.setdefault(key, tuple(coefs[i] for i in order))
-    indptr, indices, data = [0], [], []
+    indptr: list[int] = [0]
+    indices: list[int] = []
+    data: list[int] = []
     for key, coefs in seen.items():
         indices.extend(key)
         data.extend(coefs)
         indptr.append(len(indices))
     return sparse.csr_matrix(
-        (np.asarray(data, dtype=float), np.asarray(indices, dtype=np.int64), indptr),
+        (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
         shape=(len(seen), n),
     )
 
