@@ -160,6 +160,9 @@ def _bits(
     return mask
 
 
+BLOCK_ROWS = 1_000_000  # rows drawn per block; blocks run in two threads, fixed for any machine
+
+
 def draw_children(
     settings: Settings,
     schema: CaseSchema,
@@ -169,23 +172,74 @@ def draw_children(
     end: date,
     rng: np.random.Generator,
 ) -> Cases:
-    """One row per child as first registered by one organisation."""
+    """One row per child as first registered by one organisation, grouped by organisation and
+    in registration order (so no sort is needed later).
+
+    What spans all rows (organisation sizes, registration dates, which towns are busiest) is
+    drawn first; the rest is drawn in blocks of a fixed size, each with its own random stream,
+    two blocks at a time in threads (numpy releases the GIL): the same seed gives the same rows
+    on any machine.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     s = settings
-    cases = Cases()
     n_orgs = len(orgs)
     # Bigger organisations first: a Zipf-like share of the caseload.
     org_share = 1.0 / np.arange(1, n_orgs + 1) ** 0.6
-    # Rows come grouped by organisation and in registration order, so no sorting is needed.
     counts = 1 + rng.multinomial(size - n_orgs, org_share / org_share.sum())
-    cases["org"] = np.repeat(np.arange(n_orgs, dtype=np.int16), counts)
+    org = np.repeat(np.arange(n_orgs, dtype=np.int16), counts)
 
+    # Registration dates grow linearly over the period; inverse CDF of density 1 + (g-1)x.
+    first, last = day_number(start), day_number(end)
+    a = (s["growth"] - 1.0) / 2.0
+    u = _uniform(rng, size)
+    x = u if a == 0 else (-1.0 + np.sqrt(1.0 + 4.0 * a * u * (1.0 + a))) / (2.0 * a)
+    report = first + np.floor(x * (last - first + 1)).astype(np.int64)
+    report = np.minimum(report, last)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for lo, hi in itertools.pairwise(bounds):
+        report[lo:hi].sort()
+
+    governorates = _codes(schema, "governorate")
+    busiest = {g: rng.permutation(len(governorates) + 40) for g in governorates}
+    ranges = [(lo, min(lo + BLOCK_ROWS, size)) for lo in range(0, size, BLOCK_ROWS)]
+    streams = rng.spawn(len(ranges))
+
+    def block(i: int) -> Cases:
+        lo, hi = ranges[i]
+        return _draw_block(
+            s, schema, orgs, org[lo:hi], report[lo:hi], first, last, busiest, streams[i]
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as workers:
+        parts = list(workers.map(block, range(len(ranges))))
+    return Cases({k: np.concatenate([p[k] for p in parts]) for k in parts[0].columns})
+
+
+def _draw_block(
+    s: Settings,
+    schema: CaseSchema,
+    orgs: Sequence[Organisation],
+    org: np.ndarray,
+    report: np.ndarray,
+    first: int,
+    last: int,
+    busiest: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> Cases:
+    """Everything about each row given its organisation and registration date."""
+    size = len(org)
+    cases = Cases()
+    cases["org"] = org
     governorates = _codes(schema, "governorate")
     national = weights(s["governorate"], governorates, "governorate")
     gov = pick(rng, national, size)
     at_home = _uniform(rng, size) < s["home_share"]
-    for i, org in enumerate(orgs):
-        rows = np.flatnonzero((cases["org"] == i) & at_home)
-        home = weights({g: national[governorates.index(g)] for g in org.home}, governorates, "home")
+    for i, organisation in enumerate(orgs):
+        rows = np.flatnonzero((org == i) & at_home)
+        home = weights(
+            {g: national[governorates.index(g)] for g in organisation.home}, governorates, "home"
+        )
         gov[rows] = pick(rng, home, len(rows))
     cases["governorate"] = gov
 
@@ -196,7 +250,8 @@ def draw_children(
         rows = np.flatnonzero(gov == g_index)
         if not members or not len(rows):
             continue
-        order = rng.permutation(len(members))  # which towns are busiest differs by seed
+        # Which towns are busiest differs by seed, the same in every block.
+        order = np.argsort(np.argsort(busiest[g][: len(members)]))
         p = 1.0 / (order + 1.0) ** s["district_zipf"]
         district[rows] = np.array(members, dtype=np.int16)[pick(rng, p / p.sum(), len(rows))]
     district[_uniform(rng, size) >= s["district_given"]] = NONE
@@ -243,16 +298,6 @@ def draw_children(
         rng, size, given["out_of_school"], s["out_of_school_yes"], unknown
     )
 
-    # Registration dates grow linearly over the period; inverse CDF of density 1 + (g-1)x.
-    first, last = day_number(start), day_number(end)
-    a = (s["growth"] - 1.0) / 2.0
-    u = _uniform(rng, size)
-    x = u if a == 0 else (-1.0 + np.sqrt(1.0 + 4.0 * a * u * (1.0 + a))) / (2.0 * a)
-    report = first + np.floor(x * (last - first + 1)).astype(np.int64)
-    report = np.minimum(report, last)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    for lo, hi in itertools.pairwise(bounds):
-        report[lo:hi].sort()
     cases["report_date"] = report
     time_share = (report - first) / max(last - first, 1)
 
