@@ -194,6 +194,8 @@ def test_a_table_that_fails_its_audit_is_not_written(hand_made, tmp_path, monkey
         )
         return protecting.AuditReport([verdict], k, k, ["ORG-A"])
 
+    publish(hand_made, tmp_path / "out", tables=TABLES[:2])  # an earlier, passing publication
+    assert (tmp_path / "out" / "csv" / "cases_by_sex_age.csv").exists()
     monkeypatch.setattr(publishing, "audit_protected", failing)
     result = publish(hand_made, tmp_path / "out", tables=TABLES[:2])
     assert not result.ok

@@ -598,6 +598,16 @@ def publish(
         if p.audit_ok:
             written.append(table)
     notify(f"write {len(written)} tables")
+    # A table withheld now must not survive from an earlier publication in the same folder.
+    for outcome in outcomes:
+        if not outcome.written:
+            for folder, suffix in (
+                ("csv", "csv"),
+                ("hxl", "csv"),
+                ("sdmx", "csv"),
+                ("json", "json"),
+            ):
+                (out / folder / f"{outcome.name}.{suffix}").unlink(missing_ok=True)
     files = write_publication(
         written, out, catalogue, lang, chosen.code if chosen else None, settings
     )
