@@ -277,3 +277,14 @@ def test_casepool_audit_passes_a_published_count_table_with_every_insider(
         leaked.write_csv(tmp_path / "leaked.csv")
         refused = runner.invoke(app, ["audit", str(tmp_path / "leaked.csv"), *insiders])
         assert refused.exit_code == 1, refused.output
+
+
+@pytest.mark.slow
+def test_the_whole_catalogue_publishes_without_suppression_spreading(tmp_path):
+    warehouse = build_random(tmp_path / "warehouse.duckdb", 3000, orgs=6)
+    result = publish(warehouse, tmp_path / "publication")
+    assert result.ok
+    assert len(result.tables) == len(load_publication())
+    assert result.suppressed_share < 0.4
+    counts = [t for t in result.tables if t.indicator == "registered_cases"]
+    assert all(t.suppressed < t.cells for t in counts)
