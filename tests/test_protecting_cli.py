@@ -62,8 +62,9 @@ def test_json_matches_the_library(runner, fixtures):
     assert payload["cells"] == expected["cells"] and payload["protected"] is True
 
 
-def test_quick_mode_gives_the_same_verdicts(runner, fixtures):
-    path = fixtures / "protecting" / "one_suppression_in_row_disclosed.csv"
-    result = runner.invoke(app, ["audit", str(path), "--quick", "--json"])
-    assert result.exit_code == 1
-    assert [c["verdict"] for c in json.loads(result.stdout)["failures"]] == ["disclosed"]
+def test_big_linked_sets_get_proven_verdicts_instead_of_exact_ends(fixtures):
+    frame = read_tidy_table(fixtures / "protecting" / "one_suppression_in_row_disclosed.csv")
+    exact = audit(frame, k=5)
+    quick = audit(frame, k=5, exact_limit=0)
+    assert [v.verdict for v in quick.verdicts] == [v.verdict for v in exact.verdicts]
+    assert not any(v.exact for v in quick.verdicts if v.verdict != "small-count-published")

@@ -36,12 +36,6 @@ def audit(
     insider: Annotated[
         list[Path] | None, typer.Option("--insider", help="One contributor's own counts (repeat).")
     ] = None,
-    quick: Annotated[
-        bool,
-        typer.Option(
-            "--quick", help="Prove verdicts only; bounds shown may lie inside the interval."
-        ),
-    ] = False,
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -64,7 +58,6 @@ def audit(
             multi_valued=multi or (),
             insiders=insiders,
             total_code=settings.total_code,
-            exact=not quick,
         )
 
     report = run(action, lang, debug)
@@ -114,6 +107,17 @@ def _line(cell, report, code: str) -> str:
         k_minus_one=report.k - 1,
     )
     upper = render("audit-unbounded", code) if cell.upper is None else cell.upper
+    if not cell.exact:  # a big set of linked cells: bounds proven feasible, not the interval's ends
+        return render(
+            "audit-line-within",
+            code,
+            cell=cell.cell_label(),
+            status=cell.conf_status,
+            attacker=attacker,
+            lower=cell.lower,
+            upper=upper,
+            verdict=verdict,
+        )
     return render(
         "audit-line",
         code,

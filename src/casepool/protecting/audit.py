@@ -38,6 +38,7 @@ from casepool.protecting.tables import (
 )
 
 OUTSIDER = "outsider"
+EXACT_LIMIT = 400  # linked suppressed cells up to which the audit reports exact intervals
 SOLE = "sole"  # in an insider's file: the insider knows it is the only contributor to the cell
 SMALL_COUNT = "small-count-published"
 __all__ = ["DISCLOSED", "PROTECTED", "SMALL_COUNT", "TOO_NARROW", "AuditReport", "audit"]
@@ -59,6 +60,7 @@ class ComponentFinding:
     cells: np.ndarray
     attacker: str
     result: ComponentResult
+    exact: bool = False
 
 
 def _cap(published: np.ndarray) -> float:
@@ -191,11 +193,13 @@ class SystemAudit:
         truth: np.ndarray | None = None,
         exact: bool = False,
         stop_at_failure: bool = False,
+        exact_limit: int | None = None,
     ) -> list[ComponentFinding]:
         """Audit every component for every attacker that knows something in it.
 
         `stop_at_failure` answers only "is everything protected?": it returns at the first
-        failure, whose findings are partial and not kept.
+        failure, whose findings are partial and not kept. With `exact_limit`, exact intervals
+        are computed only for components of at most that many cells.
         """
         findings: list[ComponentFinding] = []
         components = self.components(suppressed)
@@ -214,13 +218,14 @@ class SystemAudit:
                     seen = None
                     if pooled is not None and truth is not None:
                         seen = self._seen(pooled[c], cells, truth, problem)
+                    exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
                     result = bound_component(
-                        problem, cell_need, own, cell_truth, exact, seen, stop_at_failure
+                        problem, cell_need, own, cell_truth, exact_here, seen, stop_at_failure
                     )
                     self.solves += result.solves
                     if truth is not None:
                         self.remember(cells, result.points, truth)
-                    found = ComponentFinding(cells, attacker.name, result)
+                    found = ComponentFinding(cells, attacker.name, result, exact_here)
                     if stop_at_failure and not result.ok:
                         findings.append(found)
                         return findings
@@ -253,9 +258,11 @@ class CellVerdict:
     lower: int
     upper: int | None  # None: unbounded
     verdict: str
+    exact: bool = True  # False: lower/upper are feasible values inside the interval
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "exact": self.exact,
             "indicator": self.indicator,
             "cell": self.codes,
             "conf_status": self.conf_status,
@@ -278,7 +285,6 @@ class AuditReport:
     k: int
     protection_interval: int
     insiders: list[str]
-    exact: bool = True
 
     @property
     def protected(self) -> bool:
@@ -294,7 +300,6 @@ class AuditReport:
             "k": self.k,
             "protection_interval": self.protection_interval,
             "insiders": self.insiders,
-            "exact_intervals": self.exact,
             "cells": [v.to_dict() for v in self.verdicts],
             "failures": [v.to_dict() for v in self.failures],
         }
@@ -343,7 +348,7 @@ def audit(
     insiders: Mapping[str, pl.DataFrame] | None = None,
     total_code: str = "_T",
     solver: str = "highs-warm",
-    exact: bool = True,
+    exact_limit: int | None = EXACT_LIMIT,
 ) -> AuditReport:
     """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
     for each insider whose own counts are given (dimension columns + `value`, optionally
@@ -355,8 +360,9 @@ def audit(
     `protection_interval` wide (default k); every suppressed cell must not be recoverable; no
     published count may lie in 1..k-1. Rows absent from the table count as published zeros.
     `solver` is "highs-warm" (HiGHS with warm starts) or "linprog" (scipy's linprog, HiGHS).
-    `exact=False` (quick) proves each verdict with as few LPs as it needs; the bounds reported
-    are then values known feasible (inside the true interval), not always its ends.
+    Intervals are exact for sets of linked suppressed cells up to `exact_limit` cells (None:
+    always); beyond, each verdict is proven with as few LPs as it needs and the bounds reported
+    are feasible values inside the interval (marked exact=False), which keeps big tables quick.
     """
     if VALUE not in table.columns:
         raise TableError("protect-missing-column", table="", column=VALUE)
@@ -413,23 +419,40 @@ def audit(
         attackers.append(Attacker(name, own, sole))
     need = np.where(primary, width, 1)
     auditor = SystemAudit(system.equations, system.inequalities, system.value, solver=solver)
-    for finding in auditor.check(suppressed, need, attackers, truth=None, exact=exact):
+    findings = auditor.check(
+        suppressed, need, attackers, truth=None, exact=True, exact_limit=exact_limit
+    )
+    for finding in findings:
         result = finding.result
         for j, cell in enumerate(finding.cells.tolist()):
             lo, hi = integer_bounds(result.lower[j], result.upper[j])
             verdicts.append(
                 _verdict_of(
-                    system, cell, cell_status[cell], finding.attacker, lo, hi, result.verdicts[j]
+                    system,
+                    cell,
+                    cell_status[cell],
+                    finding.attacker,
+                    lo,
+                    hi,
+                    result.verdicts[j],
+                    finding.exact,
                 )
             )
     verdicts.sort(
         key=lambda v: (v.attacker != OUTSIDER, v.attacker, v.indicator, list(v.codes.items()))
     )
-    return AuditReport(verdicts, k, width, list(insiders or {}), exact)
+    return AuditReport(verdicts, k, width, list(insiders or {}))
 
 
 def _verdict_of(
-    system: CellSystem, cell: int, status: str, attacker: str, lo: float, hi: float, verdict: str
+    system: CellSystem,
+    cell: int,
+    status: str,
+    attacker: str,
+    lo: float,
+    hi: float,
+    verdict: str,
+    exact: bool = True,
 ) -> CellVerdict:
     indicator, codes = system.keys[cell]
     table = system.grids[system.locations[cell][0][0]].table
@@ -437,7 +460,7 @@ def _verdict_of(
     total = system.grids[system.locations[cell][0][0]].codes
     full = {d: named.get(d, total[i][-1]) for i, d in enumerate(table.dimensions)}
     upper = None if not math.isfinite(hi) else int(hi)
-    return CellVerdict(indicator, full, status, attacker, int(lo), upper, verdict)
+    return CellVerdict(indicator, full, status, attacker, int(lo), upper, verdict, exact)
 
 
 def _row_ids(system: CellSystem, grid: Any, table: CountTable, total: str) -> np.ndarray:
