@@ -186,10 +186,17 @@ def audit_protected(
     tabulation: Tabulation, table: Any, frame: pl.DataFrame, k: int, settings: Any
 ) -> Any:
     """The engine's LP audit of one protected count table: for an outsider and for each
-    organisation that contributed to it, knowing its own counts."""
+    organisation that contributed to it, knowing its own counts and the cells it alone
+    contributed to (`sole`: its count is the whole cell)."""
     from casepool import protecting
 
-    own = table.contributions
+    dims = list(table.dimensions)
+    whole = table.cells.select(*dims, pl.col(VALUE).alias("_whole"))
+    own = (
+        table.contributions.join(whole, on=dims, how="left")
+        .with_columns(((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"))
+        .drop("_whole")
+    )
     insiders = {
         str(org): own.filter(pl.col(CONTRIBUTOR) == org).drop(CONTRIBUTOR)
         for org in sorted(own.get_column(CONTRIBUTOR).unique().to_list())
