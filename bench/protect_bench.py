@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--quick", action="store_true", help="audit verdicts only (casepool audit --quick)"
+        "--exact", action="store_true", help="exact intervals for every cell (slow)"
     )
     parser.add_argument("--compare", type=int, default=0, help="compare on N random small tables")
     args = parser.parse_args()

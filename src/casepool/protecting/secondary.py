@@ -53,6 +53,7 @@ def best_hypercube(
     suppressed: np.ndarray,
     insiders: Sequence[Insider],
     must_add: bool = False,
+    within: bool = False,
 ) -> Cube | None:
     """The cheapest hypercube of cells around `cell` that gives it an interval at least `need`
     wide for an outsider and leaves it unpinned for every insider; None when there is none.
@@ -102,6 +103,8 @@ def best_hypercube(
         valid = width >= need
         if must_add:
             valid &= new.any(axis=1)
+        if within:  # only cubes made of cells already suppressed
+            valid &= ~new.any(axis=1)
         for own, fixed in insiders:
             if fixed[cell]:
                 continue  # the insider's own cell: it knows it, nothing to protect from it
@@ -224,6 +227,40 @@ def _swap(
     return False
 
 
+def _prune_cubes(
+    system: CellSystem,
+    cubes: dict[int, Cube],
+    suppressed: np.ndarray,
+    primary: np.ndarray,
+    need: np.ndarray,
+    insiders: Sequence[Insider],
+) -> None:
+    """Drop secondary cells, dearest first, whose primaries find other cubes among the cells
+    still suppressed: cheap (no LP), so it also serves big tables the LP pruning skips."""
+    users: dict[int, set[int]] = {}
+    for cell, cube in cubes.items():
+        for corner in cube.corners.tolist():
+            users.setdefault(corner, set()).add(cell)
+    secondary = np.flatnonzero(suppressed & ~primary)
+    for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
+        suppressed[cell] = False
+        replaced: dict[int, Cube] = {}
+        for user in sorted(users.get(cell, ())):
+            other = best_hypercube(system, user, int(need[user]), suppressed, insiders, within=True)
+            if other is None:
+                break
+            replaced[user] = other
+        else:
+            for user, cube in replaced.items():
+                for corner in cubes[user].corners.tolist():
+                    users[corner].discard(user)
+                cubes[user] = cube
+                for corner in cube.corners.tolist():
+                    users.setdefault(corner, set()).add(user)
+            continue
+        suppressed[cell] = True
+
+
 def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """Primary and suppressed masks over the system's cells, proven by the LP audit."""
     value = system.value
@@ -236,12 +273,17 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         (a.own, a.fixed) for a in attackers[1:] if a.own is not None and a.fixed is not None
     ]
     auditor = SystemAudit(system.equations, system.inequalities, value)
+    cubes: dict[int, Cube] = {}
     for cell in np.flatnonzero(primary).tolist():
         cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
         if cube is not None:
             suppressed[cube.corners] = True
-            for moved, values in cube_tables(system, cube, int(need[cell])):
-                auditor.add_table(moved, values)
+            cubes[cell] = cube
+    if settings.prune_secondary:
+        _prune_cubes(system, cubes, suppressed, primary, need, insiders)
+    for cell, cube in cubes.items():
+        for moved, values in cube_tables(system, cube, int(need[cell])):
+            auditor.add_table(moved, values)
     while True:
         failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
         if not failures:
