@@ -99,3 +99,26 @@ def test_generated_tables_are_protected_for_everyone_and_minimal(table):
 @given(tables(max_dims=3))
 def test_many_generated_tables_are_protected(table):
     check_protected(table)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(max_dims=2).filter(lambda t: len(t.dimensions) == 2))
+def test_a_table_and_its_margin_table_protected_together_agree_and_pass(table):
+    first, last = table.dimensions
+    assert table.contributions is not None
+    margin = CountTable(
+        "cases",
+        (first,),
+        table.cells.filter(pl.col(last) == "_T").drop(last),
+        contributions=table.contributions.filter(pl.col(last) == "_T").drop(last),
+    )
+    both = protect([table, margin], ProtectionSettings(k=K, k_sensitive=K))
+    shared = (
+        both[0]
+        .frame.filter(pl.col(last) == "_T")
+        .select(first, "conf_status")
+        .join(both[1].frame.select(first, "conf_status"), on=first)
+    )
+    assert (shared["conf_status"] == shared["conf_status_right"]).all()
+    frame = pl.concat([both[0].frame, both[1].frame], how="diagonal")
+    assert audit(frame, k=K, insiders=insiders_of(table)).protected
