@@ -34,6 +34,7 @@ from casepool.protecting.tables import (
 )
 
 Insider = tuple[np.ndarray, np.ndarray]  # own counts, cells known exactly
+CUBE_CACHE_ENTRIES = 512  # cells whose hypercubes are kept between searches
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,40 +68,21 @@ def best_hypercube(
     best_cube: Cube | None = None
     value = system.value
     for table_index, position in system.locations[cell]:
-        ids = system.grids[table_index].ids
-        paired = [d for d in range(ids.ndim) if ids.shape[d] > 1]
-        if not paired:
+        shapes = _cube_shapes(system, table_index, position)
+        if shapes is None:
             continue
-        partners, partner_signs = [], []
-        for d in paired:
-            total = ids.shape[d] - 1
-            others = np.array([b for b in range(ids.shape[d]) if b != position[d]])
-            partners.append(others)
-            same = (others == total) | (position[d] == total)
-            partner_signs.append(np.where(same, 1.0, -1.0))
-        shape = tuple(len(p) for p in partners)
-        corner_ids, corner_signs = [], []
-        for mask in range(2 ** len(paired)):
-            index: list[np.ndarray | int] = list(position)
-            sign = np.ones(shape)
-            for i, d in enumerate(paired):
-                if mask >> i & 1:
-                    reshape = [1] * len(paired)
-                    reshape[i] = shape[i]
-                    index[d] = partners[i].reshape(reshape)
-                    sign = sign * partner_signs[i].reshape(reshape)
-            picked = ids[tuple(index)]
-            corner_ids.append(np.broadcast_to(picked, shape).reshape(-1))
-            corner_signs.append(sign.reshape(-1))
-        corners = np.stack(corner_ids, axis=1)
-        plus = np.stack(corner_signs, axis=1) > 0
+        corners, plus = shapes
         v = value[corners].astype(float)
-        new = ~suppressed[corners]
-        cost = np.where(new, system.cost[corners], 0.0).sum(axis=1)
         up = np.where(plus, np.inf, v).min(axis=1)
         down = np.where(plus, v, np.inf).min(axis=1)
         width = up + down
-        valid = width >= need
+        keep = np.flatnonzero(width >= need)
+        if keep.size == 0:
+            continue
+        # Insiders and costs only for cubes wide enough for the outsider: most are not.
+        corners_k, plus_k, v_k = corners[keep], plus[keep], v[keep]
+        new = ~suppressed[corners_k]
+        valid = np.ones(keep.size, dtype=bool)
         if must_add:
             valid &= new.any(axis=1)
         if within:  # only cubes made of cells already suppressed
@@ -108,24 +90,72 @@ def best_hypercube(
         for own, fixed in insiders:
             if fixed[cell]:
                 continue  # the insider's own cell: it knows it, nothing to protect from it
-            mine = own[corners]
+            mine = own[corners_k]
             if not mine.any():
                 continue
-            slack_down = v - mine
-            slack_up = np.where(fixed[corners], 0.0, np.inf)
-            up_x = np.where(plus, slack_up, slack_down).min(axis=1)
-            down_x = np.where(plus, slack_down, slack_up).min(axis=1)
+            slack_down = v_k - mine
+            slack_up = np.where(fixed[corners_k], 0.0, np.inf)
+            up_x = np.where(plus_k, slack_up, slack_down).min(axis=1)
+            down_x = np.where(plus_k, slack_down, slack_up).min(axis=1)
             valid &= (up_x + down_x) >= 1
         if not valid.any():
             continue
+        cost = np.where(new, system.cost[corners_k], 0.0).sum(axis=1)
         candidates = np.flatnonzero(valid)
-        order = np.lexsort((candidates, -np.minimum(width[candidates], 1e12), cost[candidates]))
-        choice = int(candidates[order[0]])
-        rank = (float(cost[choice]), -float(min(width[choice], 1e12)), table_index)
+        capped = np.minimum(width[keep][candidates], 1e12)
+        order = np.lexsort((keep[candidates], -capped, cost[candidates]))
+        local = int(candidates[order[0]])
+        choice = int(keep[local])
+        cost_choice = float(cost[local])
+        rank = (cost_choice, -float(min(width[choice], 1e12)), table_index)
         if best is None or rank < best:
             best = rank
-            best_cube = Cube(corners[choice], plus[choice], float(up[choice]), float(down[choice]))
+            best_cube = Cube(
+                corners[choice].astype(np.int64),
+                plus[choice],
+                float(up[choice]),
+                float(down[choice]),
+            )
     return best_cube
+
+
+def _cube_shapes(
+    system: CellSystem, table_index: int, position: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every hypercube around a cell: corner ids [cube, corner] and which corners move with it."""
+    key = (table_index, position)
+    if key in system.cube_shapes:
+        return system.cube_shapes[key]
+    ids = system.grids[table_index].ids
+    paired = [d for d in range(ids.ndim) if ids.shape[d] > 1]
+    if not paired:
+        return None
+    partners, partner_signs = [], []
+    for d in paired:
+        total = ids.shape[d] - 1
+        others = np.array([b for b in range(ids.shape[d]) if b != position[d]])
+        partners.append(others)
+        same = (others == total) | (position[d] == total)
+        partner_signs.append(np.where(same, 1.0, -1.0))
+    shape = tuple(len(p) for p in partners)
+    corner_ids, corner_signs = [], []
+    for mask in range(2 ** len(paired)):
+        index: list[np.ndarray | int] = list(position)
+        sign = np.ones(shape)
+        for i, d in enumerate(paired):
+            if mask >> i & 1:
+                reshape = [1] * len(paired)
+                reshape[i] = shape[i]
+                index[d] = partners[i].reshape(reshape)
+                sign = sign * partner_signs[i].reshape(reshape)
+        picked = ids[tuple(index)]
+        corner_ids.append(np.broadcast_to(picked, shape).reshape(-1))
+        corner_signs.append(sign.reshape(-1))
+    found = (np.stack(corner_ids, axis=1).astype(np.int32), np.stack(corner_signs, axis=1) > 0)
+    if len(system.cube_shapes) >= CUBE_CACHE_ENTRIES:
+        system.cube_shapes.clear()  # bounded memory: big 4-D tables would hold hundreds of MB
+    system.cube_shapes[key] = found
+    return found
 
 
 def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -102,6 +102,10 @@ class CellSystem:
     equations: sparse.csr_matrix
     inequalities: sparse.csr_matrix
     own: dict[str, np.ndarray] = field(default_factory=dict)
+    # Hypercube corners and signs around a cell, by (table, position): they never change.
+    cube_shapes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
 
     @property
     def size(self) -> int:
