@@ -205,6 +205,7 @@ class SystemAudit:
         components = self.components(suppressed)
         pooled = self._pooled(components, suppressed) if truth is not None else None
         for c, cells in enumerate(components):
+            shared: list[np.ndarray] = []  # without the truth: tables found for earlier attackers
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
@@ -218,6 +219,8 @@ class SystemAudit:
                     seen = None
                     if pooled is not None and truth is not None:
                         seen = self._seen(pooled[c], cells, truth, problem)
+                    elif shared:
+                        seen = _within(shared, problem)
                     exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
                     result = bound_component(
                         problem, cell_need, own, cell_truth, exact_here, seen, stop_at_failure
@@ -225,6 +228,8 @@ class SystemAudit:
                     self.solves += result.solves
                     if truth is not None:
                         self.remember(cells, result.points, truth)
+                    else:
+                        shared.extend(result.points)
                     found = ComponentFinding(cells, attacker.name, result, exact_here)
                     if stop_at_failure and not result.ok:
                         findings.append(found)
@@ -232,6 +237,17 @@ class SystemAudit:
                     self.cache[key] = found
                 findings.append(found)
         return findings
+
+
+def _within(
+    points: list[np.ndarray], problem: ComponentProblem
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The range of the tables in `points` that respect this attacker's bounds."""
+    grid = np.vstack(points)
+    inside = (grid >= problem.lower - 1e-9).all(axis=1) & (grid <= problem.upper + 1e-9).all(axis=1)
+    if not inside.any():
+        return None
+    return grid[inside].min(axis=0), grid[inside].max(axis=0)
 
 
 def engine_attackers(system: CellSystem) -> list[Attacker]:
