@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from casepool.errors import SchemaError
-from casepool.schema import CaseSchema, read_yaml
+from casepool.schema import CaseSchema, load_schema, read_yaml
 
 EPOCH = date(1970, 1, 1)
 DAYS_PER_YEAR = 365.2425
@@ -471,7 +471,8 @@ def add_cross_org_copies(
     """Turn a share of rows into second registrations of another organisation's child.
 
     Both rows say reported_elsewhere = yes; the later registration takes the child and incident
-    of the earlier one and keeps its own organisation, date, services and case number. Its
+    of the earlier one and keeps its own organisation, date, services and case number, and was
+    referred by the first organisation (referral_source = cso), which was not referred by a CSO. Its
     organisation must be able to write the child's name (Windows-1256 cannot hold Sorani).
     """
     size = cases.size
@@ -511,6 +512,13 @@ def add_cross_org_copies(
         cases[name][targets] = cases[name][sources]
     cases["reported_elsewhere"][sources] = 0
     cases["reported_elsewhere"][targets] = 0
+    # The double-count rule of the indicators (docs/methodology-indicators.md): the second
+    # registration came by referral from the organisation that registered the child first.
+    referral = _codes(load_schema(), "referral_source")
+    cso, family = referral.index("cso"), referral.index("family")
+    cases["referral_source"][targets] = cso
+    first = cases["referral_source"][sources]
+    cases["referral_source"][sources] = np.where(first == cso, family, first)
     cases["age_shown"][sources] = True
     cases["age_shown"][targets] = True
     cases["copy"][targets] = True
