@@ -510,11 +510,12 @@ def _own_counts(
     )
     dims = [d for d in _dimension_columns(frame) if d != SOLE]
     rows = frame.select(pl.col(d).cast(pl.String) for d in dims).iter_rows()
+    every_indicator = sorted({k[0] for k in system.keys})
     for r, (row, count) in enumerate(zip(rows, counts, strict=True)):
         named = tuple(
             sorted((d, c) for d, c in zip(dims, row, strict=True) if c not in (None, total))
         )
-        names = [indicator[r]] if indicator is not None else sorted({k[0] for k in system.keys})
+        names = [indicator[r]] if indicator is not None else every_indicator
         for ind in names:
             cell = index.get((ind, named))
             if cell is not None:

@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - a scipy without it falls back to linpr
     _highs = None
 
 TOLERANCE = 1e-6
+BATCH_ROUNDS = 4
 PROTECTED, TOO_NARROW, DISCLOSED = "protected", "too-narrow", "disclosed"
 
 
@@ -206,11 +207,23 @@ def bound_component(
         add(*seen)
     pending = np.flatnonzero(unsettled())
     if pending.size > 2:
-        # Two LPs that push every open cell up, then down, settle most of them at once.
+        # LPs that push every open cell up, then down, settle most of them at once; a few more
+        # rounds with varied weights (fixed seed: deterministic) while they keep paying off.
         weights = np.zeros(n)
         weights[pending] = 1.0
         solve(-weights)
         solve(weights)
+        rng = np.random.default_rng(len(pending))
+        for _ in range(BATCH_ROUNDS):
+            before = np.flatnonzero(unsettled())
+            if before.size <= 2:
+                break
+            weights = np.zeros(n)
+            weights[before] = rng.uniform(0.5, 1.5, before.size)
+            solve(-weights)
+            solve(weights)
+            if np.flatnonzero(unsettled()).size > 0.8 * before.size:
+                break
     failed = False
     while not failed:
         open_cells = np.flatnonzero(unsettled())
