@@ -173,3 +173,17 @@ def test_contributions_must_add_up():
     with pytest.raises(TableError) as error:
         protect([CountTable("cases", ("sex",), cells, contributions=parts)], ProtectionSettings())
     assert error.value.key == "protect-contributions-mismatch"
+
+
+def test_a_single_small_total_and_an_all_small_table_are_hidden_and_pass():
+    (total,) = protect(
+        [CountTable("cases", (), pl.DataFrame({"value": [3]}))], ProtectionSettings()
+    )
+    assert total.frame.rows() == [("cases", None, "Q", "C")]
+    assert audit(total.frame).protected
+    cells = pl.DataFrame({"sex": ["F", "M", "_T"], "value": [3, 1, 4]})
+    (small,) = protect([CountTable("cases", ("sex",), cells)], ProtectionSettings())
+    assert small.frame["conf_status"].to_list() == ["C", "C", "C"]
+    zeros = pl.DataFrame({"sex": ["F", "M", "_T"], "value": [0, 0, 0]})
+    (empty,) = protect([CountTable("cases", ("sex",), zeros)], ProtectionSettings())
+    assert empty.frame["value"].to_list() == [0, 0, 0]

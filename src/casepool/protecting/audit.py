@@ -399,9 +399,8 @@ def audit(
             if CONF_STATUS in group.columns
             else pl.Series([PRIMARY] * group.height)
         )
-        cells = group.select(dims).with_columns(
-            pl.Series(VALUE, counts.fill_null(0).to_numpy() * ~hidden.to_numpy())
-        )
+        shown_values = counts.fill_null(0).to_numpy() * ~hidden.to_numpy()
+        cells = pl.DataFrame([*(group[d] for d in dims), pl.Series(VALUE, shown_values)])
         multi = frozenset(d for d in multi_valued if d in dims)
         tables.append(CountTable(name, tuple(dims), cells, multi, name=name or "table"))
         statuses.append(conf.to_list())

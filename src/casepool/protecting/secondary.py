@@ -364,7 +364,7 @@ def _frames(
     for grid in system.grids:
         table = grid.table
         ids = grid.ids.reshape(-1)
-        positions = np.indices(grid.ids.shape).reshape(grid.ids.ndim, -1)
+        positions = np.indices(grid.ids.shape).reshape(grid.ids.ndim, ids.size)
         columns: dict[str, pl.Series] = {
             INDICATOR: pl.Series(INDICATOR, [table.indicator] * ids.size, pl.String)
         }
