@@ -187,3 +187,13 @@ def test_a_single_small_total_and_an_all_small_table_are_hidden_and_pass():
     zeros = pl.DataFrame({"sex": ["F", "M", "_T"], "value": [0, 0, 0]})
     (empty,) = protect([CountTable("cases", ("sex",), zeros)], ProtectionSettings())
     assert empty.frame["value"].to_list() == [0, 0, 0]
+
+
+def test_protection_is_deterministic_whatever_the_row_order(fixtures):
+    cells = pl.read_csv(fixtures / "protecting" / "microdata1_b_counts.csv")
+    settings = ProtectionSettings(k=15)  # many primary cells, several complements
+    (first,) = protect([CountTable("cases", ("region", "sex"), cells)], settings)
+    shuffled = cells.sample(fraction=1.0, shuffle=True, seed=3)
+    (second,) = protect([CountTable("cases", ("region", "sex"), shuffled)], settings)
+    assert first.frame.equals(second.frame)
+    assert audit(first.frame, k=15).protected
