@@ -10,8 +10,11 @@ written.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -605,29 +608,65 @@ def publish(
         if p.audit_ok:
             written.append(table)
     notify(f"write {len(written)} tables")
-    # A table withheld now must not survive from an earlier publication in the same folder.
-    for outcome in outcomes:
-        if not outcome.written:
-            for folder, suffix in (
-                ("csv", "csv"),
-                ("hxl", "csv"),
-                ("sdmx", "csv"),
-                ("json", "json"),
-            ):
-                (out / folder / f"{outcome.name}.{suffix}").unlink(missing_ok=True)
-    files = write_publication(
-        written, out, catalogue, lang, chosen.code if chosen else None, settings
-    )
-    result = PublishResult(out, chosen.code if chosen else None, outcomes, files, 0.0)
-    result.seconds = time.perf_counter() - started
-    from casepool.writing import write_json
+    # Everything is written into a staging folder beside `out`, then swapped in: a crash or a
+    # kill leaves the previous publication or the new one, never a mix of the two. A table
+    # withheld now therefore cannot survive from an earlier publication either.
+    with staged_folder(out) as staging:
+        files = write_publication(
+            written, staging, catalogue, lang, chosen.code if chosen else None, settings
+        )
+        result = PublishResult(out, chosen.code if chosen else None, outcomes, [], 0.0)
+        result.seconds = time.perf_counter() - started
+        from casepool.writing import write_json
 
-    write_json(
-        result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
-        out / "manifest.json",
-    )
-    result.files.append(out / "manifest.json")
+        write_json(
+            result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
+            staging / "manifest.json",
+        )
+    result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
+
+
+def recover_publication(out: Path) -> Path:
+    """Put back a publication left aside by a run killed between its two renames; returns the
+    name it is set aside under during a swap."""
+    previous = out.parent / f".{out.name}.previous"
+    if previous.exists():
+        if out.exists():
+            shutil.rmtree(previous)
+        else:
+            previous.rename(out)
+    return previous
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A fresh folder beside `out` that replaces `out` whole when the block succeeds.
+
+    Refuses to replace a non-empty folder that is not a publication (it has no manifest.json).
+    The swap is two renames; a run that dies between them leaves `.NAME.previous`, which the
+    next run puts back before it starts.
+    """
+    out = Path(out)
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    previous = recover_publication(out)
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise UsageError(
+            "usage-error", reason=f"{out} is not empty and holds no casepool publication"
+        )
+    for stale in parent.glob(f".{out.name}.staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    try:
+        yield staging
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_publication(
