@@ -182,7 +182,109 @@ def protect_tabulations(
         failures = sorted({v.attacker for v in report.failures})
         counts = _tidy_counts(tab, result.frame.rename(_back(tab)))
         out.append(Protected(tab, counts, report.protected, failures))
-    return out
+    return audit_region_links(out, tables, settings)
+
+
+def audit_region_links(
+    protected: list[Protected], tables: Sequence[Any], settings: Any
+) -> list[Protected]:
+    """Audit each governorate table together with the region totals that other tables of the
+    same children publish: a region total is the sum of its governorates, an equation the
+    engine does not see when it protects the tables (it links cells by code, not by hierarchy).
+    Fail closed: a governorate table whose hidden cells these totals would narrow is withheld.
+    """
+    from casepool import protecting
+
+    regions = region_of_governorates()
+    for g_index, g in enumerate(protected):
+        if tuple(g.tabulation.count_dimensions) != ("governorate",):
+            continue
+        key = tables[g_index].indicator
+        for r_index, r in enumerate(protected):
+            dims = tuple(r.tabulation.count_dimensions)
+            if tables[r_index].indicator != key or "region" not in dims:
+                continue
+            others = [d for d in dims if d != "region"]
+            linked = _region_linked_table(g.counts, r.counts, others, regions)
+            own_others = [d for d in tables[r_index].dimensions if d != "region"]
+            own = _region_linked_insiders(
+                tables[g_index].contributions, tables[r_index].contributions, own_others, regions
+            )
+            report = protecting.audit(
+                linked,
+                k=settings.k,
+                protection_interval=settings.interval_for(settings.k),
+                insiders=own,
+            )
+            if not report.protected:
+                g.audit_ok = False
+                g.audit_failures = sorted(
+                    set(g.audit_failures)
+                    | {f"{v.attacker} (with {r.tabulation.name})" for v in report.failures}
+                )
+    return protected
+
+
+def region_of_governorates() -> dict[str, str]:
+    """Governorate code -> region code, from the governorate code list."""
+    from casepool.schema import load_schema
+
+    return {
+        c.code: c.attributes.get("region", "") for c in load_schema().codelists["governorate"].codes
+    }
+
+
+def _region_linked_table(
+    governorates: pl.DataFrame, by_region: pl.DataFrame, others: list[str], regions: dict[str, str]
+) -> pl.DataFrame:
+    """One region x governorate table: governorate cells under their region and under _T, the
+    region totals (other dimensions at _T) as region margins. Absent rows are published zeros."""
+    keep = ["value", "obs_status", "conf_status"]
+    g = governorates.select("governorate", *keep)
+    inner = g.filter(pl.col("governorate") != "_T").with_columns(
+        pl.col("governorate").replace_strict(regions, default="_T").alias("region")
+    )
+    margin = g.with_columns(pl.lit("_T").alias("region"))
+    totals = (
+        by_region.filter(*[pl.col(d) == "_T" for d in others])
+        .select("region", *keep)
+        .filter(pl.col("region") != "_T")
+        .with_columns(pl.lit("_T").alias("governorate"))
+    )
+    columns = ["region", "governorate", *keep]
+    frame = pl.concat(
+        [inner.select(columns), margin.select(columns), totals.select(columns)],
+        how="vertical_relaxed",
+    )
+    return frame.with_columns(pl.col("value").cast(pl.Int64, strict=False))
+
+
+def _region_linked_insiders(
+    governorates: pl.DataFrame | None,
+    by_region: pl.DataFrame | None,
+    others: list[str],
+    regions: dict[str, str],
+) -> dict[str, pl.DataFrame]:
+    """Each organisation's own counts laid out like `_region_linked_table`."""
+    if governorates is None or by_region is None:
+        return {}
+    g = governorates.select("governorate", "contributor", pl.col("value").cast(pl.Int64))
+    inner = g.filter(pl.col("governorate") != "_T").with_columns(
+        pl.col("governorate").replace_strict(regions, default="_T").alias("region")
+    )
+    margin = g.with_columns(pl.lit("_T").alias("region"))
+    totals = (
+        by_region.filter(*[pl.col(d) == "_T" for d in others])
+        .filter(pl.col("region") != "_T")
+        .select("region", "contributor", pl.col("value").cast(pl.Int64))
+        .with_columns(pl.lit("_T").alias("governorate"))
+    )
+    columns = ["region", "governorate", "contributor", "value"]
+    own = pl.concat([inner.select(columns), margin.select(columns), totals.select(columns)])
+    return {
+        str(org): own.filter(pl.col("contributor") == org).drop("contributor")
+        for org in sorted(own.get_column("contributor").unique().to_list())
+    }
 
 
 def audit_protected(
