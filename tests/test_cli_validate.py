@@ -10,7 +10,14 @@ import pytest
 from casepool.cli.main import app
 from casepool.validating import validate_export
 
-IDENTIFIERS = ["Karwan Aziz", "0750 123 4567", "Noor Salim", "+964 770 111 2222", "Dilan Omer", "met through a game"]
+IDENTIFIERS = [
+    "Karwan Aziz",
+    "0750 123 4567",
+    "Noor Salim",
+    "+964 770 111 2222",
+    "Dilan Omer",
+    "met through a game",
+]
 
 
 def test_valid_export_exits_zero(runner, fixtures):
@@ -28,7 +35,12 @@ def test_invalid_records_exit_one_with_rows_and_rules(runner, fixtures):
 
 @pytest.mark.parametrize(
     ("lang", "phrase"),
-    [("en", "rows read"), ("ar", "تمت قراءة"), ("ckb", "ڕیز خوێندرایەوە"), ("kmr", "rêz hatin xwendin")],
+    [
+        ("en", "rows read"),
+        ("ar", "تمت قراءة"),
+        ("ckb", "ڕیز خوێندرایەوە"),
+        ("kmr", "rêz hatin xwendin"),
+    ],
 )
 def test_report_speaks_four_languages(runner, fixtures, lang, phrase):
     result = runner.invoke(
@@ -39,7 +51,8 @@ def test_report_speaks_four_languages(runner, fixtures, lang, phrase):
 
 
 @pytest.mark.parametrize(
-    ("lang", "phrase"), [("en", "does not exist"), ("ar", "غير موجود"), ("ckb", "بوونی نییە"), ("kmr", "tune ye")]
+    ("lang", "phrase"),
+    [("en", "does not exist"), ("ar", "غير موجود"), ("ckb", "بوونی نییە"), ("kmr", "tune ye")],
 )
 def test_unreadable_file_exits_two_with_one_line(runner, tmp_path, lang, phrase):
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.csv"), "--lang", lang])
@@ -53,7 +66,9 @@ def test_json_output_equals_the_library_result(runner, fixtures):
     path = fixtures / "validate" / "one_error_each.csv"
     result = runner.invoke(app, ["validate", str(path), "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout) == json.loads(json.dumps(validate_export(path).to_dict(), default=str))
+    assert json.loads(result.stdout) == json.loads(
+        json.dumps(validate_export(path).to_dict(), default=str)
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".json"])
@@ -75,7 +90,13 @@ def test_report_file_holds_every_error(runner, fixtures, tmp_path, suffix):
 
 def test_report_file_with_unsupported_extension_exits_two(runner, fixtures, tmp_path):
     result = runner.invoke(
-        app, ["validate", str(fixtures / "validate" / "canonical_valid.csv"), "--report", str(tmp_path / "r.pdf")]
+        app,
+        [
+            "validate",
+            str(fixtures / "validate" / "canonical_valid.csv"),
+            "--report",
+            str(tmp_path / "r.pdf"),
+        ],
     )
     assert result.exit_code == 2
 
@@ -123,16 +144,36 @@ def test_unexpected_errors_show_no_traceback_without_debug(runner, fixtures, mon
 def test_mapping_init_writes_a_draft_and_says_what_it_missed(runner, fixtures, tmp_path):
     out = tmp_path / "mapping.yaml"
     result = runner.invoke(
-        app, ["mapping", "init", str(fixtures / "validate" / "cp1256_arabic_headers.csv"), "--out", str(out)]
+        app,
+        [
+            "mapping",
+            "init",
+            str(fixtures / "validate" / "cp1256_arabic_headers.csv"),
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "column not matched: اسم الناجي" in result.output
     assert out.read_text(encoding="utf-8").startswith("# casepool mapping")
     again = runner.invoke(
-        app, ["mapping", "init", str(fixtures / "validate" / "cp1256_arabic_headers.csv"), "--out", str(out)]
+        app,
+        [
+            "mapping",
+            "init",
+            str(fixtures / "validate" / "cp1256_arabic_headers.csv"),
+            "--out",
+            str(out),
+        ],
     )
     assert again.exit_code == 2  # never overwrites without --force
     validated = runner.invoke(
-        app, ["validate", str(fixtures / "validate" / "cp1256_arabic_headers.csv"), "--mapping", str(out)]
+        app,
+        [
+            "validate",
+            str(fixtures / "validate" / "cp1256_arabic_headers.csv"),
+            "--mapping",
+            str(out),
+        ],
     )
     assert validated.exit_code == 0, validated.output

@@ -15,7 +15,16 @@ TODAY = date(2025, 6, 30)
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("١٢", 12), ("۱۷", 17), (" 12 ", 12), ("12.0", 12), ("-1", -1), ("twelve", None), ("1.5", None), ("", None)],
+    [
+        ("١٢", 12),
+        ("۱۷", 17),
+        (" 12 ", 12),
+        ("12.0", 12),
+        ("-1", -1),
+        ("twelve", None),
+        ("1.5", None),
+        ("", None),
+    ],
 )
 def test_whole_numbers_in_any_digit_script(text, expected):
     assert parse_integer(text) == expected

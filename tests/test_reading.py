@@ -43,7 +43,10 @@ def test_encoding_override_is_used(fixtures):
 def test_xlsx_first_sheet_keeps_text_and_dates(fixtures):
     export = read_export(fixtures / "validate" / "xlsx_excel_dates_arabic_labels.xlsx")
     assert export.format == "xlsx" and export.rows == 3
-    assert export.frame.get_column("تاريخ التسجيل").to_list()[:2] == ["2024-03-15 00:00:00", "45366"]
+    assert export.frame.get_column("تاريخ التسجيل").to_list()[:2] == [
+        "2024-03-15 00:00:00",
+        "45366",
+    ]
 
 
 def test_xlsx_named_sheet_and_missing_sheet(fixtures):

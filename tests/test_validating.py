@@ -61,24 +61,41 @@ def test_every_dialect_validates_clean(fixtures, name, mapping):
 
 
 def test_labels_in_four_languages_become_codes(fixtures):
-    sorani = validate_export(fixtures / "validate" / "sorani_labels_arabic_indic_digits.csv", today=TODAY)
-    assert sorani.records.select("case_id", "survivor_sex", "survivor_age", "governorate").rows() == [
+    sorani = validate_export(
+        fixtures / "validate" / "sorani_labels_arabic_indic_digits.csv", today=TODAY
+    )
+    assert sorani.records.select(
+        "case_id", "survivor_sex", "survivor_age", "governorate"
+    ).rows() == [
         ("س-١", "M", 15, "IQG11"),
         ("س-٢", "F", 9, "IQG06"),
     ]
-    assert sorani.records.get_column("report_date").to_list() == [date(2024, 5, 12), date(2024, 6, 3)]
+    assert sorani.records.get_column("report_date").to_list() == [
+        date(2024, 5, 12),
+        date(2024, 6, 3),
+    ]
     arabic = validate_export(fixtures / "validate" / "cp1256_arabic_headers.csv", today=TODAY)
     assert arabic.records.get_column("exploitation_types").to_list() == [
-        ["prostitution"], ["online"], ["child_marriage"]
+        ["prostitution"],
+        ["online"],
+        ["child_marriage"],
     ]
     assert arabic.records.get_column("report_date").to_list()[2] == date(2024, 6, 5)  # 5/6/24
 
 
 def test_excel_dates_serials_and_arabic_indic_digits(fixtures):
-    result = validate_export(fixtures / "validate" / "xlsx_excel_dates_arabic_labels.xlsx", today=TODAY)
+    result = validate_export(
+        fixtures / "validate" / "xlsx_excel_dates_arabic_labels.xlsx", today=TODAY
+    )
     records = result.records
-    assert records.get_column("report_date").to_list() == [date(2024, 3, 15)] * 2 + [date(2024, 4, 20)]
-    assert records.get_column("incident_date").to_list() == [date(2024, 2, 1), None, date(2024, 3, 1)]
+    assert records.get_column("report_date").to_list() == [date(2024, 3, 15)] * 2 + [
+        date(2024, 4, 20)
+    ]
+    assert records.get_column("incident_date").to_list() == [
+        date(2024, 2, 1),
+        None,
+        date(2024, 3, 1),
+    ]
     assert records.get_column("online_platforms").to_list()[0] == ["tiktok", "instagram"]
     assert records.get_column("exploitation_types").to_list()[0] == ["online", "child_marriage"]
 
@@ -90,18 +107,27 @@ def test_kobo_export_with_detail_columns_and_mapping(fixtures):
         today=TODAY,
     )
     assert result.records.get_column("exploitation_types").to_list()[:2] == [
-        ["online"], ["prostitution", "child_marriage"]
+        ["online"],
+        ["prostitution", "child_marriage"],
     ]
     assert result.records.get_column("survivor_sex").to_list() == ["M", "F", "F"]
     # row 4 ticks no exploitation type and has no age: both required
-    assert result.flatten() == [[4, "exploitation_types", "missing-value"], [4, "survivor_age", "missing-value"]]
+    assert result.flatten() == [
+        [4, "exploitation_types", "missing-value"],
+        [4, "survivor_age", "missing-value"],
+    ]
     assert "survivor/name" in result.extra_columns and "_uuid" in result.extra_columns
 
 
 def test_kobo_detail_columns_are_found_without_a_mapping(fixtures):
-    result = validate_export(fixtures / "validate" / "kobo_semicolon_select_multiple.csv", today=TODAY)
+    result = validate_export(
+        fixtures / "validate" / "kobo_semicolon_select_multiple.csv", today=TODAY
+    )
     assert result.mapped_columns["incident/exploitation/online"] == "exploitation_types"
-    assert result.records.get_column("exploitation_types").to_list()[1] == ["prostitution", "child_marriage"]
+    assert result.records.get_column("exploitation_types").to_list()[1] == [
+        "prostitution",
+        "child_marriage",
+    ]
 
 
 def test_detail_column_with_a_value_other_than_one_or_zero(tmp_path):
@@ -112,7 +138,9 @@ def test_detail_column_with_a_value_other_than_one_or_zero(tmp_path):
         "K1,yes,F,12,IQG09,2024-01-01,no,maybe,0\n",
         encoding="utf-8",
     )
-    assert validate_export(path, today=TODAY).flatten() == [[2, "exploitation_types", "unknown-code"]]
+    assert validate_export(path, today=TODAY).flatten() == [
+        [2, "exploitation_types", "unknown-code"]
+    ]
 
 
 def test_missing_required_column_is_a_file_level_finding(tmp_path):
@@ -147,7 +175,9 @@ def test_records_satisfy_the_pandera_contract_built_from_yaml(fixtures):
     broken = result.records.with_columns(pl.lit("Z").alias("survivor_sex"))
     with pytest.raises(pandera.errors.SchemaErrors):
         contract.validate(broken, lazy=True)
-    broken_codes = result.records.with_columns(pl.lit(["online", "nope"]).alias("exploitation_types"))
+    broken_codes = result.records.with_columns(
+        pl.lit(["online", "nope"]).alias("exploitation_types")
+    )
     with pytest.raises(pandera.errors.SchemaErrors):
         contract.validate(broken_codes, lazy=True)
 
@@ -159,7 +189,10 @@ def test_the_contract_check_on_distinct_values_catches_a_bad_cell(fixtures):
     records = validate_export(fixtures / "validate" / "canonical_valid.csv", today=TODAY).records
     _check_contract(records, load_schema())
     bad_age = records.with_columns(
-        pl.when(pl.col("_row") == 3).then(40).otherwise(pl.col("survivor_age")).alias("survivor_age")
+        pl.when(pl.col("_row") == 3)
+        .then(40)
+        .otherwise(pl.col("survivor_age"))
+        .alias("survivor_age")
     )
     with pytest.raises(Exception, match=r"in_range|survivor_age"):
         _check_contract(bad_age, load_schema())
