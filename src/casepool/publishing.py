@@ -234,12 +234,15 @@ def region_of_governorates() -> dict[str, str]:
     }
 
 
-def _region_linked_table(
-    governorates: pl.DataFrame, by_region: pl.DataFrame, others: list[str], regions: dict[str, str]
+def _region_layout(
+    governorates: pl.DataFrame,
+    by_region: pl.DataFrame,
+    others: list[str],
+    regions: dict[str, str],
+    keep: list[str],
 ) -> pl.DataFrame:
-    """One region x governorate table: governorate cells under their region and under _T, the
-    region totals (other dimensions at _T) as region margins. Absent rows are published zeros."""
-    keep = ["value", "obs_status", "conf_status"]
+    """Governorate rows under their region and under _T, and region totals (other dimensions at
+    _T) as region margins: the layout of one region x governorate table. Absent rows are zeros."""
     g = governorates.select("governorate", *keep)
     inner = g.filter(pl.col("governorate") != "_T").with_columns(
         pl.col("governorate").replace_strict(regions, default="_T").alias("region")
@@ -247,8 +250,8 @@ def _region_linked_table(
     margin = g.with_columns(pl.lit("_T").alias("region"))
     totals = (
         by_region.filter(*[pl.col(d) == "_T" for d in others])
-        .select("region", *keep)
         .filter(pl.col("region") != "_T")
+        .select("region", *keep)
         .with_columns(pl.lit("_T").alias("governorate"))
     )
     columns = ["region", "governorate", *keep]
@@ -257,6 +260,15 @@ def _region_linked_table(
         how="vertical_relaxed",
     )
     return frame.with_columns(pl.col("value").cast(pl.Int64, strict=False))
+
+
+def _region_linked_table(
+    governorates: pl.DataFrame, by_region: pl.DataFrame, others: list[str], regions: dict[str, str]
+) -> pl.DataFrame:
+    """The published cells of both tables as one region x governorate table."""
+    return _region_layout(
+        governorates, by_region, others, regions, ["value", "obs_status", "conf_status"]
+    )
 
 
 def _region_linked_insiders(
@@ -268,19 +280,7 @@ def _region_linked_insiders(
     """Each organisation's own counts laid out like `_region_linked_table`."""
     if governorates is None or by_region is None:
         return {}
-    g = governorates.select("governorate", "contributor", pl.col("value").cast(pl.Int64))
-    inner = g.filter(pl.col("governorate") != "_T").with_columns(
-        pl.col("governorate").replace_strict(regions, default="_T").alias("region")
-    )
-    margin = g.with_columns(pl.lit("_T").alias("region"))
-    totals = (
-        by_region.filter(*[pl.col(d) == "_T" for d in others])
-        .filter(pl.col("region") != "_T")
-        .select("region", "contributor", pl.col("value").cast(pl.Int64))
-        .with_columns(pl.lit("_T").alias("governorate"))
-    )
-    columns = ["region", "governorate", "contributor", "value"]
-    own = pl.concat([inner.select(columns), margin.select(columns), totals.select(columns)])
+    own = _region_layout(governorates, by_region, others, regions, ["contributor", "value"])
     return {
         str(org): own.filter(pl.col("contributor") == org).drop("contributor")
         for org in sorted(own.get_column("contributor").unique().to_list())
