@@ -107,19 +107,9 @@ def _line(cell, report, code: str) -> str:
         k_minus_one=report.k - 1,
     )
     upper = render("audit-unbounded", code) if cell.upper is None else cell.upper
-    if not cell.exact:  # a big set of linked cells: bounds proven feasible, not the interval's ends
-        return render(
-            "audit-line-within",
-            code,
-            cell=cell.cell_label(),
-            status=cell.conf_status,
-            attacker=attacker,
-            lower=cell.lower,
-            upper=upper,
-            verdict=verdict,
-        )
+    # A big set of linked cells gives bounds proven feasible, not the interval's ends.
     return render(
-        "audit-line",
+        "audit-line" if cell.exact else "audit-line-within",
         code,
         cell=cell.cell_label(),
         status=cell.conf_status,
