@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow bench lint sample-data clean
+.PHONY: demo test test-slow bench lint docs sample-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# Regenerates every generated page in docs/ (a test fails while one is stale).
+docs: $(STAMP)
+	$(PY) -m casepool.cli.reference_docs docs
 
 sample-data: $(STAMP)
 	rm -rf sample_data.tmp

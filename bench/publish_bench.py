@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from casepool.publishing import publish  # noqa: E402
+from casepool.publishing.publish import publish  # noqa: E402
 from fixtures.indicators.warehouses import build_random  # noqa: E402
 
 

@@ -45,7 +45,7 @@ def bench(records: int, orgs: int, keep: Path | None) -> dict[str, object]:
         )
         total = time.perf_counter() - started
 
-        from casepool.publishing import publish
+        from casepool.publishing.publish import publish
 
         publish(warehouse, root / "publication")
         sizes, own = {}, {}

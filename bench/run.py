@@ -62,7 +62,7 @@ def timed(body: str, setup: str = "") -> str:
     )
 
 
-VALIDATE_SETUP = "from casepool.validating import validate_export\nimport pandera.polars"
+VALIDATE_SETUP = "from casepool.intake.validating import validate_export\nimport pandera.polars"
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def make_data(rows: int) -> dict[str, Path]:
 
 ARABIC_COPY = """
 import polars as pl
-from casepool.schema import load_schema
+from casepool.core.schema import load_schema
 schema = load_schema()
 frame = pl.read_csv({src!r}, infer_schema=False)
 renames, exprs = {{}}, []
@@ -151,7 +151,7 @@ open({dst!r}, "wb").write(keep)
 
 TABLE_SCHEMA = """
 import json
-from casepool.schema import load_schema
+from casepool.core.schema import load_schema
 schema = load_schema()
 fields = []
 for f in schema.fields:
@@ -174,7 +174,7 @@ json.dump({{"fields": fields}}, open({dst!r}, "w"))
 PANDAS_PANDERA = """
 import pandas as pd
 import pandera.pandas as pa
-from casepool.schema import load_schema
+from casepool.core.schema import load_schema
 schema = load_schema()
 frame = pd.read_csv({src!r}, dtype=str, keep_default_na=False)
 columns = {{}}
@@ -249,7 +249,7 @@ def tasks(rows: int, files: dict[str, Path], work: Path) -> dict[str, tuple[str,
         "casepool submit (validate, de-identify, scan, sign)",
         (
             "import json, time, shutil\n"
-            "from casepool.keys import generate_keys\nfrom casepool.packaging import submit_export\n"
+            "from casepool.exchange.keys import generate_keys\nfrom casepool.packaging import submit_export\n"
             f"shutil.rmtree({str(work)!r}, ignore_errors=True)\n"
             f"generate_keys('BENCH', {str(keys)!r})\n"
             "t0 = time.perf_counter()\n"
@@ -278,7 +278,7 @@ def tasks(rows: int, files: dict[str, Path], work: Path) -> dict[str, tuple[str,
 def _optional_publish(warehouse: Path, work: Path) -> dict[str, tuple[str, str]]:
     """Publish and a cell-key query, once this version of casepool has them."""
     try:
-        import casepool.publishing  # noqa: F401
+        import casepool.publishing.publish  # noqa: F401
     except ImportError:
         return {}
     return {

@@ -25,10 +25,11 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from casepool.keys import generate_keys
-    from casepool.packaging import submit_export
+    from casepool.exchange.keys import generate_keys
+    from casepool.intake.submit import submit_export
     from casepool.synthesis import synthesize
-    from casepool.warehouse import add_organisation, ingest_packages
+    from casepool.warehouse.ingest import ingest_packages
+    from casepool.warehouse.organisations import add_organisation
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="casepool-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from casepool.cli.main import app
-from casepool.validating import validate_export
+from casepool.intake.validating import validate_export
 
 IDENTIFIERS = [
     "Karwan Aziz",
@@ -129,12 +129,12 @@ def test_bad_cell_values_are_not_echoed_either(runner, tmp_path):
 
 
 def test_unexpected_errors_show_no_traceback_without_debug(runner, fixtures, monkeypatch):
-    import casepool.validating
+    import casepool.intake.validating
 
     def explode(*args, **kwargs):
         raise RuntimeError("secret cell value Karwan Aziz")
 
-    monkeypatch.setattr(casepool.validating, "validate_export", explode)
+    monkeypatch.setattr(casepool.intake.validating, "validate_export", explode)
     result = runner.invoke(app, ["validate", str(fixtures / "validate" / "canonical_valid.csv")])
     assert result.exit_code == 2
     assert "RuntimeError" in result.output

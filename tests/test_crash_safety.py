@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from casepool.core.errors import UsageError
 from casepool.demo import run_demo
-from casepool.errors import UsageError
-from casepool.publishing import publish, recover_publication, staged_folder
+from casepool.publishing.publish import publish, recover_publication, staged_folder
 
 
 def state(folder: Path) -> dict[str, str] | None:

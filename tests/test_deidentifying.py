@@ -11,21 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from casepool.deidentifying import (
-    AGE_BAND,
+from casepool.core.periods import parse_period
+from casepool.core.schema import load_schema
+from casepool.exchange.profile import AGE_BAND, PSEUDONYM, ROW, STANDARD_BANDS, package_fields
+from casepool.intake.deidentifying import (
     LADDER,
-    PSEUDONYM,
-    ROW,
-    STANDARD_BANDS,
     deidentify,
     k_anonymity,
-    package_fields,
     prepare_submission,
     pseudonymise,
     quasi_identifier_columns,
 )
-from casepool.periods import parse_period
-from casepool.pii import (
+from casepool.intake.pii import (
     DROPPED_VALUE,
     EMAIL,
     NATIONAL_ID,
@@ -35,7 +32,6 @@ from casepool.pii import (
     personal_data_kind,
     scan_values,
 )
-from casepool.schema import load_schema
 from fixtures.submit.builders import canonical_records
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
@@ -319,7 +315,7 @@ def test_deidentification_leaves_no_identifier_and_only_allowlisted_columns(ids,
 
 
 def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
-    from casepool.packaging import SubmitOutcome, render_submission
+    from casepool.intake.submit import SubmitOutcome, render_submission
 
     records = canonical_records(5).with_columns(
         pl.when(pl.col(ROW) == 4).then(pl.lit("+964 770 123 4567")).otherwise(pl.col("case_status"))

@@ -8,7 +8,7 @@ import polars as pl
 
 from casepool.cli.main import app
 from casepool.demo import run_demo
-from casepool.validating import validate_export
+from casepool.intake.validating import validate_export
 
 
 def test_demo_carries_every_valid_consenting_record_into_the_warehouse(tmp_path):

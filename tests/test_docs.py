@@ -8,7 +8,7 @@ import pytest
 import typer.main
 
 from casepool.cli.main import app
-from casepool.reference_docs import PAGES
+from casepool.cli.reference_docs import PAGES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -16,10 +16,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_generated_page_is_current(name):
     path = DOCS / name
-    assert path.is_file(), f"docs/{name} missing: run python -m casepool.reference_docs"
-    assert path.read_text(encoding="utf-8") == PAGES[name](), (
-        f"docs/{name} is stale: run python -m casepool.reference_docs"
-    )
+    assert path.is_file(), f"docs/{name} missing: run make docs"
+    assert path.read_text(encoding="utf-8") == PAGES[name](), f"docs/{name} is stale: run make docs"
 
 
 def test_every_command_appears_in_a_guide():

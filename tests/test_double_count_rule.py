@@ -7,8 +7,8 @@ import json
 import polars as pl
 import pytest
 
+from casepool.intake.validating import validate_export
 from casepool.synthesis import synthesize
-from casepool.validating import validate_export
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from casepool.cli.main import app
-from casepool.errors import UnreadableFileError
-from casepool.reading import read_export
-from casepool.validating import validate_export
+from casepool.core.errors import UnreadableFileError
+from casepool.core.reading import read_export
+from casepool.intake.validating import validate_export
 
 CANNOT_READ = [
     "empty.csv",
@@ -92,9 +92,9 @@ def test_a_ten_megabyte_cell(tmp_path):
 
 
 def test_a_workbook_that_unpacks_too_large_is_refused(fixtures, monkeypatch):
-    import casepool.reading
+    import casepool.core.reading
 
-    monkeypatch.setattr(casepool.reading, "_MAX_UNPACKED_WORKBOOK", 1000)
+    monkeypatch.setattr(casepool.core.reading, "_MAX_UNPACKED_WORKBOOK", 1000)
     with pytest.raises(UnreadableFileError) as caught:
         read_export(fixtures / "hostile" / "formula_cells.xlsx")
     assert caught.value.params["reason"] == "workbook too large when unpacked"

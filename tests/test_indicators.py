@@ -7,8 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from casepool.errors import SchemaError, UsageError
-from casepool.indicators import (
+from casepool.catalogue.indicators import (
     TableRequest,
     _check_condition,
     _parse_indicator,
@@ -22,7 +21,8 @@ from casepool.indicators import (
     period_codes,
     population_key,
 )
-from casepool.schema import LANGUAGES, load_schema
+from casepool.core.errors import SchemaError, UsageError
+from casepool.core.schema import LANGUAGES, load_schema
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -30,7 +30,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 def test_the_indicator_reference_is_current():
     page = DOCS / "indicator-reference.md"
     assert page.read_text(encoding="utf-8") == indicator_reference(), (
-        "docs/indicator-reference.md is stale: run python -m casepool.indicators"
+        "docs/indicator-reference.md is stale: run make docs"
     )
 
 
@@ -68,7 +68,7 @@ def test_region_comes_from_the_governorate_code_list():
 
 
 def test_age_bands_match_what_submit_writes():
-    from casepool.deidentifying import STANDARD_BANDS
+    from casepool.exchange.profile import STANDARD_BANDS
 
     bands = load_indicators().dimension("age_band").code_values
     assert bands[:4] == tuple(code for _, _, code in STANDARD_BANDS)

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from casepool.indicators import TOTAL, TableRequest, load_indicators
-from casepool.tabulating import indicator_values, tabulate
-from casepool.warehouse import open_warehouse
+from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators
+from casepool.catalogue.tabulating import indicator_values, tabulate
+from casepool.warehouse.store import open_warehouse
 from fixtures.indicators.warehouses import build_hand_made
 
 
@@ -206,7 +206,7 @@ def test_every_indicator_is_covered_by_a_test_here():
 
 
 def test_the_snapshot_publish_counts_from_gives_the_same_values(hand_made):
-    from casepool.tabulating import snapshot
+    from casepool.catalogue.tabulating import snapshot
 
     catalogue = load_indicators()
     with open_warehouse(hand_made, read_only=True) as con:

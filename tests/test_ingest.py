@@ -17,18 +17,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from casepool.errors import UsageError, WarehouseError
-from casepool.keys import verify
-from casepool.warehouse import (
-    LOADED,
-    REFUSED,
-    UNCHANGED,
-    add_organisation,
-    data_fingerprint,
-    ingest_packages,
-    open_warehouse,
-    table_counts,
-)
+from casepool.core.errors import UsageError, WarehouseError
+from casepool.exchange.keys import verify
+from casepool.warehouse.ingest import ingest_packages
+from casepool.warehouse.organisations import add_organisation
+from casepool.warehouse.status import data_fingerprint, table_counts
+from casepool.warehouse.store import LOADED, REFUSED, UNCHANGED, open_warehouse
 from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
@@ -249,7 +243,7 @@ def test_a_second_ingest_waits_then_says_the_warehouse_is_busy(tmp_path, keys, w
     holder = _python(
         f"""
         import time, pathlib
-        from casepool.warehouse import open_warehouse
+        from casepool.warehouse.store import open_warehouse
         with open_warehouse({str(warehouse)!r}):
             pathlib.Path({str(marker)!r}).touch()
             time.sleep(60)
@@ -281,7 +275,7 @@ def test_a_process_killed_mid_ingest_leaves_the_warehouse_as_it_was(tmp_path, ke
     child = _python(
         f"""
         import pathlib, time
-        from casepool.warehouse import ingest_packages
+        from casepool.warehouse.ingest import ingest_packages
 
         def stage(name):
             if name == "commit":  # cases inserted, supersession done, not yet committed
@@ -327,7 +321,7 @@ def test_a_changed_pseudonym_key_is_flagged(tmp_path, keys, warehouse):
         warehouse,
     ).packages[0]
     assert not same.new_pseudonym_key
-    from casepool.keys import OrgKeys
+    from casepool.exchange.keys import OrgKeys
 
     rekeyed = OrgKeys(keys.org, b"z" * 32, keys.signing_key)  # same signer, new pseudonym key
     changed = ingest_packages(

@@ -8,8 +8,8 @@ import stat
 import pytest
 
 from casepool.cli.main import app
-from casepool.errors import KeyFileError, UsageError
-from casepool.keys import (
+from casepool.core.errors import KeyFileError, UsageError
+from casepool.exchange.keys import (
     generate_keys,
     load_keys,
     load_public_key,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from casepool.errors import MappingError
-from casepool.mapping import draft_mapping, load_mapping
-from casepool.reading import read_export
+from casepool.core.errors import MappingError
+from casepool.core.reading import read_export
+from casepool.intake.mapping import draft_mapping, load_mapping
 
 
 def test_kobo_mapping_loads(fixtures):
@@ -68,7 +68,7 @@ def test_a_filled_in_draft_validates(tmp_path, fixtures):
     text, _ = draft_mapping(read_export(path))
     mapping_path = tmp_path / "m.yaml"
     mapping_path.write_text(text.replace("TODO", "M"), encoding="utf-8")
-    from casepool.validating import validate_export
+    from casepool.intake.validating import validate_export
 
     draft = yaml.safe_load(text)
     assert draft["columns"]["registered"] is None  # not a known header: the officer maps it

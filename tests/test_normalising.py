@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from casepool.normalising import ascii_digits, fold, parse_date, parse_integer, split_multi
+from casepool.core.normalising import ascii_digits, fold, parse_date, parse_integer, split_multi
 
 TODAY = date(2025, 6, 30)
 

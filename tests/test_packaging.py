@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import casepool.packaging as packaging
-from casepool.errors import PackageError
-from casepool.packaging import DATA, MANIFEST, SIGNATURE, read_package
+import casepool.exchange.package as package_format
+import casepool.intake.submit as submit_stage
+from casepool.core.errors import PackageError
+from casepool.exchange.package import DATA, MANIFEST, SIGNATURE, read_package
 from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 CREATED = datetime(2025, 8, 1, 9, 30, tzinfo=UTC)
@@ -93,7 +94,7 @@ def test_a_crash_while_writing_leaves_no_package(tmp_path, keys, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(packaging.os, "replace", explode)
+    monkeypatch.setattr(submit_stage.os, "replace", explode)
     outbox = tmp_path / "outbox"
     with pytest.raises(PackageError):
         make_package(outbox, keys, canonical_records(5))
@@ -206,7 +207,7 @@ def test_not_a_zip_is_refused(tmp_path, keys):
 
 
 def test_members_larger_than_the_limits_are_refused(package, keys, monkeypatch):
-    monkeypatch.setitem(packaging._LIMITS, DATA, 100)
+    monkeypatch.setitem(package_format._LIMITS, DATA, 100)
     assert refusal(package, keys) == "package-too-large"
 
 

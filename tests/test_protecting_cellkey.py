@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from casepool.exchange.keys import record_keys
 from casepool.protecting import CellKeySettings
 from casepool.protecting.cellkey import (
     cellkey_perturb,
     perturbation_table,
-    record_keys,
     tabulate_with_keys,
 )
 
@@ -60,7 +60,11 @@ def _records(n: int, seed: int) -> pl.DataFrame:
             "governorate": rng.choice(["IQG01", "IQG02", "IQG03"], n).tolist(),
             "age_band": rng.choice(["0-9", "10-14", "15-17"], n).tolist(),
         }
-    ).with_columns(record_keys(pl.Series([f"p{i}" for i in range(n)]), b"steward secret"))
+    ).with_columns(
+        pl.Series(
+            "record_key", record_keys(b"steward secret", "ORG-01", [f"p{i}" for i in range(n)])
+        )
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -82,10 +86,3 @@ def test_cell_keys_are_the_fraction_of_the_sum_of_record_keys_and_are_dropped():
     keys = dict(zip(cells["sex"], cells["cell_key"], strict=True))
     assert keys == {"F": 0.25, "M": 0.125, "_T": 0.375}
     assert "cell_key" not in cellkey_perturb(cells).columns
-
-
-def test_record_keys_are_persistent_and_secret_dependent():
-    ids = pl.Series(["a", "b"])
-    assert record_keys(ids, b"s1").to_list() == record_keys(ids, b"s1").to_list()
-    assert record_keys(ids, b"s1").to_list() != record_keys(ids, b"s2").to_list()
-    assert all(0 <= k < 1 for k in record_keys(ids, b"s1"))

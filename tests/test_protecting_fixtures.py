@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 from casepool.protecting import CountTable, ProtectionSettings, audit, protect, read_tidy_table
 
 FIXTURES = "tests/fixtures/protecting"

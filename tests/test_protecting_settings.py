@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from casepool.errors import SchemaError
+from casepool.core.errors import SchemaError
 from casepool.protecting import load_protection_settings
 from casepool.protecting.ratios import suppress_ratios
 

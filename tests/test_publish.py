@@ -11,15 +11,12 @@ import polars as pl
 import pytest
 
 from casepool import protecting
+from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators
+from casepool.catalogue.publication import load_publication
+from casepool.catalogue.tabulating import tabulate
 from casepool.cli.main import app
-from casepool.indicators import TOTAL, TableRequest, load_indicators
-from casepool.publishing import (
-    PublishResult,
-    load_publication,
-    publish,
-)
-from casepool.tabulating import tabulate
-from casepool.warehouse import open_warehouse
+from casepool.publishing.publish import PublishResult, publish
+from casepool.warehouse.store import open_warehouse
 from fixtures.indicators.views import attacker_view, own_counts
 from fixtures.indicators.warehouses import build_hand_made, build_random
 
@@ -79,7 +76,7 @@ def test_every_published_table_passes_the_audit_for_outsider_and_each_insider(
         unit = load_indicators().indicator(request.indicator).unit
         view = attacker_view(frame, unit, list(request.dimensions))
         with open_warehouse(random_warehouse, read_only=True) as con:
-            from casepool.tabulating import covered_span
+            from casepool.catalogue.tabulating import covered_span
 
             first, last = covered_span(con)
         insiders = own_counts(random_warehouse, request, first, last)
@@ -181,9 +178,10 @@ def test_categories_come_from_the_code_lists(published):
 
 
 def test_a_table_that_fails_its_audit_is_not_written(hand_made, tmp_path, monkeypatch, runner):
-    import casepool.publishing as publishing
+    import casepool.publishing.protect as protect_stage
+    import casepool.publishing.publish as publish_stage
 
-    real = publishing.audit_protected
+    real = protect_stage.audit_protected
 
     def failing(tab, table, frame, k, settings):
         report = real(tab, table, frame, k, settings)
@@ -196,13 +194,13 @@ def test_a_table_that_fails_its_audit_is_not_written(hand_made, tmp_path, monkey
 
     publish(hand_made, tmp_path / "out", tables=TABLES[:2])  # an earlier, passing publication
     assert (tmp_path / "out" / "csv" / "cases_by_sex_age.csv").exists()
-    monkeypatch.setattr(publishing, "audit_protected", failing)
+    monkeypatch.setattr(protect_stage, "audit_protected", failing)
     result = publish(hand_made, tmp_path / "out", tables=TABLES[:2])
     assert not result.ok
     assert not (tmp_path / "out" / "csv" / "cases_by_sex_age.csv").exists()
     assert (tmp_path / "out" / "csv" / "cases_by_governorate.csv").exists()
     assert "cases_by_sex_age" in result.render("en") and "ORG-A" in result.render("en")
-    monkeypatch.setattr(publishing, "load_publication", lambda catalogue=None: TABLES[:2])
+    monkeypatch.setattr(publish_stage, "load_publication", lambda catalogue=None: TABLES[:2])
     cli = runner.invoke(app, ["publish", "-w", str(hand_made), "--out", str(tmp_path / "cli")])
     assert cli.exit_code == 1
     assert "cases_by_sex_age" in cli.output

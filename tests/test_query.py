@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from casepool import protecting
+from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators, parse_where
 from casepool.cli.main import app
-from casepool.errors import UsageError
-from casepool.indicators import TOTAL, TableRequest, load_indicators, parse_where
-from casepool.publishing import list_indicators, query
+from casepool.core.errors import UsageError
+from casepool.publishing.query import list_indicators, query
 from fixtures.indicators.views import attacker_view, own_counts
 from fixtures.indicators.warehouses import build_hand_made, build_random
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from casepool.errors import UnreadableFileError
-from casepool.reading import ROW, read_export
+from casepool.core.errors import UnreadableFileError
+from casepool.core.reading import ROW, read_export
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from casepool import protecting
-from casepool.publishing import _region_linked_table, region_of_governorates
+from casepool.publishing.protect import _region_linked_table, region_of_governorates
 
 REGIONS = region_of_governorates()
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from browser.report_html import DIGITS, numbers, parse, split_ref, suppressed_marks
 from casepool.cli.main import app
-from casepool.errors import UsageError
+from casepool.core.errors import UsageError
 from casepool.reporting import build_page, write_report
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.numerals import (
@@ -288,8 +288,8 @@ def test_tables_are_read_from_publish_json(tmp_path):
 
 @pytest.fixture
 def warehouse(tmp_path) -> Path:
-    from casepool.keys import generate_keys
-    from casepool.warehouse import add_organisation
+    from casepool.exchange.keys import generate_keys
+    from casepool.warehouse.organisations import add_organisation
 
     path = tmp_path / "warehouse.duckdb"
     keys = generate_keys("ORG-01", tmp_path / "keys")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from casepool.i18n import message_problems, messages
-from casepool.matching import code_index, header_index
-from casepool.normalising import fold
-from casepool.schema import LANGUAGES, load_codelists, load_schema, read_yaml, schemas_dir
-from casepool.validation_report import error_types
+from casepool.core.i18n import message_problems, messages
+from casepool.core.normalising import fold
+from casepool.core.schema import LANGUAGES, load_codelists, load_schema, read_yaml, schemas_dir
+from casepool.intake.matching import code_index, header_index
+from casepool.intake.validation_report import error_types
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "iraq_admin_pcodes.csv"
 

@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from casepool.cli.main import app
-from casepool.deidentifying import LADDER
-from casepool.errors import UsageError
-from casepool.keys import generate_keys
-from casepool.packaging import DATA, submit_export
-from casepool.periods import is_period, parse_period
+from casepool.core.errors import UsageError
+from casepool.core.periods import is_period, parse_period
+from casepool.exchange.keys import generate_keys
+from casepool.exchange.package import DATA
+from casepool.intake.deidentifying import LADDER
+from casepool.intake.submit import submit_export
 from casepool.synthesis import synthesize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "submit" / "small_export_with_names_and_phones.csv"
@@ -209,11 +210,13 @@ def test_no_identifier_from_the_committed_sample_data_appears_in_any_package(tmp
 def test_every_message_key_of_submit_and_the_warehouse_exists_in_four_languages():
     import re
 
-    from casepool.i18n import messages
-    from casepool.schema import LANGUAGES
+    from casepool.core.i18n import messages
+    from casepool.core.schema import LANGUAGES
 
     src = Path(__file__).resolve().parents[1] / "src" / "casepool"
-    files = ["keys.py", "periods.py", "deidentifying.py", "pii.py", "packaging.py", "warehouse.py"]
+    files = ["exchange/keys.py", "core/periods.py", "intake/deidentifying.py", "intake/pii.py"]
+    files += ["exchange/package.py", "exchange/profile.py", "intake/submit.py"]
+    files += [f"warehouse/{n}.py" for n in ("store", "organisations", "ingest", "status")]
     files += [f"cli/{n}.py" for n in ("keygen", "submit", "org", "ingest", "status")]
     text = "\n".join((src / f).read_text(encoding="utf-8") for f in files)
     keys = set(re.findall(r"(?:Error|render|_refuse)\(\s*\"([a-z][a-z0-9-]+)\"", text))

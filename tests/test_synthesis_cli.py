@@ -54,7 +54,7 @@ def test_cli_refuses_an_unknown_format_and_a_huge_error_rate(tmp_path: Path) -> 
 def test_every_synth_message_exists_in_four_languages() -> None:
     import yaml
 
-    from casepool.schema import LANGUAGES, schemas_dir
+    from casepool.core.schema import LANGUAGES, schemas_dir
 
     messages = yaml.safe_load(
         (schemas_dir() / "messages" / "synth.yaml").read_text(encoding="utf-8")
@@ -80,7 +80,7 @@ def test_a_million_records_in_canonical_csv(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_mixed_format_refuses_a_workbook_beyond_excels_sheet_limit(tmp_path: Path) -> None:
-    from casepool.errors import UsageError
+    from casepool.core.errors import UsageError
 
     with pytest.raises(UsageError) as refused:
         synthesize(tmp_path, orgs=2, records=2_800_000, seed=1)

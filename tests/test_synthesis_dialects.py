@@ -13,10 +13,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from casepool.mapping import load_mapping
-from casepool.matching import code_index, match_header
-from casepool.normalising import fold
-from casepool.schema import load_schema
+from casepool.core.normalising import fold
+from casepool.core.schema import load_schema
+from casepool.intake.mapping import load_mapping
+from casepool.intake.matching import code_index, match_header
 from casepool.synthesis import synthesize
 from casepool.synthesis.dialects import DIALECTS, IDENTIFIER_HEADERS
 

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from casepool.schema import load_schema
+from casepool.core.schema import load_schema
 from casepool.synthesis import synthesize
 from casepool.synthesis.distributions import load_settings, weights
 

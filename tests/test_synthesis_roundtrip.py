@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from casepool.intake.validating import validate_export
 from casepool.synthesis import synthesize
-from casepool.validating import validate_export
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from casepool.indicators import TOTAL, TableRequest
-from casepool.tabulating import CELL_KEY, VALUE, tabulate
-from casepool.warehouse import open_warehouse
+from casepool.catalogue.indicators import TOTAL, TableRequest
+from casepool.catalogue.tabulating import CELL_KEY, VALUE, tabulate
+from casepool.warehouse.store import open_warehouse
 
 ORGS = ["ORG-A", "ORG-B", "ORG-C"]
 AGE_BANDS = ["Y0T4", "Y5T9", "Y10T14", "Y15T17", "Y0T9"]

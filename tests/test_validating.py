@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from casepool.validating import records_schema, validate_export
+from casepool.intake.validating import records_schema, validate_export
 
 TODAY = date(2025, 6, 30)
 
@@ -183,8 +183,8 @@ def test_records_satisfy_the_pandera_contract_built_from_yaml(fixtures):
 
 
 def test_the_contract_check_on_distinct_values_catches_a_bad_cell(fixtures):
-    from casepool.schema import load_schema
-    from casepool.validating import _check_contract
+    from casepool.core.schema import load_schema
+    from casepool.intake.validating import _check_contract
 
     records = validate_export(fixtures / "validate" / "canonical_valid.csv", today=TODAY).records
     _check_contract(records, load_schema())

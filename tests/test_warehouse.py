@@ -8,15 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from casepool.cli.main import app
-from casepool.errors import WarehouseError
-from casepool.warehouse import (
-    add_organisation,
-    ingest_packages,
-    open_warehouse,
-    record_keys,
-    table_counts,
-    warehouse_status,
-)
+from casepool.core.errors import WarehouseError
+from casepool.exchange.keys import record_keys
+from casepool.warehouse.ingest import ingest_packages
+from casepool.warehouse.organisations import add_organisation
+from casepool.warehouse.status import table_counts, warehouse_status
+from casepool.warehouse.store import open_warehouse
 from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 T0 = datetime(2025, 8, 1, tzinfo=UTC)

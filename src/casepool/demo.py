@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from casepool.errors import UsageError
+from casepool.core.errors import UsageError
 
 Stage = Callable[[str, str], None]  # (stage name, one-line detail)
 
@@ -57,11 +57,13 @@ def run_demo(
     stage: Stage | None = None,
 ) -> DemoResult:
     """Run every stage that exists on synthetic data under `workdir` (emptied first when `fresh`)."""
-    from casepool.keys import generate_keys
-    from casepool.packaging import submit_export
+    from casepool.exchange.keys import generate_keys
+    from casepool.intake.submit import submit_export
+    from casepool.intake.validating import validate_export
     from casepool.synthesis import synthesize
-    from casepool.validating import validate_export
-    from casepool.warehouse import add_organisation, ingest_packages, table_counts
+    from casepool.warehouse.ingest import ingest_packages
+    from casepool.warehouse.organisations import add_organisation
+    from casepool.warehouse.status import table_counts
 
     notify = stage or (lambda name, detail: None)
     root = Path(workdir)
@@ -126,7 +128,7 @@ def run_demo(
 def _publish_and_report(result: DemoResult, warehouse: Path, root: Path, notify: Stage) -> None:
     """The analyst's stages, when this version of casepool has them."""
     try:
-        from casepool.publishing import publish
+        from casepool.publishing.publish import publish
     except ImportError:
         result.skipped.append("publish")
         return

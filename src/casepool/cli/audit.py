@@ -18,7 +18,7 @@ from casepool.cli.common import (
     run,
     say,
 )
-from casepool.i18n import render
+from casepool.core.i18n import render
 
 
 def audit(

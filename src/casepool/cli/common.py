@@ -13,8 +13,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from casepool.errors import CasepoolError
-from casepool.i18n import render
+from casepool.core.errors import CasepoolError
+from casepool.core.i18n import render
 
 EXIT_OK, EXIT_REFUSED, EXIT_CANNOT_RUN = 0, 1, 2
 T = TypeVar("T")

@@ -43,7 +43,7 @@ def ingest(
 
     Example: casepool ingest inbox/ --warehouse warehouse.duckdb
     """
-    from casepool.warehouse import ingest_packages
+    from casepool.warehouse.ingest import ingest_packages
 
     biggest = max(
         (p for p in packages if p.is_file()), key=lambda p: p.stat().st_size, default=None

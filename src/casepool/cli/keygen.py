@@ -26,8 +26,8 @@ def keygen(
 
     Example: casepool keygen --org ORG-01 --out keys/
     """
-    from casepool.i18n import render
-    from casepool.keys import generate_keys
+    from casepool.core.i18n import render
+    from casepool.exchange.keys import generate_keys
 
     paths = run(lambda: generate_keys(org, out), lang, debug)
     if as_json:

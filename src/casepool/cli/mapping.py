@@ -48,10 +48,10 @@ def init(
     Review the draft: lines marked TODO could not be matched. Then use it with
     `casepool validate EXPORT --mapping FILE`.
     """
-    from casepool.i18n import render
-    from casepool.mapping import draft_mapping
-    from casepool.reading import read_export
-    from casepool.writing import write_atomic
+    from casepool.core.i18n import render
+    from casepool.core.reading import read_export
+    from casepool.core.writing import write_atomic
+    from casepool.intake.mapping import draft_mapping
 
     if out.exists() and not force:
         fail("usage-error", lang, reason=f"{out} exists; use --force to overwrite it.")

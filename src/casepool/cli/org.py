@@ -36,8 +36,8 @@ def add(
 
     Example: casepool org add ORG-01 --name "Example CSO" --public-key ORG-01.pub -w w.duckdb
     """
-    from casepool.i18n import render
-    from casepool.warehouse import add_organisation
+    from casepool.core.i18n import render
+    from casepool.warehouse.organisations import add_organisation
 
     org = run(
         lambda: add_organisation(warehouse, code, name, public_key, replace=replace), lang, debug
@@ -56,8 +56,8 @@ def list_(
     debug: DebugOption = False,
 ) -> None:
     """List registered organisations with their public key fingerprints."""
-    from casepool.i18n import render
-    from casepool.warehouse import list_organisations
+    from casepool.core.i18n import render
+    from casepool.warehouse.organisations import list_organisations
 
     orgs = run(lambda: list_organisations(warehouse), lang, debug)
     if as_json:

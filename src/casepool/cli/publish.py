@@ -37,7 +37,7 @@ def publish(
     Every table is protected and audited first; a table that fails its audit is not written.
     Example: casepool publish -w warehouse.duckdb --out publication --period 2025
     """
-    from casepool.publishing import publish as publish_catalogue
+    from casepool.publishing.publish import publish as publish_catalogue
 
     result = run(
         lambda: publish_catalogue(warehouse, out, period=period, progress=say, lang=lang.value),

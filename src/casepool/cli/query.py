@@ -66,7 +66,7 @@ def query(
 
     Example: casepool query registered_cases -w warehouse.duckdb --by governorate,sex --where period=2025
     """
-    from casepool import publishing
+    from casepool.publishing import query as publishing  # imported here: --help stays fast
 
     if list_:
         listing = run(lambda: publishing.list_indicators(lang.value), lang, debug)

@@ -9,7 +9,7 @@ import typer
 
 from casepool.cli.common import DebugOption, JsonOption, Lang, LangOption, print_json, run, say
 from casepool.cli.org import WarehouseOption
-from casepool.i18n import render
+from casepool.core.i18n import render
 
 
 def report(

@@ -18,7 +18,7 @@ def status(
 
     Example: casepool status --warehouse warehouse.duckdb
     """
-    from casepool.warehouse import warehouse_status
+    from casepool.warehouse.status import warehouse_status
 
     result = run(lambda: warehouse_status(warehouse), lang, debug)
     if as_json:

@@ -53,7 +53,7 @@ def submit(
 
     Example: casepool submit export.xlsx --org ORG-01 --period 2025-Q3 --key keys/ --out outbox/
     """
-    from casepool.packaging import render_submission, submit_export
+    from casepool.intake.submit import render_submission, submit_export
 
     with progress_stages(export) as notify:
         outcome = run(

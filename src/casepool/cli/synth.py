@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from casepool.cli.common import DebugOption, JsonOption, Lang, LangOption, print_json, run, say
-from casepool.i18n import render
+from casepool.core.i18n import render
 
 
 def synth(
@@ -105,7 +105,7 @@ def synth(
 
 
 def _parse_day(text: str) -> date:
-    from casepool.errors import UsageError
+    from casepool.core.errors import UsageError
 
     try:
         return datetime.strptime(text, "%Y-%m-%d").date()

@@ -61,8 +61,8 @@ def validate(
 
     Example: casepool validate export.xlsx --mapping mapping.yaml --lang ar --report errors.xlsx
     """
-    from casepool.validating import validate_export
-    from casepool.validation_report import render_report, write_report
+    from casepool.intake.validating import validate_export
+    from casepool.intake.validation_report import render_report, write_report
 
     with progress_stages(export) as notify:
         result = run(
@@ -79,7 +79,7 @@ def validate(
     else:
         typer.echo(render_report(result, lang.value))
         if report is not None:
-            from casepool.i18n import render
+            from casepool.core.i18n import render
 
             say(render("report-written", lang.value, path=str(report)))
     raise typer.Exit(EXIT_OK if result.valid else EXIT_REFUSED)

@@ -30,7 +30,6 @@ The public API, for `casepool query` / `publish` and anything else that lets a f
         Percentages / medians suppressed with their counts (casepool.protecting.ratios).
 
     Cell key (casepool.protecting.cellkey), for ad-hoc queries:
-        record_keys(pseudonyms, secret) -> persistent key in [0, 1) per record
         cell_key_expr("record_key") -> polars aggregation giving a cell's key
         tabulate_with_keys(records, dimensions, ...) -> cells with value and cell_key
         cellkey_perturb(cells, settings.cell_key) -> cells with perturbed value, key dropped
@@ -39,7 +38,7 @@ Method and guarantee: docs/methodology-disclosure-control.md.
 """
 
 from casepool.protecting.audit import AuditReport, CellVerdict, audit, read_tidy_table
-from casepool.protecting.cellkey import cellkey_perturb, record_keys, tabulate_with_keys
+from casepool.protecting.cellkey import cellkey_perturb, tabulate_with_keys
 from casepool.protecting.ratios import suppress_ratios
 from casepool.protecting.secondary import protect
 from casepool.protecting.settings import (
@@ -61,7 +60,6 @@ __all__ = [
     "load_protection_settings",
     "protect",
     "read_tidy_table",
-    "record_keys",
     "suppress_ratios",
     "tabulate_with_keys",
 ]

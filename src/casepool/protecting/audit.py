@@ -13,7 +13,7 @@ import polars as pl
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 from casepool.protecting.lp import (
     DISCLOSED,
     PROTECTED,
@@ -525,7 +525,7 @@ def _own_counts(
 
 def read_tidy_table(path: str | Path) -> pl.DataFrame:
     """A tidy table from CSV, XLSX or Parquet, as text; UnreadableFileError when it cannot be read."""
-    from casepool.reading import ROW, read_export
+    from casepool.core.reading import ROW, read_export
 
     frame = read_export(path).frame
     return frame.drop(ROW) if ROW in frame.columns else frame

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,20 +16,6 @@ from casepool.protecting.tables import VALUE
 KEY_BITS = 32
 KEY_SCALE = 2**KEY_BITS  # record keys are held as whole multiples of 2**-32: sums are exact
 CELL_KEY = "cell_key"
-
-
-def record_keys(pseudonyms: pl.Series, secret: bytes) -> pl.Series:
-    """A persistent key in [0, 1) for each record, from its pseudonym under a steward's secret.
-
-    The same record gets the same key in every query, so a cell made of the same records gets
-    the same noise whatever table it appears in. Without the secret the keys cannot be guessed.
-    """
-    keys = [
-        int.from_bytes(hmac.new(secret, str(p).encode(), hashlib.sha256).digest()[:4], "big")
-        / KEY_SCALE
-        for p in pseudonyms.to_list()
-    ]
-    return pl.Series("record_key", keys, pl.Float64)
 
 
 def _quantised(keys: pl.Expr) -> pl.Expr:

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 
 try:  # scipy's own HiGHS build: same solver as linprog(method="highs"), with warm starts
     from scipy.optimize._highspy import _core as _highs

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 from casepool.protecting.tables import CONF_STATUS, FREE, OBS_STATUS, PRIMARY, SECONDARY, VALUE
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 from casepool.protecting.audit import (
     OUTSIDER,
     Attacker,

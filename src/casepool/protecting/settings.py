@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from casepool.errors import SchemaError
-from casepool.schema import read_yaml
+from casepool.core.errors import SchemaError
+from casepool.core.schema import read_yaml
 
 SETTINGS_FILE = "protection.yaml"
 

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from casepool.errors import TableError
+from casepool.core.errors import TableError
 from casepool.protecting.settings import ProtectionSettings
 
 VALUE = "value"

@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from casepool.errors import UsageError
-from casepool.periods import is_period
+from casepool.core.errors import UsageError
+from casepool.core.periods import is_period
 from casepool.reporting.coverage import Coverage, read_coverage
 from casepool.reporting.page import build_page, choose_periods, previous_period
 from casepool.reporting.tables import PublishedTable, read_publication
@@ -52,7 +52,7 @@ def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[s
     """The publication catalogue of `warehouse` (for `period`, or every period), protected and
     audited by `casepool publish` exactly as it would publish it, read back from its JSON."""
     try:
-        from casepool.publishing import publish
+        from casepool.publishing.publish import publish
     except ImportError as exc:
         raise UsageError("report-needs-publish") from exc
     with tempfile.TemporaryDirectory(prefix="casepool-report-") as folder:

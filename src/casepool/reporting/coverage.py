@@ -27,7 +27,7 @@ class Coverage:
 
 def read_coverage(warehouse: str | Path) -> Coverage:
     """Organisations and their active submissions per period, read-only."""
-    from casepool.warehouse import open_warehouse
+    from casepool.warehouse.store import open_warehouse
 
     with open_warehouse(warehouse, read_only=True) as con:
         organisations = [

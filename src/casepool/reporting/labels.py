@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from casepool.i18n import render
+from casepool.core.i18n import render
+from casepool.core.schema import load_codelists, read_yaml
 from casepool.reporting.numerals import localise_digits
-from casepool.schema import load_codelists, read_yaml
 
 TOTAL = "_T"
 

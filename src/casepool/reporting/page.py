@@ -15,13 +15,13 @@ from functools import cache
 from html import escape
 from importlib import resources
 
-from casepool.errors import UsageError
+from casepool.core.errors import UsageError
+from casepool.core.schema import RTL_LANGUAGES, read_yaml
 from casepool.reporting.charts import Bar, Chart, Group, bar_chart, column_chart
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.labels import Labels
 from casepool.reporting.numerals import format_number, format_percent, format_signed
 from casepool.reporting.tables import TOTAL, PublishedTable
-from casepool.schema import RTL_LANGUAGES, read_yaml
 
 UNITS = {"count": 0, "percent": 1, "months": 1}  # decimals shown per unit
 ARABIC_SCRIPT = range(0x0600, 0x0700)
@@ -45,7 +45,7 @@ def _code_rank(dimension: str) -> dict[str, int]:
     if spec.get("codes"):
         listed = [str(c["code"]) for c in spec["codes"]]
     else:
-        from casepool.schema import load_codelists
+        from casepool.core.schema import load_codelists
 
         codelist = load_codelists().get(str(spec.get("codelist") or dimension))
         listed = list(codelist.values) if codelist else []
@@ -646,7 +646,7 @@ def choose_periods(
 
 def previous_period(code: str) -> str | None:
     """2025 -> 2024, 2025-Q1 -> 2024-Q4, 2025-07 -> 2025-06 (None when not a period)."""
-    from casepool.periods import is_period, parse_period
+    from casepool.core.periods import is_period, parse_period
 
     if not is_period(code):
         return None

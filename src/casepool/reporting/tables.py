@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from casepool.errors import UsageError
-from casepool.schema import read_yaml
+from casepool.core.errors import UsageError
+from casepool.core.schema import read_yaml
 
 TOTAL = "_T"
 STATUS_COLUMNS = ("value", "obs_status", "conf_status")

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import yaml
 
-from casepool.errors import UsageError
-from casepool.schema import CaseSchema, load_schema
+from casepool.core.errors import UsageError
+from casepool.core.schema import CaseSchema, load_schema
 from casepool.synthesis.dialects import DIALECTS, Dialect
 from casepool.synthesis.distributions import (
     Cases,

@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 
-from casepool.schema import CaseSchema, CodeList
+from casepool.core.schema import CaseSchema, CodeList
 
 IDENTIFIER_KINDS = ("survivor_name", "caregiver_name", "caregiver_phone", "address", "notes")
 IDENTIFIER_HEADERS = {

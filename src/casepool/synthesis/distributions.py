@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from casepool.errors import SchemaError
-from casepool.schema import CaseSchema, load_schema, read_yaml
+from casepool.core.errors import SchemaError
+from casepool.core.schema import CaseSchema, load_schema, read_yaml
 
 EPOCH = date(1970, 1, 1)
 DAYS_PER_YEAR = 365.2425

@@ -15,8 +15,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from casepool.errors import SchemaError
-from casepool.schema import CaseSchema, read_yaml
+from casepool.core.errors import SchemaError
+from casepool.core.schema import CaseSchema, read_yaml
 from casepool.synthesis.dialects import Dialect, dialect_fields
 from casepool.synthesis.distributions import (
     DAYS_PER_YEAR,

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
-from casepool.schema import CaseSchema
+from casepool.core.schema import CaseSchema
 from casepool.synthesis.dialects import (
     IDENTIFIER_HEADERS,
     KOBO_SYSTEM,

@@ -15,9 +15,9 @@ from functools import cache
 
 import polars as pl
 
-from casepool.matching import code_index
-from casepool.normalising import DIGIT_SOURCES, DIGIT_TARGETS, fold
-from casepool.schema import CaseSchema, load_schema
+from casepool.core.normalising import DIGIT_SOURCES, DIGIT_TARGETS, fold
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.intake.matching import code_index
 
 PHONE, EMAIL, NATIONAL_ID, DROPPED_VALUE = "phone", "email", "national-id", "dropped-column-value"
 

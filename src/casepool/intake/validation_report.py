@@ -8,11 +8,11 @@ from typing import Any
 
 import polars as pl
 
-from casepool.errors import UsageError
-from casepool.i18n import render
-from casepool.schema import LANGUAGES, load_schema, read_yaml
-from casepool.validating import Finding, ValidationResult
-from casepool.writing import write_csv, write_json, write_xlsx
+from casepool.core.errors import UsageError
+from casepool.core.i18n import render
+from casepool.core.schema import LANGUAGES, load_schema, read_yaml
+from casepool.core.writing import write_csv, write_json, write_xlsx
+from casepool.intake.validating import Finding, ValidationResult
 
 EXAMPLES_PER_TYPE = 20
 REPORT_FORMATS = (".csv", ".xlsx", ".json")

@@ -2,7 +2,7 @@
 
 Every writer takes `PublishedTable`s that have already been protected and audited, so the numbers
 are the same in every format; only the layout differs. Text cells are formula-safe in CSV and
-XLSX (casepool.writing), and every file is written atomically.
+XLSX (casepool.core.writing), and every file is written atomically.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import IO, Any
 
 import polars as pl
 
-from casepool.indicators import TOTAL, Indicator, IndicatorCatalogue
-from casepool.schema import LANGUAGES, RTL_LANGUAGES
-from casepool.writing import (
+from casepool.catalogue.indicators import TOTAL, Indicator, IndicatorCatalogue
+from casepool.core.schema import LANGUAGES, RTL_LANGUAGES
+from casepool.core.writing import (
     atomic_path,
     formula_safe,
     neutralise,

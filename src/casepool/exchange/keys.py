@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from casepool.errors import KeyFileError, UsageError
+from casepool.core.errors import KeyFileError, UsageError
 
 # Org codes go into file and package names, where "_" separates the parts.
 _ORG_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
@@ -204,3 +205,21 @@ def verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[float]:
+    """The secret record key in [0, 1) of each record: keyed BLAKE2b of org and pseudonym, 53 bits.
+
+    Derived, not drawn, so the same pseudonym keeps its key across resubmissions and the
+    cell-key method perturbs the same cell the same way every time. Keyed with the warehouse's
+    secret, so an organisation that knows its own pseudonyms still cannot compute their keys.
+    """
+    base = hashlib.blake2b(key=secret, digest_size=8)
+    base.update(org.encode("utf-8") + b"\0")
+    scale = float(2**53)
+    keys = []
+    for pseudonym in pseudonyms:
+        state = base.copy()
+        state.update(pseudonym.encode("ascii"))
+        keys.append((int.from_bytes(state.digest(), "big") >> 11) / scale)
+    return keys

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from casepool.core.i18n import render
+
 
 class CasepoolError(Exception):
     """Something stopped a command from running; the CLI prints one line and exits 2.
@@ -17,7 +19,6 @@ class CasepoolError(Exception):
 
     def message(self, lang: str) -> str:
         """The one-line message in `lang` (en, ar, ckb, kmr)."""
-        from casepool.i18n import render  # late: i18n loads schemas, which may raise SchemaError
 
         return render(self.key, lang, **self.params)
 

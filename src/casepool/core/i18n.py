@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from casepool.schema import LANGUAGES, read_yaml, schemas_dir
+from casepool.core.resources import LANGUAGES, load_yaml, schemas_dir
 
 
 @cache
@@ -19,7 +19,7 @@ def _catalogue() -> tuple[dict[str, dict[str, str]], tuple[str, ...]]:
     problems: list[str] = []
     for path in sorted((schemas_dir() / "messages").glob("*.yaml")):
         try:
-            raw = read_yaml(f"messages/{path.name}") or {}
+            raw = load_yaml(f"messages/{path.name}") or {}
         except Exception:
             problems.append(f"{path.name}: unreadable")
             continue

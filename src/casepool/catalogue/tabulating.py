@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from casepool.indicators import (
+from casepool.catalogue.indicators import (
     KEY_SCALE,
     TOTAL,
     Indicator,
@@ -69,7 +69,7 @@ PACKED = "counted_cases_packed"
 def snapshot(con: duckdb.DuckDBPyConnection, catalogue: IndicatorCatalogue | None = None) -> str:
     """Materialise the counted records once (a temporary table, allowed on a read-only
     connection), so a catalogue of tables does not re-run the `active_cases` window each time."""
-    from casepool.indicators import condition_sql
+    from casepool.catalogue.indicators import condition_sql
 
     catalogue = catalogue or load_indicators()
     rule = condition_sql(catalogue.population, catalogue.schema)

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from casepool.errors import MappingError
-from casepool.matching import code_index, match_detail_column, match_header, parse_codes
-from casepool.reading import Export
-from casepool.schema import CaseSchema, load_schema
+from casepool.core.errors import MappingError
+from casepool.core.reading import Export
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.intake.matching import code_index, match_detail_column, match_header, parse_codes
 
 MAPPING_VERSION = 1
 DRAFT_VALUE_LIMIT = 200  # distinct values examined per coded column when drafting

@@ -15,23 +15,22 @@ from typing import Any
 
 import polars as pl
 
-from casepool.normalising import DIGIT_SOURCES, DIGIT_TARGETS
-from casepool.periods import Period
-from casepool.pii import PersonalDataHit, ascii_digits_any_script, scan_values
-from casepool.schema import CaseSchema, Field, load_schema
-
-ROW = "_row"
-PSEUDONYM = "pseudonym"
-AGE_BAND = "age_band"
-
-# Age bands as UNICEF's SDMX age codes; each step of the ladder is coarser than the one before.
-AgeBands = tuple[tuple[int, int, str], ...]
-STANDARD_BANDS: AgeBands = ((0, 4, "Y0T4"), (5, 9, "Y5T9"), (10, 14, "Y10T14"), (15, 17, "Y15T17"))
-WIDE_BANDS: AgeBands = ((0, 9, "Y0T9"), (10, 17, "Y10T17"))
-ALL_AGES: AgeBands = ((0, 17, "Y0T17"),)
-AGE_BAND_CODES = tuple(
-    dict.fromkeys(c for bands in (STANDARD_BANDS, WIDE_BANDS, ALL_AGES) for _, _, c in bands)
+from casepool.core.normalising import DIGIT_SOURCES, DIGIT_TARGETS
+from casepool.core.periods import Period
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.profile import (
+    AGE_BAND,
+    ALL_AGES,
+    PSEUDONYM,
+    ROW,
+    STANDARD_BANDS,
+    WIDE_BANDS,
+    AgeBands,
+    package_column,
+    package_fields,
 )
+from casepool.intake.pii import PersonalDataHit, ascii_digits_any_script, scan_values
+
 DEFAULT_K = 3
 
 
@@ -106,29 +105,6 @@ def refining_fields(schema: CaseSchema) -> tuple[str, ...]:
     return tuple(f.name for f in schema.fields if f.parent in qis)
 
 
-def package_fields(schema: CaseSchema) -> list[tuple[str, pl.DataType]]:
-    """The columns of cases.parquet in order, with their types: the package's fixed layout."""
-    columns: list[tuple[str, pl.DataType]] = [(PSEUDONYM, pl.String())]
-    for f in schema.submitted_fields:
-        if f.type == "identifier":
-            continue
-        columns.append(_package_column(f))
-    return columns
-
-
-def _package_column(f: Field) -> tuple[str, pl.DataType]:
-    if f.name == "survivor_age":
-        return AGE_BAND, pl.String()
-    types: dict[str, pl.DataType] = {
-        "code": pl.String(),
-        "codes": pl.List(pl.String()),
-        "integer": pl.Int64(),
-        "date": pl.Date(),
-        "month": pl.Date(),
-    }
-    return f.name, types[f.type]
-
-
 def quasi_identifier_columns(schema: CaseSchema, step: Generalisation) -> list[str]:
     """The package columns k-anonymity is computed over at this generalisation step."""
     columns = []
@@ -167,7 +143,7 @@ def deidentify(
     for f in schema.submitted_fields:
         if f.type == "identifier":
             continue
-        name, dtype = _package_column(f)
+        name, dtype = package_column(f)
         if name == AGE_BAND:
             out.append(age_band(pl.col(f.name), step.bands).alias(AGE_BAND))
         elif f.type in {"date", "month"}:
@@ -224,12 +200,18 @@ def k_anonymity(frame: pl.DataFrame, columns: Sequence[str], threshold: int) -> 
     )
 
 
-# --- the whole de-identification of one submission ----------------------------------------------
-
 READY = "ready"
+
+
 REFUSED_INVALID = "invalid-records"
+
+
 REFUSED_EMPTY = "no-records"
+
+
 REFUSED_PERSONAL_DATA = "personal-data"
+
+
 REFUSED_K = "k-anonymity"
 
 

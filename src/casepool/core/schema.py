@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from casepool.errors import SchemaError
+from casepool.core.errors import SchemaError
+from casepool.core.resources import LANGUAGES, RTL_LANGUAGES, load_yaml, schemas_dir  # noqa: F401 (re-exported)
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
-
-LANGUAGES: tuple[str, ...] = ("en", "ar", "ckb", "kmr")
-RTL_LANGUAGES = frozenset({"ar", "ckb"})
 FIELD_TYPES = frozenset({"identifier", "code", "codes", "integer", "date", "month"})
-
-
-def schemas_dir() -> Path:
-    """Where the schema files are: $CASEPOOL_SCHEMAS, the installed copy, or the source tree."""
-    override = os.environ.get("CASEPOOL_SCHEMAS")
-    if override:
-        return Path(override)
-    installed = Path(__file__).parent / "_schemas"
-    if installed.is_dir():
-        return installed
-    return Path(__file__).resolve().parents[2] / "schemas"
 
 
 def read_yaml(name: str) -> Any:
     """Parse one YAML file under schemas/ (e.g. "case_record.yaml")."""
-    path = schemas_dir() / name
     try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_Loader)  # a safe loader (C or Python)
+        return load_yaml(name)
     except FileNotFoundError as exc:
         raise SchemaError("schema-missing", file=name) from exc
     except yaml.YAMLError as exc:

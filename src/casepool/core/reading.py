@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from casepool.errors import UnreadableFileError
+from casepool.core.errors import UnreadableFileError
 
 ROW = "_row"  # row number as the user sees it: the header is row 1, the first record row 2
 _SAMPLE_BYTES = 1 << 16

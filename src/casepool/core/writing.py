@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from casepool.errors import UnreadableFileError
+from casepool.core.errors import UnreadableFileError
 
 # OWASP CSV injection: a cell starting with one of these is run as a formula by spreadsheet programs.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")

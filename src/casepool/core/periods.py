@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from casepool.errors import UsageError
+from casepool.core.errors import UsageError
 
 _PATTERN = re.compile(r"^(\d{4})(?:-(?:[Qq]([1-4])|(0[1-9]|1[0-2])))?$")
 FIRST_YEAR, LAST_YEAR = 1990, 2100

@@ -2,7 +2,7 @@
 
 An indicator is a formula over the de-identified case fields: a numerator and, for a percentage, a
 denominator, as conditions (see the header of indicators.yaml). Nothing here reads a warehouse;
-`casepool.tabulating` runs the SQL. Codes and field names are checked against the schema before
+`casepool.catalogue.tabulating` runs the SQL. Codes and field names are checked against the schema before
 they reach SQL, and every literal is quoted, so the YAML cannot inject SQL.
 """
 
@@ -14,9 +14,9 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from casepool.errors import SchemaError, UsageError
-from casepool.periods import Period, parse_period
-from casepool.schema import LANGUAGES, CaseSchema, Code, load_schema, read_yaml
+from casepool.core.errors import SchemaError, UsageError
+from casepool.core.periods import Period, parse_period
+from casepool.core.schema import LANGUAGES, CaseSchema, Code, load_schema, read_yaml
 
 FILE = "indicators.yaml"
 TOTAL = "_T"
@@ -630,7 +630,7 @@ def indicator_reference() -> str:
     lines = [
         "# Indicator reference",
         "",
-        "Generated from `schemas/indicators.yaml` by `python -m casepool.indicators`; do not edit.",
+        "Generated from `schemas/indicators.yaml` by `python -m casepool.catalogue.indicators`; do not edit.",
         "",
         f"Every indicator counts only records in the population: {_condition_text(catalogue.population)}"
         " (the double-count rule, see methodology-indicators.md).",
@@ -672,10 +672,3 @@ def indicator_reference() -> str:
         lines.append(f"| `{d.name}` | {source} | {cats} | `{d.hxl}` |")
     lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # pragma: no cover - regenerates the reference page
-    from pathlib import Path
-
-    target = Path(__file__).resolve().parents[2] / "docs" / "indicator-reference.md"
-    target.write_text(indicator_reference(), encoding="utf-8")

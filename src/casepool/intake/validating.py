@@ -16,11 +16,11 @@ from typing import Any
 
 import polars as pl
 
-from casepool.mapping import Mapping, Resolution, load_mapping, resolve_columns
-from casepool.matching import code_index, parse_codes
-from casepool.normalising import fold, parse_date, parse_integer
-from casepool.reading import ROW, Export, read_export
-from casepool.schema import CaseSchema, Field, load_schema
+from casepool.core.normalising import fold, parse_date, parse_integer
+from casepool.core.reading import ROW, Export, read_export
+from casepool.core.schema import CaseSchema, Field, load_schema
+from casepool.intake.mapping import Mapping, Resolution, load_mapping, resolve_columns
+from casepool.intake.matching import code_index, parse_codes
 
 ProgressCallback = Callable[[str], None]
 DERIVED_AGE = "__age_from_date_of_birth"

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from casepool.errors import SchemaError
-from casepool.normalising import fold, split_multi
-from casepool.schema import CaseSchema, CodeList, Field, load_schema
+from casepool.core.errors import SchemaError
+from casepool.core.normalising import fold, split_multi
+from casepool.core.schema import CaseSchema, CodeList, Field, load_schema
 
 
 def _index(entries: Iterable[tuple[str, str]], where: str) -> dict[str, str]:

@@ -1,0 +1,290 @@
+"""Signed submission packages: write one from an export (`submit`), open and verify one (`ingest`).
+
+A package is a zip holding exactly three members: cases.parquet (the de-identified rows),
+manifest.json (what, who, when, counts, SHA-256 of the data) and manifest.sig (the organisation's
+Ed25519 signature over the exact bytes of manifest.json, base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from casepool.core.errors import PackageError, UsageError
+from casepool.core.periods import Period, parse_period
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.keys import verify
+from casepool.exchange.profile import AGE_BAND, AGE_BAND_CODES, PSEUDONYM, package_fields
+
+FORMAT_VERSION = 1
+
+
+SUPPORTED_FORMATS = frozenset({1})
+
+
+DATA, MANIFEST, SIGNATURE = "cases.parquet", "manifest.json", "manifest.sig"
+
+
+MEMBERS = frozenset({DATA, MANIFEST, SIGNATURE})
+
+
+SUFFIX = ".casepool.zip"
+
+
+# Size limits guard the steward's machine against hostile or broken packages (zip bombs).
+MAX_PACKAGE_BYTES = 2 * 1024**3
+
+
+MAX_DATA_BYTES = 2 * 1024**3
+
+
+MAX_MANIFEST_BYTES = 1024**2
+
+
+MAX_SIGNATURE_BYTES = 1024
+
+
+MAX_COMPRESSION_RATIO = 200
+
+
+_LIMITS = {DATA: MAX_DATA_BYTES, MANIFEST: MAX_MANIFEST_BYTES, SIGNATURE: MAX_SIGNATURE_BYTES}
+
+
+_CHUNK = 1024**2
+
+
+def package_name(org: str, period: Period, created: datetime) -> str:
+    return f"{org}_{period.code}_{created.astimezone(UTC):%Y%m%dT%H%M%SZ}{SUFFIX}"
+
+
+@dataclass
+class VerifiedPackage:
+    """A package whose signature, checksum, versions and contents have all been checked."""
+
+    path: Path
+    submission_id: str  # SHA-256 of the signed manifest: the same package always has the same id
+    manifest: dict[str, Any]
+    manifest_text: str
+    cases: pl.DataFrame
+    signature: str = ""  # base64 Ed25519 signature over manifest_text, kept for later checks
+
+    @property
+    def org(self) -> str:
+        return str(self.manifest["org"])
+
+    @property
+    def period(self) -> Period:
+        return parse_period(self.manifest["period"])
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(str(self.manifest["created"]).replace("Z", "+00:00"))
+
+
+def _refuse(key: str, path: Path, **params: object) -> PackageError:
+    return PackageError(key, package=path.name, **params)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """A member's bytes, reading no more than its size limit whatever its header claims."""
+    limit = _LIMITS[info.filename]
+    if info.file_size > limit:
+        raise _refuse("package-too-large", path, member=info.filename)
+    if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
+        raise _refuse("package-too-large", path, member=info.filename)
+    chunks, total = [], 0
+    with archive.open(info) as stream:
+        while chunk := stream.read(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise _refuse("package-too-large", path, member=info.filename)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _open_members(path: Path) -> dict[str, bytes]:
+    """The three members of a package, after checking the archive's shape and sizes."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise _refuse("package-unreadable", path) from None
+    if size > MAX_PACKAGE_BYTES:
+        raise _refuse("package-too-large", path, member=path.name)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = [i.filename for i in infos]
+            unexpected = (
+                sorted(set(names) - MEMBERS) or ([n for n in names if names.count(n) > 1][:1])
+            )
+            if unexpected:
+                raise _refuse("package-unexpected-member", path, member=unexpected[0][:80])
+            missing = sorted(MEMBERS - set(names))
+            if missing:
+                raise _refuse("package-missing-member", path, member=missing[0])
+            if any(i.flag_bits & 0x1 for i in infos):
+                raise _refuse("package-unreadable", path)
+            return {i.filename: _read_member(archive, i, path) for i in infos}
+    except PackageError:
+        raise
+    except Exception:  # any failure to unpack hostile or damaged bytes (zlib, struct...) refuses
+        raise _refuse("package-unreadable", path) from None
+
+
+def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: hostile nesting
+        raise _refuse("package-manifest-invalid", path) from None
+    if not isinstance(manifest, dict) or any(
+        not isinstance(manifest.get(name), kind) for name, kind in _MANIFEST_TYPES.items()
+    ):
+        raise _refuse("package-manifest-invalid", path)
+    optional_text = ("generalisation", "casepool_version")
+    if any(not isinstance(manifest.get(n, ""), str) for n in optional_text):
+        raise _refuse("package-manifest-invalid", path)
+    return manifest
+
+
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "package_format": int,
+    "schema": dict,
+    "org": str,
+    "period": str,
+    "created": str,
+    "rows": dict,
+    "data": dict,
+}
+
+
+def _shown_org(org: object) -> str:
+    """The org code a manifest claims, only if it looks like one (it is untrusted text)."""
+    text = str(org)
+    return text if re.fullmatch(r"[A-Z0-9][A-Z0-9-]{1,31}", text) else "?"
+
+
+def read_package(
+    path: str | Path,
+    public_key_of: Callable[[str], Ed25519PublicKey | None],
+    schema: CaseSchema | None = None,
+) -> VerifiedPackage:
+    """Open a package and verify it completely; raises PackageError naming the first problem."""
+    path = Path(path)
+    schema = schema or load_schema()
+    members = _open_members(path)
+    manifest = _parse_manifest(members[MANIFEST], path)
+
+    org = manifest.get("org")
+    key = public_key_of(org) if isinstance(org, str) else None
+    if key is None:
+        raise _refuse("package-unknown-org", path, org=_shown_org(org))
+    try:
+        signature = base64.b64decode(members[SIGNATURE].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        signature = b""
+    if not verify(key, signature, members[MANIFEST]):
+        raise _refuse("package-bad-signature", path, org=org)
+
+    # Only a signed manifest is read further: everything below is the organisation's word.
+    if manifest["package_format"] not in SUPPORTED_FORMATS:
+        raise _refuse(
+            "package-unsupported",
+            path,
+            what="package format",
+            version=str(manifest["package_format"])[:20],
+        )
+    declared = manifest.get("schema") or {}
+    if (
+        not isinstance(declared, dict)
+        or declared.get("name") != schema.name
+        or declared.get("version") != schema.version
+    ):
+        raise _refuse("package-unsupported", path, what="schema", version=str(declared)[:40])
+    try:
+        period = parse_period(manifest["period"])
+        datetime.fromisoformat(str(manifest["created"]).replace("Z", "+00:00"))
+    except (UsageError, ValueError, TypeError):
+        raise _refuse("package-manifest-invalid", path) from None
+    if period.code != manifest["period"]:
+        raise _refuse("package-manifest-invalid", path)
+
+    data = members[DATA]
+    declared_data = manifest.get("data") or {}
+    if (
+        not isinstance(declared_data, dict)
+        or declared_data.get("sha256") != hashlib.sha256(data).hexdigest()
+    ):
+        raise _refuse("package-checksum-mismatch", path)
+    cases = _read_cases(data, manifest, period, path, schema)
+    return VerifiedPackage(
+        path=path,
+        submission_id=hashlib.sha256(members[MANIFEST]).hexdigest(),
+        manifest=manifest,
+        manifest_text=members[MANIFEST].decode("utf-8"),
+        cases=cases,
+        signature=base64.b64encode(signature).decode("ascii"),
+    )
+
+
+def _read_cases(
+    data: bytes, manifest: dict[str, Any], period: Period, path: Path, schema: CaseSchema
+) -> pl.DataFrame:
+    """The rows of cases.parquet, checked against the package layout and the manifest."""
+    try:
+        cases = pl.read_parquet(io.BytesIO(data))
+    except Exception:  # any decoding failure of a signed but broken file is a refusal
+        raise _refuse("package-bad-data", path, reason="cases.parquet cannot be read") from None
+    expected = package_fields(schema)
+    if [(n, t) for n, t in cases.schema.items()] != expected:
+        raise _refuse("package-bad-data", path, reason="columns differ from the case record")
+    rows = manifest.get("rows") or {}
+    if not isinstance(rows, dict) or rows.get("submitted") != cases.height:
+        raise _refuse("package-bad-data", path, reason="row count differs from the manifest")
+    allowed = _allowed_codes(schema)
+    # One parallel pass: every check below reads only its column's distinct values or a flag.
+    facts = cases.select(
+        pl.col(PSEUDONYM).str.contains("^[0-9a-f]{64}$").fill_null(False).all().alias("_hex"),
+        pl.col(PSEUDONYM).n_unique().alias("_unique"),
+        pl.col("report_date").null_count().alias("_no_date"),
+        pl.col("report_date").min().alias("_first"),
+        pl.col("report_date").max().alias("_last"),
+        *[
+            (pl.col(n).explode() if isinstance(cases.schema[n], pl.List) else pl.col(n))
+            .drop_nulls()
+            .unique()
+            .implode()
+            .alias(n)
+            for n in allowed
+        ],
+    ).row(0, named=True)
+    if not facts["_hex"] or facts["_unique"] != cases.height:
+        raise _refuse("package-bad-data", path, reason="pseudonyms malformed or repeated")
+    for name, codes in allowed.items():
+        if not set(facts[name]) <= set(codes):
+            raise _refuse("package-bad-data", path, reason=f"{name} holds unknown codes")
+    if facts["_no_date"] or not (
+        cases.height == 0 or period.start <= facts["_first"] <= facts["_last"] <= period.end
+    ):
+        raise _refuse("package-bad-data", path, reason="registrations outside the period")
+    return cases
+
+
+def _allowed_codes(schema: CaseSchema) -> dict[str, list[str]]:
+    allowed = {AGE_BAND: list(AGE_BAND_CODES)}
+    for f in schema.submitted_fields:
+        if f.type in {"code", "codes"}:
+            allowed[f.name] = list(schema.codelist_of(f).values)
+    return allowed

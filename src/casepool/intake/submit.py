@@ -1,0 +1,316 @@
+"""Signed submission packages: write one from an export (`submit`), open and verify one (`ingest`).
+
+A package is a zip holding exactly three members: cases.parquet (the de-identified rows),
+manifest.json (what, who, when, counts, SHA-256 of the data) and manifest.sig (the organisation's
+Ed25519 signature over the exact bytes of manifest.json, base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from casepool.core.errors import PackageError
+from casepool.core.periods import parse_period
+from casepool.core.resources import VERSION
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.keys import OrgKeys, load_keys, org_code, public_key_id
+from casepool.exchange.package import (
+    DATA,
+    FORMAT_VERSION,
+    MANIFEST,
+    SIGNATURE,
+    SUFFIX,
+    package_name,
+)
+from casepool.exchange.profile import ROW, package_fields
+from casepool.intake.deidentifying import DEFAULT_K, Submission, prepare_submission
+
+
+def build_manifest(
+    submission: Submission,
+    keys: OrgKeys,
+    data: bytes,
+    created: datetime,
+    schema: CaseSchema,
+) -> dict[str, Any]:
+    """The manifest of a package: everything the steward checks before trusting the data."""
+    assert submission.k_anonymity is not None
+    return {
+        "package_format": FORMAT_VERSION,
+        "schema": {"name": schema.name, "version": schema.version},
+        "casepool_version": VERSION,
+        "org": submission.org,
+        "period": submission.period.code,
+        "created": created.astimezone(UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z"),
+        "signing_key_id": public_key_id(keys.public_key),
+        "pseudonym_key_id": keys.pseudonym_key_id,
+        "rows": {"in_export": submission.rows_in_export, "submitted": submission.rows_kept},
+        "dropped": dict(submission.dropped),
+        "dropped_columns": len(submission.dropped_columns),
+        "generalisation": submission.step.name,
+        "k_anonymity": submission.k_anonymity.to_dict(),
+        "columns": [{"name": n, "type": str(t)} for n, t in package_fields(schema)],
+        "data": {"file": DATA, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+    }
+
+
+def write_package(
+    submission: Submission,
+    keys: OrgKeys,
+    outbox: str | Path,
+    *,
+    created: datetime | None = None,
+    schema: CaseSchema | None = None,
+) -> Path:
+    """Write the signed package to `outbox`; a temporary name is renamed only when complete."""
+    schema = schema or load_schema()
+    if not submission.ready or submission.frame is None:
+        raise PackageError("package-not-ready", status=submission.status)
+    created = created or datetime.now(UTC)
+    rows = submission.frame.drop(ROW)
+    buffer = io.BytesIO()
+    rows.write_parquet(buffer, compression="zstd", statistics=True)
+    data = buffer.getvalue()
+    manifest = build_manifest(submission, keys, data, created, schema)
+    manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
+    signature = base64.b64encode(keys.sign(manifest_bytes)) + b"\n"
+
+    outbox = Path(outbox)
+    try:
+        outbox.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".partial", dir=outbox)
+    except OSError as exc:
+        raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
+    temp = Path(temp_name)
+    stamp = created.astimezone(UTC).timetuple()[:6]
+    try:
+        with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w") as archive:
+            for name, payload, method in (
+                (MANIFEST, manifest_bytes, zipfile.ZIP_DEFLATED),
+                (SIGNATURE, signature, zipfile.ZIP_STORED),
+                (DATA, data, zipfile.ZIP_STORED),  # Parquet is compressed already
+            ):
+                info = zipfile.ZipInfo(name, date_time=stamp)
+                info.compress_type = method
+                archive.writestr(info, payload)
+            archive.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        target = _free_name(outbox, package_name(submission.org, submission.period, created))
+        os.replace(temp, target)
+    except OSError as exc:
+        raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
+def _free_name(outbox: Path, name: str) -> Path:
+    """`name` in `outbox`, or name-2, name-3... when a package was written in the same second."""
+    target = outbox / name
+    stem = name.removesuffix(SUFFIX)
+    n = 1
+    while target.exists():
+        n += 1
+        target = outbox / f"{stem}-{n}{SUFFIX}"
+    return target
+
+
+@dataclass
+class SubmitOutcome:
+    """What submit did: the validation it ran, the submission it prepared, the package it wrote."""
+
+    validation: Any  # casepool.intake.validating.ValidationResult
+    submission: Submission
+    package: Path | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.package is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.submission.to_dict() | {"package": str(self.package) if self.package else None}
+        if self.submission.status == "invalid-records":
+            out["validation"] = self.validation.to_dict()
+        return out
+
+
+def submit_export(
+    export: str | Path,
+    *,
+    org: str,
+    period: str,
+    key_dir: str | Path,
+    outbox: str | Path,
+    mapping: str | Path | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    drop_invalid: bool = False,
+    min_k: int | None = None,
+    k_threshold: int = DEFAULT_K,
+    today: date | None = None,
+    created: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SubmitOutcome:
+    """Validate an export exactly as `validate` does, de-identify it, and write a signed package."""
+    from casepool.intake.validating import validate_export
+
+    code = org_code(org)
+    when = parse_period(period)
+    keys = load_keys(key_dir, code)  # before reading a big export: fail fast on missing keys
+    schema = load_schema()
+    result = validate_export(
+        export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress
+    )
+    if progress:
+        progress("de-identify")
+    # Input-only columns (date of birth) are dropped too, once turned into what they derive.
+    sources = result.mapped_columns
+    dropped = list(result.extra_columns) + [
+        sources[f.name] for f in schema.fields if f.input_only and f.name in sources
+    ]
+    transformed = [
+        sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
+    ]
+    submission = prepare_submission(
+        result.records,
+        org=code,
+        period=when,
+        secret=keys.pseudonym_secret,
+        invalid_rows=result.invalid_rows,
+        drop_invalid=drop_invalid,
+        raw=lambda: result.raw,  # the whole export is read again only if the scan needs it
+        dropped_columns=dropped,
+        identifier_columns=[*dropped, *transformed],
+        k_threshold=k_threshold,
+        min_k=min_k,
+        schema=schema,
+    )
+    package = None
+    if submission.ready:
+        if progress:
+            progress("write")
+        package = write_package(submission, keys, outbox, created=created, schema=schema)
+    return SubmitOutcome(validation=result, submission=submission, package=package)
+
+
+PERSONAL_DATA_SHOWN = 20
+
+
+def render_submission(outcome: SubmitOutcome, lang: str = "en") -> str:
+    """What submit kept, dropped and why, in the user's language (never a cell value)."""
+    from casepool.core.i18n import render
+    from casepool.core.schema import load_schema
+
+    schema = load_schema()
+    sub = outcome.submission
+    lines: list[str] = []
+    if sub.status == "invalid-records":
+        from casepool.intake.validation_report import render_report
+
+        lines.append(render_report(outcome.validation, lang))
+        lines.append(render("submit-refused-invalid", lang, count=f"{sub.dropped['invalid']:,}"))
+        return "\n".join(lines)
+    lines.append(
+        render(
+            "submit-kept",
+            lang,
+            rows=f"{sub.rows_in_export:,}",
+            org=sub.org,
+            period=sub.period.code,
+            kept=f"{sub.rows_kept:,}",
+        )
+    )
+    for reason, key in (
+        ("invalid", "submit-dropped-invalid"),
+        ("no_consent", "submit-dropped-no-consent"),
+        ("outside_period", "submit-dropped-outside-period"),
+    ):
+        if sub.dropped.get(reason):
+            lines.append(
+                render(key, lang, count=f"{sub.dropped[reason]:,}", period=sub.period.code)
+            )
+    if sub.dropped_columns:
+        lines.append(render("submit-dropped-columns", lang, columns=", ".join(sub.dropped_columns)))
+    if sub.status == "no-records":
+        lines.append(render("submit-refused-empty", lang, period=sub.period.code))
+        return "\n".join(lines)
+    report = sub.k_anonymity
+    if report is not None:
+        labels = [
+            schema.field("survivor_age").label(lang)
+            if q == "age_band"
+            else schema.field(q).label(lang)
+            for q in report.quasi_identifiers
+        ]
+        lines.append(
+            render(
+                "submit-k-report",
+                lang,
+                quasi_identifiers=" × ".join(labels),
+                k=report.k,
+                records=f"{report.records_below:,}",
+                share=f"{report.share_below:.1%}",
+                threshold=report.threshold,
+            )
+        )
+        if sub.step.name != "none":
+            lines.append(
+                render(
+                    "submit-generalised",
+                    lang,
+                    min_k=sub.min_k,
+                    step=render(f"generalisation-{sub.step.name}", lang),
+                )
+            )
+    if sub.status == "k-anonymity":
+        lines.append(
+            render(
+                "submit-refused-k",
+                lang,
+                records=f"{report.records_below:,}" if report else "?",
+                min_k=sub.min_k,
+            )
+        )
+        return "\n".join(lines)
+    if sub.status == "personal-data":
+        lines.append(render("submit-refused-personal-data", lang, count=len(sub.personal_data)))
+        for hit in sub.personal_data[:PERSONAL_DATA_SHOWN]:
+            label = (
+                schema.field("survivor_age").label(lang)
+                if hit.field == "age_band"
+                else schema.field(hit.field).label(lang)
+            )
+            lines.append(
+                "  "
+                + render(
+                    "submit-personal-data-hit",
+                    lang,
+                    row=hit.row,
+                    field=label,
+                    kind=render(f"pii-{hit.kind}", lang),
+                )
+            )
+        if len(sub.personal_data) > PERSONAL_DATA_SHOWN:
+            lines.append(
+                "  "
+                + render("submit-more", lang, count=len(sub.personal_data) - PERSONAL_DATA_SHOWN)
+            )
+        return "\n".join(lines)
+    lines.append(render("submit-transformed", lang))
+    if outcome.package is not None:
+        lines.append(render("submit-written", lang, path=str(outcome.package)))
+    return "\n".join(lines)

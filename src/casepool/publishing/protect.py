@@ -1,0 +1,326 @@
+"""Protected tables for analysts: `query` one indicator, `publish` the whole catalogue in every format.
+
+The path of every figure: tabulate in the warehouse (casepool.catalogue.tabulating) → protect the counts with
+the disclosure-control engine (casepool.protecting: suppression, or cell-key noise for ad-hoc
+queries) → audit the protected counts for an outsider and for every organisation as an insider →
+derive percentages and medians from the protected counts (suppressed when their numerator or
+denominator is, or the denominator is below k) → write. A table that fails its audit is never
+written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators, population_key
+from casepool.catalogue.tabulating import (
+    CELL_KEY,
+    CONTRIBUTOR,
+    IN_NUMERATOR,
+    OUTCOME,
+    VALUE,
+    Tabulation,
+    indicator_values,
+)
+from casepool.core.errors import UsageError
+from casepool.protecting import CountTable  # publishing needs the disclosure-control engine
+from casepool.publishing.formats import PublishedTable
+
+METHODS = ("suppress", "cellkey")
+
+
+PERCENT_DECIMALS = 1
+
+
+@dataclass
+class Protected:
+    """A tabulation with its protected counts and the audit's verdict."""
+
+    tabulation: Tabulation
+    counts: pl.DataFrame  # count dimensions, value (null when suppressed), obs_status, conf_status
+    audit_ok: bool = True
+    audit_failures: list[str] = field(
+        default_factory=list
+    )  # who could narrow a cell: outsider / org
+
+
+def _outcome_name(tabulation: Tabulation) -> str:
+    """The `outcome` dimension of a percentage, named after its indicator when protected, so the
+    numerators of two shares over the same children stay distinct cells."""
+    return f"{tabulation.indicator.name}__outcome"
+
+
+def _count_table(tabulation: Tabulation, catalogue: IndicatorCatalogue) -> Any:
+    rename = {OUTCOME: _outcome_name(tabulation)} if OUTCOME in tabulation.count_dimensions else {}
+    dims = [rename.get(d, d) for d in tabulation.count_dimensions]
+    contributions = tabulation.contributions.rename(rename)
+    return CountTable(
+        indicator=population_key(tabulation.indicator, catalogue),
+        dimensions=tuple(dims),
+        cells=tabulation.counts.rename(rename).select(*dims, VALUE),
+        multi_valued=frozenset(tabulation.multi),
+        contributions=contributions,
+        name=tabulation.name,
+    )
+
+
+def protect_tabulations(
+    tabulations: Sequence[Tabulation],
+    method: str = "suppress",
+    settings: Any = None,
+    catalogue: IndicatorCatalogue | None = None,
+) -> list[Protected]:
+    """Protect the tables together (cells they share get one status), then audit each one for an
+    outsider and for every organisation as an insider."""
+    from casepool import protecting
+
+    if method not in METHODS:
+        raise UsageError("method-invalid", method=method)
+    catalogue = catalogue or load_indicators()
+    settings = settings or protecting.load_protection_settings()
+    tables = [_count_table(t, catalogue) for t in tabulations]
+    if method == "cellkey":
+        return [
+            _perturbed(t, table, settings) for t, table in zip(tabulations, tables, strict=True)
+        ]
+    # Tables share cells only when they count the same children (same population key); each
+    # such group is one linked system for the engine, and groups are independent.
+    groups: dict[str, list[int]] = {}
+    for i, table in enumerate(tables):
+        groups.setdefault(table.indicator, []).append(i)
+    protected: list[Any] = [None] * len(tables)
+    for members in groups.values():
+        results = protecting.protect([tables[i] for i in members], settings)
+        for i, result in zip(members, results, strict=True):
+            protected[i] = result
+    out = []
+    for tab, table, result in zip(tabulations, tables, protected, strict=True):
+        report = audit_protected(tab, table, result.frame, result.k, settings)
+        failures = sorted({v.attacker for v in report.failures})
+        counts = _tidy_counts(tab, result.frame.rename(_back(tab)))
+        out.append(Protected(tab, counts, report.protected, failures))
+    return audit_region_links(out, tables, settings)
+
+
+def audit_region_links(
+    protected: list[Protected], tables: Sequence[Any], settings: Any
+) -> list[Protected]:
+    """Audit each governorate table together with the region totals that other tables of the
+    same children publish: a region total is the sum of its governorates, an equation the
+    engine does not see when it protects the tables (it links cells by code, not by hierarchy).
+    Fail closed: a governorate table whose hidden cells these totals would narrow is withheld.
+    """
+    from casepool import protecting
+
+    regions = region_of_governorates()
+    for g_index, g in enumerate(protected):
+        if tuple(g.tabulation.count_dimensions) != ("governorate",):
+            continue
+        key = tables[g_index].indicator
+        for r_index, r in enumerate(protected):
+            dims = tuple(r.tabulation.count_dimensions)
+            if tables[r_index].indicator != key or "region" not in dims:
+                continue
+            others = [d for d in dims if d != "region"]
+            linked = _region_linked_table(g.counts, r.counts, others, regions)
+            own_others = [d for d in tables[r_index].dimensions if d != "region"]
+            own = _region_linked_insiders(
+                tables[g_index].contributions, tables[r_index].contributions, own_others, regions
+            )
+            report = protecting.audit(
+                linked,
+                k=settings.k,
+                protection_interval=settings.interval_for(settings.k),
+                insiders=own,
+            )
+            if not report.protected:
+                g.audit_ok = False
+                g.audit_failures = sorted(
+                    set(g.audit_failures)
+                    | {f"{v.attacker} (with {r.tabulation.name})" for v in report.failures}
+                )
+    return protected
+
+
+def region_of_governorates() -> dict[str, str]:
+    """Governorate code -> region code, from the governorate code list."""
+    from casepool.core.schema import load_schema
+
+    return {
+        c.code: c.attributes.get("region", "") for c in load_schema().codelists["governorate"].codes
+    }
+
+
+def _region_layout(
+    governorates: pl.DataFrame,
+    by_region: pl.DataFrame,
+    others: list[str],
+    regions: dict[str, str],
+    keep: list[str],
+) -> pl.DataFrame:
+    """Governorate rows under their region and under _T, and region totals (other dimensions at
+    _T) as region margins: the layout of one region x governorate table. Absent rows are zeros."""
+    g = governorates.select("governorate", *keep)
+    inner = g.filter(pl.col("governorate") != "_T").with_columns(
+        pl.col("governorate").replace_strict(regions, default="_T").alias("region")
+    )
+    margin = g.with_columns(pl.lit("_T").alias("region"))
+    totals = (
+        by_region.filter(*[pl.col(d) == "_T" for d in others])
+        .filter(pl.col("region") != "_T")
+        .select("region", *keep)
+        .with_columns(pl.lit("_T").alias("governorate"))
+    )
+    columns = ["region", "governorate", *keep]
+    frame = pl.concat(
+        [inner.select(columns), margin.select(columns), totals.select(columns)],
+        how="vertical_relaxed",
+    )
+    return frame.with_columns(pl.col("value").cast(pl.Int64, strict=False))
+
+
+def _region_linked_table(
+    governorates: pl.DataFrame, by_region: pl.DataFrame, others: list[str], regions: dict[str, str]
+) -> pl.DataFrame:
+    """The published cells of both tables as one region x governorate table."""
+    return _region_layout(
+        governorates, by_region, others, regions, ["value", "obs_status", "conf_status"]
+    )
+
+
+def _region_linked_insiders(
+    governorates: pl.DataFrame | None,
+    by_region: pl.DataFrame | None,
+    others: list[str],
+    regions: dict[str, str],
+) -> dict[str, pl.DataFrame]:
+    """Each organisation's own counts laid out like `_region_linked_table`."""
+    if governorates is None or by_region is None:
+        return {}
+    own = _region_layout(governorates, by_region, others, regions, ["contributor", "value"])
+    return {
+        str(org): own.filter(pl.col("contributor") == org).drop("contributor")
+        for org in sorted(own.get_column("contributor").unique().to_list())
+    }
+
+
+def audit_protected(
+    tabulation: Tabulation, table: Any, frame: pl.DataFrame, k: int, settings: Any
+) -> Any:
+    """The engine's LP audit of one protected count table: for an outsider and for each
+    organisation that contributed to it, knowing its own counts and the cells it alone
+    contributed to (`sole`: its count is the whole cell)."""
+    from casepool import protecting
+
+    dims = list(table.dimensions)
+    whole = table.cells.select(*dims, pl.col(VALUE).alias("_whole"))
+    own = (
+        table.contributions.join(whole, on=dims, how="left")
+        .with_columns(((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"))
+        .drop("_whole")
+    )
+    insiders = {
+        str(org): own.filter(pl.col(CONTRIBUTOR) == org).drop(CONTRIBUTOR)
+        for org in sorted(own.get_column(CONTRIBUTOR).unique().to_list())
+    }
+    return protecting.audit(
+        frame,
+        k=k,
+        protection_interval=settings.interval_for(k),
+        multi_valued=tuple(tabulation.multi),
+        insiders=insiders,
+        total_code=settings.total_code,
+    )
+
+
+def _back(tabulation: Tabulation) -> dict[str, str]:
+    name = _outcome_name(tabulation)
+    return {name: OUTCOME} if OUTCOME in tabulation.count_dimensions else {}
+
+
+def _perturbed(tabulation: Tabulation, table: Any, settings: Any) -> Protected:
+    """Cell-key perturbation of every count (margins too) from the cell's key, with the engine's
+    perturbation table: the same records give the same noise in every query."""
+    from casepool.protecting.cellkey import cellkey_perturb
+
+    cells = tabulation.counts.select(*tabulation.count_dimensions, VALUE, CELL_KEY)
+    noisy = cellkey_perturb(cells, settings.cell_key).with_columns(
+        pl.lit("A").alias("obs_status"), pl.lit("F").alias("conf_status")
+    )
+    return Protected(tabulation, _tidy_counts(tabulation, noisy))
+
+
+def _tidy_counts(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
+    dims = list(tabulation.count_dimensions)
+    protected = frame.select(*dims, VALUE, "obs_status", "conf_status")
+    # Keep the tabulation's order of cells (code-list order, totals last).
+    return tabulation.counts.select(dims).join(
+        protected, on=dims, how="left", maintain_order="left"
+    )
+
+
+def _k_of(tabulation: Tabulation, settings: Any) -> int:
+    return int(settings.k_for(tabulation.count_dimensions))
+
+
+def published_table(protected: Protected, settings: Any) -> PublishedTable:
+    """The tidy table of one protected tabulation: counts as they are, percentages and medians
+    computed from protected counts and suppressed when a part is (never recoverable)."""
+    tab = protected.tabulation
+    dims = list(tab.dimensions)
+    ind = tab.indicator
+    # Tidy as DESIGN.md says: indicator, dimensions, value and flags (the unit is the
+    # indicator's, in JSON, SDMX UNIT_MEASURE and the DuckDB catalogue), so `casepool audit`
+    # reads a published count table as it is.
+    head = [pl.lit(ind.name).alias("indicator")]
+    counts = protected.counts
+    if ind.kind == "count":
+        frame = counts.select(
+            *head, *dims, pl.col(VALUE).cast(pl.Int64), "obs_status", "conf_status"
+        )
+    else:
+        from casepool.protecting.ratios import suppress_ratios
+
+        values = indicator_values(tab, counts.select(*tab.count_dimensions, VALUE))
+        if ind.kind == "percent":
+            part, whole = (
+                counts.filter(pl.col(OUTCOME) == code).drop(OUTCOME)
+                for code in (IN_NUMERATOR, TOTAL)
+            )
+        else:
+            part, whole = None, counts
+        ratios = suppress_ratios(
+            values.select(*dims, VALUE),
+            dims,
+            denominator=whole,
+            numerator=part,
+            min_denominator=settings.ratio_min_denominator or _k_of(tab, settings),
+        )
+        if ind.kind == "percent":
+            ratios = ratios.with_columns(pl.col(VALUE).round(PERCENT_DECIMALS))
+        extra = ["numerator", "denominator"] if ind.kind == "percent" else ["denominator"]
+        frame = (
+            ratios.join(values.select(*dims, *extra), on=dims, how="left", maintain_order="left")
+            if dims
+            else pl.concat([ratios, values.select(extra)], how="horizontal")
+        ).select(
+            *head,
+            *dims,
+            pl.col(VALUE).cast(pl.Float64),
+            "obs_status",
+            "conf_status",
+            *(pl.col(c).cast(pl.Int64) for c in extra),
+        )
+    return PublishedTable(
+        name=tab.name,
+        indicator=ind,
+        dimensions=tuple(dims),
+        frame=frame,
+        first=tab.first,
+        last=tab.last,
+        period_unit=tab.request.period_unit,
+    )

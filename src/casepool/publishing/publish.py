@@ -1,0 +1,305 @@
+"""Protected tables for analysts: `query` one indicator, `publish` the whole catalogue in every format.
+
+The path of every figure: tabulate in the warehouse (casepool.catalogue.tabulating) → protect the counts with
+the disclosure-control engine (casepool.protecting: suppression, or cell-key noise for ad-hoc
+queries) → audit the protected counts for an outsider and for every organisation as an insider →
+derive percentages and medians from the protected counts (suppressed when their numerator or
+denominator is, or the denominator is below k) → write. A table that fails its audit is never
+written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load_indicators
+from casepool.catalogue.publication import load_publication
+from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
+from casepool.core.errors import UsageError
+from casepool.core.periods import parse_period
+from casepool.core.schema import LANGUAGES
+from casepool.publishing.formats import (
+    PublishedTable,
+    write_aggregates,
+    write_table_csv,
+    write_table_hxl,
+    write_table_json,
+    write_table_sdmx,
+    write_workbook,
+)
+from casepool.publishing.protect import protect_tabulations, published_table
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TableOutcome:
+    """What publish did with one catalogue table."""
+
+    name: str
+    indicator: str
+    cells: int
+    suppressed: int
+    written: bool
+    audit_failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.name,
+            "indicator": self.indicator,
+            "cells": self.cells,
+            "suppressed": self.suppressed,
+            "written": self.written,
+            "audit_failures": self.audit_failures,
+        }
+
+
+@dataclass
+class PublishResult:
+    """The publication written by `publish`: its tables, files and what was withheld."""
+
+    out_dir: Path
+    period: str | None
+    tables: list[TableOutcome]
+    files: list[Path]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(t.written for t in self.tables)
+
+    @property
+    def suppressed_share(self) -> float:
+        cells = sum(t.cells for t in self.tables if t.written)
+        return sum(t.suppressed for t in self.tables if t.written) / cells if cells else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_dir),
+            "period": self.period,
+            "ok": self.ok,
+            "tables": [t.to_dict() for t in self.tables],
+            "cells": sum(t.cells for t in self.tables if t.written),
+            "suppressed_share": round(self.suppressed_share, 4),
+            "files": [str(f.relative_to(self.out_dir)) for f in self.files],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def render(self, lang: str) -> str:
+        from casepool.core.i18n import render
+
+        lines = [
+            render("publish-table-withheld", lang, table=t.name, who=", ".join(t.audit_failures))
+            for t in self.tables
+            if not t.written
+        ]
+        lines.append(
+            render(
+                "publish-done",
+                lang,
+                tables=sum(t.written for t in self.tables),
+                cells=f"{sum(t.cells for t in self.tables if t.written):,}",
+                share=f"{100 * self.suppressed_share:.1f}",
+                path=str(self.out_dir),
+            )
+        )
+        return "\n".join(lines)
+
+
+def note_title(lang: str) -> str:
+    from casepool.core.i18n import render
+
+    return render("publication-title", lang)
+
+
+def publish(
+    warehouse: str | Path,
+    out_dir: str | Path,
+    period: str | None = None,
+    progress: Progress | None = None,
+    *,
+    lang: str = "en",
+    settings: Any = None,
+    tables: Sequence[TableRequest] | None = None,
+) -> PublishResult:
+    """Tabulate, protect together, audit and write every table of schemas/publication.yaml
+    (or of `tables`). `period`: a year or quarter (e.g. "2025", "2025-Q3"); `progress` gets one
+    line per stage. Returns what was written; a table that fails its audit is left out."""
+    from casepool import protecting
+    from casepool.warehouse.store import open_warehouse
+
+    started = time.perf_counter()
+    notify = progress or (lambda text: None)
+    lang = lang if lang in LANGUAGES else "en"
+    catalogue = load_indicators()
+    requests = tuple(tables) if tables is not None else load_publication(catalogue)
+    chosen = parse_period(period) if period else None
+    settings = settings or protecting.load_protection_settings()
+    out = Path(out_dir)
+    tabulations: list[Tabulation] = []
+    with open_warehouse(warehouse, read_only=True) as con:
+        source = snapshot(con, catalogue)
+        # Every table covers the same span, so cells they share count the same records.
+        first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
+        for request in requests:
+            if chosen is not None:
+                request = TableRequest(
+                    request.indicator,
+                    request.dimensions,
+                    (("period", (chosen.code,)),),
+                    request.period_unit,
+                    request.name,
+                )
+            notify(f"tabulate {request.table_name}")
+            tabulations.append(
+                tabulate(con, request, first=first, last=last, catalogue=catalogue, source=source)
+            )
+    notify(f"protect {len(tabulations)} tables")
+    protected = protect_tabulations(tabulations, "suppress", settings, catalogue)
+    outcomes: list[TableOutcome] = []
+    written: list[PublishedTable] = []
+    for p in protected:
+        table = published_table(p, settings)
+        outcomes.append(
+            TableOutcome(
+                table.name,
+                table.indicator.name,
+                table.cells,
+                table.suppressed,
+                p.audit_ok,
+                p.audit_failures,
+            )
+        )
+        if p.audit_ok:
+            written.append(table)
+    notify(f"write {len(written)} tables")
+    # Everything is written into a staging folder beside `out`, then swapped in: a crash or a
+    # kill leaves the previous publication or the new one, never a mix of the two. A table
+    # withheld now therefore cannot survive from an earlier publication either.
+    with staged_folder(out) as staging:
+        files = write_publication(
+            written, staging, catalogue, lang, chosen.code if chosen else None, settings
+        )
+        result = PublishResult(out, chosen.code if chosen else None, outcomes, [], 0.0)
+        result.seconds = time.perf_counter() - started
+        from casepool.core.writing import write_json
+
+        write_json(
+            result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
+            staging / "manifest.json",
+        )
+    result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
+    return result
+
+
+def recover_publication(out: Path) -> Path:
+    """Put back a publication left aside by a run killed between its two renames; returns the
+    name it is set aside under during a swap."""
+    previous = out.parent / f".{out.name}.previous"
+    if previous.exists():
+        if out.exists():
+            shutil.rmtree(previous)
+        else:
+            previous.rename(out)
+    return previous
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A fresh folder beside `out` that replaces `out` whole when the block succeeds.
+
+    Refuses to replace a non-empty folder that is not a publication (it has no manifest.json).
+    The swap is two renames; a run that dies between them leaves `.NAME.previous`, which the
+    next run puts back before it starts.
+    """
+    out = Path(out)
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    previous = recover_publication(out)
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise UsageError(
+            "usage-error", reason=f"{out} is not empty and holds no casepool publication"
+        )
+    for stale in parent.glob(f".{out.name}.staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    try:
+        yield staging
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_publication(
+    tables: Sequence[PublishedTable],
+    out: Path,
+    catalogue: IndicatorCatalogue,
+    lang: str,
+    period: str | None,
+    settings: Any,
+) -> list[Path]:
+    """Every format of every (already audited) table, the workbook, the DuckDB file, the note."""
+    files: list[Path] = []
+    for table in tables:
+        for folder, write in (
+            ("csv", lambda t, p: write_table_csv(t, p)),
+            ("hxl", lambda t, p: write_table_hxl(t, p, catalogue)),
+            ("sdmx", lambda t, p: write_table_sdmx(t, p, catalogue)),
+            ("json", lambda t, p: write_table_json(t, p, catalogue)),
+        ):
+            path = out / folder / f"{table.name}.{'json' if folder == 'json' else 'csv'}"
+            write(table, path)
+            files.append(path)
+    note = methodology_note(tables, period, settings)
+    workbook = out / "publication.xlsx"
+    write_workbook(tables, workbook, catalogue, lang, notes=note.splitlines())
+    aggregates = out / "aggregates.duckdb"
+    write_aggregates(tables, aggregates, catalogue)
+    from casepool.core.writing import write_atomic
+
+    methodology = out / "methodology.md"
+    write_atomic(methodology, lambda h: h.write(note))
+    return [*files, workbook, aggregates, methodology]
+
+
+def methodology_note(tables: Sequence[PublishedTable], period: str | None, settings: Any) -> str:
+    """A short note that travels with the publication (the full text is in docs/)."""
+    firsts = [t.first for t in tables if t.first]
+    lasts = [t.last for t in tables if t.last]
+    span = f"{min(firsts):%Y-%m} to {max(lasts):%Y-%m}" if firsts and lasts else "no registrations"
+    return "\n".join(
+        [
+            "# casepool publication: methodology note",
+            "",
+            f"Registrations covered: {span}" + (f" (period {period})." if period else "."),
+            "",
+            "What is counted: child survivors of sexual exploitation registered by the participating",
+            "organisations, from de-identified records (no names, case numbers or exact dates leave",
+            "an organisation). Each child is counted once: a child referred by another organisation",
+            "that registered the child first (reported elsewhere = yes and referral source = CSO) is",
+            "not counted again. Coverage is what the organisations registered, not prevalence.",
+            "",
+            f"Disclosure control: no published count lies between 1 and {settings.k - 1}; cells that",
+            "could reveal a child are suppressed (conf_status C), with further cells (D) so that no",
+            "suppressed cell can be worked out from the others, even by an organisation that knows its",
+            "own records. Every table was audited by linear programming before it was written.",
+            "Percentages and medians are shown only when their numerator and denominator are shown",
+            f"and the denominator is at least {settings.ratio_min_denominator or settings.k}.",
+            "",
+            "Codes: _T is a total. An empty value is suppressed, never zero. Indicator formulas:",
+            "docs/indicator-reference.md; method: docs/methodology-indicators.md.",
+            "",
+        ]
+    )

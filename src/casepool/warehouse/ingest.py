@@ -1,0 +1,346 @@
+"""The steward's DuckDB warehouse: organisations, submissions, cases, and an append-only audit log.
+
+Tables (see docs/steward-guide.md): `organisations`, `submissions`, `cases`, `audit_log`,
+`warehouse_info`; views `active_submissions` and `active_cases` (the records analysts count).
+Each package is merged in one transaction, so a crash or a kill leaves the warehouse as it was.
+DuckDB's own file lock keeps a second process out while one writes; it waits, then says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from casepool.core.errors import CasepoolError, PackageError, UsageError, WarehouseError
+from casepool.core.schema import load_schema
+from casepool.exchange.keys import record_keys
+from casepool.exchange.package import SUFFIX, VerifiedPackage, read_package
+from casepool.exchange.profile import PSEUDONYM
+from casepool.warehouse.organisations import key_lookup
+from casepool.warehouse.store import (
+    DEFAULT_WAIT_SECONDS,
+    LOADED,
+    REFUSED,
+    UNCHANGED,
+    current_actor,
+    open_warehouse,
+    record_audit,
+    scalar,
+    utc_now,
+)
+
+Stage = Callable[[str], None]
+
+
+def record_key_secret(con: duckdb.DuckDBPyConnection) -> bytes:
+    row = scalar(con.execute("SELECT value FROM warehouse_info WHERE key = 'record_key_secret'"))
+    if row is None:
+        raise WarehouseError("warehouse-incompatible", path="record_key_secret")
+    return bytes.fromhex(row[0])
+
+
+@dataclass
+class PackageOutcome:
+    """What ingest did with one package."""
+
+    package: str
+    outcome: str  # loaded, unchanged (already ingested) or refused
+    submission_id: str | None = None
+    org: str | None = None
+    period: str | None = None
+    rows: int = 0
+    superseded: list[str] = field(default_factory=list)  # submissions this one replaced
+    superseded_by: str | None = None  # set when a newer package for the period was already in
+    new_pseudonym_key: bool = False  # the organisation changed its pseudonym key
+    refusal: CasepoolError | None = None
+
+    def message(self, lang: str) -> str:
+        from casepool.core.i18n import render
+
+        if self.refusal is not None:
+            return self.refusal.message(lang)
+        key = {LOADED: "ingest-loaded", UNCHANGED: "ingest-unchanged"}[self.outcome]
+        text = render(
+            key, lang, package=self.package, org=self.org, period=self.period, rows=f"{self.rows:,}"
+        )
+        extra = []
+        if self.superseded:
+            extra.append(render("ingest-supersedes", lang, count=len(self.superseded)))
+        if self.new_pseudonym_key:
+            extra.append(render("ingest-new-pseudonym-key", lang, org=self.org))
+        if self.superseded_by:
+            extra.append(render("ingest-arrived-late", lang, newer=self.superseded_by[:12]))
+        return " ".join([text, *extra])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "package": self.package,
+            "outcome": self.outcome,
+            "submission_id": self.submission_id,
+            "org": self.org,
+            "period": self.period,
+            "rows": self.rows,
+            "supersedes": self.superseded,
+            "superseded_by": self.superseded_by,
+            "new_pseudonym_key": self.new_pseudonym_key,
+            "refusal": (
+                {"reason": self.refusal.key, **{k: str(v) for k, v in self.refusal.params.items()}}
+                if self.refusal
+                else None
+            ),
+        }
+
+
+@dataclass
+class IngestReport:
+    """The outcome of every package given to one ingest run."""
+
+    warehouse: Path
+    packages: list[PackageOutcome]
+
+    @property
+    def refused(self) -> list[PackageOutcome]:
+        return [p for p in self.packages if p.outcome == REFUSED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warehouse": str(self.warehouse),
+            "ok": self.ok,
+            "packages": [p.to_dict() for p in self.packages],
+        }
+
+    def render(self, lang: str) -> str:
+        from casepool.core.i18n import render
+
+        lines = [p.message(lang) for p in self.packages]
+        counts = {
+            k: sum(p.outcome == k for p in self.packages) for k in (LOADED, UNCHANGED, REFUSED)
+        }
+        lines.append(
+            render(
+                "ingest-summary",
+                lang,
+                loaded=counts[LOADED],
+                unchanged=counts[UNCHANGED],
+                refused=counts[REFUSED],
+            )
+        )
+        return "\n".join(lines)
+
+
+def find_packages(paths: Sequence[str | Path]) -> list[Path]:
+    """The packages named, and those inside named folders (by name, so oldest first)."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p for p in path.glob(f"*{SUFFIX}") if p.is_file() and not p.name.startswith(".")
+                )
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError("ingest-path-missing", path=str(path))
+    if not found:
+        raise UsageError("ingest-nothing-found", path=", ".join(str(p) for p in paths)[:200])
+    return list(dict.fromkeys(found))
+
+
+def ingest_packages(
+    paths: Sequence[str | Path],
+    warehouse: str | Path,
+    *,
+    actor: str | None = None,
+    wait: float = DEFAULT_WAIT_SECONDS,
+    stage: Stage | None = None,
+) -> IngestReport:
+    """Verify each package and merge it in its own transaction; a refusal changes no data."""
+    packages = find_packages(paths)
+    actor = actor or current_actor()
+    notify = stage or (lambda name: None)
+    schema = load_schema()
+    outcomes = []
+    with open_warehouse(warehouse, create=True, wait=wait) as con:
+        public_key_of = key_lookup(con)
+        secret = record_key_secret(con)
+        for path in packages:
+            notify(f"verify:{path.name}")
+            try:
+                verified = read_package(path, public_key_of, schema)
+            except PackageError as refusal:
+                record_audit(
+                    con,
+                    "refused",
+                    actor=actor,
+                    package=path.name,
+                    detail={
+                        "reason": refusal.key,
+                        **{k: str(v) for k, v in refusal.params.items()},
+                    },
+                )
+                outcomes.append(PackageOutcome(path.name, REFUSED, refusal=refusal))
+                continue
+            outcomes.append(_merge(con, verified, secret, actor, notify))
+    return IngestReport(Path(warehouse), outcomes)
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection,
+    package: VerifiedPackage,
+    secret: bytes,
+    actor: str,
+    notify: Stage,
+) -> PackageOutcome:
+    """Insert one verified package, its cases and its supersessions, all or nothing."""
+    sid, org, period = package.submission_id, package.org, package.period
+    outcome = PackageOutcome(package.path.name, LOADED, sid, org, period.code, package.cases.height)
+    con.begin()
+    try:
+        if scalar(con.execute("SELECT 1 FROM submissions WHERE submission_id = ?", [sid])):
+            record_audit(
+                con,
+                "already-ingested",
+                actor=actor,
+                org=org,
+                period=period.code,
+                submission_id=sid,
+                package=package.path.name,
+            )
+            con.commit()
+            outcome.outcome = UNCHANGED
+            return outcome
+        now, created = utc_now(), package.created.astimezone(UTC).replace(tzinfo=None)
+        manifest = package.manifest
+        key_id = str(manifest.get("pseudonym_key_id") or "") or None
+        earlier = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT pseudonym_key_id FROM submissions "
+                "WHERE org = ? AND pseudonym_key_id IS NOT NULL",
+                [org],
+            ).fetchall()
+        }
+        # Another pseudonym key gives the same child another pseudonym: a double count ahead.
+        outcome.new_pseudonym_key = bool(earlier) and key_id not in earlier
+        con.execute(
+            "INSERT INTO submissions (submission_id, org, period, period_start, period_end, "
+            "package, created_at, ingested_at, ingested_by, rows, generalisation, schema_version, "
+            "casepool_version, pseudonym_key_id, signature, manifest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                sid,
+                org,
+                period.code,
+                period.start,
+                period.end,
+                package.path.name,
+                created,
+                now,
+                actor,
+                package.cases.height,
+                manifest.get("generalisation"),
+                (manifest.get("schema") or {}).get("version"),
+                manifest.get("casepool_version"),
+                key_id,
+                package.signature,
+                package.manifest_text,
+            ],
+        )
+        pseudonyms = package.cases.get_column(PSEUDONYM)
+        incoming = package.cases.with_columns(
+            pl.lit(sid).alias("submission_id"),
+            pl.lit(org).alias("org"),
+            pl.lit(period.code).alias("period"),
+            pl.Series(
+                "record_key", record_keys(secret, org, pseudonyms.to_list()), dtype=pl.Float64
+            ),
+        )
+        notify("insert-cases")
+        con.register("incoming_cases", incoming)
+        try:
+            con.execute("INSERT INTO cases BY NAME SELECT * FROM incoming_cases")
+        finally:
+            con.unregister("incoming_cases")
+        notify("cases-inserted")
+        record_audit(
+            con,
+            "ingested",
+            actor=actor,
+            org=org,
+            period=period.code,
+            submission_id=sid,
+            package=package.path.name,
+            detail={
+                "rows": package.cases.height,
+                "created": manifest.get("created"),
+                "new_pseudonym_key": outcome.new_pseudonym_key,
+            },
+        )
+        _supersede(con, outcome, created, now, actor)
+        notify("commit")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return outcome
+
+
+def _supersede(
+    con: duckdb.DuckDBPyConnection,
+    outcome: PackageOutcome,
+    created: datetime,
+    now: datetime,
+    actor: str,
+) -> None:
+    """The newest package (by its signed creation time) of an organisation and period is active."""
+    others = con.execute(
+        "SELECT submission_id, created_at FROM submissions WHERE org = ? AND period = ? "
+        "AND superseded_by IS NULL AND submission_id <> ?",
+        [outcome.org, outcome.period, outcome.submission_id],
+    ).fetchall()
+    mine = (created, outcome.submission_id)
+    newer = sorted((c, s) for s, c in others if (c, s) > mine)
+    if newer:
+        winner = newer[-1][1]
+        con.execute(
+            "UPDATE submissions SET superseded_by = ?, superseded_at = ? WHERE submission_id = ?",
+            [winner, now, outcome.submission_id],
+        )
+        outcome.superseded_by = winner
+        record_audit(
+            con,
+            "superseded",
+            actor=actor,
+            org=outcome.org,
+            period=outcome.period,
+            submission_id=outcome.submission_id,
+            detail={"superseded_by": winner},
+        )
+        return
+    for old, _ in others:
+        con.execute(
+            "UPDATE submissions SET superseded_by = ?, superseded_at = ? WHERE submission_id = ?",
+            [outcome.submission_id, now, old],
+        )
+        outcome.superseded.append(old)
+        record_audit(
+            con,
+            "superseded",
+            actor=actor,
+            org=outcome.org,
+            period=outcome.period,
+            submission_id=old,
+            detail={"superseded_by": outcome.submission_id},
+        )

@@ -1,0 +1,192 @@
+"""The release ledger: every figure that leaves the warehouse, by any road, with what it was made from.
+
+A release is one publication, one query answer, one report or one set of differential-privacy
+measurements. The ledger keeps, for each release, who asked, when, by which method, from which
+submissions, and every cell that left: its table, indicator, one code per dimension, value and
+statuses. Disclosure control reads it back to protect a new release together with all earlier ones;
+the differential-privacy budget is accounted beside it.
+
+Tables added after warehouse format 1 are created on first use by the module that owns them
+(`CREATE TABLE IF NOT EXISTS`), so an older warehouse gains them at its first write; a read-only
+reader of a warehouse that has none sees an empty ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from casepool.warehouse.store import utc_now
+
+KINDS = ("publication", "query", "report", "measurement", "revocation")
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS releases (
+  release_id VARCHAR PRIMARY KEY, released_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
+  method VARCHAR NOT NULL, actor VARCHAR NOT NULL, audience VARCHAR,
+  periods VARCHAR[] NOT NULL, submissions VARCHAR[] NOT NULL, data_fingerprint VARCHAR,
+  detail VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS release_cells (
+  release_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, indicator VARCHAR NOT NULL,
+  dimensions VARCHAR NOT NULL, value DOUBLE, obs_status VARCHAR, conf_status VARCHAR,
+  margin DOUBLE)""",
+)
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ledger's tables when this warehouse has none yet (a writable connection)."""
+    for statement in _DDL:
+        con.execute(statement)
+
+
+def has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return "releases" in names
+
+
+def cell_identity(dimensions: Mapping[str, str]) -> str:
+    """A cell's dimensions as canonical JSON (sorted keys): the same cell, the same text."""
+    return json.dumps(dict(sorted(dimensions.items())), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class Release:
+    """One row of the ledger: a release and the facts it was made from."""
+
+    release_id: str
+    released_at: datetime
+    kind: str
+    method: str
+    actor: str
+    audience: str | None
+    periods: list[str]
+    submissions: list[str]
+    data_fingerprint: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    cells: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["released_at"] = self.released_at.isoformat(timespec="seconds")
+        return out
+
+
+def record_release(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    kind: str,
+    method: str,
+    actor: str,
+    cells: pl.DataFrame,
+    periods: Sequence[str] = (),
+    submissions: Iterable[str] = (),
+    audience: str | None = None,
+    data_fingerprint: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> str:
+    """Append a release and its cells in the caller's transaction; returns the release id.
+
+    `cells` has columns table_name, indicator, dimensions (from `cell_identity`), value,
+    obs_status, conf_status and, for noisy answers, margin (missing columns are stored as null).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown release kind {kind!r}")
+    ensure_ledger(con)
+    release_id = uuid.uuid4().hex
+    con.execute(
+        "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            release_id,
+            utc_now(),
+            kind,
+            method,
+            actor,
+            audience,
+            list(periods),
+            sorted(set(submissions)),
+            data_fingerprint,
+            json.dumps(dict(detail or {}), ensure_ascii=False, default=str),
+        ],
+    )
+    if cells.height:
+        columns = ["table_name", "indicator", "dimensions", "value", "obs_status", "conf_status"]
+        frame = cells.with_columns(
+            [pl.lit(None, pl.String).alias(c) for c in columns if c not in cells.columns]
+            + ([] if "margin" in cells.columns else [pl.lit(None, pl.Float64).alias("margin")])
+        ).select(
+            pl.lit(release_id).alias("release_id"),
+            *[pl.col(c).cast(pl.String) for c in columns[:3]],
+            pl.col("value").cast(pl.Float64),
+            pl.col("obs_status").cast(pl.String),
+            pl.col("conf_status").cast(pl.String),
+            pl.col("margin").cast(pl.Float64),
+        )
+        con.register("_release_cells_in", frame.to_arrow())
+        try:
+            con.execute("INSERT INTO release_cells SELECT * FROM _release_cells_in")
+        finally:
+            con.unregister("_release_cells_in")
+    return release_id
+
+
+def list_releases(con: duckdb.DuckDBPyConnection, *, kind: str | None = None) -> list[Release]:
+    """Every release, oldest first, with its number of cells (an empty list without a ledger)."""
+    if not has_ledger(con):
+        return []
+    sql = (
+        "SELECT r.*, (SELECT count(*) FROM release_cells c WHERE c.release_id = r.release_id) "
+        "FROM releases r"
+        + (" WHERE kind = ?" if kind else "")
+        + " ORDER BY released_at, release_id"
+    )
+    rows = con.execute(sql, [kind] if kind else []).fetchall()
+    return [
+        Release(
+            release_id=r[0],
+            released_at=r[1],
+            kind=r[2],
+            method=r[3],
+            actor=r[4],
+            audience=r[5],
+            periods=list(r[6]),
+            submissions=list(r[7]),
+            data_fingerprint=r[8],
+            detail=json.loads(r[9]) if r[9] else {},
+            cells=int(r[10]),
+        )
+        for r in rows
+    ]
+
+
+def released_cells(
+    con: duckdb.DuckDBPyConnection, *, kinds: Sequence[str] = ("publication", "report")
+) -> pl.DataFrame:
+    """Every cell released exactly (by the given kinds of release), with its release's facts."""
+    if not has_ledger(con):
+        return pl.DataFrame(
+            schema={
+                "release_id": pl.String,
+                "released_at": pl.Datetime,
+                "table_name": pl.String,
+                "indicator": pl.String,
+                "dimensions": pl.String,
+                "value": pl.Float64,
+                "obs_status": pl.String,
+                "conf_status": pl.String,
+                "submissions": pl.List(pl.String),
+            }
+        )
+    return con.sql(
+        "SELECT c.release_id, r.released_at, c.table_name, c.indicator, c.dimensions, c.value, "
+        "c.obs_status, c.conf_status, r.submissions FROM release_cells c "
+        "JOIN releases r USING (release_id) WHERE list_contains(?, r.kind) "
+        "ORDER BY r.released_at, c.release_id",
+        params=[list(kinds)],
+    ).pl()

@@ -1,0 +1,115 @@
+"""The steward's DuckDB warehouse: organisations, submissions, cases, and an append-only audit log.
+
+Tables (see docs/steward-guide.md): `organisations`, `submissions`, `cases`, `audit_log`,
+`warehouse_info`; views `active_submissions` and `active_cases` (the records analysts count).
+Each package is merged in one transaction, so a crash or a kill leaves the warehouse as it was.
+DuckDB's own file lock keeps a second process out while one writes; it waits, then says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from casepool.warehouse.organisations import Organisation
+from casepool.warehouse.store import DEFAULT_WAIT_SECONDS, open_warehouse, scalar
+
+
+@dataclass
+class WarehouseStatus:
+    """Organisations and every submission, active and superseded, with counts and arrival times."""
+
+    warehouse: Path
+    organisations: list[Organisation]
+    submissions: pl.DataFrame
+    audit_entries: int
+    active_cases: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warehouse": str(self.warehouse),
+            "organisations": [o.to_dict() for o in self.organisations],
+            "submissions": [
+                {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+                for row in self.submissions.iter_rows(named=True)
+            ],
+            "audit_entries": self.audit_entries,
+            "active_cases": self.active_cases,
+        }
+
+    def render(self, lang: str) -> str:
+        from casepool.core.i18n import render
+
+        lines = [render("status-organisations", lang, count=len(self.organisations))]
+        lines += [f"  {o.org:<12} {o.name}  (key {o.key_id})" for o in self.organisations]
+        active = self.submissions.filter(pl.col("state") == "active")
+        lines.append(
+            render(
+                "status-submissions",
+                lang,
+                active=active.height,
+                superseded=self.submissions.height - active.height,
+                rows=f"{int(active.get_column('rows').sum() or 0):,}",
+            )
+        )
+        lines.append(render("status-counted", lang, count=f"{self.active_cases:,}"))
+        for row in self.submissions.iter_rows(named=True):
+            state = render(f"status-{row['state']}", lang)
+            lines.append(
+                f"  {row['org']:<12} {row['period']:<8} {state:<12} {row['rows']:>10,}  "
+                f"{row['ingested_at']:%Y-%m-%d %H:%M} UTC  {row['package']}"
+            )
+        return "\n".join(lines)
+
+
+def warehouse_status(
+    warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS
+) -> WarehouseStatus:
+    """What the warehouse holds, for `casepool status`."""
+    with open_warehouse(warehouse, read_only=True, wait=wait) as con:
+        organisations = [
+            Organisation(*r)
+            for r in con.execute(
+                "SELECT org, name, key_id, added_at FROM organisations ORDER BY org"
+            ).fetchall()
+        ]
+        submissions = con.sql(
+            "SELECT org, period, CASE WHEN superseded_by IS NULL THEN 'active' "
+            "ELSE 'superseded' END AS state, rows, created_at, ingested_at, package, "
+            "submission_id, superseded_by FROM submissions ORDER BY org, period, created_at"
+        ).pl()
+        audit_row = scalar(con.execute("SELECT count(*) FROM audit_log"))
+        counted = scalar(con.execute("SELECT count(*) FROM active_cases"))
+    return WarehouseStatus(
+        Path(warehouse),
+        organisations,
+        submissions,
+        int(audit_row[0]) if audit_row else 0,
+        int(counted[0]) if counted else 0,
+    )
+
+
+def table_counts(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -> dict[str, int]:
+    """Rows per table and view (for checks and tests)."""
+    names = ("organisations", "submissions", "cases", "audit_log", "active_cases")
+    with open_warehouse(warehouse, read_only=True, wait=wait) as con:
+        return {n: int(scalar(con.execute(f"SELECT count(*) FROM {n}"))[0]) for n in names}
+
+
+def data_fingerprint(warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS) -> str:
+    """A digest of organisations, submissions and cases: equal before and after a no-op."""
+    digest = hashlib.sha256()
+    with open_warehouse(warehouse, read_only=True, wait=wait) as con:
+        for query in (
+            "SELECT * FROM organisations ORDER BY org",
+            "SELECT * EXCLUDE (manifest) FROM submissions ORDER BY submission_id",
+            "SELECT * FROM cases ORDER BY submission_id, pseudonym",
+        ):
+            frame = con.sql(query).pl()
+            digest.update(repr(frame.rows()).encode("utf-8"))
+    return digest.hexdigest()

@@ -1,0 +1,197 @@
+"""The steward's DuckDB warehouse: organisations, submissions, cases, and an append-only audit log.
+
+Tables (see docs/steward-guide.md): `organisations`, `submissions`, `cases`, `audit_log`,
+`warehouse_info`; views `active_submissions` and `active_cases` (the records analysts count).
+Each package is merged in one transaction, so a crash or a kill leaves the warehouse as it was.
+DuckDB's own file lock keeps a second process out while one writes; it waits, then says so.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from casepool.core.errors import WarehouseError
+from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.profile import PSEUDONYM, package_fields
+
+WAREHOUSE_FORMAT = 1
+
+
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+_SQL_TYPES = {"String": "VARCHAR", "List(String)": "VARCHAR[]", "Date": "DATE", "Int64": "BIGINT"}
+
+
+def _ddl(schema: CaseSchema) -> list[str]:
+    case_columns = ",\n  ".join(
+        f"{name} {_SQL_TYPES[str(dtype)]}"
+        for name, dtype in package_fields(schema)
+        if name != PSEUDONYM
+    )
+    return [
+        "CREATE TABLE warehouse_info (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+        """CREATE TABLE organisations (
+  org VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, public_key VARCHAR NOT NULL,
+  key_id VARCHAR NOT NULL, added_at TIMESTAMP NOT NULL, added_by VARCHAR NOT NULL)""",
+        """CREATE TABLE submissions (
+  submission_id VARCHAR PRIMARY KEY, org VARCHAR NOT NULL, period VARCHAR NOT NULL,
+  period_start DATE NOT NULL, period_end DATE NOT NULL, package VARCHAR NOT NULL,
+  created_at TIMESTAMP NOT NULL, ingested_at TIMESTAMP NOT NULL, ingested_by VARCHAR NOT NULL,
+  rows BIGINT NOT NULL, generalisation VARCHAR, schema_version INTEGER, casepool_version VARCHAR,
+  pseudonym_key_id VARCHAR, signature VARCHAR,
+  superseded_by VARCHAR, superseded_at TIMESTAMP, manifest VARCHAR NOT NULL)""",
+        f"""CREATE TABLE cases (
+  submission_id VARCHAR NOT NULL, org VARCHAR NOT NULL, period VARCHAR NOT NULL,
+  pseudonym VARCHAR NOT NULL, record_key DOUBLE NOT NULL,
+  {case_columns})""",
+        "CREATE SEQUENCE audit_seq START 1",
+        """CREATE TABLE audit_log (
+  seq BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'), logged_at TIMESTAMP NOT NULL,
+  actor VARCHAR NOT NULL, action VARCHAR NOT NULL, org VARCHAR, period VARCHAR,
+  submission_id VARCHAR, package VARCHAR, detail VARCHAR)""",
+        """CREATE VIEW active_submissions AS
+  SELECT * FROM submissions WHERE superseded_by IS NULL""",
+        # A case resubmitted under an overlapping period (2025 and 2025-Q3) counts once: the row
+        # from the newest active submission of its organisation wins.
+        """CREATE VIEW active_cases AS
+  SELECT c.* FROM cases c JOIN active_submissions s USING (submission_id)
+  QUALIFY row_number() OVER (
+    PARTITION BY c.org, c.pseudonym ORDER BY s.created_at DESC, s.submission_id DESC) = 1""",
+    ]
+
+
+def scalar(result: duckdb.DuckDBPyConnection) -> Any:
+    """The first row of a query, reading the result to its end (duckdb 2.0 refuses new work
+    on a connection with an unfinished result)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def current_actor() -> str:
+    """Who is acting, for the audit log: the operating-system user at this machine."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment (some containers, services)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + max(wait, 0.0)
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" not in text.lower():
+                raise WarehouseError("warehouse-unreadable", path=str(path)) from None
+            if time.monotonic() >= deadline:
+                raise WarehouseError("warehouse-locked", path=str(path)) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except duckdb.Error:
+            raise WarehouseError("warehouse-unreadable", path=str(path)) from None
+
+
+@contextmanager
+def open_warehouse(
+    path: str | Path,
+    *,
+    create: bool = False,
+    read_only: bool = False,
+    wait: float = DEFAULT_WAIT_SECONDS,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse (created when `create`), waiting up to `wait` s for a lock."""
+    path = Path(path)
+    if not path.exists() and not create:
+        raise WarehouseError("warehouse-missing", path=str(path))
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(
+                "warehouse-unwritable", path=str(path), reason=exc.strerror
+            ) from exc
+    con = _connect(path, read_only and path.exists(), wait)
+    try:
+        _ensure_schema(con, path, read_only)
+        yield con
+    finally:
+        con.close()
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "warehouse_info" in tables:
+        row = scalar(con.execute("SELECT value FROM warehouse_info WHERE key = 'format'"))
+        if row is None or int(row[0]) > WAREHOUSE_FORMAT:
+            raise WarehouseError("warehouse-incompatible", path=str(path))
+        return
+    if tables:
+        raise WarehouseError("warehouse-incompatible", path=str(path))
+    if read_only:
+        raise WarehouseError("warehouse-missing", path=str(path))
+    con.begin()
+    try:
+        for statement in _ddl(load_schema()):
+            con.execute(statement)
+        con.executemany(
+            "INSERT INTO warehouse_info VALUES (?, ?)",
+            [
+                ["format", str(WAREHOUSE_FORMAT)],
+                ["created_at", utc_now().isoformat()],
+                ["record_key_secret", secrets.token_hex(32)],
+            ],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def record_audit(
+    con: duckdb.DuckDBPyConnection,
+    action: str,
+    *,
+    actor: str,
+    org: str | None = None,
+    period: str | None = None,
+    submission_id: str | None = None,
+    package: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one line to the audit log (the code never updates or deletes audit rows)."""
+    con.execute(
+        "INSERT INTO audit_log (logged_at, actor, action, org, period, submission_id, package, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            utc_now(),
+            actor,
+            action,
+            org,
+            period,
+            submission_id,
+            package,
+            json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+        ],
+    )
+
+
+LOADED, UNCHANGED, REFUSED = "loaded", "unchanged", "refused"
