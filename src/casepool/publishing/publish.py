@@ -120,30 +120,52 @@ def note_title(lang: str) -> str:
     return render("publication-title", lang)
 
 
-def publish(
+@dataclass
+class Publication:
+    """One protected, audited release held in memory: what `publish` writes and `report` draws.
+
+    Built once by `build_publication` (tabulate, protect together, audit); written to files by
+    `write_publication`; read back from a folder only by `casepool.reporting.tables.read_publication`.
+    """
+
+    period: str | None
+    tables: list[PublishedTable]  # the tables that passed their audit, ready to release
+    outcomes: list[TableOutcome]  # every catalogue table, written or withheld
+    catalogue: IndicatorCatalogue
+    settings: Any
+    seconds: float = 0.0
+
+    def table(self, name: str) -> PublishedTable:
+        return next(t for t in self.tables if t.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "tables": [o.to_dict() for o in self.outcomes],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def build_publication(
     warehouse: str | Path,
-    out_dir: str | Path,
     period: str | None = None,
     progress: Progress | None = None,
     *,
-    lang: str = "en",
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
-) -> PublishResult:
-    """Tabulate, protect together, audit and write every table of schemas/publication.yaml
-    (or of `tables`). `period`: a year or quarter (e.g. "2025", "2025-Q3"); `progress` gets one
-    line per stage. Returns what was written; a table that fails its audit is left out."""
+) -> Publication:
+    """Tabulate, protect together and audit every table of schemas/publication.yaml (or of
+    `tables`) for `period` (a year or quarter, e.g. "2025", "2025-Q3"; None: every period).
+    Nothing is written; a table that fails its audit is withheld."""
     from casepool import protecting
     from casepool.warehouse.store import open_warehouse
 
     started = time.perf_counter()
     notify = progress or (lambda text: None)
-    lang = lang if lang in LANGUAGES else "en"
     catalogue = load_indicators()
     requests = tuple(tables) if tables is not None else load_publication(catalogue)
     chosen = parse_period(period) if period else None
     settings = settings or protecting.load_protection_settings()
-    out = Path(out_dir)
     tabulations: list[Tabulation] = []
     with open_warehouse(warehouse, read_only=True) as con:
         source = snapshot(con, catalogue)
@@ -165,7 +187,7 @@ def publish(
     notify(f"protect {len(tabulations)} tables")
     protected = protect_tabulations(tabulations, "suppress", settings, catalogue)
     outcomes: list[TableOutcome] = []
-    written: list[PublishedTable] = []
+    released: list[PublishedTable] = []
     for p in protected:
         table = published_table(p, settings)
         outcomes.append(
@@ -179,16 +201,48 @@ def publish(
             )
         )
         if p.audit_ok:
-            written.append(table)
-    notify(f"write {len(written)} tables")
+            released.append(table)
+    return Publication(
+        chosen.code if chosen else None,
+        released,
+        outcomes,
+        catalogue,
+        settings,
+        time.perf_counter() - started,
+    )
+
+
+def publish(
+    warehouse: str | Path,
+    out_dir: str | Path,
+    period: str | None = None,
+    progress: Progress | None = None,
+    *,
+    lang: str = "en",
+    settings: Any = None,
+    tables: Sequence[TableRequest] | None = None,
+) -> PublishResult:
+    """Build the publication (`build_publication`) and write every format of it to `out_dir`.
+    Returns what was written; a table that fails its audit is left out."""
+    started = time.perf_counter()
+    notify = progress or (lambda text: None)
+    lang = lang if lang in LANGUAGES else "en"
+    publication = build_publication(warehouse, period, progress, settings=settings, tables=tables)
+    out = Path(out_dir)
+    notify(f"write {len(publication.tables)} tables")
     # Everything is written into a staging folder beside `out`, then swapped in: a crash or a
     # kill leaves the previous publication or the new one, never a mix of the two. A table
     # withheld now therefore cannot survive from an earlier publication either.
     with staged_folder(out) as staging:
         files = write_publication(
-            written, staging, catalogue, lang, chosen.code if chosen else None, settings
+            publication.tables,
+            staging,
+            publication.catalogue,
+            lang,
+            publication.period,
+            publication.settings,
         )
-        result = PublishResult(out, chosen.code if chosen else None, outcomes, [], 0.0)
+        result = PublishResult(out, publication.period, publication.outcomes, [], 0.0)
         result.seconds = time.perf_counter() - started
         from casepool.core.writing import write_json
 

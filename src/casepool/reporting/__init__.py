@@ -1,14 +1,14 @@
 """`casepool report`: one self-contained, multilingual HTML report drawn from the protected tables.
 
-`write_report(warehouse, target)` publishes the warehouse's catalogue (through `casepool.publishing`,
-so the report can never show more than `publish` does) into a temporary folder, reads the tables
-back, adds coverage (counts of submissions per organisation and period) and writes one HTML file.
+`write_report(warehouse, target)` builds the warehouse's publication in memory (the same
+`casepool.publishing.publish.build_publication` that `publish` writes, so the report can never show
+more than `publish` does), adds coverage (counts of submissions per organisation and period) and
+writes one HTML file. A publication folder already written can be drawn instead.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -19,7 +19,7 @@ from casepool.core.errors import UsageError
 from casepool.core.periods import is_period
 from casepool.reporting.coverage import Coverage, read_coverage
 from casepool.reporting.page import build_page, choose_periods, previous_period
-from casepool.reporting.tables import PublishedTable, read_publication
+from casepool.reporting.tables import PublishedTable, read_publication, table_from_rows
 
 __all__ = ["ReportResult", "build_page", "protected_tables", "write_report"]
 
@@ -50,14 +50,14 @@ class ReportResult:
 
 def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[str, PublishedTable]:
     """The publication catalogue of `warehouse` (for `period`, or every period), protected and
-    audited by `casepool publish` exactly as it would publish it, read back from its JSON."""
-    try:
-        from casepool.publishing.publish import publish
-    except ImportError as exc:
-        raise UsageError("report-needs-publish") from exc
-    with tempfile.TemporaryDirectory(prefix="casepool-report-") as folder:
-        publish(Path(warehouse), Path(folder) / "publication", period)
-        return read_publication(Path(folder) / "publication")
+    audited exactly as `casepool publish` would publish it, as the report's table views."""
+    from casepool.publishing.publish import build_publication
+
+    publication = build_publication(Path(warehouse), period)
+    return {
+        t.name: table_from_rows(t.name, t.frame.to_dicts(), t.dimensions)
+        for t in publication.tables
+    }
 
 
 def write_report(
