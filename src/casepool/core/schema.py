@@ -10,7 +10,10 @@ from typing import Any
 import yaml
 
 from casepool.core.errors import SchemaError
-from casepool.core.resources import LANGUAGES, RTL_LANGUAGES, load_yaml, schemas_dir  # noqa: F401 (re-exported)
+from casepool.core.resources import LANGUAGES as LANGUAGES
+from casepool.core.resources import RTL_LANGUAGES as RTL_LANGUAGES
+from casepool.core.resources import load_yaml
+from casepool.core.resources import schemas_dir as schemas_dir
 
 FIELD_TYPES = frozenset({"identifier", "code", "codes", "integer", "date", "month"})
 

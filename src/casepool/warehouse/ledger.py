@@ -183,10 +183,11 @@ def released_cells(
                 "submissions": pl.List(pl.String),
             }
         )
-    return con.sql(
+    frame: pl.DataFrame = con.sql(
         "SELECT c.release_id, r.released_at, c.table_name, c.indicator, c.dimensions, c.value, "
         "c.obs_status, c.conf_status, r.submissions FROM release_cells c "
         "JOIN releases r USING (release_id) WHERE list_contains(?, r.kind) "
         "ORDER BY r.released_at, c.release_id",
         params=[list(kinds)],
     ).pl()
+    return frame
