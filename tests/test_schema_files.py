@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,12 @@ def test_every_coded_field_names_an_existing_code_list():
 
 def test_every_district_lies_in_a_governorate():
     lists = load_codelists()
+    # How many there are is the code list's business (it may grow, e.g. Halabja as a 19th
+    # governorate); the shape of every code and its parent is the law.
     governorates = set(lists["governorate"].values)
-    assert len(governorates) == 18
+    assert governorates and all(re.fullmatch(r"IQG\d\d", g) for g in governorates)
     districts = lists["district"].codes
-    assert len(districts) == 101
+    assert districts and all(re.fullmatch(r"IQG\d\dQ\d\d", d.code) for d in districts)
     for district in districts:
         assert district.parent in governorates, district.code
         assert district.code.startswith(district.parent)
