@@ -17,9 +17,9 @@ from typing import Any
 from casepool.core.errors import SchemaError, UsageError
 from casepool.core.periods import Period, parse_period
 from casepool.core.schema import LANGUAGES, CaseSchema, Code, load_schema, read_yaml
+from casepool.core.vocabulary import KEY_SCALE, TOTAL
 
 FILE = "indicators.yaml"
-TOTAL = "_T"
 UNITS = ("count", "percent", "months")
 PERIOD_UNITS = ("year", "quarter")
 MAX_DIMENSIONS = 4
@@ -27,7 +27,6 @@ MAX_DIMENSIONS = 4
 _COLUMN_OF_FIELD = {"survivor_age": "age_band"}
 # The record key in [0, 1) as a 32-bit integer: sums of integers are exact in any order, so a
 # cell's key (and its cell-key noise) is the same in every query, whatever the thread schedule.
-KEY_SCALE = 2**32
 
 
 def _labels(raw: Any, where: str) -> dict[str, str]:

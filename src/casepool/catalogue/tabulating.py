@@ -33,12 +33,10 @@ from casepool.catalogue.indicators import (
     period_codes,
     referenced_columns,
 )
+from casepool.core.vocabulary import CELL_KEY, CONTRIBUTOR, VALUE
 
 OUTCOME = "outcome"
 IN_NUMERATOR, NOT_IN_NUMERATOR = "yes", "no"
-CONTRIBUTOR = "contributor"
-VALUE = "value"
-CELL_KEY = "cell_key"
 
 
 @dataclass

@@ -10,12 +10,9 @@ import numpy as np
 import polars as pl
 from scipy.optimize import minimize
 
+from casepool.core.vocabulary import CELL_KEY, KEY_SCALE
 from casepool.protecting.settings import CellKeySettings
 from casepool.protecting.tables import VALUE
-
-KEY_BITS = 32
-KEY_SCALE = 2**KEY_BITS  # record keys are held as whole multiples of 2**-32: sums are exact
-CELL_KEY = "cell_key"
 
 
 def _quantised(keys: pl.Expr) -> pl.Expr:

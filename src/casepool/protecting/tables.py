@@ -10,13 +10,10 @@ import polars as pl
 from scipy import sparse
 
 from casepool.core.errors import TableError
+from casepool.core.vocabulary import CONF_STATUS, CONTRIBUTOR, OBS_STATUS, VALUE
 from casepool.protecting.settings import ProtectionSettings
 
-VALUE = "value"
-CONTRIBUTOR = "contributor"
 INDICATOR = "indicator"
-OBS_STATUS = "obs_status"
-CONF_STATUS = "conf_status"
 FREE, PRIMARY, SECONDARY = "F", "C", "D"
 RESERVED_COLUMNS = (INDICATOR, VALUE, OBS_STATUS, CONF_STATUS, CONTRIBUTOR)
 

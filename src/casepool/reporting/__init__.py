@@ -8,15 +8,15 @@ writes one HTML file. A publication folder already written can be drawn instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from casepool.core.errors import UsageError
+from casepool.core.errors import UnreadableFileError, UsageError
 from casepool.core.periods import is_period
+from casepool.core.writing import atomic_path
 from casepool.reporting.coverage import Coverage, read_coverage
 from casepool.reporting.page import build_page, choose_periods, previous_period
 from casepool.reporting.tables import PublishedTable, read_publication, table_from_rows
@@ -113,10 +113,9 @@ def write_report(
     path = Path(target)
     data = html.encode("utf-8")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError as exc:
-        raise UsageError("report-unwritable", path=str(path), reason=exc.strerror) from exc
+        with atomic_path(path) as temp:
+            temp.write_bytes(data)
+    except UnreadableFileError as exc:
+        reason = exc.params.get("reason")
+        raise UsageError("report-unwritable", path=str(path), reason=reason) from exc
     return ReportResult(path, len(data), lang, chosen, is_synthetic, sorted(tables))

@@ -8,9 +8,8 @@ from typing import Any
 
 from casepool.core.i18n import render
 from casepool.core.schema import load_codelists, read_yaml
+from casepool.core.vocabulary import TOTAL
 from casepool.reporting.numerals import localise_digits
-
-TOTAL = "_T"
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from typing import Any
 
 from casepool.core.errors import UsageError
 from casepool.core.schema import read_yaml
+from casepool.core.vocabulary import STATUS_COLUMNS, TOTAL
 
-TOTAL = "_T"
-STATUS_COLUMNS = ("value", "obs_status", "conf_status")
 # Columns a tidy table may carry besides its dimensions; they are never read as dimensions.
 _NOT_DIMENSIONS = frozenset(
     {"indicator", *STATUS_COLUMNS, "unit", "table", "unit_mult", "numerator", "denominator"}
