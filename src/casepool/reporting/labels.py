@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from casepool.catalogue.indicators import load_indicators
 from casepool.core.i18n import render
-from casepool.core.schema import load_codelists, read_yaml
+from casepool.core.schema import load_codelists
 from casepool.core.vocabulary import TOTAL
 from casepool.reporting.numerals import localise_digits
 
@@ -27,7 +28,7 @@ class Labels:
         return (labels.get(self.lang) or labels["en"]) if labels else name
 
     def dimension(self, name: str) -> str:
-        labels = _dimensions().get(name, {}).get("labels")
+        labels = _dimension_labels().get(name)
         return (labels.get(self.lang) or labels["en"]) if labels else name
 
     def code(self, dimension: str, code: str) -> str:
@@ -49,29 +50,21 @@ class Labels:
 
 
 @cache
-def _indicators_yaml() -> dict[str, Any]:
-    return read_yaml("indicators.yaml") or {}
-
-
-@cache
 def _indicator_labels() -> dict[str, dict[str, str]]:
-    return {
-        str(i["name"]): dict(i.get("labels") or {})
-        for i in _indicators_yaml().get("indicators") or ()
-    }
+    return {name: dict(i.labels) for name, i in load_indicators().indicators.items()}
 
 
 @cache
-def _dimensions() -> dict[str, dict[str, Any]]:
-    return {str(k): dict(v) for k, v in (_indicators_yaml().get("dimensions") or {}).items()}
+def _dimension_labels() -> dict[str, dict[str, str]]:
+    return {name: dict(d.labels) for name, d in load_indicators().dimensions.items()}
 
 
 @cache
 def _code_labels(dimension: str) -> dict[str, dict[str, str]]:
-    spec = _dimensions().get(dimension, {})
-    if spec.get("codes"):
-        return {str(c["code"]): dict(c["labels"]) for c in spec["codes"]}
-    codelist = load_codelists().get(str(spec.get("codelist") or dimension))
+    found = load_indicators().dimensions.get(dimension)
+    if found is not None and found.codes:
+        return {c.code: dict(c.labels) for c in found.codes}
+    codelist = load_codelists().get(dimension)
     if codelist is None:
         return {}
     return {c.code: c.labels for c in codelist.codes}

@@ -15,8 +15,9 @@ from functools import cache
 from html import escape
 from importlib import resources
 
+from casepool.catalogue.indicators import load_indicators
 from casepool.core.errors import UsageError
-from casepool.core.schema import RTL_LANGUAGES, read_yaml
+from casepool.core.schema import RTL_LANGUAGES
 from casepool.reporting.charts import Bar, Chart, Group, bar_chart, column_chart
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.labels import Labels
@@ -33,21 +34,19 @@ def _e(text: object) -> str:
 
 @cache
 def _units() -> dict[str, str]:
-    raw = read_yaml("indicators.yaml") or {}
-    return {str(i["name"]): str(i.get("unit", "count")) for i in raw.get("indicators") or ()}
+    return {name: i.unit for name, i in load_indicators().indicators.items()}
 
 
 @cache
 def _code_rank(dimension: str) -> dict[str, int]:
     """Position of each code of `dimension` in its code list (or in indicators.yaml)."""
-    raw = read_yaml("indicators.yaml") or {}
-    spec = (raw.get("dimensions") or {}).get(dimension, {})
-    if spec.get("codes"):
-        listed = [str(c["code"]) for c in spec["codes"]]
+    dimensions = load_indicators().dimensions
+    if dimension in dimensions:
+        listed = list(dimensions[dimension].code_values)
     else:
         from casepool.core.schema import load_codelists
 
-        codelist = load_codelists().get(str(spec.get("codelist") or dimension))
+        codelist = load_codelists().get(dimension)
         listed = list(codelist.values) if codelist else []
     return {code: i for i, code in enumerate(listed)}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from casepool.core.errors import UsageError
-from casepool.core.schema import read_yaml
 from casepool.core.vocabulary import STATUS_COLUMNS, TOTAL
 
 # Columns a tidy table may carry besides its dimensions; they are never read as dimensions.
@@ -81,8 +80,9 @@ def _value(raw: Any) -> float | None:
 
 def catalogue_dimensions() -> dict[str, tuple[str, ...]]:
     """Dimensions of each table in schemas/publication.yaml, by table name."""
-    raw = read_yaml("publication.yaml") or {}
-    return {str(t["name"]): tuple(t.get("dimensions") or ()) for t in raw.get("tables") or ()}
+    from casepool.catalogue.publication import load_publication
+
+    return {r.table_name: tuple(r.dimensions) for r in load_publication()}
 
 
 def table_from_rows(
