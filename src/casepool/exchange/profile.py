@@ -52,6 +52,13 @@ def package_fields(schema: CaseSchema) -> list[tuple[str, pl.DataType]]:
     return columns
 
 
+def package_column_names(schema: CaseSchema) -> list[tuple[str, str]]:
+    """Each submitted field's name and the name of its package column (age -> age_band)."""
+    return [
+        (f.name, package_column(f)[0]) for f in schema.submitted_fields if f.type != "identifier"
+    ]
+
+
 def package_column(f: Field) -> tuple[str, pl.DataType]:
     if f.name == "survivor_age":
         return AGE_BAND, pl.String()
