@@ -15,10 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from casepool.catalogue.indicators import load_indicators, referenced_columns
 from casepool.core.periods import parse_period
-from casepool.core.schema import load_schema
-from casepool.exchange.profile import MONTHS_BEFORE, OMIT, QUARTER, load_profile
 from casepool.intake.deidentifying import prepare_submission
 from casepool.intake.local_suppression import suppress
 from casepool.intake.validating import validate_export
@@ -141,15 +138,3 @@ def test_a_stratum_smaller_than_k_cannot_reach_it_and_says_so():
     current = suppress(original, 3, importance=[1], strata=1)
     assert (current[:3] == original[:3]).all()
     assert (current[3:, 1] == -1).all()
-
-
-def test_blanks_are_unknown_for_the_catalogue_and_every_field_it_reads_is_kept():
-    profile, schema = load_profile(), load_schema()
-    needed = set(referenced_columns(load_indicators())) - {"org", "record_key", "age_band"}
-    for name in needed:
-        assert profile.precision(name) != OMIT, name
-    # Periods are years or quarters: a quarter is precise enough; the incident keeps its delay.
-    assert profile.precision("report_date") == QUARTER
-    assert profile.precision("incident_date") == MONTHS_BEFORE
-    sensitive = {f.name for f in schema.fields if f.sensitive}
-    assert sensitive <= set(profile.omitted)
