@@ -36,6 +36,7 @@ from casepool.exchange.profile import (
 )
 from casepool.intake.local_suppression import (
     Suppression,
+    distinct_rows,
     encode,
     local_suppression,
     record_frequencies,
@@ -245,7 +246,9 @@ def _report(
 ) -> KAnonymity:
     import numpy as np
 
-    _, first = np.unique(values, axis=0, return_index=True)
+    combos, inverse, _ = distinct_rows(values)
+    first = np.zeros(len(combos), dtype=np.int64)
+    first[inverse] = np.arange(len(inverse))
     group_f = f[first]
     risk = 1.0 / f
     return KAnonymity(

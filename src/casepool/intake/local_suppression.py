@@ -21,6 +21,7 @@ record falling below k (tests check it independently, by brute force).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,19 +100,36 @@ def frequencies(combos: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return f
 
 
+def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(values, axis=0) with inverse and counts, sorting one int64 key per row when the
+    values fit in one (a row-wise sort is many times slower on a million rows)."""
+    radix = values.max(axis=0) + 2 if values.size else np.zeros(values.shape[1], dtype=np.int64)
+    if math.prod(int(r) for r in radix) >= 2**62:
+        combos, inverse, counts = np.unique(values, axis=0, return_inverse=True, return_counts=True)
+        return combos, inverse.reshape(-1), counts
+    _, first, inverse, counts = np.unique(
+        _key(values + 1, radix), return_index=True, return_inverse=True, return_counts=True
+    )
+    return values[first], inverse.reshape(-1), counts
+
+
 def record_frequencies(values: np.ndarray) -> np.ndarray:
     """f of each record (rows of encoded values, WILDCARD for a blank)."""
     if values.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    combos, inverse, counts = np.unique(values, axis=0, return_inverse=True, return_counts=True)
-    return frequencies(combos, counts)[inverse.reshape(-1)]
+    combos, inverse, counts = distinct_rows(values)
+    return frequencies(combos, counts)[inverse]
 
 
 class _Combinations:
-    """The distinct combinations present, their record counts and frequencies, kept up to date."""
+    """The distinct combinations present, their record counts and frequencies, kept up to date.
 
-    def __init__(self, values: np.ndarray) -> None:
-        combos, inverse, counts = np.unique(values, axis=0, return_inverse=True, return_counts=True)
+    Combinations are filed in blocks by their strata and one quasi-identifier (the most important,
+    rarely blank), so finding the combinations one may match reads a block, not all of them.
+    """
+
+    def __init__(self, values: np.ndarray, strata: int, block: int) -> None:
+        combos, inverse, counts = distinct_rows(values)
         self.size = combos.shape[0]
         capacity = max(16, 2 * self.size)
         self.combos = np.zeros((capacity, values.shape[1]), dtype=np.int64)
@@ -121,13 +139,28 @@ class _Combinations:
         self.f = np.zeros(capacity, dtype=np.int64)
         self.f[: self.size] = frequencies(combos, counts)
         self.index = {tuple(row): i for i, row in enumerate(combos.tolist())}
-        self.of_record = inverse.reshape(-1).astype(np.int64)
+        self.of_record = inverse.astype(np.int64)
+        self.strata, self.block = strata, block
+        lists: dict[tuple[int, ...], dict[int, list[int]]] = {}
+        for i, row in enumerate(combos.tolist()):
+            lists.setdefault(tuple(row[:strata]), {}).setdefault(row[block], []).append(i)
+        self.blocks = {
+            s: {b: np.array(ids, dtype=np.int64) for b, ids in by.items()}
+            for s, by in lists.items()
+        }
 
     def matching(self, combo: np.ndarray) -> np.ndarray:
-        live = self.combos[: self.size]
-        return ((live == combo) | (live < 0) | (combo < 0)).all(axis=1) & (
-            self.counts[: self.size] > 0
-        )
+        """The live combinations `combo` matches (a blank matches anything), as indices."""
+        by = self.blocks.get(tuple(combo[: self.strata].tolist()), {})
+        value = int(combo[self.block])
+        empty = np.zeros(0, dtype=np.int64)
+        if value >= 0:
+            ids = np.concatenate([by.get(value, empty), by.get(WILDCARD, empty)])
+        else:
+            ids = np.concatenate([empty, *by.values()])
+        rows = self.combos[ids]
+        keep = ((rows == combo) | (rows < 0) | (combo < 0)).all(axis=1) & (self.counts[ids] > 0)
+        return ids[keep]
 
     def add(self, combo: np.ndarray, f: int) -> int:
         key = tuple(combo.tolist())
@@ -144,6 +177,9 @@ class _Combinations:
         self.combos[i], self.f[i] = combo, f
         self.index[key] = i
         self.size += 1
+        by = self.blocks.setdefault(tuple(key[: self.strata]), {})
+        value = key[self.block]
+        by[value] = np.append(by.get(value, np.zeros(0, dtype=np.int64)), i)
         return i
 
 
@@ -171,18 +207,18 @@ def _restore_pass(
         for (c, a), records in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
             combo = state.combos[c].copy()
             matches = state.matching(combo)
-            live = state.combos[: state.size, v]
-            lost = matches & (live >= 0) & (live != a)  # records that stop matching the restored
-            f_restored = int(state.counts[: state.size][matches & ~lost].sum())
+            values = state.combos[matches, v]
+            lost = matches[(values >= 0) & (values != a)]  # stop matching the restored record
+            f_restored = int(state.counts[matches].sum() - state.counts[lost].sum())
             if f_restored < k:
                 continue
-            slack = state.f[: state.size][lost] - k
+            slack = state.f[lost] - k
             n = min(len(records), int(slack.min()) if slack.size else len(records))
             if n <= 0:
                 continue
             combo[v] = a
             target = state.add(combo, f_restored)
-            state.f[np.flatnonzero(lost)] -= n
+            state.f[lost] -= n
             state.counts[c] -= n
             state.counts[target] += n
             moved = np.array(records[:n])
@@ -213,8 +249,8 @@ def suppress(
         current[below, v] = WILDCARD
     if (current == original).all():
         return current
-    state = _Combinations(current)
     most_first = least_first[::-1]
+    state = _Combinations(current, strata, block=most_first[0])
     while _restore_pass(state, current, original, most_first, k):
         pass
     return current
