@@ -214,10 +214,14 @@ def test_the_default_k_is_three_and_one_odd_record_is_blanked_least_important_fi
 
 
 def test_min_k_never_refuses_and_reports_the_k_reached():
+    from casepool.intake.submit import SubmitOutcome, render_submission
+
     sub = submission(_uniform(2), min_k=3)
     assert sub.ready
     assert sub.suppression.k == 3 and sub.suppression.k_reached == 2  # two records in all
     assert sub.k_anonymity.k == 2
+    text = render_submission(SubmitOutcome(validation=None, submission=sub, package=None))
+    assert "k = 3 could not be reached" in text and "the smallest group has 2" in text
 
 
 def test_a_higher_k_blanks_more_values():

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casepool.core.periods import parse_period
 from casepool.intake.deidentifying import prepare_submission
@@ -138,3 +140,28 @@ def test_a_stratum_smaller_than_k_cannot_reach_it_and_says_so():
     current = suppress(original, 3, importance=[1], strata=1)
     assert (current[:3] == original[:3]).all()
     assert (current[3:, 1] == -1).all()
+
+
+@st.composite
+def _packages_of_codes(draw):
+    n = draw(st.integers(1, 40))
+    width = draw(st.integers(1, 4))
+    cell = st.integers(-1, 2)
+    rows = draw(st.lists(st.lists(cell, min_size=width, max_size=width), min_size=n, max_size=n))
+    strata = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    importance = draw(st.permutations(list(range(1, width + 1))))
+    return np.array([[s, *r] for s, r in zip(strata, rows, strict=True)]), importance
+
+
+@settings(max_examples=150, deadline=None)
+@given(_packages_of_codes(), st.integers(2, 5))
+def test_any_package_reaches_k_where_its_stratum_allows_and_no_blank_is_superfluous(case, k):
+    original, importance = case
+    current = suppress(original, k, importance, strata=1)
+    assert (current[:, 0] == original[:, 0]).all()  # the stratum is never blanked
+    assert ((current == original) | (current < 0)).all()  # values are only ever blanked
+    f = _frequencies(current)
+    stratum_size = np.array([(original[:, 0] == s).sum() for s in original[:, 0]])
+    assert (f >= np.minimum(k, stratum_size)).all()
+    if (stratum_size >= k).all():
+        assert _restorable(original, current, k) == []
