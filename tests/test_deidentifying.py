@@ -13,14 +13,21 @@ from hypothesis import strategies as st
 
 from casepool.core.periods import parse_period
 from casepool.core.schema import load_schema
-from casepool.exchange.profile import AGE_BAND, PSEUDONYM, ROW, STANDARD_BANDS, package_fields
+from casepool.exchange.profile import (
+    AGE_BAND,
+    PSEUDONYM,
+    ROW,
+    STANDARD_BANDS,
+    load_profile,
+    package_fields,
+    parse_profile,
+)
 from casepool.intake.deidentifying import (
-    LADDER,
     deidentify,
     k_anonymity,
     prepare_submission,
     pseudonymise,
-    quasi_identifier_columns,
+    quasi_identifiers,
 )
 from casepool.intake.pii import (
     DROPPED_VALUE,
@@ -72,10 +79,9 @@ def test_the_same_case_number_in_another_digit_script_or_spacing_gets_the_same_p
 @given(st.integers(0, 17))
 def test_every_age_falls_in_the_age_band_its_code_names(age):
     records = canonical_records(1).with_columns(pl.lit(age, dtype=pl.Int64).alias("survivor_age"))
-    for step in LADDER:
-        band = deidentify(records, KEY_A, step).item(0, AGE_BAND)
-        low, high = band.removeprefix("Y").split("T")
-        assert int(low) <= age <= int(high)
+    band = deidentify(records, KEY_A).item(0, AGE_BAND)
+    low, high = band.removeprefix("Y").split("T")
+    assert int(low) <= age <= int(high)
 
 
 def test_standard_age_bands_are_unicefs_sdmx_bands():
@@ -134,16 +140,27 @@ def test_k_anonymity_counts_small_groups_and_their_records():
     assert report.share_below == 0.5
 
 
-def test_quasi_identifiers_come_from_the_schema_flags_and_district_refines_governorate():
+def test_quasi_identifiers_are_the_declared_ones_the_profile_keeps():
     schema = load_schema()
-    assert set(quasi_identifier_columns(schema, LADDER[0])) == {
+    qis = quasi_identifiers(schema, load_profile())
+    assert qis.strata == ("report_date",)  # no importance: never blanked
+    assert set(qis.suppressible) == {
         "governorate",
-        "district",
         "survivor_sex",
         AGE_BAND,
         "population_group",
+        "incident_date",
     }
-    assert "district" not in quasi_identifier_columns(schema, LADDER[1])
+    raw = {"fields": {"survivor_age": "age_band", "district": "keep"}}
+    with_district = quasi_identifiers(schema, parse_profile(raw, schema))
+    assert {"district", "disability", "minority_community"} <= set(with_district.suppressible)
+
+
+def test_sensitive_quasi_identifiers_are_marked_and_omitted_by_the_profile():
+    schema = load_schema()
+    sensitive = {f.name for f in schema.fields if f.sensitive}
+    assert sensitive == {"minority_community", "disability"}
+    assert set(load_profile().omitted) >= sensitive | {"district"}
 
 
 def _uniform(n: int, **values) -> pl.DataFrame:
@@ -154,36 +171,67 @@ def _uniform(n: int, **values) -> pl.DataFrame:
         pl.lit("IQG01").alias("governorate"),
         pl.lit(None, dtype=pl.String).alias("district"),
         pl.lit(12, dtype=pl.Int64).alias("survivor_age"),
+        pl.lit(None, dtype=pl.Date).alias("incident_date"),
         *[pl.lit(v).alias(k) for k, v in values.items()],
     )
 
 
-def test_min_k_drops_district_first():
+def test_registration_is_kept_as_its_quarter_and_the_incident_as_months_before_it():
+    records = _uniform(3).with_columns(
+        pl.Series("report_date", [date(2025, 2, 17), date(2025, 3, 2), date(2025, 5, 30)]),
+        pl.Series("incident_date", [date(2024, 11, 1), None, date(2025, 5, 1)]),
+    )
+    frame = deidentify(records, KEY_A, period=parse_period("2025"))
+    assert frame.get_column("report_date").to_list() == [date(2025, 1, 1)] * 2 + [date(2025, 4, 1)]
+    # Three months from November to February, zero from May to May: only the difference is sent.
+    assert frame.get_column("incident_date").to_list() == [
+        date(2024, 10, 1),
+        None,
+        date(2025, 4, 1),
+    ]
+    monthly = deidentify(records, KEY_A, period=parse_period("2025-02"))
+    assert monthly.get_column("report_date").item(0) == date(2025, 2, 1)
+
+
+def test_omitted_fields_are_empty_in_every_package():
+    records = _uniform(4, disability="yes", minority_community="yes", case_status="open")
+    frame = deidentify(records, KEY_A)
+    for name in load_profile().omitted:
+        assert frame.get_column(name).null_count() == 4, name
+
+
+def test_the_default_k_is_three_and_one_odd_record_is_blanked_least_important_field_first():
     records = _uniform(6).with_columns(
-        pl.Series(
-            "district", ["IQG01Q01", "IQG01Q01", "IQG01Q01", "IQG01Q02", "IQG01Q02", "IQG01Q02"]
-        ).cast(pl.String)
+        pl.Series("survivor_sex", ["F", "F", "F", "F", "F", "M"]),
+        pl.Series("population_group", ["host_community"] * 5 + ["returnee"]),
     )
-    assert submission(records).k_anonymity.k == 3
-    sub = submission(records, min_k=4)
-    assert sub.ready and sub.step.name == "district-dropped"
-    assert sub.frame.get_column("district").null_count() == 6
-    assert sub.k_anonymity.k == 6
+    sub = submission(records)
+    assert sub.ready and sub.k_anonymity.threshold == 3 and sub.k_anonymity.k >= 3
+    # population_group (importance 4) goes before sex (importance 2); both are needed here.
+    assert sub.suppression.suppressed["population_group"] == 1
+    assert sub.suppression.suppressed["survivor_sex"] == 1
+    assert sub.suppression.records_touched == 1
 
 
-def test_min_k_then_widens_age_bands():
-    records = _uniform(8).with_columns(
-        pl.Series("survivor_age", [1, 2, 3, 4, 6, 7, 8, 9], dtype=pl.Int64)
-    )
-    sub = submission(records, min_k=8)
-    assert sub.ready and sub.step.name == "district-dropped-age-0-9-10-17"
-    assert set(sub.frame.get_column(AGE_BAND)) == {"Y0T9"}
+def test_min_k_never_refuses_and_reports_the_k_reached():
+    from casepool.intake.submit import SubmitOutcome, render_submission
 
-
-def test_min_k_refuses_when_even_the_coarsest_step_is_too_small():
     sub = submission(_uniform(2), min_k=3)
-    assert sub.status == "k-anonymity" and sub.frame is None
+    assert sub.ready
+    assert sub.suppression.k == 3 and sub.suppression.k_reached == 2  # two records in all
     assert sub.k_anonymity.k == 2
+    text = render_submission(SubmitOutcome(validation=None, submission=sub, package=None))
+    assert "k = 3 could not be reached" in text and "the smallest group has 2" in text
+
+
+def test_a_higher_k_blanks_more_values():
+    records = _uniform(12).with_columns(
+        pl.Series("survivor_age", [1, 2, 3, 6, 7, 8, 11, 12, 13, 15, 16, 17], dtype=pl.Int64)
+    )
+    at_3, at_4 = submission(records), submission(records, min_k=4)
+    assert at_3.suppression.suppressed[AGE_BAND] == 0
+    assert at_4.suppression.suppressed[AGE_BAND] > 0
+    assert at_4.k_anonymity.k >= 4
 
 
 # --- personal data scan --------------------------------------------------------------------------
@@ -239,8 +287,8 @@ def test_personal_data_in_a_coded_field_refuses_naming_row_and_field_only():
     records = canonical_records(5).with_columns(
         pl.when(pl.col(ROW) == 4)
         .then(pl.lit("0770 123 4567"))
-        .otherwise(pl.col("case_status"))
-        .alias("case_status"),
+        .otherwise(pl.col("justice_outcome"))
+        .alias("justice_outcome"),
         pl.when(pl.col(ROW) == 5)
         .then(pl.lit(["health", "x@y.iq"]))
         .otherwise(pl.col("services_received"))
@@ -249,7 +297,7 @@ def test_personal_data_in_a_coded_field_refuses_naming_row_and_field_only():
     sub = submission(records)
     assert sub.status == "personal-data" and sub.frame is None
     assert [h.to_dict() for h in sub.personal_data] == [
-        {"row": 4, "field": "case_status", "kind": PHONE},
+        {"row": 4, "field": "justice_outcome", "kind": PHONE},
         {"row": 5, "field": "services_received", "kind": EMAIL},
     ]
     assert "0770" not in repr(sub.to_dict()) and "x@y.iq" not in repr(sub.to_dict())
@@ -270,17 +318,19 @@ def test_a_value_also_in_a_dropped_identifier_column_is_found():
     assert found_in_columns(raw, ["Child name", "Notes"], ["LAYLA  hassan", "Omar ", "Ali"]) == {
         "LAYLA  hassan", "Omar "
     }  # fmt: skip
-    frame = pl.DataFrame({"_row": [2, 3, 4], "case_status": ["open", "LAYLA  hassan", "police"]})
-    hits = scan_values(frame, ["case_status"], raw, ["Child name", "Notes"])
-    assert [(h.row, h.field, h.kind) for h in hits] == [(3, "case_status", DROPPED_VALUE)]
+    frame = pl.DataFrame(
+        {"_row": [2, 3, 4], "justice_outcome": ["open", "LAYLA  hassan", "police"]}
+    )
+    hits = scan_values(frame, ["justice_outcome"], raw, ["Child name", "Notes"])
+    assert [(h.row, h.field, h.kind) for h in hits] == [(3, "justice_outcome", DROPPED_VALUE)]
 
 
 def test_submission_scan_uses_the_dropped_columns():
     records = canonical_records(3).with_columns(
         pl.when(pl.col(ROW) == 2)
         .then(pl.lit("Zainab Kareem"))
-        .otherwise(pl.col("case_status"))
-        .alias("case_status")
+        .otherwise(pl.col("justice_outcome"))
+        .alias("justice_outcome")
     )
     raw = pl.DataFrame({"_row": [2, 3, 4], "Name": ["Zainab Kareem", "A B", "C D"]})
     sub = submission(records, raw=raw, dropped_columns=["Name"])
@@ -318,8 +368,8 @@ def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
     from casepool.intake.submit import SubmitOutcome, render_submission
 
     records = canonical_records(5).with_columns(
-        pl.when(pl.col(ROW) == 4).then(pl.lit("+964 770 123 4567")).otherwise(pl.col("case_status"))
-        .alias("case_status")
+        pl.when(pl.col(ROW) == 4).then(pl.lit("+964 770 123 4567")).otherwise(pl.col("justice_outcome"))
+        .alias("justice_outcome")
     )  # fmt: skip
     outcome = SubmitOutcome(validation=None, submission=submission(records), package=None)
     for lang, row_word in (("en", "row 4"), ("ar", "الصف 4"), ("ckb", "ڕیزی 4"), ("kmr", "rêza 4")):
@@ -330,13 +380,13 @@ def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
 
 def test_a_case_number_copied_into_a_coded_field_is_found():
     records = canonical_records(3).with_columns(
-        pl.when(pl.col(ROW) == 3).then(pl.lit("CASE-1-00000")).otherwise(pl.col("case_status"))
-        .alias("case_status")
+        pl.when(pl.col(ROW) == 3).then(pl.lit("CASE-1-00000")).otherwise(pl.col("justice_outcome"))
+        .alias("justice_outcome")
     )  # fmt: skip
     raw = records.select(ROW, pl.col("case_id").alias("Case ID"))
     sub = submission(records, raw=raw, dropped_columns=[], identifier_columns=["Case ID"])
     assert [(h.row, h.field, h.kind) for h in sub.personal_data] == [
-        (3, "case_status", DROPPED_VALUE)
+        (3, "justice_outcome", DROPPED_VALUE)
     ]
 
 

@@ -64,7 +64,7 @@ def test_the_issue_s_dimensions_exist_under_their_names():
 def test_region_comes_from_the_governorate_code_list():
     region = load_indicators().dimension("region")
     assert {g for g, r in region.region_of.items() if r == "KRI"} == {"IQG06", "IQG09", "IQG11"}
-    assert region.code_values == ("KRI", "federal")
+    assert region.code_values == ("KRI", "federal", "_U")  # _U: governorate not stated
 
 
 def test_age_bands_match_what_submit_writes():

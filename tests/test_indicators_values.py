@@ -47,6 +47,7 @@ def test_registered_cases_count_each_child_once(hand_made):
     assert values(hand_made, "registered_cases", "region") == {
         ("KRI",): 5,
         ("federal",): 3,
+        ("_U",): 0,  # a governorate blanked by local suppression
         (TOTAL,): 8,
     }
     assert values(hand_made, "registered_cases", "period") == {
@@ -68,7 +69,7 @@ def test_every_category_comes_from_the_code_list_and_empty_ones_are_zero(hand_ma
         (TOTAL,): 8,
     }
     by_governorate = values(hand_made, "registered_cases", "governorate")
-    assert len(by_governorate) == 19
+    assert len(by_governorate) == 20  # 18, not stated (_U), and the total
     assert by_governorate[("IQG18",)] == 0  # only the superseded record was there
     assert by_governorate[("IQG06",)] == 3
 
@@ -104,6 +105,7 @@ def test_shares(hand_made):
     assert values(hand_made, "boys_share", "region") == {
         ("KRI",): approx(60.0),
         ("federal",): approx(0.0),
+        ("_U",): None,
         (TOTAL,): approx(37.5),
     }
     assert values(hand_made, "online_share") == {(): approx(37.5)}

@@ -78,6 +78,34 @@ def test_a_package_is_named_by_org_period_and_time_and_holds_three_members(packa
     assert set(manifest["dropped"]) == {"invalid", "no_consent", "outside_period"}
 
 
+def test_the_manifest_states_the_profile_the_suppression_and_the_risk(package, keys):
+    manifest = read_package(package, lookup(keys)).manifest
+    assert manifest["profile"]["fields"]["report_date"] == "quarter"
+    assert manifest["profile"]["fields"]["district"] == "omit"
+    done = manifest["local_suppression"]
+    assert done["k"] == 3 and done["k_reached"] >= 3
+    assert set(done["suppressed"]) >= {"survivor_sex", "age_band", "governorate"}
+    risk = manifest["k_anonymity"]
+    assert risk["k"] == done["k_reached"] and risk["share_above_risk_threshold"] <= 1
+    assert "global_risk" in manifest["risk_before_suppression"]
+
+
+def test_a_package_carrying_a_field_its_profile_omits_is_refused(package, keys):
+    contents = members(package)
+    frame = pl.read_parquet(io.BytesIO(contents[DATA])).with_columns(
+        pl.lit("yes").alias("disability")
+    )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    contents[DATA] = buffer.getvalue()
+    manifest = json.loads(contents[MANIFEST])
+    manifest["data"]["sha256"] = hashlib.sha256(contents[DATA]).hexdigest()
+    contents[MANIFEST], contents[SIGNATURE] = resign(keys, manifest)
+    with pytest.raises(PackageError) as caught:
+        read_package(rebuild(package, contents), lookup(keys))
+    assert caught.value.params["reason"] == "holds values its profile omits"
+
+
 def test_the_same_package_has_the_same_submission_id(package, keys):
     assert (
         read_package(package, lookup(keys)).submission_id

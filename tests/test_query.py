@@ -55,14 +55,14 @@ def test_every_query_passes_the_audit_for_outsider_and_each_insider(
 
 def test_the_output_always_includes_the_margins(hand_made):
     frame = query(hand_made, "registered_cases", by="region,sex").table.frame
-    assert frame.height == 3 * 4
+    assert frame.height == 4 * 4  # KRI, federal, not stated, total x F, M, U, total
     assert frame.filter((pl.col("region") == TOTAL) & (pl.col("sex") == TOTAL)).height == 1
     # Eight children: every small cell is hidden, flagged C, and the margins are protected too.
     assert frame.filter(pl.col("value").is_between(1, 4)).height == 0
     kri_boys = frame.filter((pl.col("region") == "KRI") & (pl.col("sex") == "M"))
     assert kri_boys.select("value", "obs_status", "conf_status").row(0) == (None, "Q", "C")
     margins = frame.filter((pl.col("region") == TOTAL) | (pl.col("sex") == TOTAL))
-    assert margins.height == 3 + 4 - 1
+    assert margins.height == 4 + 4 - 1
 
 
 def test_cli_json_agrees_with_the_library(runner, hand_made):

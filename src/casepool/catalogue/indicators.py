@@ -93,7 +93,8 @@ class Dimension:
                 f"WHEN governorate IN ({', '.join(sql_text(g) for g, r in sorted(self.region_of.items()) if r == region)}) THEN {sql_text(region)}"
                 for region in regions
             )
-            return f"(CASE {cases} ELSE NULL END)"
+            fallback = sql_text(self.missing) if self.missing else "NULL"
+            return f"(CASE {cases} ELSE {fallback} END)"
         listed = ", ".join(sql_text(c) for c in self.code_values)
         if self.multi:
             return (
@@ -175,8 +176,22 @@ def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> D
             raise SchemaError(
                 "schema-invalid", file=FILE, reason=f"{where}: regions {sorted(unknown)} unlisted"
             )
+        region_missing = raw.get("missing")
+        if region_missing is not None:
+            if region_missing not in {c.code for c in codes}:
+                raise SchemaError(
+                    "schema-invalid", file=FILE, reason=f"{where}: missing not a code"
+                )
+            # A governorate left blank (local suppression) lies in a region not stated, same code.
+            region_of[str(region_missing)] = str(region_missing)
         return Dimension(
-            name, labels, str(raw.get("hxl", "")), codes, derived="region", region_of=region_of
+            name,
+            labels,
+            str(raw.get("hxl", "")),
+            codes,
+            derived="region",
+            region_of=region_of,
+            missing=None if region_missing is None else str(region_missing),
         )
     if derived is not None:
         raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown derived {derived}")
@@ -191,13 +206,18 @@ def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> D
     if multi != fields[column].multi:
         raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: multi disagrees")
     missing = raw.get("missing")
+    dimension_codes = codelist.codes
     if missing is not None and missing not in codelist.values:
-        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: missing not a code")
+        # A category for blanked values that exports may not use (e.g. a governorate not stated).
+        if raw.get("missing_labels") is None:
+            raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: missing not a code")
+        extra = Code(str(missing), _labels(raw["missing_labels"], f"{where}:missing"))
+        dimension_codes = (*codelist.codes, extra)
     return Dimension(
         name,
         labels,
         str(raw.get("hxl", "")),
-        codelist.codes,
+        dimension_codes,
         column=column,
         multi=multi,
         missing=None if missing is None else str(missing),

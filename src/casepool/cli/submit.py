@@ -38,7 +38,10 @@ def submit(
     min_k: Annotated[
         int | None,
         typer.Option(
-            "--min-k", min=2, help="Generalise until every group has K records, or refuse."
+            "--min-k",
+            min=2,
+            help="Blank the fewest quasi-identifier values until every record has K-1 "
+            "look-alikes (default: the package profile's k, 3).",
         ),
     ] = None,
     lang: LangOption = Lang.en,
@@ -47,9 +50,10 @@ def submit(
 ) -> None:
     """De-identify an export and write one signed package for an organisation and period.
 
-    Runs exactly the checks of `validate`; keeps schema fields only; replaces case numbers with
-    keyed pseudonyms, ages with age bands, dates with months; refuses personal data in coded
-    fields. Exit code 0: package written. 1: refused (the output says why). 2: could not run.
+    Runs exactly the checks of `validate`; keeps only the fields the package profile keeps, at its
+    precision; replaces case numbers with keyed pseudonyms, ages with age bands, the registration
+    date with its quarter; blanks quasi-identifier values until every record has k-1 look-alikes;
+    refuses personal data in coded fields. Exit code 0: package written. 1: refused (the output says why). 2: could not run.
 
     Example: casepool submit export.xlsx --org ORG-01 --period 2025-Q3 --key keys/ --out outbox/
     """

@@ -86,6 +86,7 @@ class Field:
     maximum: int | None = None
     quasi_identifier: bool = False
     sensitive: bool = False
+    importance: int | None = None  # quasi-identifiers: 1 is suppressed last (sdcMicro's order)
     input_only: bool = False
     derives: str | None = None
     parent: str | None = None
@@ -185,6 +186,7 @@ def _parse_field(raw: Mapping[str, Any]) -> Field:
         maximum=raw.get("max"),
         quasi_identifier=bool(raw.get("quasi_identifier", False)),
         sensitive=bool(raw.get("sensitive", False)),
+        importance=None if raw.get("importance") is None else int(raw["importance"]),
         input_only=bool(raw.get("input_only", False)),
         derives=raw.get("derives"),
         parent=raw.get("parent"),

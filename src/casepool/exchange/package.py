@@ -27,7 +27,14 @@ from casepool.core.errors import PackageError, UsageError
 from casepool.core.periods import Period, parse_period
 from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.keys import verify
-from casepool.exchange.profile import AGE_BAND, AGE_BAND_CODES, PSEUDONYM, package_fields
+from casepool.exchange.profile import (
+    AGE_BAND,
+    AGE_BAND_CODES,
+    OMIT,
+    PSEUDONYM,
+    package_column_names,
+    package_fields,
+)
 
 FORMAT_VERSION = 1
 
@@ -253,6 +260,11 @@ def _read_cases(
     rows = manifest.get("rows") or {}
     if not isinstance(rows, dict) or rows.get("submitted") != cases.height:
         raise _refuse("package-bad-data", path, reason="row count differs from the manifest")
+    omitted = _omitted_columns(manifest, schema)
+    if omitted and cases.select(pl.col(omitted).null_count()).row(0) != (cases.height,) * len(
+        omitted
+    ):
+        raise _refuse("package-bad-data", path, reason="holds values its profile omits")
     allowed = _allowed_codes(schema)
     # One parallel pass: every check below reads only its column's distinct values or a flag.
     facts = cases.select(
@@ -280,6 +292,16 @@ def _read_cases(
     ):
         raise _refuse("package-bad-data", path, reason="registrations outside the period")
     return cases
+
+
+def _omitted_columns(manifest: dict[str, Any], schema: CaseSchema) -> list[str]:
+    """The columns the package's profile (as its manifest states it) leaves empty."""
+    profile = manifest.get("profile")
+    fields = profile.get("fields") if isinstance(profile, dict) else None
+    if not isinstance(fields, dict):
+        return []  # packages written before profiles
+    columns = dict(package_column_names(schema))
+    return [columns[n] for n, p in sorted(fields.items()) if p == OMIT and n in columns]
 
 
 def _allowed_codes(schema: CaseSchema) -> dict[str, list[str]]:

@@ -1,8 +1,10 @@
 """Turn validated records into the de-identified rows of a package, and judge their disclosure risk.
 
-Kept: schema fields only (the allowlist). Transformed: case_id -> HMAC-SHA256 pseudonym under the
-organisation's secret key; age -> age band; dates -> months. Dropped and counted: invalid rows
-(with --drop-invalid), rows without consent, rows registered outside the period.
+Kept: schema fields the package profile keeps (schemas/package_profile.yaml), at its precision:
+case_id -> HMAC-SHA256 pseudonym under the organisation's secret key; age -> age band; registration
+-> quarter; incident -> months before registration; the rest omitted or kept. Then local suppression
+blanks quasi-identifier values until every record has k-1 look-alikes. Dropped and counted: invalid
+rows (with --drop-invalid), rows without consent, rows registered outside the period.
 """
 
 from __future__ import annotations
@@ -20,35 +22,28 @@ from casepool.core.periods import Period
 from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.profile import (
     AGE_BAND,
-    ALL_AGES,
+    MONTHS_BEFORE,
+    OMIT,
     PSEUDONYM,
+    QUARTER,
     ROW,
     STANDARD_BANDS,
-    WIDE_BANDS,
     AgeBands,
+    PackageProfile,
+    load_profile,
     package_column,
     package_fields,
 )
+from casepool.intake.local_suppression import (
+    Suppression,
+    distinct_rows,
+    encode,
+    local_suppression,
+    record_frequencies,
+)
 from casepool.intake.pii import PersonalDataHit, ascii_digits_any_script, scan_values
 
-DEFAULT_K = 3
-
-
-@dataclass(frozen=True)
-class Generalisation:
-    """One step of the ladder --min-k climbs: drop district, then widen the age bands."""
-
-    name: str
-    drop_district: bool
-    bands: AgeBands
-
-
-LADDER: tuple[Generalisation, ...] = (
-    Generalisation("none", False, STANDARD_BANDS),
-    Generalisation("district-dropped", True, STANDARD_BANDS),
-    Generalisation("district-dropped-age-0-9-10-17", True, WIDE_BANDS),
-    Generalisation("district-dropped-age-0-17", True, ALL_AGES),
-)
+DEFAULT_K = 3  # the profile's k when it names none; schemas/package_profile.yaml sets it
 
 
 def normalise_case_id(text: str) -> str:
@@ -99,21 +94,32 @@ def pseudonymise(case_ids: Sequence[str | None] | pl.Series, secret: bytes) -> l
     ]
 
 
-def refining_fields(schema: CaseSchema) -> tuple[str, ...]:
-    """Fields that refine a quasi-identifier (district inside governorate): they count as one too."""
-    qis = set(schema.quasi_identifiers)
-    return tuple(f.name for f in schema.fields if f.parent in qis)
+@dataclass(frozen=True)
+class QuasiIdentifiers:
+    """The package columns k-anonymity is computed over: strata never blanked, then the others."""
+
+    strata: tuple[str, ...]  # quasi-identifiers without importance (the registration quarter)
+    suppressible: tuple[str, ...]
+    importance: tuple[int, ...]  # of each suppressible column, 1 = most important
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.strata, *self.suppressible)
 
 
-def quasi_identifier_columns(schema: CaseSchema, step: Generalisation) -> list[str]:
-    """The package columns k-anonymity is computed over at this generalisation step."""
-    columns = []
-    for f in schema.fields:
-        if f.quasi_identifier:
-            columns.append(AGE_BAND if f.name == "survivor_age" else f.name)
-        elif f.name in refining_fields(schema) and not step.drop_district:
-            columns.append(f.name)
-    return columns
+def quasi_identifiers(schema: CaseSchema, profile: PackageProfile) -> QuasiIdentifiers:
+    """The declared quasi-identifiers (case_record.yaml) that the profile keeps, as package columns."""
+    strata, suppressible, importance = [], [], []
+    for f in schema.submitted_fields:
+        if not f.quasi_identifier or not profile.kept(f.name):
+            continue
+        name = package_column(f)[0]
+        if f.importance is None:
+            strata.append(name)
+        else:
+            suppressible.append(name)
+            importance.append(f.importance)
+    return QuasiIdentifiers(tuple(strata), tuple(suppressible), tuple(importance))
 
 
 def age_band(age: pl.Expr, bands: AgeBands) -> pl.Expr:
@@ -124,32 +130,57 @@ def age_band(age: pl.Expr, bands: AgeBands) -> pl.Expr:
     return expr.otherwise(None).cast(pl.String)
 
 
+def _month_index(column: pl.Expr) -> pl.Expr:
+    return column.dt.year().cast(pl.Int64) * 12 + column.dt.month().cast(pl.Int64) - 1
+
+
+def _kept_date(column: pl.Expr, precision: str, period: Period | None) -> pl.Expr:
+    """A date at the profile's precision: its month, or its quarter (not before the period)."""
+    if precision != QUARTER:
+        return column.dt.truncate("1mo").cast(pl.Date)
+    quarter = column.dt.truncate("1q").cast(pl.Date)
+    if period is None:
+        return quarter
+    return pl.max_horizontal(quarter, pl.lit(period.start)).cast(pl.Date)
+
+
 def deidentify(
     records: pl.DataFrame,
     secret: bytes,
-    step: Generalisation = LADDER[0],
     schema: CaseSchema | None = None,
     pseudonyms: pl.Series | None = None,
+    *,
+    profile: PackageProfile | None = None,
+    period: Period | None = None,
 ) -> pl.DataFrame:
-    """The package rows of canonical records: `_row` first, then the package columns in order.
+    """The package rows of canonical records: `_row` first, then the package columns in order,
+    each at the precision the profile declares (omitted ones empty). No suppression yet.
 
-    `pseudonyms`, when given, are those of `records` already computed (each ladder step reuses them).
+    `pseudonyms`, when given, are those of `records` already computed.
     """
     schema = schema or load_schema()
+    profile = profile or load_profile()
     if pseudonyms is None:
         ids = records.get_column("case_id")
         pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
+    report = _kept_date(pl.col("report_date"), profile.precision("report_date"), period)
     out: list[pl.Expr] = [pl.col(ROW), pl.lit(pseudonyms).alias(PSEUDONYM)]
     for f in schema.submitted_fields:
         if f.type == "identifier":
             continue
         name, dtype = package_column(f)
-        if name == AGE_BAND:
-            out.append(age_band(pl.col(f.name), step.bands).alias(AGE_BAND))
-        elif f.type in {"date", "month"}:
-            out.append(pl.col(f.name).dt.truncate("1mo").cast(pl.Date).alias(name))
-        elif step.drop_district and f.name in refining_fields(schema):
+        precision = profile.precision(f.name)
+        if precision == OMIT:
             out.append(pl.lit(None, dtype=dtype).alias(name))
+        elif name == AGE_BAND:
+            out.append(age_band(pl.col(f.name), STANDARD_BANDS).alias(AGE_BAND))
+        elif precision == MONTHS_BEFORE:
+            # The registration (as kept) less the whole months from incident to registration.
+            months = _month_index(pl.col("report_date")) - _month_index(pl.col(f.name))
+            shifted = _month_index(report) - months
+            out.append(pl.date(shifted // 12, shifted % 12 + 1, 1).cast(pl.Date).alias(name))
+        elif f.type in {"date", "month"}:
+            out.append(_kept_date(pl.col(f.name), precision, period).alias(name))
         else:
             out.append(pl.col(f.name).cast(dtype).alias(name))
     return records.select(out)
@@ -157,19 +188,26 @@ def deidentify(
 
 @dataclass(frozen=True)
 class KAnonymity:
-    """How identifiable the package's records are by their quasi-identifiers."""
+    """How identifiable the package's records are by their quasi-identifiers (blanks match all)."""
 
     quasi_identifiers: tuple[str, ...]
     threshold: int
-    k: int  # size of the smallest group
+    k: int  # the smallest frequency: every record matches at least k records (itself included)
     groups: int
     groups_below: int
     records_below: int
     records: int
+    risk_threshold: float = 0.2
+    records_above_risk: int = 0  # records whose individual risk 1/f exceeds risk_threshold
+    global_risk: float = 0.0  # mean individual risk: the expected number of re-identifications / n
 
     @property
     def share_below(self) -> float:
         return self.records_below / self.records if self.records else 0.0
+
+    @property
+    def share_above_risk(self) -> float:
+        return self.records_above_risk / self.records if self.records else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,23 +218,50 @@ class KAnonymity:
             "groups_below_threshold": self.groups_below,
             "records_below_threshold": self.records_below,
             "share_below_threshold": round(self.share_below, 6),
+            "risk_threshold": self.risk_threshold,
+            "records_above_risk_threshold": self.records_above_risk,
+            "share_above_risk_threshold": round(self.share_above_risk, 6),
+            "global_risk": round(self.global_risk, 6),
         }
 
 
-def k_anonymity(frame: pl.DataFrame, columns: Sequence[str], threshold: int) -> KAnonymity:
-    """Group by the quasi-identifiers (a missing value is its own group) and measure the groups."""
+def k_anonymity(
+    frame: pl.DataFrame, columns: Sequence[str], threshold: int, risk_threshold: float = 0.2
+) -> KAnonymity:
+    """Frequencies over the quasi-identifiers, sdcMicro's way: a missing value matches any value.
+
+    A group is a distinct combination of values (blanks included); records_below counts the
+    records whose frequency f is below `threshold`; individual risk is 1/f (a register, not a
+    sample, so the population frequency is the package's own).
+    """
     if frame.height == 0:
-        return KAnonymity(tuple(columns), threshold, 0, 0, 0, 0, 0)
-    sizes = frame.group_by(list(columns)).len().get_column("len")
-    small = sizes.filter(sizes < threshold)
+        return KAnonymity(tuple(columns), threshold, 0, 0, 0, 0, 0, risk_threshold)
+    values = encode(frame, columns)
+    f = record_frequencies(values)
+    return _report(values, f, columns, threshold, risk_threshold)
+
+
+def _report(
+    values: Any, f: Any, columns: Sequence[str], threshold: int, risk_threshold: float
+) -> KAnonymity:
+    import numpy as np
+
+    combos, inverse, _ = distinct_rows(values)
+    first = np.zeros(len(combos), dtype=np.int64)
+    first[inverse] = np.arange(len(inverse))
+    group_f = f[first]
+    risk = 1.0 / f
     return KAnonymity(
         quasi_identifiers=tuple(columns),
         threshold=threshold,
-        k=int(sizes.min()),  # type: ignore[arg-type]
-        groups=sizes.len(),
-        groups_below=small.len(),
-        records_below=int(small.sum()),
-        records=frame.height,
+        k=int(f.min()),
+        groups=len(first),
+        groups_below=int((group_f < threshold).sum()),
+        records_below=int((f < threshold).sum()),
+        records=len(f),
+        risk_threshold=risk_threshold,
+        records_above_risk=int((risk > risk_threshold).sum()),
+        global_risk=float(risk.mean()),
     )
 
 
@@ -212,9 +277,6 @@ REFUSED_EMPTY = "no-records"
 REFUSED_PERSONAL_DATA = "personal-data"
 
 
-REFUSED_K = "k-anonymity"
-
-
 @dataclass
 class Submission:
     """The de-identified rows of one submission, what was dropped and why, or why it is refused."""
@@ -226,8 +288,10 @@ class Submission:
     dropped: dict[str, int]
     dropped_columns: list[str]
     frame: pl.DataFrame | None = None  # package rows, with `_row` (dropped before writing)
-    step: Generalisation = LADDER[0]
-    k_anonymity: KAnonymity | None = None
+    profile: PackageProfile | None = None
+    k_anonymity: KAnonymity | None = None  # after local suppression
+    risk_before: KAnonymity | None = None  # the same measure before local suppression
+    suppression: Suppression | None = None
     min_k: int | None = None
     personal_data: list[PersonalDataHit] = field(default_factory=list)
 
@@ -239,6 +303,12 @@ class Submission:
     def rows_kept(self) -> int:
         return 0 if self.frame is None else self.frame.height
 
+    @property
+    def generalisation(self) -> str:
+        """The profile applied, as the manifest and the warehouse name it."""
+        profile = self.profile or load_profile()
+        return f"{profile.name}-v{profile.version}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -248,9 +318,12 @@ class Submission:
             "rows_kept": self.rows_kept,
             "dropped": dict(self.dropped),
             "dropped_columns": list(self.dropped_columns),
-            "generalisation": self.step.name,
+            "generalisation": self.generalisation,
+            "omitted_fields": list(self.profile.omitted) if self.profile else [],
             "min_k": self.min_k,
             "k_anonymity": self.k_anonymity.to_dict() if self.k_anonymity else None,
+            "risk_before_suppression": self.risk_before.to_dict() if self.risk_before else None,
+            "local_suppression": self.suppression.to_dict() if self.suppression else None,
             "personal_data": [h.to_dict() for h in self.personal_data],
         }
 
@@ -266,12 +339,20 @@ def prepare_submission(
     raw: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     dropped_columns: Sequence[str] = (),
     identifier_columns: Sequence[str] | None = None,
-    k_threshold: int = DEFAULT_K,
+    k_threshold: int | None = None,
     min_k: int | None = None,
     schema: CaseSchema | None = None,
+    profile: PackageProfile | None = None,
+    suppress: bool = True,
 ) -> Submission:
-    """De-identify validated canonical records (with `_row`) for one organisation and period."""
+    """De-identify validated canonical records (with `_row`) for one organisation and period.
+
+    k is `min_k`, else `k_threshold`, else the profile's k for the organisation. With `suppress`
+    false (for measuring only) the rows are left as the profile makes them, whatever their k.
+    """
     schema = schema or load_schema()
+    profile = profile or load_profile()
+    k = min_k or k_threshold or profile.k_for(org)
     dropped = {"invalid": 0, "no_consent": 0, "outside_period": 0}
     base = Submission(
         status=READY,
@@ -280,6 +361,7 @@ def prepare_submission(
         rows_in_export=records.height,
         dropped=dropped,
         dropped_columns=list(dropped_columns),
+        profile=profile,
         min_k=min_k,
     )
     if invalid_rows:
@@ -303,16 +385,22 @@ def prepare_submission(
     pseudonyms = pl.Series(
         PSEUDONYM, pseudonymise(in_period.get_column("case_id"), secret), dtype=pl.String
     )
-    for step in LADDER:
-        frame = deidentify(in_period, secret, step, schema, pseudonyms)
-        report = k_anonymity(frame, quasi_identifier_columns(schema, step), min_k or k_threshold)
-        base.frame, base.step, base.k_anonymity = frame, step, report
-        if min_k is None or report.k >= min_k:
-            break
+    frame = deidentify(in_period, secret, schema, pseudonyms, profile=profile, period=period)
+    qis = quasi_identifiers(schema, profile)
+    columns = qis.columns
+    base.risk_before = k_anonymity(frame, columns, k, profile.risk_threshold)
+    if suppress:
+        base.suppression = local_suppression(
+            frame, qis.suppressible, qis.importance, k, strata=qis.strata
+        )
+        frame = base.suppression.frame
+        values = encode(frame, columns)
+        base.k_anonymity = _report(
+            values, base.suppression.frequencies, columns, k, profile.risk_threshold
+        )
     else:
-        base.status = REFUSED_K
-        base.frame = None
-        return base
+        base.k_anonymity = base.risk_before
+    base.frame = frame
 
     scanned = [name for name, _ in package_fields(schema) if name != PSEUDONYM]
     # Values of the dropped columns, and of the case number itself, must not reappear anywhere.

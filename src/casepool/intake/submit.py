@@ -34,7 +34,7 @@ from casepool.exchange.package import (
     package_name,
 )
 from casepool.exchange.profile import ROW, package_fields
-from casepool.intake.deidentifying import DEFAULT_K, Submission, prepare_submission
+from casepool.intake.deidentifying import Submission, prepare_submission
 
 
 def build_manifest(
@@ -60,8 +60,13 @@ def build_manifest(
         "rows": {"in_export": submission.rows_in_export, "submitted": submission.rows_kept},
         "dropped": dict(submission.dropped),
         "dropped_columns": len(submission.dropped_columns),
-        "generalisation": submission.step.name,
+        "generalisation": submission.generalisation,
+        "profile": submission.profile.to_dict() if submission.profile else None,
         "k_anonymity": submission.k_anonymity.to_dict(),
+        "local_suppression": submission.suppression.to_dict() if submission.suppression else None,
+        "risk_before_suppression": (
+            submission.risk_before.to_dict() if submission.risk_before else None
+        ),
         "columns": [{"name": n, "type": str(t)} for n, t in package_fields(schema)],
         "data": {"file": DATA, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
     }
@@ -160,7 +165,8 @@ def submit_export(
     sheet: str | None = None,
     drop_invalid: bool = False,
     min_k: int | None = None,
-    k_threshold: int = DEFAULT_K,
+    k_threshold: int | None = None,
+    suppress: bool = True,
     today: date | None = None,
     created: datetime | None = None,
     progress: Callable[[str], None] | None = None,
@@ -198,6 +204,7 @@ def submit_export(
         k_threshold=k_threshold,
         min_k=min_k,
         schema=schema,
+        suppress=suppress,
     )
     package = None
     if submission.ready:
@@ -208,6 +215,47 @@ def submit_export(
 
 
 PERSONAL_DATA_SHOWN = 20
+
+
+def _suppression_lines(sub: Submission, lang: str) -> list[str]:
+    """The profile's omitted fields, what local suppression blanked, and the risk left."""
+    from casepool.core.i18n import render
+    from casepool.core.schema import load_schema
+
+    schema = load_schema()
+
+    def label(column: str) -> str:
+        return schema.field("survivor_age" if column == "age_band" else column).label(lang)
+
+    lines = []
+    if sub.profile and sub.profile.omitted:
+        omitted = ", ".join(label(n) for n in sub.profile.omitted)
+        lines.append(render("submit-profile-omitted", lang, fields=omitted))
+    done, report = sub.suppression, sub.k_anonymity
+    if done is not None and report is not None:
+        blanked = ", ".join(f"{label(n)} {c:,}" for n, c in done.suppressed.items() if c)
+        lines.append(
+            render(
+                "submit-suppressed",
+                lang,
+                k=done.k,
+                values=f"{sum(done.suppressed.values()):,}",
+                records=f"{done.records_touched:,}",
+                fields=blanked or "-",
+            )
+        )
+        if done.k_reached < done.k:
+            lines.append(render("submit-k-not-reached", lang, k=done.k, reached=done.k_reached))
+        lines.append(
+            render(
+                "submit-risk",
+                lang,
+                share=f"{report.share_above_risk:.1%}",
+                threshold=f"{report.risk_threshold:g}",
+                risk=f"{report.global_risk:.1%}",
+            )
+        )
+    return lines
 
 
 def render_submission(outcome: SubmitOutcome, lang: str = "en") -> str:
@@ -267,25 +315,7 @@ def render_submission(outcome: SubmitOutcome, lang: str = "en") -> str:
                 threshold=report.threshold,
             )
         )
-        if sub.step.name != "none":
-            lines.append(
-                render(
-                    "submit-generalised",
-                    lang,
-                    min_k=sub.min_k,
-                    step=render(f"generalisation-{sub.step.name}", lang),
-                )
-            )
-    if sub.status == "k-anonymity":
-        lines.append(
-            render(
-                "submit-refused-k",
-                lang,
-                records=f"{report.records_below:,}" if report else "?",
-                min_k=sub.min_k,
-            )
-        )
-        return "\n".join(lines)
+    lines.extend(_suppression_lines(sub, lang))
     if sub.status == "personal-data":
         lines.append(render("submit-refused-personal-data", lang, count=len(sub.personal_data)))
         for hit in sub.personal_data[:PERSONAL_DATA_SHOWN]:
@@ -310,7 +340,7 @@ def render_submission(outcome: SubmitOutcome, lang: str = "en") -> str:
                 + render("submit-more", lang, count=len(sub.personal_data) - PERSONAL_DATA_SHOWN)
             )
         return "\n".join(lines)
-    lines.append(render("submit-transformed", lang))
+    lines.append(render("submit-transformed-profile", lang))
     if outcome.package is not None:
         lines.append(render("submit-written", lang, path=str(outcome.package)))
     return "\n".join(lines)

@@ -147,12 +147,11 @@ def audit_region_links(
 
 
 def region_of_governorates() -> dict[str, str]:
-    """Governorate code -> region code, from the governorate code list."""
-    from casepool.core.schema import load_schema
+    """Governorate code -> region code, from the governorate code list (and the catalogue's
+    region dimension, which puts a governorate not stated in a region not stated)."""
+    from casepool.catalogue.indicators import load_indicators
 
-    return {
-        c.code: c.attributes.get("region", "") for c in load_schema().codelists["governorate"].codes
-    }
+    return dict(load_indicators().dimension("region").region_of)
 
 
 def _region_layout(
