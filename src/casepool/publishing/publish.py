@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load_indicators
+from casepool.catalogue.population import read_population
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
 from casepool.core.errors import UsageError
@@ -29,6 +30,8 @@ from casepool.core.schema import LANGUAGES
 from casepool.publishing.formats import (
     PublishedTable,
     write_aggregates,
+    write_manifest,
+    write_metadata,
     write_table_csv,
     write_table_hxl,
     write_table_json,
@@ -36,6 +39,7 @@ from casepool.publishing.formats import (
     write_workbook,
 )
 from casepool.publishing.protect import protect_tabulations, published_table
+from casepool.publishing.rates import apply_rates, without_rates
 
 Progress = Callable[[str], None]
 
@@ -146,6 +150,8 @@ def publish(
     out = Path(out_dir)
     tabulations: list[Tabulation] = []
     with open_warehouse(warehouse, read_only=True) as con:
+        population = read_population(con)  # rates only with a loaded child population
+        requests = without_rates(requests, catalogue, population)
         source = snapshot(con, catalogue)
         # Every table covers the same span, so cells they share count the same records.
         first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
@@ -180,6 +186,7 @@ def publish(
         )
         if p.audit_ok:
             written.append(table)
+    written = apply_rates(written, population)  # from the protected counts only
     notify(f"write {len(written)} tables")
     # Everything is written into a staging folder beside `out`, then swapped in: a crash or a
     # kill leaves the previous publication or the new one, never a mix of the two. A table
@@ -190,11 +197,9 @@ def publish(
         )
         result = PublishResult(out, chosen.code if chosen else None, outcomes, [], 0.0)
         result.seconds = time.perf_counter() - started
-        from casepool.core.writing import write_json
-
-        write_json(
+        write_manifest(
+            staging,
             result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
-            staging / "manifest.json",
         )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
@@ -264,14 +269,14 @@ def write_publication(
             files.append(path)
     note = methodology_note(tables, period, settings)
     workbook = out / "publication.xlsx"
-    write_workbook(tables, workbook, catalogue, lang, notes=note.splitlines())
+    write_workbook(tables, workbook, catalogue, lang, period=period, settings=settings)
     aggregates = out / "aggregates.duckdb"
     write_aggregates(tables, aggregates, catalogue)
     from casepool.core.writing import write_atomic
 
     methodology = out / "methodology.md"
     write_atomic(methodology, lambda h: h.write(note))
-    return [*files, workbook, aggregates, methodology]
+    return [*files, workbook, aggregates, methodology, *write_metadata(tables, out, catalogue, note)]
 
 
 def methodology_note(tables: Sequence[PublishedTable], period: str | None, settings: Any) -> str:
