@@ -270,7 +270,7 @@ def rate_cells(
 
 
 SYNTHETIC_FILE = "reference/synthetic_child_population_2025.csv"
-SYNTHETIC_SOURCE = "SYNTHETIC child population made by the casepool developers (not real data)"
+SYNTHETIC_SOURCE = "made-up figures shipped with casepool for its demo (not real data)"
 
 
 def synthetic_population_path() -> Path:

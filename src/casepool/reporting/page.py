@@ -20,10 +20,16 @@ from casepool.core.schema import RTL_LANGUAGES, read_yaml
 from casepool.reporting.charts import Bar, Chart, Group, bar_chart, column_chart
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.labels import Labels
-from casepool.reporting.numerals import format_number, format_percent, format_signed
+from casepool.reporting.numerals import (
+    format_number,
+    format_percent,
+    format_signed,
+    localise_digits,
+)
 from casepool.reporting.tables import TOTAL, PublishedTable
 
-UNITS = {"count": 0, "percent": 1, "months": 1}  # decimals shown per unit
+UNITS = {"count": 0, "percent": 1, "months": 1, "rate": 1}
+WIDE_COLUMNS = 4  # a figure's table with more columns than this goes under its chart  # decimals shown per unit
 ARABIC_SCRIPT = range(0x0600, 0x0700)
 
 
@@ -176,9 +182,12 @@ def _figure(
     bars: Sequence[Bar],
     notes: Sequence[str] = (),
 ) -> str:
+    # A table of many columns (the justice funnel by type of violence) gets the whole width
+    # under its chart instead of being squeezed beside it.
+    wide = " wide" if table.count('<th scope="col"') > WIDE_COLUMNS else ""
     return (
         f'<figure class="figure" id="{_e(fid)}"><figcaption><h3>{_e(title)}</h3>'
-        f'<p class="scope">{_e(scope)}</p></figcaption><div class="pair">'
+        f'<p class="scope">{_e(scope)}</p></figcaption><div class="pair{wide}">'
         f'<div class="chart-box">{svg}</div><div class="table-box">{table}</div></div>'
         f"{_note(page, bars, notes)}</figure>"
     )
@@ -353,6 +362,49 @@ def _by_governorate(page: Page) -> str:
         bar_chart(chart),
         _table(page, title, page.labels.dimension("governorate"), columns, rows),
         bars,
+    )
+
+
+def _map(page: Page) -> str:
+    """The governorates on a schematic tile map, shaded by the rate per 100,000 children when a
+    population was loaded (else by the count); hidden cells hatched."""
+    from casepool.reporting.map import Area, choropleth
+
+    table = page.tables.get("cases_rate_by_governorate") or page.tables.get("cases_by_governorate")
+    if table is None:
+        return ""
+    rate = page.unit(table) == "rate"
+    areas = {}
+    bars = []
+    for code in _order(table, "governorate"):
+        bar = page.bar(table, governorate=code)
+        bars.append(bar)
+        cell = table.get(governorate=code)
+        hidden = bar.suppressed or bar.value is None or (cell is not None and cell.obs_status != "A")
+        areas[code] = Area(
+            code,
+            page.labels.code("governorate", code),
+            None if hidden else bar.value,
+            "" if hidden else bar.text,
+            hidden,
+            bar.ref if bar.suppressed else "",
+        )
+    title = localise_digits(page.t("report-fig-map-rate" if rate else "report-fig-map-count"), page.lang)
+    svg = choropleth(
+        "fig-map",
+        title,
+        areas,
+        rtl=page.rtl,
+        legend_format=lambda v: format_number(v, page.lang, 0),
+        hidden_text=page.t("report-map-hidden"),
+        schematic_text=page.t("report-map-schematic"),
+    )
+    notes = [page.t("report-map-population", population=table.population)] if table.population else []
+    scope = _all_periods(page)
+    return (
+        f'<figure class="figure map-figure" id="map"><figcaption><h3>{_e(title)}</h3>'
+        f'<p class="scope">{_e(scope)}</p></figcaption><div class="map-box">{svg}</div>'
+        f"{_note(page, bars, notes)}</figure>"
     )
 
 
@@ -582,13 +634,16 @@ figure{margin:0 0 28px;break-inside:avoid;page-break-inside:avoid}
 figcaption{margin-bottom:8px}
 .pair{display:grid;grid-template-columns:minmax(0,11fr) minmax(0,9fr);gap:20px;align-items:start}
 svg.chart{display:block;width:100%;height:auto;max-width:640px;font-family:inherit}
+svg.map{display:block;width:100%;height:auto;max-width:600px;font-family:inherit}
+.pair.wide{grid-template-columns:minmax(0,1fr)}
+.pair.wide svg.chart{max-width:760px}
 .table-box{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 caption{text-align:start;font-weight:700;padding-bottom:4px}
 th,td{border-bottom:1px solid var(--line);padding:3px 6px;text-align:start;vertical-align:top;
 overflow-wrap:normal;word-break:normal}
 tbody th,thead th:first-child{min-width:7em}
-thead th{border-bottom:2px solid var(--ink)}
+thead th{border-bottom:2px solid var(--ink);overflow-wrap:anywhere;hyphens:auto}
 th.num,td.num{text-align:end;font-variant-numeric:tabular-nums}
 td.num{white-space:nowrap}
 td.supp{color:var(--muted);font-style:italic;text-align:end;white-space:nowrap;
@@ -704,6 +759,7 @@ def build_page(
         f'<section id="trends"><h2>{_e(t("report-section-who"))}</h2>',
         _over_time(page),
         _by_governorate(page),
+        _map(page),
         sex_age,
         "</section>",
         f'<section id="exploitation"><h2>{_e(t("report-section-exploitation"))}</h2>',
