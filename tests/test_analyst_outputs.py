@@ -125,7 +125,9 @@ def test_without_a_population_no_rate_is_published_and_a_rate_query_is_refused(t
 def test_a_rate_query_divides_the_protected_count(warehouse):
     rate = query(warehouse, "registered_cases_rate", by="governorate").table.frame
     count = query(warehouse, "registered_cases", by="governorate").table.frame
-    joined = rate.join(count.select("governorate", pl.col("value").alias("count")), on="governorate")
+    joined = rate.join(
+        count.select("governorate", pl.col("value").alias("count")), on="governorate"
+    )
     shown = joined.filter(pl.col("count").is_not_null())
     assert (shown.get_column("numerator") == shown.get_column("count")).all()
 
@@ -151,13 +153,27 @@ def test_population_load_records_source_and_year(tmp_path, runner):
     file = cod_ps(tmp_path / "children.csv")
     cli = runner.invoke(
         app,
-        ["population", "load", str(file), "-w", str(target), "--source", "Test office", "--year", "2024"],
+        [
+            "population",
+            "load",
+            str(file),
+            "-w",
+            str(target),
+            "--source",
+            "Test office",
+            "--year",
+            "2024",
+        ],
     )
     assert cli.exit_code == 0, cli.output
     with open_warehouse(target, read_only=True) as con:
         population = read_population(con)
     assert population is not None
-    assert (population.source, population.year, population.synthetic) == ("Test office", 2024, False)
+    assert (population.source, population.year, population.synthetic) == (
+        "Test office",
+        2024,
+        False,
+    )
     assert population.frame.height == 18 * 2 * 4
     assert population.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
 
@@ -216,7 +232,11 @@ def test_sdmx_csv_fits_its_structure_definition_code_by_code(published):
         for row in rows:
             assert row["STRUCTURE_ID"] == structure_id
             for component, codelist in enumerations.items():
-                assert row[component] in codelists[codelist], (request.name, component, row[component])
+                assert row[component] in codelists[codelist], (
+                    request.name,
+                    component,
+                    row[component],
+                )
             assert row["TIME_PERIOD"] != "_T" and TIME_PERIOD.match(row["TIME_PERIOD"]), row
             for dimension in dimensions:
                 assert row[dimension] == row[dimension].upper()
@@ -296,9 +316,7 @@ def test_the_manifest_lists_every_file_with_its_checksum_and_no_local_path(publi
 
 
 def test_the_workbook_notes_are_formatted_text_in_the_chosen_language(published_ar):
-    sheets = pl.read_excel(
-        published_ar.out_dir / "publication.xlsx", sheet_id=0, has_header=False
-    )
+    sheets = pl.read_excel(published_ar.out_dir / "publication.xlsx", sheet_id=0, has_header=False)
     names = list(sheets)
     assert names[:2] == ["ملاحظات", "المحتويات"]
     assert names[2:] == ["01 المحافظة", "02 المحافظة × الجنس"]
@@ -318,8 +336,12 @@ def test_latest_is_the_last_year_or_quarter_with_registrations(warehouse):
         (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone()
     quarter = f"{last.year}-Q{(last.month - 1) // 3 + 1}"
     for unit, code in (("year", str(last.year)), ("quarter", quarter)):
-        latest = query(warehouse, "registered_cases", by="sex", where=["period=latest"], period_unit=unit)
-        named = query(warehouse, "registered_cases", by="sex", where=[f"period={code}"], period_unit=unit)
+        latest = query(
+            warehouse, "registered_cases", by="sex", where=["period=latest"], period_unit=unit
+        )
+        named = query(
+            warehouse, "registered_cases", by="sex", where=[f"period={code}"], period_unit=unit
+        )
         assert latest.table.frame.equals(named.table.frame)
         assert (latest.table.first, latest.table.last) == (named.table.first, named.table.last)
 
@@ -331,3 +353,16 @@ def test_query_list_gives_each_indicators_formula(runner):
     assert "100,000" in listing["registered_cases_rate"]["formula"]
     text = runner.invoke(app, ["query", "--list"]).output
     assert "    = 100 × count(" in text
+
+
+def test_reporting_completeness_by_organisation_and_period():
+    from casepool.reporting.coverage import Coverage
+
+    coverage = Coverage(
+        [("ORG-01", "A"), ("ORG-02", "B")],
+        {("ORG-01", "2024"): 1, ("ORG-01", "2025"): 2, ("ORG-02", "2025"): 1},
+    )
+    assert coverage.period_completeness("2024") == 0.5
+    assert coverage.period_completeness("2025") == 1.0
+    assert coverage.organisation_completeness("ORG-01") == 1.0
+    assert coverage.organisation_completeness("ORG-02") == 0.5

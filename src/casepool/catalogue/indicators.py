@@ -306,7 +306,7 @@ def _parse_indicator(
         denominator=raw.get("denominator"),
         scope=raw.get("scope"),
         months_between=(str(months[0]), str(months[1])) if isinstance(months, list) else None,
-        per=int(per) if unit == "rate" else None,
+        per=per if unit == "rate" and isinstance(per, int) else None,
     )
 
 
@@ -682,14 +682,10 @@ def formula_text(indicator: Indicator, catalogue: IndicatorCatalogue | None = No
             f"{indicator.per:,} × count of children ({counted}) / "
             "child population aged 0–17 (reference population, same breakdown)"
         )
-    base = (
-        _plain_condition(indicator.denominator) if indicator.denominator else "registered cases"
-    )
+    base = _plain_condition(indicator.denominator) if indicator.denominator else "registered cases"
     if indicator.unit == "percent":
         assert indicator.numerator is not None
-        return (
-            f"100 × count({_plain_condition(indicator.numerator)} among {base}) / count({base})"
-        )
+        return f"100 × count({_plain_condition(indicator.numerator)} among {base}) / count({base})"
     start, end = indicator.months_between or ("", "")
     return f"median of whole months from {start} to {end}, among {base}"
 

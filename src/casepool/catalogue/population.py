@@ -123,7 +123,7 @@ def _number(text: Any) -> int | None:
         value = float(cleaned)
     except ValueError:
         return None
-    return int(round(value)) if value >= 0 else None
+    return int(value) if value >= 0 and value.is_integer() else None
 
 
 def read_population_file(
@@ -174,7 +174,9 @@ def read_population_file(
                         _problem("population-not-a-count", row=record[ROW], column=column)
                     )
                     continue
-                rows.append({"governorate": code, "sex": sex, "age_band": band, "population": value})
+                rows.append(
+                    {"governorate": code, "sex": sex, "age_band": band, "population": value}
+                )
     absent = sorted(governorates - seen)
     if absent and not problems:
         problems.append(_problem("population-governorates-missing", governorates=", ".join(absent)))

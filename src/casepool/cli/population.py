@@ -40,11 +40,11 @@ def load(
 
     Example: casepool population load iraq_children_2025.csv -w w.duckdb --source "CSO, 2025" --year 2025
     """
-    from casepool.catalogue.population import load_population
+    from casepool.catalogue.population import PopulationLoad, load_population
     from casepool.core.i18n import render
     from casepool.warehouse.store import open_warehouse
 
-    def action():  # type: ignore[no-untyped-def]
+    def action() -> PopulationLoad:
         with open_warehouse(warehouse) as con:
             return load_population(con, file, source=source, year=year, synthetic=synthetic)
 

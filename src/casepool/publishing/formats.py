@@ -140,7 +140,9 @@ def hxl_frame(table: PublishedTable, catalogue: IndicatorCatalogue) -> pl.DataFr
     rest = [c for c in frame.columns if c != "indicator" and c not in table.dimensions]
     columns += [pl.col(c) for c in rest]
     periods = (
-        frame.get_column("period").to_list() if "period" in table.dimensions else [None] * frame.height
+        frame.get_column("period").to_list()
+        if "period" in table.dimensions
+        else [None] * frame.height
     )
     spans = [covered_dates(table, code) for code in periods]
     return frame.select(columns).with_columns(
@@ -197,11 +199,13 @@ def sdmx_frame(table: PublishedTable, catalogue: IndicatorCatalogue) -> pl.DataF
         column = pl.col(name) if name in table.dimensions else pl.lit(TOTAL)
         columns.append(column.cast(pl.String).str.to_uppercase().alias(dimension.sdmx_name))
     periods = (
-        frame.get_column("period").to_list() if "period" in table.dimensions else [None] * frame.height
+        frame.get_column("period").to_list()
+        if "period" in table.dimensions
+        else [None] * frame.height
     )
     columns += [
-        pl.Series(
-            "TIME_PERIOD", [sdmx_time_period(table, p) for p in periods], dtype=pl.String
+        pl.lit(
+            pl.Series("TIME_PERIOD", [sdmx_time_period(table, p) for p in periods], dtype=pl.String)
         ).alias("TIME_PERIOD"),
         pl.col("value").alias("OBS_VALUE"),
         pl.lit(SDMX_UNITS[table.indicator.unit]).alias("UNIT_MEASURE"),
@@ -373,7 +377,10 @@ def write_workbook(
         contents = book.add_worksheet(_sheet_title(render("workbook-contents-title", lang))[:31])
         if rtl:
             contents.right_to_left()
-        headers = [render(f"workbook-contents-{c}", lang) for c in ("sheet", "table", "unit", "formula", "cells", "suppressed")]
+        headers = [
+            render(f"workbook-contents-{c}", lang)
+            for c in ("sheet", "table", "unit", "formula", "cells", "suppressed")
+        ]
         contents.write_row(0, 0, [neutralise(h) for h in headers], bold)
         contents.set_column(0, 0, 28)
         contents.set_column(1, 1, 60)
@@ -546,8 +553,8 @@ def sdmx_codelists(
         codes = {c.code.upper(): dict(c.labels) for c in dimension.codes}
         codes[TOTAL] = dict(TOTAL_LABELS)
         lists[f"CL_{dimension.sdmx_name}"] = codes
-    for name, codes in SDMX_STATUS_CODES.items():
-        lists[name] = {code: {"en": text} for code, text in codes.items()}
+    for name, texts in SDMX_STATUS_CODES.items():
+        lists[name] = {code: {"en": text} for code, text in texts.items()}
     for table in tables:
         for column, name in (("obs_status", "CL_OBS_STATUS"), ("conf_status", "CL_CONF_STATUS")):
             for code in table.frame.get_column(column).drop_nulls().unique().to_list():
@@ -638,7 +645,9 @@ def sdmx_structure(catalogue: IndicatorCatalogue, tables: Sequence[PublishedTabl
         ref(local, "Enumeration", id=list_id, **maintained, **{"class": "Codelist"})
 
     dsds = ET.SubElement(structures, q("str", "DataStructures"))
-    dsd = ET.SubElement(dsds, q("str", "DataStructure"), {"id": "DSD_CHILD_EXPLOITATION", **maintained})
+    dsd = ET.SubElement(
+        dsds, q("str", "DataStructure"), {"id": "DSD_CHILD_EXPLOITATION", **maintained}
+    )
     names(dsd, {"en": "casepool protected tables"})
     components = ET.SubElement(dsd, q("str", "DataStructureComponents"))
     dims = ET.SubElement(components, q("str", "DimensionList"), {"id": "DimensionDescriptor"})
@@ -647,7 +656,9 @@ def sdmx_structure(catalogue: IndicatorCatalogue, tables: Sequence[PublishedTabl
         identity(node, dim_id)
         enumerated(node, f"CL_{dim_id}")
     time = ET.SubElement(
-        dims, q("str", "TimeDimension"), {"id": "TIME_PERIOD", "position": str(len(dimension_ids) + 1)}
+        dims,
+        q("str", "TimeDimension"),
+        {"id": "TIME_PERIOD", "position": str(len(dimension_ids) + 1)},
     )
     identity(time, "TIME_PERIOD")
     local = ET.SubElement(time, q("str", "LocalRepresentation"))
@@ -658,7 +669,9 @@ def sdmx_structure(catalogue: IndicatorCatalogue, tables: Sequence[PublishedTabl
         ("OBS_STATUS", "CL_OBS_STATUS", "Mandatory"),
         ("CONF_STATUS", "CL_CONF_STATUS", "Mandatory"),
     ):
-        node = ET.SubElement(attributes, q("str", "Attribute"), {"id": attr_id, "assignmentStatus": status})
+        node = ET.SubElement(
+            attributes, q("str", "Attribute"), {"id": attr_id, "assignmentStatus": status}
+        )
         identity(node, attr_id)
         enumerated(node, list_id)
         relation = ET.SubElement(node, q("str", "AttributeRelationship"))
@@ -813,10 +826,15 @@ def data_package(
         add(out / "json" / f"{table.name}.json", {"type": "file", "title": f"{title} (JSON)"})
     for path in sorted(out.rglob("*")):
         relative = path.relative_to(out).as_posix()
-        if path.is_file() and relative not in described and path.name not in {
-            "datapackage.json",
-            "manifest.json",
-        }:
+        if (
+            path.is_file()
+            and relative not in described
+            and path.name
+            not in {
+                "datapackage.json",
+                "manifest.json",
+            }
+        ):
             add(path, {"type": "file"})
     firsts = [t.first for t in tables if t.first]
     lasts = [t.last for t in tables if t.last]

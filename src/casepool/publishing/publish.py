@@ -276,7 +276,13 @@ def write_publication(
 
     methodology = out / "methodology.md"
     write_atomic(methodology, lambda h: h.write(note))
-    return [*files, workbook, aggregates, methodology, *write_metadata(tables, out, catalogue, note)]
+    return [
+        *files,
+        workbook,
+        aggregates,
+        methodology,
+        *write_metadata(tables, out, catalogue, note),
+    ]
 
 
 def methodology_note(tables: Sequence[PublishedTable], period: str | None, settings: Any) -> str:

@@ -95,7 +95,9 @@ def query(
         raise UsageError(
             "query-audit-failed", table=tab.name, who=", ".join(protected.audit_failures)
         )
-    table = rates_of(published_table(protected, settings), population)  # rates: from protected counts
+    table = rates_of(
+        published_table(protected, settings), population
+    )  # rates: from protected counts
     return QueryResult(table, method, True, [])
 
 

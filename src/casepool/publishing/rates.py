@@ -44,10 +44,14 @@ def rate_table(
     per = table.indicator.per or 100_000
     dims = list(table.dimensions)
     frame = table.frame
-    children = [
-        population.children({d: row[d] for d in dims}, regions)
-        for row in frame.select(dims).iter_rows(named=True)
-    ] if dims else [population.children({}, regions)] * frame.height
+    children = (
+        [
+            population.children({d: row[d] for d in dims}, regions)
+            for row in frame.select(dims).iter_rows(named=True)
+        ]
+        if dims
+        else [population.children({}, regions)] * frame.height
+    )
     counts = frame.get_column("value").cast(pl.Int64)
     out = frame.with_columns(
         pl.Series("numerator", counts.to_list(), dtype=pl.Int64),
@@ -65,9 +69,7 @@ def rate_table(
         .then(pl.lit(MISSING))
         .otherwise(pl.col("obs_status"))
         .alias("obs_status"),
-    ).select(
-        "indicator", *dims, "value", "obs_status", "conf_status", "numerator", "denominator"
-    )
+    ).select("indicator", *dims, "value", "obs_status", "conf_status", "numerator", "denominator")
     return replace(table, frame=out, population=population.citation())
 
 

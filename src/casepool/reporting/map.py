@@ -161,7 +161,9 @@ def choropleth(
         )
     # With direction=rtl, text-anchor start is the right edge.
     note_x = width - 4 if rtl else 4
-    for i, line in enumerate(_wrap(schematic_text, 90) if len(schematic_text) > 90 else [schematic_text]):
+    for i, line in enumerate(
+        _wrap(schematic_text, 90) if len(schematic_text) > 90 else [schematic_text]
+    ):
         parts.append(
             f'<text x="{note_x:.1f}" y="{legend_top + 36 + i * 14:.1f}" font-size="11" '
             f'fill="{MUTED}">{escape(line)}</text>'

@@ -380,7 +380,9 @@ def _map(page: Page) -> str:
         bar = page.bar(table, governorate=code)
         bars.append(bar)
         cell = table.get(governorate=code)
-        hidden = bar.suppressed or bar.value is None or (cell is not None and cell.obs_status != "A")
+        hidden = (
+            bar.suppressed or bar.value is None or (cell is not None and cell.obs_status != "A")
+        )
         areas[code] = Area(
             code,
             page.labels.code("governorate", code),
@@ -389,7 +391,9 @@ def _map(page: Page) -> str:
             hidden,
             bar.ref if bar.suppressed else "",
         )
-    title = localise_digits(page.t("report-fig-map-rate" if rate else "report-fig-map-count"), page.lang)
+    title = localise_digits(
+        page.t("report-fig-map-rate" if rate else "report-fig-map-count"), page.lang
+    )
     svg = choropleth(
         "fig-map",
         title,
@@ -399,7 +403,9 @@ def _map(page: Page) -> str:
         hidden_text=page.t("report-map-hidden"),
         schematic_text=page.t("report-map-schematic"),
     )
-    notes = [page.t("report-map-population", population=table.population)] if table.population else []
+    notes = (
+        [page.t("report-map-population", population=table.population)] if table.population else []
+    )
     scope = _all_periods(page)
     return (
         f'<figure class="figure map-figure" id="map"><figcaption><h3>{_e(title)}</h3>'
@@ -536,11 +542,24 @@ def _coverage(page: Page) -> str:
                 n = coverage.submissions.get((org, p), 0)
                 text = format_number(n, page.lang) if n else "—"
                 cells.append(f'<td class="num coverage" data-coverage="{n}">{_e(text)}</td>')
+            share = format_percent(100 * coverage.organisation_completeness(org), page.lang, 0)
+            cells.append(f'<td class="num completeness">{_e(share)}</td>')
             body.append(f'<tr><th scope="row">{_e(name)}{code}</th>{"".join(cells)}</tr>')
+        # Reporting completeness, as DHIS2 shows it: the share of organisations that reported
+        # for each period, and of periods each organisation reported for.
+        rates = "".join(
+            f'<td class="num completeness" data-period="{_e(p)}">'
+            f"{_e(format_percent(100 * coverage.period_completeness(p), page.lang, 0))}</td>"
+            for p in periods
+        )
+        completeness = _e(page.t("report-completeness"))
         parts.append(
             f'<div class="table-box"><table><caption>{_e(page.t("report-coverage-orgs"))}</caption>'
-            f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>"
+            f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}'
+            f'<th scope="col" class="num">{completeness}</th></tr></thead>'
+            f"<tbody>{''.join(body)}</tbody><tfoot><tr><th scope=\"row\">{completeness}</th>"
+            f"{rates}<td></td></tr></tfoot></table></div>"
+            f'<p class="note">{_e(page.t("report-completeness-note"))}</p>'
         )
     table = page.tables.get("cases_by_governorate")
     if table is not None:
