@@ -366,3 +366,23 @@ def test_reporting_completeness_by_organisation_and_period():
     assert coverage.period_completeness("2025") == 1.0
     assert coverage.organisation_completeness("ORG-01") == 1.0
     assert coverage.organisation_completeness("ORG-02") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("lang", "label"), [("ar", "٠–٤ سنوات"), ("ckb", "١٥–١٧ ساڵ"), ("kmr", "0–4 salî")]
+)
+def test_age_band_labels_take_the_languages_digits(lang, label):
+    from casepool.reporting.labels import Labels
+
+    code = "Y0T4" if label.startswith(("٠", "0")) else "Y15T17"
+    assert Labels(lang).code("age_band", code) == label
+
+
+def test_long_chart_labels_wrap_instead_of_being_cut():
+    from casepool.reporting.charts import wrap_label
+
+    text = "Perpetrator is a person in a position of authority over the child"
+    lines = wrap_label(text)
+    assert 1 < len(lines) <= 3 and all(len(line) <= 30 for line in lines)
+    assert " ".join(lines).rstrip("…").startswith("Perpetrator is a person in a position")
+    assert wrap_label("Boys") == ["Boys"]
