@@ -557,7 +557,7 @@ def _coverage(page: Page) -> str:
             f'<div class="table-box"><table><caption>{_e(page.t("report-coverage-orgs"))}</caption>'
             f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}'
             f'<th scope="col" class="num">{completeness}</th></tr></thead>'
-            f"<tbody>{''.join(body)}</tbody><tfoot><tr><th scope=\"row\">{completeness}</th>"
+            f'<tbody>{"".join(body)}</tbody><tfoot><tr><th scope="row">{completeness}</th>'
             f"{rates}<td></td></tr></tfoot></table></div>"
             f'<p class="note">{_e(page.t("report-completeness-note"))}</p>'
         )
@@ -662,7 +662,7 @@ caption{text-align:start;font-weight:700;padding-bottom:4px}
 th,td{border-bottom:1px solid var(--line);padding:3px 6px;text-align:start;vertical-align:top;
 overflow-wrap:normal;word-break:normal}
 tbody th,thead th:first-child{min-width:7em}
-thead th{border-bottom:2px solid var(--ink);overflow-wrap:anywhere;hyphens:auto}
+thead th{border-bottom:2px solid var(--ink)}
 th.num,td.num{text-align:end;font-variant-numeric:tabular-nums}
 td.num{white-space:nowrap}
 td.supp{color:var(--muted);font-style:italic;text-align:end;white-space:nowrap;
