@@ -386,3 +386,29 @@ def test_long_chart_labels_wrap_instead_of_being_cut():
     assert 1 < len(lines) <= 3 and all(len(line) <= 30 for line in lines)
     assert " ".join(lines).rstrip("…").startswith("Perpetrator is a person in a position")
     assert wrap_label("Boys") == ["Boys"]
+
+
+def test_an_sdmx_library_reads_every_sdmx_csv_with_the_structure_definition(published):
+    """sdmx1 (an independent SDMX implementation) parses the structure and every SDMX-CSV file
+    against it; every observation's key takes its codes from the DSD's code lists."""
+    sdmx = pytest.importorskip("sdmx")
+    out = published.out_dir
+    with (out / "sdmx" / "structure.xml").open("rb") as handle:  # sdmx1 leaves paths open
+        structure = sdmx.read_sdmx(handle)
+    dsd = structure.structure["DSD_CHILD_EXPLOITATION"]
+    enumerated = {
+        d.id: {code.id for code in d.local_representation.enumerated}
+        for d in dsd.dimensions.components
+        if d.id != "TIME_PERIOD"
+    }
+    for request in TABLES:
+        with (out / "sdmx" / f"{request.name}.csv").open("rb") as handle:
+            message = sdmx.read_sdmx(handle, format="csv", structure=dsd)
+        observations = message.data[0].obs
+        assert len(observations) == len(text_csv(out / "csv" / f"{request.name}.csv"))
+        for obs in observations:
+            for dimension, value in obs.key.values.items():
+                if dimension == "TIME_PERIOD":
+                    assert TIME_PERIOD.match(str(value.value))
+                else:
+                    assert str(value.value) in enumerated[dimension], (request.name, dimension)
