@@ -23,7 +23,11 @@ def publication_digest(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.suffix in {".csv", ".json"} and p.name != "manifest.json"
+        # manifest.json and datapackage.json carry the time of publishing and the checksums of
+        # the workbook and DuckDB file: the figures are in the tables.
+        if p.is_file()
+        and p.suffix in {".csv", ".json"}
+        and p.name not in {"manifest.json", "datapackage.json"}
     }
 
 

@@ -140,6 +140,15 @@ def test_dismissed_among_reported_to_police_by_violence_type(hand_made):
     funnel = values(hand_made, "police_reported_cases", "justice_outcome")
     assert funnel[("dismissed",)] == 2 and funnel[("investigation",)] == 1
     assert funnel[("conviction",)] == 1 and funnel[("in_court",)] == 1 and funnel[(TOTAL,)] == 5
+    # The justice-outcome share: one conviction among the five reported to police.
+    assert values(hand_made, "conviction_share") == {(): approx(20.0)}
+
+
+def test_a_rate_is_counted_as_its_count_until_protected(hand_made):
+    # Rates are divided by the population only after protection (casepool.publishing.rates).
+    assert values(hand_made, "registered_cases_rate", "governorate") == values(
+        hand_made, "registered_cases", "governorate"
+    )
 
 
 def test_median_months_from_incident_to_registration(hand_made):
@@ -198,11 +207,13 @@ def test_every_indicator_is_covered_by_a_test_here():
         "police_reported_share",
         "police_dismissed_share",
         "police_reported_cases",
+        "conviction_share",
         "mhpss_share",
         "stigma_barrier_share",
         "social_media_referral_share",
         "displaced_share",
         "months_to_registration",
+        "registered_cases_rate",
     }
     assert set(load_indicators().indicators) == tested
 

@@ -174,7 +174,7 @@ def test_arabic_and_sorani_pages_run_right_to_left(pages, lang, direction):
     html = pages[lang]
     assert f'<html lang="{lang}" dir="{direction}">' in html
     charts = [e for e in parse(html).elements if e.tag == "svg"]
-    assert len(charts) == 8
+    assert len(charts) == 9  # eight charts and the map
     assert {c.attrs["direction"] for c in charts} == {direction}
 
 

@@ -121,6 +121,11 @@ def run_demo(
     result.cases_in_warehouse = table_counts(warehouse).get("active_cases", 0)
     notify("ingest", f"{len(report.refused)} refused; {result.cases_in_warehouse:,} active cases")
 
+    from casepool.catalogue.population import load_synthetic_population
+    from casepool.warehouse.store import open_warehouse
+
+    with open_warehouse(warehouse) as con:
+        load_synthetic_population(con)  # labelled SYNTHETIC in every output, for the rates
     _publish_and_report(result, warehouse, root, notify)
     return result
 

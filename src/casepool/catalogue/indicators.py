@@ -20,7 +20,11 @@ from casepool.core.schema import LANGUAGES, CaseSchema, Code, load_schema, read_
 from casepool.core.vocabulary import KEY_SCALE, TOTAL
 
 FILE = "indicators.yaml"
-UNITS = ("count", "percent", "months")
+UNITS = ("count", "percent", "months", "rate")
+# The dimensions a reference child population has (COD-PS layout): a rate may use only these.
+RATE_DIMENSIONS = ("period", "governorate", "region", "sex", "age_band")
+# `--where period=latest`: the latest year or quarter with registrations in the warehouse.
+LATEST = "latest"
 PERIOD_UNITS = ("year", "quarter")
 MAX_DIMENSIONS = 4
 # Package columns that are not case-record fields under their own name.
@@ -117,14 +121,18 @@ class Indicator:
     denominator: Any = None  # condition the counted records meet (besides population and scope)
     scope: Any = None  # condition restricting which records a count counts
     months_between: tuple[str, str] | None = None  # for a median of months
+    per: int | None = None  # for a rate: children per this many children of the population
 
     def label(self, lang: str) -> str:
         return self.labels.get(lang) or self.labels["en"]
 
     @property
     def kind(self) -> str:
-        """count, percent or median."""
-        return {"count": "count", "percent": "percent", "months": "median"}[self.unit]
+        """count, percent or median. A rate is counted and protected as a count; it becomes a
+        rate only after protection (casepool.publishing.rates), from the protected count."""
+        return {"count": "count", "percent": "percent", "months": "median", "rate": "count"}[
+            self.unit
+        ]
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,6 +287,17 @@ def _parse_indicator(
         raise SchemaError(
             "schema-invalid", file=FILE, reason=f"{where}: a percent needs a numerator"
         )
+    per = raw.get("per")
+    if unit == "rate":
+        if not isinstance(per, int) or isinstance(per, bool) or per <= 0:
+            raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: a rate needs per")
+        outside = [d for d in dims if d not in RATE_DIMENSIONS]
+        if outside:
+            raise SchemaError(
+                "schema-invalid", file=FILE, reason=f"{where}: no population by {outside}"
+            )
+    elif per is not None:
+        raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: only rates have per")
     if unit != "percent" and raw.get("numerator") is not None:
         raise SchemaError(
             "schema-invalid", file=FILE, reason=f"{where}: only percents have numerators"
@@ -306,6 +325,7 @@ def _parse_indicator(
         denominator=raw.get("denominator"),
         scope=raw.get("scope"),
         months_between=(str(months[0]), str(months[1])) if isinstance(months, list) else None,
+        per=per if unit == "rate" and isinstance(per, int) else None,
     )
 
 
@@ -467,7 +487,8 @@ def check_request(request: TableRequest, catalogue: IndicatorCatalogue | None = 
         dimension = catalogue.dimension(name)
         if dimension.derived == "period":
             for code in codes:
-                parse_period(code)
+                if code != LATEST:
+                    parse_period(code)
             continue
         bad = [c for c in codes if c not in dimension.code_values]
         if bad or not codes:
@@ -477,6 +498,26 @@ def check_request(request: TableRequest, catalogue: IndicatorCatalogue | None = 
                 code=", ".join(bad)[:60],
                 known=", ".join(dimension.code_values),
             )
+
+
+def resolve_latest(request: TableRequest, last: date | None) -> TableRequest:
+    """The request with `period=latest` replaced by the year or quarter (the request's period
+    unit) that holds `last`, the latest registration; unchanged when it names no `latest`."""
+    codes = request.filter_codes("period")
+    if not codes or LATEST not in codes:
+        return request
+    if last is None:
+        raise UsageError("period-latest-empty")
+    latest = period_codes(last, last, request.period_unit)[0]
+    where = tuple(
+        (name, tuple(dict.fromkeys(latest if c == LATEST else c for c in values)))
+        if name == "period"
+        else (name, values)
+        for name, values in request.where
+    )
+    return TableRequest(
+        request.indicator, request.dimensions, where, request.period_unit, request.name
+    )
 
 
 def filter_periods(request: TableRequest) -> list[Period]:
@@ -643,6 +684,31 @@ def _condition_text(cond: Any) -> str:
     return " and ".join(parts)
 
 
+def _plain_condition(cond: Any) -> str:
+    return _condition_text(cond).replace("`", "")
+
+
+def formula_text(indicator: Indicator, catalogue: IndicatorCatalogue | None = None) -> str:
+    """The indicator's formula in one line of plain text, e.g.
+    "100 × count(reported_to_police ∈ {yes}) / count(reported_to_police is known ...)"."""
+    catalogue = catalogue or load_indicators()
+    scope = [indicator.scope] if indicator.scope is not None else []
+    counted = " and ".join(_plain_condition(c) for c in scope) or "registered cases"
+    if indicator.unit == "count":
+        return f"count of children: {counted} (each child counted once)"
+    if indicator.unit == "rate":
+        return (
+            f"{indicator.per:,} × count of children ({counted}) / "
+            "child population aged 0–17 (reference population, same breakdown)"
+        )
+    base = _plain_condition(indicator.denominator) if indicator.denominator else "registered cases"
+    if indicator.unit == "percent":
+        assert indicator.numerator is not None
+        return f"100 × count({_plain_condition(indicator.numerator)} among {base}) / count({base})"
+    start, end = indicator.months_between or ("", "")
+    return f"median of whole months from {start} to {end}, among {base}"
+
+
 def indicator_reference() -> str:
     """docs/indicator-reference.md, generated from schemas/indicators.yaml."""
     catalogue = load_indicators()
@@ -659,11 +725,17 @@ def indicator_reference() -> str:
     ]
     for ind in catalogue.indicators.values():
         lines += [f"### `{ind.name}` — {ind.labels['en']}", "", ind.description, ""]
-        lines.append(f"- unit: {ind.unit}")
+        lines.append(f"- unit: {ind.unit}" + (f" (per {ind.per:,} children)" if ind.per else ""))
+        lines.append(f"- formula: {formula_text(ind, catalogue)}")
         if ind.scope is not None:
             lines.append(f"- counts records where {_condition_text(ind.scope)}")
         if ind.numerator is not None:
             lines.append(f"- numerator: {_condition_text(ind.numerator)}")
+        if ind.unit == "rate":
+            lines.append(
+                "- denominator: the child population aged 0–17 loaded with "
+                "`casepool population load` (its source and year are stated with every rate)"
+            )
         if ind.kind != "count":
             denominator = (
                 _condition_text(ind.denominator) if ind.denominator else "every registered case"

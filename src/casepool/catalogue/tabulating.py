@@ -21,6 +21,7 @@ import polars as pl
 
 from casepool.catalogue.indicators import (
     KEY_SCALE,
+    LATEST,
     TOTAL,
     Indicator,
     IndicatorCatalogue,
@@ -32,6 +33,7 @@ from casepool.catalogue.indicators import (
     packed_sql,
     period_codes,
     referenced_columns,
+    resolve_latest,
 )
 from casepool.core.vocabulary import CELL_KEY, CONTRIBUTOR, VALUE
 
@@ -245,6 +247,8 @@ def tabulate(
     check_request(request, catalogue)
     indicator = catalogue.indicator(request.indicator)
     con.execute("SET enable_progress_bar = false")
+    if LATEST in (request.filter_codes("period") or ()):
+        request = resolve_latest(request, covered_span(con, source)[1])
     first, last = _span(con, request, first, last, source)
     base = base_sql(request, first, last, catalogue, source)
     dims = list(request.dimensions)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load_indicators
+from casepool.catalogue.population import read_population
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
 from casepool.core.errors import UsageError
@@ -29,6 +30,8 @@ from casepool.core.schema import LANGUAGES
 from casepool.publishing.formats import (
     PublishedTable,
     write_aggregates,
+    write_manifest,
+    write_metadata,
     write_table_csv,
     write_table_hxl,
     write_table_json,
@@ -36,6 +39,7 @@ from casepool.publishing.formats import (
     write_workbook,
 )
 from casepool.publishing.protect import protect_tabulations, published_table
+from casepool.publishing.rates import apply_rates, without_rates
 
 Progress = Callable[[str], None]
 
@@ -168,6 +172,8 @@ def build_publication(
     settings = settings or protecting.load_protection_settings()
     tabulations: list[Tabulation] = []
     with open_warehouse(warehouse, read_only=True) as con:
+        population = read_population(con)  # rates only with a loaded child population
+        requests = without_rates(requests, catalogue, population)
         source = snapshot(con, catalogue)
         # Every table covers the same span, so cells they share count the same records.
         first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
@@ -202,6 +208,7 @@ def build_publication(
         )
         if p.audit_ok:
             released.append(table)
+    released = apply_rates(released, population)  # from the protected counts only
     return Publication(
         chosen.code if chosen else None,
         released,
@@ -244,11 +251,9 @@ def publish(
         )
         result = PublishResult(out, publication.period, publication.outcomes, [], 0.0)
         result.seconds = time.perf_counter() - started
-        from casepool.core.writing import write_json
-
-        write_json(
+        write_manifest(
+            staging,
             result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
-            staging / "manifest.json",
         )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
@@ -318,14 +323,20 @@ def write_publication(
             files.append(path)
     note = methodology_note(tables, period, settings)
     workbook = out / "publication.xlsx"
-    write_workbook(tables, workbook, catalogue, lang, notes=note.splitlines())
+    write_workbook(tables, workbook, catalogue, lang, period=period, settings=settings)
     aggregates = out / "aggregates.duckdb"
     write_aggregates(tables, aggregates, catalogue)
     from casepool.core.writing import write_atomic
 
     methodology = out / "methodology.md"
     write_atomic(methodology, lambda h: h.write(note))
-    return [*files, workbook, aggregates, methodology]
+    return [
+        *files,
+        workbook,
+        aggregates,
+        methodology,
+        *write_metadata(tables, out, catalogue, note),
+    ]
 
 
 def methodology_note(tables: Sequence[PublishedTable], period: str | None, settings: Any) -> str:

@@ -18,15 +18,17 @@ from typing import Any
 from casepool.catalogue.indicators import (
     TableRequest,
     check_request,
+    formula_text,
     load_indicators,
     parse_by,
     parse_where,
 )
+from casepool.catalogue.population import read_population
 from casepool.catalogue.tabulating import VALUE, tabulate
 from casepool.core.errors import UsageError
 from casepool.publishing.formats import (
     PublishedTable,
-    hxl_tags,
+    hxl_text,
     sdmx_frame,
     table_json,
     write_table_csv,
@@ -37,6 +39,7 @@ from casepool.publishing.formats import (
 )
 from casepool.publishing.protect import METHODS, protect_tabulations, published_table
 from casepool.publishing.publish import note_title
+from casepool.publishing.rates import rates_of
 
 
 @dataclass
@@ -86,12 +89,16 @@ def query(
     settings = settings or protecting.load_protection_settings()
     with open_warehouse(warehouse, read_only=True) as con:
         tab = tabulate(con, request, catalogue=catalogue)
+        population = read_population(con)
     (protected,) = protect_tabulations([tab], method, settings)
     if not protected.audit_ok:
         raise UsageError(
             "query-audit-failed", table=tab.name, who=", ".join(protected.audit_failures)
         )
-    return QueryResult(published_table(protected, settings), method, True, [])
+    table = rates_of(
+        published_table(protected, settings), population
+    )  # rates: from protected counts
+    return QueryResult(table, method, True, [])
 
 
 def write_query(result: QueryResult, path: str | Path, fmt: str, lang: str = "en") -> None:
@@ -125,8 +132,7 @@ def format_text(result: QueryResult, fmt: str, lang: str = "en") -> str:
         return sdmx_frame(result.table, catalogue).write_csv()
     text = formula_safe(result.table.frame).write_csv()
     if fmt == "hxl":
-        header, _, rows = text.partition("\n")
-        return header + "\n" + ",".join(hxl_tags(result.table, catalogue)) + "\n" + rows
+        return hxl_text(result.table, catalogue)
     return text
 
 
@@ -176,6 +182,7 @@ def list_indicators(lang: str = "en") -> list[dict[str, Any]]:
             "indicator": ind.name,
             "label": ind.label(lang),
             "unit": ind.unit,
+            "formula": formula_text(ind, catalogue),
             "dimensions": [
                 {"name": d, "label": catalogue.dimension(d).label(lang)} for d in ind.dimensions
             ],
@@ -188,6 +195,7 @@ def render_listing(listing: Iterable[Mapping[str, Any]]) -> str:
     lines = []
     for item in listing:
         lines.append(f"{item['indicator']}  ({item['unit']})  {item['label']}")
+        lines.append(f"    = {item['formula']}")
         lines.append(
             "    --by " + ", ".join(f"{d['name']} ({d['label']})" for d in item["dimensions"])
         )

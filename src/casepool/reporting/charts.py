@@ -78,6 +78,27 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+LABEL_CHARS, LABEL_LINES, LINE_HEIGHT = 24, 3, 15.0
+
+
+def wrap_label(text: str, limit: int = LABEL_CHARS, lines: int = LABEL_LINES) -> list[str]:
+    """A category label on up to `lines` lines of about `limit` characters, broken between
+    words; only a label longer than all of them is shortened (its full text is the tooltip)."""
+    out: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > limit:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        out.append(line)
+    if len(out) > lines:
+        out = [*out[: lines - 1], _shorten(" ".join(out[lines - 1 :]), limit)]
+    return [_shorten(item, limit + 6) for item in out] or [""]
+
+
 class _Canvas:
     """SVG elements in left-to-right coordinates, mirrored on output when the page is RTL."""
 
@@ -125,6 +146,21 @@ class _Canvas:
             f'<text x="{self.x(x):.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
             f'fill="{fill}"{extra}>{inner}</text>'
         )
+
+
+def _text_lines(
+    canvas: _Canvas, x: float, y: float, lines: list[str], *, size: float, title: str
+) -> None:
+    """Lines of text anchored at their end (the bars' side), the first baseline at `y`."""
+    spans = "".join(
+        f'<tspan x="{canvas.x(x):.1f}" dy="{0 if i == 0 else LINE_HEIGHT:.0f}">{escape(line)}</tspan>'
+        for i, line in enumerate(lines)
+    )
+    inner = f"<title>{escape(title)}</title>{spans}" if title else spans
+    canvas.parts.append(
+        f'<text x="{canvas.x(x):.1f}" y="{y:.1f}" text-anchor="end" font-size="{size}" '
+        f'fill="{TEXT}" class="label">{inner}</text>'
+    )
 
 
 def _svg(chart: Chart, canvas: _Canvas, height: float) -> str:
@@ -177,7 +213,11 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
 
     y = _legend(canvas, chart, 16.0) + 8
     top = y
-    group_heights = [series_count * (bar_height + 2) + group_gap for _ in chart.groups]
+    labels = [wrap_label(g.label) for g in chart.groups]
+    group_heights = [
+        max(series_count * (bar_height + 2), len(lines) * LINE_HEIGHT) + group_gap
+        for lines in labels
+    ]
     bottom = top + sum(group_heights)
     for tick in ticks:
         canvas.line(left + tick * scale, top - 4, left + tick * scale, bottom, GRID)
@@ -191,15 +231,15 @@ def bar_chart(chart: Chart, width: float = 520) -> str:
             fill=MUTED,
             extra=' class="tick"',
         )
-    for group, height in zip(chart.groups, group_heights, strict=True):
-        block = series_count * (bar_height + 2)
-        canvas.text(
+    for group, height, lines in zip(chart.groups, group_heights, labels, strict=True):
+        block = height - group_gap
+        _text_lines(
+            canvas,
             label_width,
-            y + block / 2 + 4,
-            _shorten(group.label, 25),
-            anchor="end",
+            y + block / 2 + 4 - (len(lines) - 1) * LINE_HEIGHT / 2,
+            lines,
             size=13,
-            title=group.label,
+            title=group.label if len(lines) > 1 or lines[0] != group.label else "",
         )
         for index, bar in enumerate(group.bars):
             by = y + index * (bar_height + 2)

@@ -19,6 +19,20 @@ class Coverage:
     def periods(self) -> list[str]:
         return sorted({period for _, period in self.submissions})
 
+    def period_completeness(self, period: str) -> float:
+        """Share of the registered organisations with an active submission for `period`."""
+        orgs = [org for org, _ in self.organisations]
+        if not orgs:
+            return 0.0
+        return sum(1 for org in orgs if self.submissions.get((org, period), 0) > 0) / len(orgs)
+
+    def organisation_completeness(self, org: str) -> float:
+        """Share of the periods seen in the warehouse for which `org` has an active submission."""
+        periods = self.periods
+        if not periods:
+            return 0.0
+        return sum(1 for p in periods if self.submissions.get((org, p), 0) > 0) / len(periods)
+
     @property
     def synthetic(self) -> bool:
         """True when an organisation was registered by `casepool demo` as synthetic."""

@@ -39,7 +39,8 @@ class Labels:
             return self.period(code)
         labels = _code_labels(dimension).get(code)
         if labels:
-            return labels.get(self.lang) or labels["en"]
+            # Labels with numbers (age bands: 0–4 years) take the language's digits.
+            return localise_digits(labels.get(self.lang) or labels["en"], self.lang)
         return localise_digits(code, self.lang)
 
     def period(self, code: str) -> str:

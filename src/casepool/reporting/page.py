@@ -21,10 +21,16 @@ from casepool.core.schema import RTL_LANGUAGES
 from casepool.reporting.charts import Bar, Chart, Group, bar_chart, column_chart
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.labels import Labels
-from casepool.reporting.numerals import format_number, format_percent, format_signed
+from casepool.reporting.numerals import (
+    format_number,
+    format_percent,
+    format_signed,
+    localise_digits,
+)
 from casepool.reporting.tables import TOTAL, PublishedTable
 
-UNITS = {"count": 0, "percent": 1, "months": 1}  # decimals shown per unit
+UNITS = {"count": 0, "percent": 1, "months": 1, "rate": 1}
+WIDE_COLUMNS = 4  # a figure's table with more columns than this goes under its chart  # decimals shown per unit
 ARABIC_SCRIPT = range(0x0600, 0x0700)
 
 
@@ -175,9 +181,12 @@ def _figure(
     bars: Sequence[Bar],
     notes: Sequence[str] = (),
 ) -> str:
+    # A table of many columns (the justice funnel by type of violence) gets the whole width
+    # under its chart instead of being squeezed beside it.
+    wide = " wide" if table.count('<th scope="col"') > WIDE_COLUMNS else ""
     return (
         f'<figure class="figure" id="{_e(fid)}"><figcaption><h3>{_e(title)}</h3>'
-        f'<p class="scope">{_e(scope)}</p></figcaption><div class="pair">'
+        f'<p class="scope">{_e(scope)}</p></figcaption><div class="pair{wide}">'
         f'<div class="chart-box">{svg}</div><div class="table-box">{table}</div></div>'
         f"{_note(page, bars, notes)}</figure>"
     )
@@ -355,6 +364,55 @@ def _by_governorate(page: Page) -> str:
     )
 
 
+def _map(page: Page) -> str:
+    """The governorates on a schematic tile map, shaded by the rate per 100,000 children when a
+    population was loaded (else by the count); hidden cells hatched."""
+    from casepool.reporting.map import Area, choropleth
+
+    table = page.tables.get("cases_rate_by_governorate") or page.tables.get("cases_by_governorate")
+    if table is None:
+        return ""
+    rate = page.unit(table) == "rate"
+    areas = {}
+    bars = []
+    for code in _order(table, "governorate"):
+        bar = page.bar(table, governorate=code)
+        bars.append(bar)
+        cell = table.get(governorate=code)
+        hidden = (
+            bar.suppressed or bar.value is None or (cell is not None and cell.obs_status != "A")
+        )
+        areas[code] = Area(
+            code,
+            page.labels.code("governorate", code),
+            None if hidden else bar.value,
+            "" if hidden else bar.text,
+            hidden,
+            bar.ref if bar.suppressed else "",
+        )
+    title = localise_digits(
+        page.t("report-fig-map-rate" if rate else "report-fig-map-count"), page.lang
+    )
+    svg = choropleth(
+        "fig-map",
+        title,
+        areas,
+        rtl=page.rtl,
+        legend_format=lambda v: format_number(v, page.lang, 0),
+        hidden_text=page.t("report-map-hidden"),
+        schematic_text=page.t("report-map-schematic"),
+    )
+    notes = (
+        [page.t("report-map-population", population=table.population)] if table.population else []
+    )
+    scope = _all_periods(page)
+    return (
+        f'<figure class="figure map-figure" id="map"><figcaption><h3>{_e(title)}</h3>'
+        f'<p class="scope">{_e(scope)}</p></figcaption><div class="map-box">{svg}</div>'
+        f"{_note(page, bars, notes)}</figure>"
+    )
+
+
 def _by_sex(
     page: Page,
     fid: str,
@@ -483,11 +541,24 @@ def _coverage(page: Page) -> str:
                 n = coverage.submissions.get((org, p), 0)
                 text = format_number(n, page.lang) if n else "—"
                 cells.append(f'<td class="num coverage" data-coverage="{n}">{_e(text)}</td>')
+            share = format_percent(100 * coverage.organisation_completeness(org), page.lang, 0)
+            cells.append(f'<td class="num completeness">{_e(share)}</td>')
             body.append(f'<tr><th scope="row">{_e(name)}{code}</th>{"".join(cells)}</tr>')
+        # Reporting completeness, as DHIS2 shows it: the share of organisations that reported
+        # for each period, and of periods each organisation reported for.
+        rates = "".join(
+            f'<td class="num completeness" data-period="{_e(p)}">'
+            f"{_e(format_percent(100 * coverage.period_completeness(p), page.lang, 0))}</td>"
+            for p in periods
+        )
+        completeness = _e(page.t("report-completeness"))
         parts.append(
             f'<div class="table-box"><table><caption>{_e(page.t("report-coverage-orgs"))}</caption>'
-            f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>"
+            f'<thead><tr><th scope="col">{_e(page.t("report-organisation"))}</th>{head}'
+            f'<th scope="col" class="num">{completeness}</th></tr></thead>'
+            f'<tbody>{"".join(body)}</tbody><tfoot><tr><th scope="row">{completeness}</th>'
+            f"{rates}<td></td></tr></tfoot></table></div>"
+            f'<p class="note">{_e(page.t("report-completeness-note"))}</p>'
         )
     table = page.tables.get("cases_by_governorate")
     if table is not None:
@@ -581,6 +652,9 @@ figure{margin:0 0 28px;break-inside:avoid;page-break-inside:avoid}
 figcaption{margin-bottom:8px}
 .pair{display:grid;grid-template-columns:minmax(0,11fr) minmax(0,9fr);gap:20px;align-items:start}
 svg.chart{display:block;width:100%;height:auto;max-width:640px;font-family:inherit}
+svg.map{display:block;width:100%;height:auto;max-width:600px;font-family:inherit}
+.pair.wide{grid-template-columns:minmax(0,1fr)}
+.pair.wide svg.chart{max-width:760px}
 .table-box{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 caption{text-align:start;font-weight:700;padding-bottom:4px}
@@ -703,6 +777,7 @@ def build_page(
         f'<section id="trends"><h2>{_e(t("report-section-who"))}</h2>',
         _over_time(page),
         _by_governorate(page),
+        _map(page),
         sex_age,
         "</section>",
         f'<section id="exploitation"><h2>{_e(t("report-section-exploitation"))}</h2>',

@@ -44,6 +44,7 @@ class PublishedTable:
     indicator: str
     dimensions: tuple[str, ...]
     cells: list[Cell]
+    population: str | None = None  # for a rate: the reference population it divides by
     _index: dict[tuple[str, ...], Cell] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +138,7 @@ def read_publication(folder: str | Path) -> dict[str, PublishedTable]:
         name = str(payload.get("table") or path.stem)
         dims = [str(d["name"]) for d in payload.get("dimensions") or () if isinstance(d, Mapping)]
         tables[name] = table_from_rows(name, _json_rows(payload), dims or wanted.get(name))
+        tables[name].population = payload.get("population") or None
     for path in sorted(root.rglob("*.csv")):
         name = path.stem
         if name in tables or name not in wanted:
