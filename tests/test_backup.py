@@ -237,7 +237,7 @@ def test_kill_loop_over_ingest_with_backup_and_restore_loses_nothing_acknowledge
             text=True,
         )
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(child.stderr))  # type: ignore[arg-type]
+        reader = threading.Thread(target=lines.extend, args=(child.stderr,))
         reader.start()
         # kill after a random number of progress lines (0 = while starting) and a random delay,
         # so kills land while verifying, inserting, committing and between packages
