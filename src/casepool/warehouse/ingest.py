@@ -33,6 +33,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    rollback,
     scalar,
     utc_now,
 )
@@ -349,7 +350,7 @@ def _merge(
         notify("commit")
         con.commit()
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
     return outcome
 

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -277,8 +277,15 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) 
         )
         con.commit()
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a commit that failed (a full disk) has already ended it,
+    and the error to report is that failure, not "no transaction is active"."""
+    with suppress(duckdb.TransactionException):
+        con.rollback()
 
 
 def clock_skew(con: duckdb.DuckDBPyConnection) -> timedelta:

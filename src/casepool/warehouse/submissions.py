@@ -28,6 +28,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    rollback,
     utc_now,
 )
 
@@ -195,7 +196,7 @@ def _decide(
             )
             con.commit()
         except BaseException:
-            con.rollback()
+            rollback(con)
             raise
         after = _find(con, found.submission_id)
     return Decision(action, after, reason, active, release_id)
