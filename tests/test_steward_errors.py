@@ -165,6 +165,15 @@ def test_a_truncated_warehouse_is_named_and_debug_shows_the_cause(tmp_path, runn
     assert "WarehouseError" in debug.stderr
 
 
+def test_flipped_bytes_in_the_warehouse_are_named(tmp_path, runner, warehouse):
+    with warehouse.open("r+b") as handle:
+        handle.seek(4096 + 100)  # inside a checksummed header block
+        handle.write(b"\xff" * 64)
+    result = runner.invoke(app, ["status", "-w", str(warehouse)])
+    assert result.exit_code == 2
+    assert "the DuckDB file is damaged or truncated" in result.stderr
+
+
 def test_a_lock_held_by_any_duckdb_process_is_named_with_its_pid(tmp_path, runner, warehouse):
     marker = tmp_path / "holding"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
