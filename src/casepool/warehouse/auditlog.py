@@ -101,8 +101,8 @@ def _day(value: str | date | None, option: str) -> date | None:
         return value
     try:
         return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise UsageError("log-date-invalid", option=option, value=str(value)[:40]) from None
+    except ValueError as exc:
+        raise UsageError("log-date-invalid", option=option, value=str(value)[:40]) from exc
 
 
 def read_audit_log(
