@@ -19,6 +19,7 @@ import yaml
 from casepool.cli.main import app
 from casepool.warehouse.ingest import ingest_packages
 from casepool.warehouse.organisations import add_organisation
+from casepool.warehouse.status import data_fingerprint, table_counts
 from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
@@ -98,6 +99,7 @@ def test_a_full_disk_is_named_and_changes_nothing(tmp_path, keys):
         dd if=/dev/zero of=small/filler bs=64k 2>/dev/null
         echo "== ingest"; {CLI} ingest {second} -w small/w.duckdb; echo "rc=$?"
         echo "== backup"; {CLI} backup -w small/w.duckdb --out small/b.duckdb; echo "rc=$?"
+        echo "== elsewhere"; {CLI} backup -w small/w.duckdb --out outside.duckdb; echo "rc=$?"
         rm small/filler
         echo "== status"; {CLI} status -w small/w.duckdb --json | grep -c '"state": "active"'
         echo "== again"; {CLI} ingest {second} -w small/w.duckdb >/dev/null 2>&1; echo "rc=$?"
@@ -108,6 +110,10 @@ def test_a_full_disk_is_named_and_changes_nothing(tmp_path, keys):
     assert out.count("rc=2") == 2, out
     assert "unexpected problem" not in out
     assert "no space left on the disk" in out.split("== backup")[1]
+    # the warehouse on a full disk can still be saved to another disk, verified
+    assert "verified: 1 submissions, 5 case records" in out.split("== elsewhere")[1], out
+    assert "rc=0" in out.split("== elsewhere")[1].split("==")[0]
+    assert data_fingerprint(tmp_path / "outside.duckdb")
     # nothing half-written: the first package is still the one active; after freeing space the
     # second loads
     assert out.split("== status")[1].split("==")[0].strip() == "1", out
@@ -126,11 +132,13 @@ def test_a_read_only_file_system_is_named(tmp_path, keys):
         mount -o remount,ro small
         {CLI} ingest {package} -w small/w.duckdb; echo "rc=$?"
         {CLI} status -w small/w.duckdb >/dev/null; echo "status rc=$?"
+        {CLI} backup -w small/w.duckdb --out outside.duckdb; echo "backup rc=$?"
         """,
     )
     out = result.stdout + result.stderr
     assert "Cannot write the warehouse small/w.duckdb: the file or its disk is read-only" in out
-    assert "rc=2" in out and "status rc=0" in out, out
+    assert "rc=2" in out and "status rc=0" in out and "backup rc=0" in out, out
+    assert table_counts(tmp_path / "outside.duckdb")["organisations"] == 1
     assert "not a casepool warehouse" not in out
 
 

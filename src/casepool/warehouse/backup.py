@@ -40,22 +40,58 @@ from casepool.warehouse.store import (
 )
 
 
-def table_digests(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+def table_digests(
+    con: duckdb.DuckDBPyConnection, database: str | None = None
+) -> dict[str, tuple[int, str]]:
     """Rows and a content digest of every table of the warehouse (order-independent)."""
+    database = database or str(con.execute("SELECT current_database()").fetchall()[0][0])
     names = sorted(
         r[0]
         for r in con.execute(
             "SELECT table_name FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND schema_name = 'main'"
+            "WHERE database_name = ? AND schema_name = 'main'",
+            [database],
         ).fetchall()
     )
     out = {}
     for name in names:
         rows, digest = con.execute(
-            f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM "{name}" t'
+            f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM "{database}".main."{name}" t'
         ).fetchall()[0]
         out[name] = (int(rows), str(digest))
     return out
+
+
+def _sql_text(value: Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _export(warehouse: Path, staging: Path) -> dict[str, tuple[int, str]]:
+    """Copy a warehouse that cannot be written (full disk, read-only) without checkpointing it:
+    attached read-only (DuckDB applies its write-ahead log in memory) and copied table by table,
+    views and sequences included, into a new file."""
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute(f"ATTACH {_sql_text(warehouse)} AS source_warehouse (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise storage_error(exc, warehouse) or WarehouseError(
+                "warehouse-unreadable", path=str(warehouse)
+            ) from exc
+        try:
+            con.execute(f"ATTACH {_sql_text(staging)} AS backup_copy")
+            con.execute("COPY FROM DATABASE source_warehouse TO backup_copy")
+            con.execute("DETACH backup_copy")
+        except duckdb.Error as exc:
+            named = storage_error(exc, staging)
+            if named is not None and named.key == "warehouse-disk-full":
+                raise WarehouseError("file-disk-full", path=str(staging.parent)) from exc
+            if named is not None and named.key == "warehouse-read-only":
+                raise WarehouseError("file-read-only", path=str(staging.parent)) from exc
+            raise
+        return table_digests(con, "source_warehouse")
+    finally:
+        con.close()
 
 
 @dataclass
@@ -150,7 +186,9 @@ def backup_warehouse(
     """Checkpoint the warehouse, copy it to `out` and verify the copy table by table.
 
     `out` is replaced atomically (an older backup of that name stays whole until the new one is
-    verified); the audit log of the warehouse, and so of the backup, records the backup.
+    verified); the audit log of the warehouse, and so of the backup, records the backup. A
+    warehouse that cannot be written (full disk, read-only) is copied without a checkpoint,
+    through DuckDB's COPY FROM DATABASE, and without the audit line.
     """
     warehouse, out = Path(warehouse), Path(out)
     if not warehouse.exists():
@@ -161,12 +199,24 @@ def backup_warehouse(
         raise WarehouseError("backup-is-folder", path=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _temporary(out)
-    with open_warehouse(warehouse, wait=wait) as con:
-        record_audit(con, "backed-up", actor=actor or current_actor(), detail={"out": out.name})
-        con.execute("CHECKPOINT")  # the .wal's committed work goes into the file
-        expected = table_digests(con)
+    try:
+        with open_warehouse(warehouse, wait=wait) as con:
+            record_audit(con, "backed-up", actor=actor or current_actor(), detail={"out": out.name})
+            con.execute("CHECKPOINT")  # the .wal's committed work goes into the file
+            expected = table_digests(con)
+            try:
+                _copy(warehouse, staging)  # still holding the lock: nobody writes meanwhile
+            except BaseException:
+                staging.unlink(missing_ok=True)
+                raise
+    except WarehouseError as refusal:
+        # A warehouse that cannot be written (its disk full, read-only) is the one to save first.
+        if refusal.key not in ("warehouse-disk-full", "warehouse-read-only"):
+            raise
+        staging.unlink(missing_ok=True)
+        Path(f"{staging}.wal").unlink(missing_ok=True)
         try:
-            _copy(warehouse, staging)  # still holding the lock: nobody writes meanwhile
+            expected = _export(warehouse, staging)
         except BaseException:
             staging.unlink(missing_ok=True)
             raise
