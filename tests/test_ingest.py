@@ -255,7 +255,8 @@ def test_a_second_ingest_waits_then_says_the_warehouse_is_busy(tmp_path, keys, w
         started = time.monotonic()
         with pytest.raises(WarehouseError) as caught:
             ingest_packages([package], warehouse, wait=0.5)
-        assert caught.value.key == "warehouse-locked"
+        assert caught.value.key == "warehouse-locked-by"
+        assert caught.value.params["pid"] == holder.pid
         assert time.monotonic() - started >= 0.5
     finally:
         holder.kill()

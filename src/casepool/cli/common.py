@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -50,9 +51,16 @@ def fail(key: str, lang: Lang | str, **params: Any) -> NoReturn:
 def run(action: Callable[[], T], lang: Lang | str, debug: bool = False) -> T:
     """Call one library function; turn its errors into one line and exit code 2.
 
-    Unexpected exceptions print their type only: their text could hold a cell value.
+    While it runs, a wait for a warehouse lock is announced on stderr. A full disk or a
+    read-only file is named as such. Unexpected exceptions print their type only: their text
+    could hold a cell value. With `debug`, the traceback shows the whole chain of causes.
     """
+    from casepool.warehouse.store import LOCK_WAIT_NOTICE
+
     code = str(getattr(lang, "value", lang))
+    token = LOCK_WAIT_NOTICE.set(
+        lambda path, holder, wait: say(wait_message(code, path, holder, wait))
+    )
     try:
         return action()
     except CasepoolError as exc:
@@ -65,11 +73,41 @@ def run(action: Callable[[], T], lang: Lang | str, debug: bool = False) -> T:
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
+    except OSError as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        key = {
+            errno.ENOSPC: "file-disk-full",
+            errno.EROFS: "file-read-only",
+            errno.EACCES: "file-read-only",
+            errno.EPERM: "file-read-only",
+        }.get(exc.errno or 0)
+        if key and exc.filename:
+            say(render(key, code, path=str(exc.filename)))
+        else:
+            say(render("internal-error", code, kind=type(exc).__name__))
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
     except Exception as exc:
         if debug:
             traceback.print_exc(file=sys.stderr)
         say(render("internal-error", code, kind=type(exc).__name__))
         raise typer.Exit(EXIT_CANNOT_RUN) from None
+    finally:
+        LOCK_WAIT_NOTICE.reset(token)
+
+
+def wait_message(lang: str, path: Any, holder: Any, wait: float) -> str:
+    """ "Held by pid N (program); waiting up to S s…" in the user's language."""
+    if holder.pid is None:
+        return render("warehouse-waiting-unknown", lang, path=str(path), wait=f"{wait:g}")
+    return render(
+        "warehouse-waiting",
+        lang,
+        path=str(path),
+        pid=holder.pid,
+        program=holder.program or "?",
+        wait=f"{wait:g}",
+    )
 
 
 def print_json(payload: Any) -> None:

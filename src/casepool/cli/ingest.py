@@ -15,8 +15,8 @@ from casepool.cli.common import (
     Lang,
     LangOption,
     print_json,
-    progress_stages,
     run,
+    say,
 )
 from casepool.cli.org import WarehouseOption
 
@@ -45,18 +45,53 @@ def ingest(
     """
     from casepool.warehouse.ingest import ingest_packages
 
-    biggest = max(
-        (p for p in packages if p.is_file()), key=lambda p: p.stat().st_size, default=None
+    progress = IngestProgress(lang.value)
+    report = run(
+        lambda: ingest_packages(packages, warehouse, wait=wait, stage=progress), lang, debug
     )
-    with progress_stages(biggest) as notify:
-        report = run(
-            lambda: ingest_packages(packages, warehouse, wait=wait, stage=notify), lang, debug
-        )
     if as_json:
         print_json(report.to_dict())
     else:
         typer.echo(report.render(lang.value))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_REFUSED)
+
+
+class IngestProgress:
+    """One line on stderr per package: "[2/5] ORG-01_2025_….casepool.zip: verifying", then its outcome."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self.total = 0
+        self.index = 0
+
+    def __call__(self, event: str) -> None:
+        from casepool.core.i18n import render
+
+        kind, _, rest = event.partition(":")
+        if kind == "found":
+            self.total = int(rest)
+        elif kind == "verify":
+            self.index += 1
+            say(
+                render(
+                    "ingest-progress-verify",
+                    self.lang,
+                    n=self.index,
+                    total=self.total,
+                    package=rest,
+                )
+            )
+        elif kind == "done":
+            outcome, _, name = rest.partition(":")
+            say(
+                render(
+                    f"ingest-progress-{outcome}",
+                    self.lang,
+                    n=self.index,
+                    total=self.total,
+                    package=name,
+                )
+            )
 
 
 def register(app: typer.Typer) -> None:

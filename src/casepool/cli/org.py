@@ -46,6 +46,16 @@ def add(
         print_json(org.to_dict())
     else:
         say(render("org-added", lang.value, org=org.org, name=org.name, key_id=org.key_id))
+    if org.shares_key_with:
+        say(
+            render(
+                "org-key-shared",
+                lang.value,
+                org=org.org,
+                others=", ".join(org.shares_key_with),
+                key_id=org.key_id,
+            )
+        )
 
 
 @org_app.command("list")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,13 @@ from casepool.warehouse.store import (
     DEFAULT_WAIT_SECONDS,
     LOADED,
     REFUSED,
+    REVOKED,
     UNCHANGED,
+    clock_skew,
     current_actor,
     open_warehouse,
     record_audit,
+    rollback,
     scalar,
     utc_now,
 )
@@ -59,6 +62,12 @@ class PackageOutcome:
     superseded_by: str | None = None  # set when a newer package for the period was already in
     new_pseudonym_key: bool = False  # the organisation changed its pseudonym key
     refusal: CasepoolError | None = None
+    signed_at: datetime | None = None  # the creation time in the signed manifest (UTC)
+    newer_signed_at: datetime | None = None  # signed time of the package that stays active
+
+    def event(self) -> str:
+        """The progress event of this outcome: `done:<outcome>:<package>`."""
+        return f"done:{self.outcome}:{self.package}"
 
     def message(self, lang: str) -> str:
         from casepool.core.i18n import render
@@ -71,11 +80,26 @@ class PackageOutcome:
         )
         extra = []
         if self.superseded:
-            extra.append(render("ingest-supersedes", lang, count=len(self.superseded)))
+            extra.append(
+                render(
+                    "ingest-supersedes-signed",
+                    lang,
+                    count=len(self.superseded),
+                    signed=_stamp(self.signed_at),
+                )
+            )
         if self.new_pseudonym_key:
             extra.append(render("ingest-new-pseudonym-key", lang, org=self.org))
         if self.superseded_by:
-            extra.append(render("ingest-arrived-late", lang, newer=self.superseded_by[:12]))
+            extra.append(
+                render(
+                    "ingest-arrived-late-signed",
+                    lang,
+                    newer=self.superseded_by[:12],
+                    signed=_stamp(self.signed_at),
+                    newer_signed=_stamp(self.newer_signed_at),
+                )
+            )
         return " ".join([text, *extra])
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,12 +113,20 @@ class PackageOutcome:
             "supersedes": self.superseded,
             "superseded_by": self.superseded_by,
             "new_pseudonym_key": self.new_pseudonym_key,
+            "signed_at": _stamp(self.signed_at, iso=True),
+            "newer_signed_at": _stamp(self.newer_signed_at, iso=True),
             "refusal": (
                 {"reason": self.refusal.key, **{k: str(v) for k, v in self.refusal.params.items()}}
                 if self.refusal
                 else None
             ),
         }
+
+
+def _stamp(moment: datetime | None, *, iso: bool = False) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds") if iso else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 @dataclass
@@ -166,19 +198,27 @@ def ingest_packages(
     wait: float = DEFAULT_WAIT_SECONDS,
     stage: Stage | None = None,
 ) -> IngestReport:
-    """Verify each package and merge it in its own transaction; a refusal changes no data."""
+    """Verify each package and merge it in its own transaction; a refusal changes no data.
+
+    `stage` hears `found:<n>`, then for each package `verify:<name>`, the merge's stages and
+    `done:<outcome>:<name>` once its outcome is final (after the commit when it loaded).
+    A package signed with a creation time beyond now plus the warehouse's clock skew is refused.
+    """
     packages = find_packages(paths)
     actor = actor or current_actor()
     notify = stage or (lambda name: None)
     schema = load_schema()
     outcomes = []
+    notify(f"found:{len(packages)}")
     with open_warehouse(warehouse, create=True, wait=wait) as con:
         public_key_of = key_lookup(con)
         secret = record_key_secret(con)
+        skew = clock_skew(con)
         for path in packages:
             notify(f"verify:{path.name}")
             try:
                 verified = read_package(path, public_key_of, schema)
+                _refuse_future(verified, skew)
             except PackageError as refusal:
                 record_audit(
                     con,
@@ -191,9 +231,26 @@ def ingest_packages(
                     },
                 )
                 outcomes.append(PackageOutcome(path.name, REFUSED, refusal=refusal))
+                notify(outcomes[-1].event())
                 continue
             outcomes.append(_merge(con, verified, secret, actor, notify))
+            notify(outcomes[-1].event())
     return IngestReport(Path(warehouse), outcomes)
+
+
+def _refuse_future(package: VerifiedPackage, skew: timedelta) -> None:
+    """A signed creation time later than now + skew cannot be true: the package is refused."""
+    signed = package.created.astimezone(UTC).replace(tzinfo=None)
+    now = utc_now()
+    if signed > now + skew:
+        raise PackageError(
+            "package-from-the-future",
+            package=package.path.name,
+            org=package.org,
+            signed=f"{signed:%Y-%m-%d %H:%M:%S}",
+            now=f"{now:%Y-%m-%d %H:%M:%S}",
+            skew=int(skew.total_seconds()),
+        )
 
 
 def _merge(
@@ -206,6 +263,7 @@ def _merge(
     """Insert one verified package, its cases and its supersessions, all or nothing."""
     sid, org, period = package.submission_id, package.org, package.period
     outcome = PackageOutcome(package.path.name, LOADED, sid, org, period.code, package.cases.height)
+    outcome.signed_at = package.created.astimezone(UTC).replace(tzinfo=None)
     con.begin()
     try:
         if scalar(con.execute("SELECT 1 FROM submissions WHERE submission_id = ?", [sid])):
@@ -288,59 +346,73 @@ def _merge(
                 "new_pseudonym_key": outcome.new_pseudonym_key,
             },
         )
-        _supersede(con, outcome, created, now, actor)
+        _supersede(con, org, period.code, now, actor, outcome)
         notify("commit")
         con.commit()
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
     return outcome
 
 
 def _supersede(
     con: duckdb.DuckDBPyConnection,
-    outcome: PackageOutcome,
-    created: datetime,
+    org: str,
+    period: str,
     now: datetime,
     actor: str,
-) -> None:
-    """The newest package (by its signed creation time) of an organisation and period is active."""
-    others = con.execute(
-        "SELECT submission_id, created_at FROM submissions WHERE org = ? AND period = ? "
-        "AND superseded_by IS NULL AND submission_id <> ?",
-        [outcome.org, outcome.period, outcome.submission_id],
+    outcome: PackageOutcome | None = None,
+) -> str | None:
+    """Decide which submission of an organisation and period is active; returns its id.
+
+    The one rule, used by ingest, revoke and reactivate: among the accepted submissions (not
+    revoked) the newest by its *signed* creation time (ties: the larger submission id) is
+    active, and every other accepted one is superseded by it. Only rows whose state changes
+    are written, each with an audit line saying which signed times decided. `outcome`, when
+    given, learns what happened to the package being ingested.
+    """
+    rows = con.execute(
+        "SELECT submission_id, created_at, superseded_by FROM submissions "
+        "WHERE org = ? AND period = ? AND (superseded_by IS NULL OR superseded_by <> ?)",
+        [org, period, REVOKED],
     ).fetchall()
-    mine = (created, outcome.submission_id)
-    newer = sorted((c, s) for s, c in others if (c, s) > mine)
-    if newer:
-        winner = newer[-1][1]
-        con.execute(
-            "UPDATE submissions SET superseded_by = ?, superseded_at = ? WHERE submission_id = ?",
-            [winner, now, outcome.submission_id],
-        )
-        outcome.superseded_by = winner
+    if not rows:
+        return None
+    winner_signed, winner = max((created, sid) for sid, created, _ in rows)
+    for sid, created, by in rows:
+        if sid == winner and by is not None:
+            con.execute(
+                "UPDATE submissions SET superseded_by = NULL, superseded_at = NULL "
+                "WHERE submission_id = ?",
+                [sid],
+            )
+            action = "reinstated"
+        elif sid != winner and by is None:
+            con.execute(
+                "UPDATE submissions SET superseded_by = ?, superseded_at = ? "
+                "WHERE submission_id = ?",
+                [winner, now, sid],
+            )
+            action = "superseded"
+        else:
+            continue
         record_audit(
             con,
-            "superseded",
+            action,
             actor=actor,
-            org=outcome.org,
-            period=outcome.period,
-            submission_id=outcome.submission_id,
-            detail={"superseded_by": winner},
+            org=org,
+            period=period,
+            submission_id=sid,
+            detail={
+                "superseded_by": None if sid == winner else winner,
+                "ordered_by": "signed creation time",
+                "signed": created,
+                "active_signed": winner_signed,
+            },
         )
-        return
-    for old, _ in others:
-        con.execute(
-            "UPDATE submissions SET superseded_by = ?, superseded_at = ? WHERE submission_id = ?",
-            [outcome.submission_id, now, old],
-        )
-        outcome.superseded.append(old)
-        record_audit(
-            con,
-            "superseded",
-            actor=actor,
-            org=outcome.org,
-            period=outcome.period,
-            submission_id=old,
-            detail={"superseded_by": outcome.submission_id},
-        )
+        if outcome is not None and sid == outcome.submission_id:
+            outcome.superseded_by = winner
+            outcome.newer_signed_at = winner_signed
+        elif outcome is not None and winner == outcome.submission_id:
+            outcome.superseded.append(sid)
+    return winner

@@ -30,6 +30,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    rollback,
     scalar,
     utc_now,
 )
@@ -43,14 +44,18 @@ class Organisation:
     name: str
     key_id: str
     added_at: datetime
+    shares_key_with: tuple[str, ...] = ()  # other organisations registered with the same key
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "org": self.org,
             "name": self.name,
             "key_id": self.key_id,
             "added_at": self.added_at.isoformat(),
         }
+        if self.shares_key_with:
+            out["shares_key_with"] = list(self.shares_key_with)
+        return out
 
 
 def add_organisation(
@@ -77,6 +82,15 @@ def add_organisation(
             known = scalar(con.execute("SELECT key_id FROM organisations WHERE org = ?", [code]))
             if known and not replace:
                 raise WarehouseError("org-exists", org=code)
+            # One key for two organisations: either can sign in the other's name. Allowed (an
+            # umbrella body may sign for its members) but never silently.
+            sharing = tuple(
+                r[0]
+                for r in con.execute(
+                    "SELECT org FROM organisations WHERE key_id = ? AND org <> ? ORDER BY org",
+                    [public_key_id(key), code],
+                ).fetchall()
+            )
             if known:
                 con.execute(
                     "UPDATE organisations SET name = ?, public_key = ?, key_id = ? WHERE org = ?",
@@ -95,13 +109,14 @@ def add_organisation(
                 detail={
                     "key_id": public_key_id(key),
                     "previous_key_id": known[0] if known else None,
+                    **({"shares_key_with": list(sharing)} if sharing else {}),
                 },
             )
             con.commit()
         except BaseException:
-            con.rollback()
+            rollback(con)
             raise
-    return Organisation(code, name, public_key_id(key), now)
+    return Organisation(code, name, public_key_id(key), now, sharing)
 
 
 def list_organisations(

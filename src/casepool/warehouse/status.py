@@ -17,12 +17,13 @@ from typing import Any
 import polars as pl
 
 from casepool.warehouse.organisations import Organisation
-from casepool.warehouse.store import DEFAULT_WAIT_SECONDS, open_warehouse, scalar
+from casepool.warehouse.store import DEFAULT_WAIT_SECONDS, REVOKED, open_warehouse, scalar
 
 
 @dataclass
 class WarehouseStatus:
-    """Organisations and every submission, active and superseded, with counts and arrival times."""
+    """Organisations and every submission (active, superseded, revoked), with counts, the signed
+    creation time (`signed_at`, which decides supersession) and the ingestion time."""
 
     warehouse: Path
     organisations: list[Organisation]
@@ -48,21 +49,26 @@ class WarehouseStatus:
         lines = [render("status-organisations", lang, count=len(self.organisations))]
         lines += [f"  {o.org:<12} {o.name}  (key {o.key_id})" for o in self.organisations]
         active = self.submissions.filter(pl.col("state") == "active")
+        revoked = self.submissions.filter(pl.col("state") == "revoked").height
         lines.append(
             render(
-                "status-submissions",
+                "status-submissions-revoked",
                 lang,
                 active=active.height,
-                superseded=self.submissions.height - active.height,
+                superseded=self.submissions.height - active.height - revoked,
+                revoked=revoked,
                 rows=f"{int(active.get_column('rows').sum() or 0):,}",
             )
         )
         lines.append(render("status-counted", lang, count=f"{self.active_cases:,}"))
+        if self.submissions.height:
+            lines.append(render("status-columns", lang))
         for row in self.submissions.iter_rows(named=True):
             state = render(f"status-{row['state']}", lang)
             lines.append(
                 f"  {row['org']:<12} {row['period']:<8} {state:<12} {row['rows']:>10,}  "
-                f"{row['ingested_at']:%Y-%m-%d %H:%M} UTC  {row['package']}"
+                f"{row['created_at']:%Y-%m-%d %H:%M}  {row['ingested_at']:%Y-%m-%d %H:%M}  "
+                f"{row['submission_id'][:12]}  {row['package']}"
             )
         return "\n".join(lines)
 
@@ -80,8 +86,10 @@ def warehouse_status(
         ]
         submissions = con.sql(
             "SELECT org, period, CASE WHEN superseded_by IS NULL THEN 'active' "
-            "ELSE 'superseded' END AS state, rows, created_at, ingested_at, package, "
-            "submission_id, superseded_by FROM submissions ORDER BY org, period, created_at"
+            "WHEN superseded_by = ? THEN 'revoked' ELSE 'superseded' END AS state, rows, "
+            "created_at AS signed_at, created_at, ingested_at, package, submission_id, "
+            "superseded_by FROM submissions ORDER BY org, period, created_at",
+            params=[REVOKED],
         ).pl()
         audit_row = scalar(con.execute("SELECT count(*) FROM audit_log"))
         counted = scalar(con.execute("SELECT count(*) FROM active_cases"))

@@ -8,14 +8,18 @@ DuckDB's own file lock keeps a second process out while one writes; it waits, th
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
+import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,13 @@ WAREHOUSE_FORMAT = 1
 
 
 DEFAULT_WAIT_SECONDS = 30.0
+
+DEFAULT_CLOCK_SKEW_SECONDS = 600
+"""How far past this computer's clock a signed creation time may lie (10 min); a warehouse may
+set its own in `warehouse_info` under the key `clock_skew_seconds`."""
+
+REVOKED = "revoked"
+"""`superseded_by` of a submission the steward revoked: out of the active views, kept as history."""
 
 
 _SQL_TYPES = {"String": "VARCHAR", "List(String)": "VARCHAR[]", "Date": "DATE", "Int64": "BIGINT"}
@@ -92,22 +103,109 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+@dataclass(frozen=True)
+class LockHolder:
+    """The process DuckDB names as holding the warehouse's lock (either may be unknown)."""
+
+    pid: int | None
+    program: str | None
+
+
+LockWaitNotice = Callable[[Path, LockHolder, float], None]
+LOCK_WAIT_NOTICE: ContextVar[LockWaitNotice | None] = ContextVar(
+    "casepool_lock_wait_notice", default=None
+)
+"""Called once when a command starts waiting for a lock (the CLI sets it to print a line)."""
+
+_LOCK_PID = re.compile(r"lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(text: str) -> LockHolder:
+    """Pid and program from DuckDB's "Conflicting lock is held in /usr/bin/python3 (PID 12)"."""
+    found = _LOCK_PID.search(text)
+    if not found:
+        return LockHolder(None, None)
+    return LockHolder(int(found["pid"]), Path(found["program"]).name)
+
+
+def _is_lock_error(text: str) -> bool:
+    lowered = text.lower()
+    return "could not set lock" in lowered or "conflicting lock" in lowered
+
+
+def _looks_like_duckdb(path: Path) -> bool:
+    """DuckDB files carry the magic bytes DUCK at offset 8."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False
+
+
+def storage_error(exc: BaseException, path: Path) -> WarehouseError | None:
+    """The cause of a failed read or write of the warehouse, named for the steward (or None).
+
+    Disk full, read-only file or file system, damaged or truncated file, and a lock held by
+    another process each have their own message; the caller chains the original exception.
+    """
+    text = str(exc)
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "No space left on device" in text:
+        return WarehouseError("warehouse-disk-full", path=str(path))
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(
+        marker in text
+        for marker in ("Read-only file system", "Permission denied", "Operation not permitted")
+    ):
+        return WarehouseError("warehouse-read-only", path=str(path))
+    if _is_lock_error(text):
+        return locked_error(path, lock_holder(text), 0.0)
+    if "not a valid DuckDB database file" in text:
+        return WarehouseError("warehouse-unreadable", path=str(path))
+    if isinstance(exc, duckdb.Error) and (
+        "Could not read enough bytes" in text
+        or "Corrupt" in text
+        or "checksum" in text.lower()
+        or isinstance(exc, duckdb.SerializationException)
+        or (isinstance(exc, duckdb.IOException) and _looks_like_duckdb(path))
+    ):
+        return WarehouseError("warehouse-damaged", path=str(path))
+    return None
+
+
+def locked_error(path: Path, holder: LockHolder, waited: float) -> WarehouseError:
+    if holder.pid is None:
+        return WarehouseError("warehouse-locked", path=str(path), waited=f"{waited:g}")
+    return WarehouseError(
+        "warehouse-locked-by",
+        path=str(path),
+        pid=holder.pid,
+        program=holder.program or "?",
+        waited=f"{waited:g}",
+    )
+
+
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + max(wait, 0.0)
     delay = 0.05
+    told = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             text = str(exc)
-            if "lock" not in text.lower():
-                raise WarehouseError("warehouse-unreadable", path=str(path)) from None
+            if not _is_lock_error(text):
+                raise storage_error(exc, path) or WarehouseError(
+                    "warehouse-unreadable", path=str(path)
+                ) from exc
+            holder = lock_holder(text)
             if time.monotonic() >= deadline:
-                raise WarehouseError("warehouse-locked", path=str(path)) from None
+                raise locked_error(path, holder, wait) from exc
+            notice = LOCK_WAIT_NOTICE.get()
+            if notice is not None and not told:
+                notice(path, holder, wait)
+                told = True
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-        except duckdb.Error:
-            raise WarehouseError("warehouse-unreadable", path=str(path)) from None
 
 
 @contextmanager
@@ -130,11 +228,28 @@ def open_warehouse(
                 "warehouse-unwritable", path=str(path), reason=exc.strerror
             ) from exc
     con = _connect(path, read_only and path.exists(), wait)
+    failed = False
     try:
         _ensure_schema(con, path, read_only)
         yield con
+    except (duckdb.Error, OSError) as exc:
+        failed = True
+        named = storage_error(exc, path)
+        if named is None:
+            raise
+        raise named from exc
+    except BaseException:
+        failed = True
+        raise
     finally:
-        con.close()
+        try:
+            con.close()  # a close may checkpoint: it can meet a full disk too
+        except (duckdb.Error, OSError) as exc:
+            named = storage_error(exc, path)
+            if not failed:
+                if named is None:
+                    raise
+                raise named from exc
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
@@ -162,8 +277,25 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) 
         )
         con.commit()
     except BaseException:
-        con.rollback()
+        rollback(con)
         raise
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a commit that failed (a full disk) has already ended it,
+    and the error to report is that failure, not "no transaction is active"."""
+    with suppress(duckdb.TransactionException):
+        con.rollback()
+
+
+def clock_skew(con: duckdb.DuckDBPyConnection) -> timedelta:
+    """The clock skew this warehouse allows for signed creation times."""
+    row = scalar(con.execute("SELECT value FROM warehouse_info WHERE key = 'clock_skew_seconds'"))
+    try:
+        seconds = int(row[0]) if row else DEFAULT_CLOCK_SKEW_SECONDS
+    except ValueError:
+        seconds = DEFAULT_CLOCK_SKEW_SECONDS
+    return timedelta(seconds=max(seconds, 0))
 
 
 def record_audit(
