@@ -1,0 +1,164 @@
+"""Differential privacy for counts: discrete Gaussian noise (OpenDP), margins, consistent post-processing.
+
+The privacy unit is one child. A table of counts over the full grid of its categories (from the
+public code lists, so a zero is noised like any count) changes by at most `sensitivity` in L2
+norm when one child is added or removed: 1 when every dimension is single-valued (the child is in
+one cell), √k when a multi-valued dimension lets the child be in up to k of its categories. The
+noise is OpenDP's discrete Gaussian (`dp.m.then_gaussian` over integer vectors); its ρ (zCDP) is
+OpenDP's own `map` of the sensitivity, and the margin of error OpenDP's accuracy function.
+
+Everything after the noise is post-processing (free): fitting a table to the total it must add up
+to, making it non-negative whole numbers, summing cells, ratios.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+_CONTRIB_ENABLED = False
+
+
+def _dp() -> Any:
+    """OpenDP with its contrib features (the discrete Gaussian is contrib in 0.16)."""
+    global _CONTRIB_ENABLED
+    import opendp.prelude as dp
+
+    if not _CONTRIB_ENABLED:
+        dp.enable_features("contrib")
+        _CONTRIB_ENABLED = True
+    return dp
+
+
+def _space(sensitivity: float) -> tuple[Any, Any, Any]:
+    """Integer count vectors; the L2 metric is integral when the sensitivity is (one cell per child)."""
+    dp = _dp()
+    whole = float(sensitivity).is_integer()
+    metric = dp.l2_distance(T=int) if whole else dp.l2_distance(T=float)
+    d_in: Any = int(sensitivity) if whole else float(sensitivity)
+    return dp.vector_domain(dp.atom_domain(T=int)), metric, d_in
+
+
+def gaussian_measurement(scale: float, sensitivity: float) -> tuple[Any, Any]:
+    """OpenDP's discrete Gaussian measurement on integer counts, and the d_in of one child."""
+    dp = _dp()
+    domain, metric, d_in = _space(sensitivity)
+    return (domain, metric) >> dp.m.then_gaussian(scale=float(scale)), d_in
+
+
+@lru_cache(maxsize=256)
+def rho_of(scale: float, sensitivity: float) -> float:
+    """ρ (zCDP) OpenDP charges for one child's change of L2 size `sensitivity` at `scale`."""
+    measurement, d_in = gaussian_measurement(scale, sensitivity)
+    return float(measurement.map(d_in))
+
+
+@lru_cache(maxsize=256)
+def scale_for(rho: float, sensitivity: float) -> float:
+    """The smallest noise scale whose ρ for one child is at most `rho` (OpenDP's binary search)."""
+    if rho <= 0:
+        raise ValueError("rho must be positive")
+    dp = _dp()
+    domain, metric, d_in = _space(sensitivity)
+    scale = float(
+        dp.binary_search_param(
+            lambda s: (domain, metric) >> dp.m.then_gaussian(scale=s),
+            d_in=d_in,
+            d_out=float(rho),
+            T=float,
+        )
+    )
+    assert rho_of(scale, sensitivity) <= rho * (1 + 1e-9)
+    return scale
+
+
+def noisy_counts(counts: Sequence[int], scale: float, sensitivity: float) -> list[int]:
+    """The counts with independent discrete Gaussian noise of `scale` on every cell."""
+    measurement, _ = gaussian_measurement(scale, sensitivity)
+    return [int(v) for v in measurement([int(c) for c in counts])]
+
+
+def margin_of_scale(scale: float, confidence: float) -> float:
+    """Half-width of the `confidence` interval of one noisy count (OpenDP's accuracy function)."""
+    if scale <= 0:
+        return 0.0
+    dp = _dp()
+    return float(dp.discrete_gaussian_scale_to_accuracy(scale=float(scale), alpha=1 - confidence))
+
+
+def margin_of_variance(variance: float, confidence: float) -> float:
+    """Margin of a sum of independent noisy counts of total `variance`: OpenDP's accuracy at the
+    scale √variance (the sum of discrete Gaussians is close to one of that scale)."""
+    return margin_of_scale(math.sqrt(max(variance, 0.0)), confidence)
+
+
+def rho_to_epsilon(rho: float, delta: float) -> float:
+    """ε of (ε, δ)-DP implied by ρ-zCDP: ε = ρ + 2√(ρ ln(1/δ)) (Bun and Steinke 2016)."""
+    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+
+
+# --- post-processing -------------------------------------------------------------------------------
+
+
+def fit_to_total(noisy: Sequence[float], total: int) -> list[int]:
+    """Non-negative whole numbers that add up to `total` and lie nearest to `noisy`.
+
+    The least-squares fit under a fixed sum and x ≥ 0 is the projection onto the scaled simplex:
+    x = max(y − τ, 0) with τ so that Σx = total. Whole numbers by largest remainder: round every
+    cell down, then give the missing units to the cells with the largest fractional parts (ties to
+    the earlier cell), so the sum stays `total` exactly.
+    """
+    y = np.asarray(noisy, dtype=float)
+    n = y.size
+    total = int(max(total, 0))
+    if n == 0:
+        return []
+    if total == 0:
+        return [0] * n
+    # Projection onto {x ≥ 0, Σx = total} (Duchi et al. 2008).
+    ordered = np.sort(y)[::-1]
+    cumulative = np.cumsum(ordered) - total
+    steps = np.arange(1, n + 1)
+    valid = ordered - cumulative / steps > 0
+    rank = int(np.nonzero(valid)[0][-1]) + 1
+    tau = cumulative[rank - 1] / rank
+    x = np.maximum(y - tau, 0.0)
+    return _largest_remainder(x, total)
+
+
+def _largest_remainder(x: np.ndarray, total: int) -> list[int]:
+    floors = np.floor(x + 1e-9).astype(np.int64)
+    missing = total - int(floors.sum())
+    if missing > 0:
+        remainders = x - floors
+        order = sorted(range(x.size), key=lambda i: (-remainders[i], i))
+        for i in order[:missing]:
+            floors[i] += 1
+    elif missing < 0:  # only from float error: take units from the smallest remainders
+        remainders = x - floors
+        order = sorted(range(x.size), key=lambda i: (remainders[i], i))
+        for i in order:
+            if missing == 0:
+                break
+            if floors[i] > 0:
+                floors[i] -= 1
+                missing += 1
+    return [int(v) for v in floors]
+
+
+def non_negative(noisy: Sequence[float]) -> list[int]:
+    """Each count on its own: negative noise results become 0, the rest stay whole numbers."""
+    return [max(round(v), 0) for v in noisy]
+
+
+def margin_of_share(variance: float, confidence: float) -> float:
+    """Margin of a share (a ratio of noisy counts, not a count itself) of `variance`: OpenDP's
+    continuous Gaussian accuracy at the scale √variance (the delta method's normal interval)."""
+    if variance <= 0:
+        return 0.0
+    dp = _dp()
+    return float(dp.gaussian_scale_to_accuracy(scale=math.sqrt(variance), alpha=1 - confidence))
