@@ -162,3 +162,58 @@ def margin_of_share(variance: float, confidence: float) -> float:
         return 0.0
     dp = _dp()
     return float(dp.gaussian_scale_to_accuracy(scale=math.sqrt(variance), alpha=1 - confidence))
+
+
+def fit_two_margins(
+    noisy: Sequence[Sequence[float]], rows: Sequence[int], columns: Sequence[int]
+) -> list[list[int]]:
+    """A two-way table of non-negative whole numbers whose row and column sums are `rows` and
+    `columns` (both already fitted to the same total), near `noisy`.
+
+    Raking (iterative proportional fitting) from the non-negative noisy table gives a real table
+    with those margins; controlled rounding then picks, for every cell, its value rounded down or
+    up so that every margin still holds and the total rounding change is least (a transportation
+    problem, whose corners are whole numbers). Falls back to fitting rows only when the margins
+    disagree.
+    """
+    y = np.asarray(noisy, dtype=float)
+    r = np.asarray(rows, dtype=float)
+    c = np.asarray(columns, dtype=float)
+    if y.size == 0:
+        return [[] for _ in rows]
+    if int(r.sum()) != int(c.sum()):
+        return [fit_to_total(y[i], int(r[i])) for i in range(y.shape[0])]
+    x = np.maximum(y, 0.0) + 1e-3
+    for _ in range(1000):
+        x *= (r / np.maximum(x.sum(axis=1), 1e-300))[:, None]
+        x *= (c / np.maximum(x.sum(axis=0), 1e-300))[None, :]
+        if np.abs(x.sum(axis=1) - r).max() < 1e-9:
+            break
+    return _controlled_rounding(x, r.astype(int), c.astype(int))
+
+
+def _controlled_rounding(x: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> list[list[int]]:
+    from scipy.optimize import linprog
+
+    n_rows, n_cols = x.shape
+    low = np.floor(x + 1e-9)
+    frac = np.clip(x - low, 0.0, 1.0)
+    # Cost of rounding up rather than down: |ceil − x| − |floor − x| = 1 − 2·frac.
+    cost = (1 - 2 * frac).ravel()
+    a_rows = np.kron(np.eye(n_rows), np.ones(n_cols))
+    a_cols = np.kron(np.ones(n_rows), np.eye(n_cols))
+    a_eq = np.vstack([a_rows, a_cols])
+    b_eq = np.concatenate([rows - low.sum(axis=1), columns - low.sum(axis=0)])
+    upper = (frac > 1e-9).astype(float).ravel()
+    found = linprog(
+        cost,
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=list(zip(np.zeros(upper.size), upper, strict=True)),
+        method="highs",
+    )
+    if found.status == 0:
+        z = low + np.rint(found.x).reshape(n_rows, n_cols)
+        if (z.sum(axis=1) == rows).all() and (z.sum(axis=0) == columns).all() and (z >= 0).all():
+            return [[int(v) for v in row] for row in z]
+    return [fit_to_total(x[i], int(rows[i])) for i in range(n_rows)]

@@ -113,6 +113,20 @@ def parent_of(
     return best
 
 
+def parents_of(
+    measurement: Measurement, earlier: Sequence[Measurement], catalogue: IndicatorCatalogue
+) -> list[Measurement]:
+    """The tables this one is made to add up to: its two one-way tables when it is a two-way
+    table of single-valued dimensions and both are measured, else the finest parent (or none)."""
+    if len(measurement.by) == 2 and not any(catalogue.dimension(d).multi for d in measurement.by):
+        ones = {o.by: o for o in earlier if o.indicator == measurement.indicator}
+        a, b = measurement.by
+        if (a,) in ones and (b,) in ones:
+            return [ones[(a,)], ones[(b,)]]
+    parent = parent_of(measurement, earlier, catalogue)
+    return [parent] if parent else []
+
+
 def check_workload(settings: DPSettings, catalogue: IndicatorCatalogue) -> None:
     """Refuse a workload that names an unknown indicator or a dimension it does not allow."""
     for m in settings.measurements:
@@ -190,18 +204,39 @@ def _cell_texts(frame: pl.DataFrame, dims: Sequence[str]) -> list[str]:
 def _post_process(
     frame: pl.DataFrame,
     dims: Sequence[str],
-    parent: pl.DataFrame | None,
-    parent_dims: Sequence[str],
+    parents: Sequence[tuple[pl.DataFrame, Sequence[str]]],
 ) -> pl.DataFrame:
-    """Non-negative whole numbers; with a parent, each group adds up to its parent cell."""
-    if parent is None:
+    """Non-negative whole numbers; with one parent, each group adds up to its parent cell; with
+    two (a two-way table under its two one-way tables), rows and columns add up to both."""
+    if not parents:
         return frame.with_columns(
             pl.Series(VALUE, dp.non_negative(frame.get_column("noisy").to_list()), pl.Int64)
         )
+    if len(parents) == 2:
+        (rows_of, (a,)), (cols_of, (b,)) = parents
+        row_codes = rows_of.get_column(a).to_list()
+        col_codes = cols_of.get_column(b).to_list()
+        noisy = {(r[a], r[b]): r["noisy"] for r in frame.iter_rows(named=True)}
+        table = [[noisy[(i, j)] for j in col_codes] for i in row_codes]
+        fitted = dp.fit_two_margins(
+            table, rows_of.get_column(VALUE).to_list(), cols_of.get_column(VALUE).to_list()
+        )
+        value = {
+            (i, j): fitted[ri][ci]
+            for ri, i in enumerate(row_codes)
+            for ci, j in enumerate(col_codes)
+        }
+        return frame.with_columns(
+            pl.Series(VALUE, [value[(r[a], r[b])] for r in frame.iter_rows(named=True)], pl.Int64)
+        )
+    parent, parent_dims = parents[0]
     keys = list(parent_dims)
     indexed = frame.with_row_index("_row")
     values = [0] * frame.height
     totals = {tuple(r[k] for k in keys): int(r[VALUE]) for r in parent.iter_rows(named=True)}
+    if not keys:
+        fitted = dp.fit_to_total(frame.get_column("noisy").to_list(), totals[()])
+        return frame.with_columns(pl.Series(VALUE, fitted, pl.Int64))
     groups = indexed.group_by(keys, maintain_order=True).agg(pl.col("_row"), pl.col("noisy"))
     for row in groups.iter_rows(named=True):
         fitted = dp.fit_to_total(row["noisy"], totals[tuple(row[k] for k in keys)])
@@ -278,11 +313,9 @@ def _measure(
             {**{d: truth.get_column(d) for d in dims}, "noisy": pl.Series(noisy, dtype=pl.Int64)}
         )
         earlier = [o for o in ordered[: ordered.index(m)] if o.name in frames]
-        parent = parent_of(m, earlier, catalogue)
-        parent_dims = (
-            (((OUTCOME,) if indicator.kind == "percent" else ()) + parent.by) if parent else ()
-        )
-        frame = _post_process(frame, dims, frames[parent.name] if parent else None, parent_dims)
+        parents = parents_of(m, earlier, catalogue)
+        outcome = (OUTCOME,) if indicator.kind == "percent" else ()
+        frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
         frames[m.name] = frame
         cells = frame.select(pl.Series("cell", _cell_texts(frame, dims), pl.String), "noisy", VALUE)
         tables.append(
@@ -294,7 +327,7 @@ def _measure(
                 scale=scale,
                 sensitivity=sensitivity,
                 rho=rho,
-                parent=parent.name if parent else None,
+                parent="|".join(p.name for p in parents) or None,
                 release_id="",
                 cells=cells,
             )
@@ -411,6 +444,18 @@ def covering(
     known = settings.for_indicator(indicator.name)
     known += [m for m in extra if m.name not in {k.name for k in known}]
     found = [m for m in known if need <= set(m.by)]
+    # A margin over a multi-valued dimension is not the sum of its categories: it needs a table
+    # without that dimension (or where it is filtered to one code).
+    multi = [d for d in request.dimensions if catalogue.dimension(d).multi]
+    for size in range(1, len(multi) + 1):
+        for dropped in combinations(multi, size):
+            rest = need - set(dropped) | {_needed(n) for n, _ in request.where if n != "period"}
+            if found and not any(
+                rest <= set(m.by)
+                and not any(catalogue.dimension(d).multi for d in set(m.by) - rest)
+                for m in known
+            ):
+                need, found = rest, []
     if not found:
         measured = ["(" + ", ".join(m.by) + ")" for m in known] or ["-"]
         raise UsageError(
@@ -457,9 +502,13 @@ def _pattern_cells(
 def _chain(
     table: budget.MeasuredTable, by_name: dict[str, budget.MeasuredTable]
 ) -> list[budget.MeasuredTable]:
-    chain = [table]
-    while chain[-1].parent and chain[-1].parent in by_name:
-        chain.append(by_name[chain[-1].parent])
+    """The table and every table it was made to add up to, nearest first."""
+    chain, queue = [table], [table]
+    while queue:
+        for name in (queue.pop(0).parent or "").split("|"):
+            if name in by_name and by_name[name] not in chain:
+                chain.append(by_name[name])
+                queue.append(by_name[name])
     return chain
 
 

@@ -37,6 +37,7 @@ HXL_COLUMNS = {
     "conf_status": "#status+conf",
     "numerator": "#indicator+numerator+num",
     "denominator": "#indicator+denominator+num",
+    "margin": "#indicator+value+margin+num",  # margin of error of a differentially private value
 }
 NOTES = {
     "C": "Suppressed: fewer children than the publication threshold (primary suppression).",
