@@ -83,11 +83,14 @@ def noisy_counts(counts: Sequence[int], scale: float, sensitivity: float) -> lis
 
 
 def margin_of_scale(scale: float, confidence: float) -> float:
-    """Half-width of the `confidence` interval of one noisy count (OpenDP's accuracy function)."""
+    """Half-width m of the `confidence` interval of one noisy count: |noise| ≤ m with that
+    probability. OpenDP's accuracy a for integer noise satisfies P(|noise| < a) ≥ confidence (a
+    strict bound), so the inclusive margin is a − 1."""
     if scale <= 0:
         return 0.0
     dp = _dp()
-    return float(dp.discrete_gaussian_scale_to_accuracy(scale=float(scale), alpha=1 - confidence))
+    accuracy = dp.discrete_gaussian_scale_to_accuracy(scale=float(scale), alpha=1 - confidence)
+    return float(max(accuracy - 1, 0))
 
 
 def margin_of_variance(variance: float, confidence: float) -> float:
