@@ -375,3 +375,18 @@ def test_budget_cli_shows_spent_and_left(runner, warehouse):
     assert row["spent"] == pytest.approx(0.9) and row["left"] == pytest.approx(0.1)
     text = runner.invoke(app, ["budget", "-w", str(warehouse)])
     assert QUARTER in text.stdout and "ε ≈" in text.stdout
+
+
+def test_publish_method_dp_writes_the_catalogue_with_margins(runner, warehouse, tmp_path):
+    from casepool.cli.main import app
+
+    out = tmp_path / "publication"
+    cli = runner.invoke(
+        app, ["publish", "-w", str(warehouse), "--out", str(out), "--method", "dp", "--json"]
+    )
+    assert cli.exit_code == 0, cli.output
+    result = json.loads(cli.stdout)
+    assert {"table": "months_to_registration_by_sex", "reason": "median"} in result["skipped"]
+    frame = pl.read_csv(out / "csv" / "cases_by_governorate.csv", infer_schema=False)
+    assert "margin" in frame.columns and set(frame.get_column("obs_status")) == {"E"}
+    assert (out / "publication.xlsx").stat().st_size > 0

@@ -83,11 +83,11 @@ def dp_settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> DPSettings
             )
         by = item.get("by") or []
         weight = item.get("weight", 1)
-        if not isinstance(by, list) or "period" in by or "region" in by:
+        if not isinstance(by, list) or "period" in by:
             raise SchemaError(
                 "schema-invalid",
                 file=where,
-                reason=f"measurements[{i}].by must list dimensions (not period or region)",
+                reason=f"measurements[{i}].by must list dimensions (not period)",
             )
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
             raise SchemaError(

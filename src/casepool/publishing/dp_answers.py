@@ -218,11 +218,11 @@ def _post_process(
         col_codes = cols_of.get_column(b).to_list()
         noisy = {(r[a], r[b]): r["noisy"] for r in frame.iter_rows(named=True)}
         table = [[noisy[(i, j)] for j in col_codes] for i in row_codes]
-        fitted = dp.fit_two_margins(
+        two_way = dp.fit_two_margins(
             table, rows_of.get_column(VALUE).to_list(), cols_of.get_column(VALUE).to_list()
         )
         value = {
-            (i, j): fitted[ri][ci]
+            (i, j): two_way[ri][ci]
             for ri, i in enumerate(row_codes)
             for ci, j in enumerate(col_codes)
         }
@@ -235,8 +235,8 @@ def _post_process(
     values = [0] * frame.height
     totals = {tuple(r[k] for k in keys): int(r[VALUE]) for r in parent.iter_rows(named=True)}
     if not keys:
-        fitted = dp.fit_to_total(frame.get_column("noisy").to_list(), totals[()])
-        return frame.with_columns(pl.Series(VALUE, fitted, pl.Int64))
+        whole = dp.fit_to_total(frame.get_column("noisy").to_list(), totals[()])
+        return frame.with_columns(pl.Series(VALUE, whole, pl.Int64))
     groups = indexed.group_by(keys, maintain_order=True).agg(pl.col("_row"), pl.col("noisy"))
     for row in groups.iter_rows(named=True):
         fitted = dp.fit_to_total(row["noisy"], totals[tuple(row[k] for k in keys)])
@@ -338,9 +338,11 @@ def _measure(
             t.cells.select(
                 pl.lit(t.measurement).alias("table_name"),
                 pl.lit(t.indicator).alias("indicator"),
-                pl.col("cell")
-                .map_elements(lambda c, q=quarter: _with_period(c, q), return_dtype=pl.String)
-                .alias("dimensions"),
+                pl.Series(
+                    "dimensions",
+                    [_with_period(c, quarter) for c in t.cells.get_column("cell").to_list()],
+                    pl.String,
+                ),
                 pl.col(VALUE).cast(pl.Float64).alias("value"),
                 pl.lit("E").alias("obs_status"),
                 pl.lit("F").alias("conf_status"),
@@ -398,7 +400,21 @@ def _cells_frame(table: budget.MeasuredTable) -> pl.DataFrame:
 
 
 def _needed(name: str) -> str:
-    return "governorate" if name == "region" else name
+    return name
+
+
+def covers(dims: set[str] | tuple[str, ...], need: set[str]) -> bool:
+    """A table of `dims` can give every cell fixing `need` (a region is a sum of governorates)."""
+    have = set(dims)
+    return all(n in have or (n == "region" and "governorate" in have) for n in need)
+
+
+def _summed(dims: set[str], need: set[str]) -> set[str]:
+    """The dimensions of a table that a cell fixing `need` sums over."""
+    rest = dims - need
+    if "region" in need and "region" not in dims:
+        rest.discard("governorate")
+    return rest
 
 
 @dataclass
@@ -443,7 +459,7 @@ def covering(
     need = required_dimensions(request)
     known = settings.for_indicator(indicator.name)
     known += [m for m in extra if m.name not in {k.name for k in known}]
-    found = [m for m in known if need <= set(m.by)]
+    found = [m for m in known if covers(m.by, need)]
     # A margin over a multi-valued dimension is not the sum of its categories: it needs a table
     # without that dimension (or where it is filtered to one code).
     multi = [d for d in request.dimensions if catalogue.dimension(d).multi]
@@ -451,8 +467,8 @@ def covering(
         for dropped in combinations(multi, size):
             rest = need - set(dropped) | {_needed(n) for n, _ in request.where if n != "period"}
             if found and not any(
-                rest <= set(m.by)
-                and not any(catalogue.dimension(d).multi for d in set(m.by) - rest)
+                covers(m.by, rest)
+                and not any(catalogue.dimension(d).multi for d in _summed(set(m.by), rest))
                 for m in known
             ):
                 need, found = rest, []
@@ -471,9 +487,9 @@ def _eligible(table: budget.MeasuredTable, need: set[str], catalogue: IndicatorC
     """A table answers a cell whose fixed dimensions are `need` when it has them all and every
     other dimension it has is single-valued (its categories add up to the margin)."""
     dims = {d for d in table.dimensions if d != OUTCOME}
-    if not need <= dims:
+    if not covers(dims, need):
         return False
-    return not any(catalogue.dimension(d).multi for d in dims - need)
+    return not any(catalogue.dimension(d).multi for d in _summed(dims, need))
 
 
 def _pattern_cells(
@@ -484,7 +500,7 @@ def _pattern_cells(
     catalogue: IndicatorCatalogue,
 ) -> pl.DataFrame:
     """Cells of the question that fix `fixed` (the rest `_T`), summed from one measured table."""
-    if "governorate" in table.dimensions:
+    if "governorate" in table.dimensions and "region" not in table.dimensions:
         region_of = catalogue.dimension("region").region_of
         frame = frame.with_columns(
             pl.col("governorate").replace_strict(region_of, default=None).alias("region")
@@ -709,7 +725,7 @@ def parse_measurement(text: str, catalogue: IndicatorCatalogue) -> Measurement:
         raise UsageError("dp-measure-invalid", text=str(text)[:60])
     by = tuple(d.strip() for d in dims.split(",") if d.strip())
     check_request(TableRequest(name.strip(), by), catalogue)
-    if "period" in by or "region" in by:
+    if "period" in by:
         raise UsageError("dp-measure-invalid", text=str(text)[:60])
     return Measurement(name.strip(), by, 1.0)
 
