@@ -28,6 +28,13 @@ def publish(
         str | None,
         typer.Option("--period", help="Only this year or quarter, e.g. 2025 or 2025-Q3."),
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="suppress (exact figures, secondary suppression) or dp (differential privacy).",
+        ),
+    ] = "suppress",
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -39,6 +46,21 @@ def publish(
     """
     from casepool.publishing.publish import publish as publish_catalogue
 
+    if method == "dp":
+        from casepool.publishing.dp_publish import publish_dp
+
+        result_dp = run(lambda: publish_dp(warehouse, out, period, lang=lang.value), lang, debug)
+        if as_json:
+            print_json(result_dp.to_dict())
+        else:
+            typer.echo(result_dp.render(lang.value))
+        if not result_dp.ok:
+            raise typer.Exit(EXIT_REFUSED)
+        return
+    if method != "suppress":
+        from casepool.cli.common import fail
+
+        fail("method-invalid", lang, method=method)
     result = run(
         lambda: publish_catalogue(warehouse, out, period=period, progress=say, lang=lang.value),
         lang,

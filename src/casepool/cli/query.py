@@ -1,4 +1,4 @@
-"""`casepool query`: one indicator as a protected table, or `--list` of the indicators."""
+"""`casepool query`: one indicator as a differentially private table, or `--list` of the indicators."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from typing import Annotated
 import typer
 
 from casepool.cli.common import DebugOption, Lang, LangOption, fail, print_json, run, say
-
-
-class Method(StrEnum):
-    suppress = "suppress"
-    cellkey = "cellkey"
 
 
 class Format(StrEnum):
@@ -46,10 +41,6 @@ def query(
             "--where", help="Filter dimension=code[,code] (repeatable), e.g. period=2025."
         ),
     ] = None,
-    method: Annotated[
-        Method,
-        typer.Option("--method", help="suppress (secondary suppression) or cellkey (noise)."),
-    ] = Method.suppress,
     period_unit: Annotated[
         PeriodUnit,
         typer.Option("--period-unit", help="The period dimension counts years or quarters."),
@@ -62,7 +53,12 @@ def query(
     lang: LangOption = Lang.en,
     debug: DebugOption = False,
 ) -> None:
-    """Count one indicator in the warehouse, protected with its margins; print or write it.
+    """Count one indicator in the warehouse with differential privacy; print or write it.
+
+    Every figure is an estimate with its margin of error (≈ 27 (± 6)), answered from the
+    measurements taken once per registration quarter: asking spends no privacy budget (the first
+    question about a quarter measures it, see `casepool budget`). Every answer is recorded in the
+    release ledger.
 
     Example: casepool query registered_cases -w warehouse.duckdb --by governorate,sex --where period=2025
     """
@@ -85,7 +81,6 @@ def query(
             indicator,
             by=by,
             where=where or (),
-            method=method.value,
             period_unit=period_unit.value,
         ),
         lang,
@@ -95,7 +90,7 @@ def query(
         run(lambda: publishing.write_query(result, out, fmt.value, lang.value), lang, debug)
         say(publishing.query_summary(result, lang.value, out))
     elif fmt is Format.table:
-        typer.echo(publishing.render_table(result.table, lang.value))
+        typer.echo(publishing.render_table(result.table, lang.value, result.confidence))
     else:
         typer.echo(publishing.format_text(result, fmt.value, lang.value), nl=False)
 

@@ -47,6 +47,7 @@ HXL_COLUMNS = {
     "indicator_name": "#indicator+name",
     "date_start": "#date+start",
     "date_end": "#date+end",
+    "margin": "#indicator+value+margin+num",  # margin of error of a differentially private value
 }
 NOTES = {
     "C": "Suppressed: fewer children than the publication threshold (primary suppression).",

@@ -1,21 +1,27 @@
-"""Protected tables for analysts: `query` one indicator, `publish` the whole catalogue in every format.
+"""Ad-hoc questions for analysts: `query` one indicator, answered with differential privacy.
 
-The path of every figure: tabulate in the warehouse (casepool.catalogue.tabulating) → protect the counts with
-the disclosure-control engine (casepool.protecting: suppression, or cell-key noise for ad-hoc
-queries) → audit the protected counts for an outsider and for every organisation as an insider →
-derive percentages and medians from the protected counts (suppressed when their numerator or
-denominator is, or the denominator is below k) → write. A table that fails its audit is never
-written.
+Every answer is differentially private (zCDP, OpenDP's discrete Gaussian): each registration
+quarter's declared workload of tables is measured once, spending that quarter's budget, and every
+question is answered from those measurements by post-processing (casepool.publishing.dp_answers):
+no further spend, the same answer every time, for any number of analysts. Each figure carries its
+margin of error. Every answer is written to the release ledger (kind "query", method "dp").
+
+Suppression and cell-key perturbation are not offered here: a sequence of overlapping questions
+undoes them (differencing), which is what a budget with composition prevents. The official
+catalogue (`casepool publish`) keeps suppression.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from casepool.catalogue.indicators import (
+    IndicatorCatalogue,
     TableRequest,
     check_request,
     formula_text,
@@ -23,8 +29,7 @@ from casepool.catalogue.indicators import (
     parse_by,
     parse_where,
 )
-from casepool.catalogue.population import read_population
-from casepool.catalogue.tabulating import VALUE, tabulate
+from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR, OUTCOME, VALUE
 from casepool.core.errors import UsageError
 from casepool.publishing.formats import (
     PublishedTable,
@@ -37,26 +42,54 @@ from casepool.publishing.formats import (
     write_table_sdmx,
     write_workbook,
 )
-from casepool.publishing.protect import METHODS, protect_tabulations, published_table
 from casepool.publishing.publish import note_title
-from casepool.publishing.rates import rates_of
+
+METHODS = ("dp",)
+ESTIMATED = "E"  # SDMX OBS_STATUS: estimated value
+PERCENT_DECIMALS = 1
 
 
 @dataclass
 class QueryResult:
-    """One protected, audited table asked for by an analyst."""
+    """One differentially private table asked for by an analyst, with its margins of error."""
 
     table: PublishedTable
     method: str
-    audit_ok: bool
-    audit_failures: list[str]
+    confidence: float
+    periods: list[str] = field(default_factory=list)  # the registration quarters it covers
+    measured: list[str] = field(default_factory=list)  # the measured tables it was answered from
+    spent: float = 0.0  # ρ this call spent measuring quarters nobody had asked about before
+    release_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "audit_ok": self.audit_ok, **_json_ready(self.table)}
+        return {
+            "method": self.method,
+            "confidence": self.confidence,
+            "periods": self.periods,
+            "measured_tables": self.measured,
+            "rho_spent": self.spent,
+            "release_id": self.release_id,
+            **_json_ready(self.table),
+        }
 
 
 def _json_ready(table: PublishedTable) -> dict[str, Any]:
     return table_json(table, load_indicators())
+
+
+def _request(
+    indicator: str,
+    by: str | Sequence[str] | None,
+    where: Sequence[str] | Sequence[tuple[str, Sequence[str]]],
+    period_unit: str,
+) -> TableRequest:
+    dims = parse_by(by) if isinstance(by, str) or by is None else tuple(by)
+    filters = tuple(
+        pair
+        for w in where
+        for pair in (parse_where([w]) if isinstance(w, str) else [(str(w[0]), tuple(w[1]))])
+    )
+    return TableRequest(indicator, dims, filters, period_unit)
 
 
 def query(
@@ -65,40 +98,164 @@ def query(
     *,
     by: str | Sequence[str] | None = None,
     where: Sequence[str] | Sequence[tuple[str, Sequence[str]]] = (),
-    method: str = "suppress",
+    method: str = "dp",
     period_unit: str = "year",
     settings: Any = None,
+    actor: str | None = None,
 ) -> QueryResult:
-    """One indicator as a protected table with its margins; refuses (UsageError) what the
-    indicator does not allow. `by`: "governorate,sex" or a sequence; `where`: "sex=M" texts or
-    (dimension, codes) pairs."""
-    from casepool import protecting
-    from casepool.warehouse.store import open_warehouse
+    """One indicator as a differentially private table with its margins and margins of error.
 
-    dims = parse_by(by) if isinstance(by, str) or by is None else tuple(by)
-    filters = tuple(
-        pair
-        for w in where
-        for pair in (parse_where([w]) if isinstance(w, str) else [(str(w[0]), tuple(w[1]))])
-    )
-    request = TableRequest(indicator, dims, filters, period_unit)
+    `by`: "governorate,sex" or a sequence; `where`: "sex=M" texts or (dimension, codes) pairs;
+    `settings`: DPSettings (default: schemas/protection.yaml). Refuses (UsageError, nothing
+    spent) an unknown indicator, dimension or code, a period outside the data, a question the
+    workload cannot answer, or a measurement the budget cannot pay for.
+    """
+    from casepool.protecting.dp_settings import load_dp_settings
+    from casepool.publishing import dp_answers
+    from casepool.warehouse.ledger import record_release
+    from casepool.warehouse.store import current_actor, open_warehouse
+
+    request = _request(indicator, by, where, period_unit)
     catalogue = load_indicators()
     check_request(request, catalogue)
     if method not in METHODS:
-        raise UsageError("method-invalid", method=method)
-    settings = settings or protecting.load_protection_settings()
-    with open_warehouse(warehouse, read_only=True) as con:
-        tab = tabulate(con, request, catalogue=catalogue)
-        population = read_population(con)
-    (protected,) = protect_tabulations([tab], method, settings)
-    if not protected.audit_ok:
-        raise UsageError(
-            "query-audit-failed", table=tab.name, who=", ".join(protected.audit_failures)
+        raise UsageError("query-method-invalid", method=method)
+    dp_settings = settings or load_dp_settings()
+    dp_answers.check_workload(dp_settings, catalogue)
+    who = actor or current_actor()
+    with open_warehouse(warehouse) as con:
+        # Refuse a question no table can answer before anything is measured or spent.
+        dp_answers.covering(
+            request, dp_settings, catalogue, dp_answers.stored_workload(con, request.indicator)
         )
-    table = rates_of(
-        published_table(protected, settings), population
-    )  # rates: from protected counts
-    return QueryResult(table, method, True, [])
+        quarters = dp_answers.question_quarters(con, request)
+        measured = dp_answers.measure_quarters(con, quarters, dp_settings, catalogue, actor=who)
+        spent = sum(t.rho for t in measured)
+        answer = dp_answers.answer(con, request, quarters, dp_settings, catalogue)
+        table = dp_table(answer, request, catalogue, dp_settings.confidence)
+        con.begin()
+        try:
+            release_id = record_release(
+                con,
+                kind="query",
+                method="dp",
+                actor=who,
+                cells=ledger_cells(table, request, quarters),
+                periods=quarters,
+                detail={
+                    "measured_tables": answer.tables,
+                    "where": [[n, list(c)] for n, c in request.where],
+                    "confidence": dp_settings.confidence,
+                },
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return QueryResult(
+        table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id
+    )
+
+
+def dp_table(
+    answer: Any, request: TableRequest, catalogue: IndicatorCatalogue, confidence: float
+) -> PublishedTable:
+    """The tidy table of a DP answer: every category, value, margin (of error) and flags."""
+    from casepool.publishing import dp_answers
+
+    indicator = catalogue.indicator(request.indicator)
+    dims = list(request.dimensions)
+    cats = dp_answers.categories(request, answer.quarters, catalogue)
+    grid = pl.DataFrame({"_": [0]})
+    for d in dims:
+        grid = grid.join(pl.DataFrame({d: list(cats[d])}, schema={d: pl.String}), how="cross")
+    grid = grid.drop("_")
+    frame = answer.frame
+    head = [pl.lit(indicator.name).alias("indicator")]
+    flags = [pl.lit(ESTIMATED).alias("obs_status"), pl.lit("F").alias("conf_status")]
+
+    def joined(part: pl.DataFrame) -> pl.DataFrame:
+        if not dims:
+            return part
+        found = grid.join(part, on=dims, how="left", maintain_order="left")
+        assert found.get_column(VALUE).null_count() == 0, "a cell was not answered"
+        return found
+
+    if indicator.kind == "count":
+        cells = joined(frame)
+        out = cells.select(
+            *head,
+            *dims,
+            pl.col(VALUE).cast(pl.Int64),
+            dp_answers.margin_column(cells.get_column(dp_answers.VARIANCE), confidence),
+            *flags,
+        )
+    else:
+        yes = joined(frame.filter(pl.col(OUTCOME) == IN_NUMERATOR).drop(OUTCOME))
+        no = joined(frame.filter(pl.col(OUTCOME) == NOT_IN_NUMERATOR).drop(OUTCOME))
+        a, b = yes.get_column(VALUE), no.get_column(VALUE)
+        va, vb = yes.get_column(dp_answers.VARIANCE), no.get_column(dp_answers.VARIANCE)
+        denominator = a + b
+        share = pl.Series(
+            VALUE,
+            [
+                round(100.0 * x / n, PERCENT_DECIMALS) if n > 0 else None
+                for x, n in zip(a.to_list(), denominator.to_list(), strict=True)
+            ],
+            pl.Float64,
+        )
+        out = yes.select(*dims).select(
+            *head,
+            *dims,
+            pl.lit(share),
+            pl.lit(dp_answers.share_margins(a, b, va, vb, confidence)),
+            *flags,
+            pl.lit(a.cast(pl.Int64)).alias("numerator"),
+            pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
+        )
+    return PublishedTable(
+        name=request.table_name,
+        indicator=indicator,
+        dimensions=tuple(dims),
+        frame=out,
+        first=None,
+        last=None,
+        period_unit=request.period_unit,
+    )
+
+
+def ledger_cells(
+    table: PublishedTable, request: TableRequest, quarters: Sequence[str]
+) -> pl.DataFrame:
+    """The answer's cells as the release ledger keeps them (filters and quarters in each cell)."""
+    from casepool.warehouse.ledger import cell_identity
+
+    fixed = {n: "+".join(c) for n, c in request.where if n not in table.dimensions}
+    if "period" not in table.dimensions:
+        fixed["period"] = quarters[0] if len(quarters) == 1 else f"{quarters[0]}..{quarters[-1]}"
+    rows = table.frame.to_dicts()
+    return pl.DataFrame(
+        {
+            "table_name": [table.name] * len(rows),
+            "indicator": [table.indicator.name] * len(rows),
+            "dimensions": [
+                cell_identity({**fixed, **{d: r[d] for d in table.dimensions}}) for r in rows
+            ],
+            "value": [r[VALUE] for r in rows],
+            "obs_status": [r["obs_status"] for r in rows],
+            "conf_status": [r["conf_status"] for r in rows],
+            "margin": [r["margin"] for r in rows],
+        },
+        schema={
+            "table_name": pl.String,
+            "indicator": pl.String,
+            "dimensions": pl.String,
+            "value": pl.Float64,
+            "obs_status": pl.String,
+            "conf_status": pl.String,
+            "margin": pl.Float64,
+        },
+    )
 
 
 def write_query(result: QueryResult, path: str | Path, fmt: str, lang: str = "en") -> None:
@@ -136,28 +293,31 @@ def format_text(result: QueryResult, fmt: str, lang: str = "en") -> str:
     return text
 
 
-def render_table(table: PublishedTable, lang: str = "en") -> str:
-    """An aligned text table for the terminal: labels, value (or `x` when suppressed), flag."""
+def estimate_text(value: Any, margin: Any, unit: str) -> str:
+    """`≈ 27 (± 6)` for a count, `≈ 41.2 (± 3.5)` for a percentage; `–` when there is none."""
+    if value is None:
+        return "–"
+    if unit == "count":
+        return f"≈ {int(value):,} (± {float(margin or 0):,.0f})"
+    return f"≈ {float(value):.1f} (± {float(margin or 0):.1f})"
+
+
+def render_table(table: PublishedTable, lang: str = "en", confidence: float = 0.9) -> str:
+    """An aligned text table for the terminal: labels and `≈ value (± margin)` per cell."""
+    from casepool.core.i18n import render
+
     catalogue = load_indicators()
-    header = [catalogue.dimension(d).label(lang) for d in table.dimensions] + ["value", "flag"]
+    header = [catalogue.dimension(d).label(lang) for d in table.dimensions] + ["value"]
     rows = []
     for row in table.frame.iter_rows(named=True):
         cells = [catalogue.dimension(d).code_label(row[d], lang) for d in table.dimensions]
-        value = row[VALUE]
-        if value is None:
-            text = "x"
-        elif table.indicator.unit == "count":
-            text = f"{int(value):,}"
-        else:
-            text = f"{value:.1f}"
-        rows.append([*cells, text, "" if row["conf_status"] == "F" else row["conf_status"]])
+        text = estimate_text(row[VALUE], row.get("margin"), table.indicator.unit)
+        rows.append([*cells, text])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [table.indicator.label(lang) + f" ({table.indicator.unit})"]
     for r in [header, *rows]:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    from casepool.core.i18n import render
-
-    lines.append(render("query-legend", lang))
+    lines.append(render("query-dp-legend", lang, confidence=f"{confidence:.0%}"))
     return "\n".join(lines)
 
 
@@ -165,12 +325,7 @@ def query_summary(result: QueryResult, lang: str, out: Path) -> str:
     from casepool.core.i18n import render
 
     return render(
-        "query-written",
-        lang,
-        table=result.table.name,
-        cells=result.table.cells,
-        suppressed=result.table.suppressed,
-        path=str(out),
+        "query-dp-written", lang, table=result.table.name, cells=result.table.cells, path=str(out)
     )
 
 

@@ -1,0 +1,808 @@
+"""Measure once, answer many: each quarter's workload is noised once; every question is post-processing.
+
+`measure_quarter` counts the declared workload (schemas/protection.yaml, `differential_privacy`)
+for one registration quarter over the full grid of its categories, adds OpenDP's discrete Gaussian
+noise, makes each table non-negative whole numbers that add up to its parent table (the finest
+earlier table whose dimensions it extends by single-valued ones: nation → governorate →
+governorate × sex, as in the Census Bureau's TopDown), and stores it — spending the quarter's ρ
+and writing the release ledger in one DuckDB transaction.
+
+`answer` serves a question (indicator, by, where, period) from the stored tables only: it sums the
+cells of the measured table that serves it with the smallest error, quarter by quarter, and
+carries each cell's variance (the number of noisy cells summed × scale²; a cell that is also a
+cell of a parent table takes the parent's smaller variance, since the two agree exactly). Nothing
+is spent; the same question always gets the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from casepool.catalogue.indicators import (
+    TOTAL,
+    IndicatorCatalogue,
+    TableRequest,
+    check_request,
+    filter_periods,
+    period_codes,
+)
+from casepool.catalogue.tabulating import OUTCOME, VALUE, covered_span, tabulate
+from casepool.core.errors import UsageError
+from casepool.core.periods import parse_period
+from casepool.protecting import dp
+from casepool.protecting.dp_settings import DPSettings, Measurement
+from casepool.warehouse import budget
+from casepool.warehouse.ledger import cell_identity, ensure_ledger, record_release
+
+VARIANCE = "variance"
+MARGIN = "margin"
+_RETRIES = 3
+
+
+# --- which quarters a question covers -----------------------------------------------------------
+
+
+def quarter_code(year: int, quarter: int) -> str:
+    return f"{year}-Q{quarter}"
+
+
+def data_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every quarter from the first to the last registration month in the warehouse."""
+    first, last = covered_span(con)
+    if first is None or last is None:
+        return []
+    return period_codes(first, last, "quarter")
+
+
+def question_quarters(con: duckdb.DuckDBPyConnection, request: TableRequest) -> list[str]:
+    """The quarters a question covers: its period filter (years or quarters) within the data, or
+    all quarters of the data. A period that lies outside the data is refused."""
+    available = data_quarters(con)
+    periods = filter_periods(request)
+    if not periods:
+        if not available:
+            raise UsageError("dp-period-outside-data", period="-")
+        return available
+    wanted: list[str] = []
+    for period in periods:
+        if period.kind == "month":
+            raise UsageError("dp-period-month", period=period.code)
+        inside = [q for q in available if parse_period(q).overlaps(period)]
+        if not inside:
+            raise UsageError("dp-period-outside-data", period=period.code)
+        wanted += [q for q in inside if q not in wanted]
+    return sorted(wanted)
+
+
+# --- the workload and its hierarchy --------------------------------------------------------------
+
+
+def sensitivity_of(measurement: Measurement, catalogue: IndicatorCatalogue) -> float:
+    """L2 change of the table when one child is added or removed: 1, or √(Π k) when the child
+    may be in every one of the k categories of a multi-valued dimension."""
+    cells = 1
+    for name in measurement.by:
+        dimension = catalogue.dimension(name)
+        if dimension.multi:
+            cells *= len(dimension.code_values)
+    return float(cells) ** 0.5
+
+
+def parent_of(
+    measurement: Measurement, earlier: Sequence[Measurement], catalogue: IndicatorCatalogue
+) -> Measurement | None:
+    """The finest earlier table of the same indicator that this one refines by single-valued
+    dimensions only (its cells then add up to the parent's)."""
+    best: Measurement | None = None
+    mine = set(measurement.by)
+    for other in earlier:
+        theirs = set(other.by)
+        if other.indicator != measurement.indicator or not theirs < mine:
+            continue
+        if any(catalogue.dimension(d).multi for d in mine - theirs):
+            continue
+        if best is None or len(theirs) > len(best.by):
+            best = other
+    return best
+
+
+def parents_of(
+    measurement: Measurement, earlier: Sequence[Measurement], catalogue: IndicatorCatalogue
+) -> list[Measurement]:
+    """The tables this one is made to add up to: its two one-way tables when it is a two-way
+    table of single-valued dimensions and both are measured, else the finest parent (or none)."""
+    if len(measurement.by) == 2 and not any(catalogue.dimension(d).multi for d in measurement.by):
+        ones = {o.by: o for o in earlier if o.indicator == measurement.indicator}
+        a, b = measurement.by
+        if (a,) in ones and (b,) in ones:
+            return [ones[(a,)], ones[(b,)]]
+    parent = parent_of(measurement, earlier, catalogue)
+    return [parent] if parent else []
+
+
+def check_workload(settings: DPSettings, catalogue: IndicatorCatalogue) -> None:
+    """Refuse a workload that names an unknown indicator or a dimension it does not allow."""
+    for m in settings.measurements:
+        indicator = catalogue.indicator(m.indicator)
+        if indicator.kind == "median":
+            raise UsageError("dp-median", indicator=m.indicator)
+        for d in m.by:
+            catalogue.dimension(d)
+            if d not in indicator.dimensions:
+                raise UsageError(
+                    "dimension-not-allowed",
+                    indicator=m.indicator,
+                    dimension=d,
+                    allowed=", ".join(indicator.dimensions),
+                )
+
+
+# --- measuring a quarter ---------------------------------------------------------------------------
+
+
+def _inner_cells(
+    con: duckdb.DuckDBPyConnection,
+    measurement: Measurement,
+    quarter: str,
+    catalogue: IndicatorCatalogue,
+) -> pl.DataFrame:
+    """The true counts of every inner cell of the table (no margins) for one quarter."""
+    request = TableRequest(measurement.indicator, measurement.by, (("period", (quarter,)),))
+    tab = tabulate(con, request, catalogue=catalogue)
+    keep = pl.lit(True)
+    for d in tab.count_dimensions:
+        keep = keep & (pl.col(d) != TOTAL)
+    return tab.counts.filter(keep).select(*tab.count_dimensions, VALUE)
+
+
+def measure_quarters(
+    con: duckdb.DuckDBPyConnection,
+    quarters: Sequence[str],
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    *,
+    actor: str,
+) -> list[budget.MeasuredTable]:
+    """Measure the workload in every quarter of `quarters` that lacks it, counting each table
+    once for all those quarters (one transaction per quarter)."""
+    check_workload(settings, catalogue)
+    budget.ensure_budget(con)
+    done = budget.measured_periods(con)
+    missing = [q for q in quarters if {m.name for m in settings.measurements} - done.get(q, set())]
+    if not missing:
+        return []
+    truths: dict[tuple[str, str], pl.DataFrame] = {}
+    for m in settings.measurements:
+        request = TableRequest(
+            m.indicator, ("period", *m.by), (("period", tuple(missing)),), "quarter"
+        )
+        tab = tabulate(con, request, catalogue=catalogue)
+        keep = pl.lit(True)
+        for d in tab.count_dimensions:
+            keep = keep & (pl.col(d) != TOTAL)
+        inner = tab.counts.filter(keep)
+        dims = [d for d in tab.count_dimensions if d != "period"]
+        for q in missing:
+            truths[(q, m.name)] = inner.filter(pl.col("period") == q).select(*dims, VALUE)
+    out = []
+    for q in missing:
+        out += measure_quarter(con, q, settings, catalogue, actor=actor, truths=truths)
+    return out
+
+
+def _cell_texts(frame: pl.DataFrame, dims: Sequence[str]) -> list[str]:
+    return [cell_identity({d: row[d] for d in dims}) for row in frame.iter_rows(named=True)]
+
+
+def _post_process(
+    frame: pl.DataFrame,
+    dims: Sequence[str],
+    parents: Sequence[tuple[pl.DataFrame, Sequence[str]]],
+) -> pl.DataFrame:
+    """Non-negative whole numbers; with one parent, each group adds up to its parent cell; with
+    two (a two-way table under its two one-way tables), rows and columns add up to both."""
+    if not parents:
+        return frame.with_columns(
+            pl.Series(VALUE, dp.non_negative(frame.get_column("noisy").to_list()), pl.Int64)
+        )
+    if len(parents) == 2:
+        (rows_of, (a,)), (cols_of, (b,)) = parents
+        row_codes = rows_of.get_column(a).to_list()
+        col_codes = cols_of.get_column(b).to_list()
+        noisy = {(r[a], r[b]): r["noisy"] for r in frame.iter_rows(named=True)}
+        table = [[noisy[(i, j)] for j in col_codes] for i in row_codes]
+        two_way = dp.fit_two_margins(
+            table, rows_of.get_column(VALUE).to_list(), cols_of.get_column(VALUE).to_list()
+        )
+        value = {
+            (i, j): two_way[ri][ci]
+            for ri, i in enumerate(row_codes)
+            for ci, j in enumerate(col_codes)
+        }
+        return frame.with_columns(
+            pl.Series(VALUE, [value[(r[a], r[b])] for r in frame.iter_rows(named=True)], pl.Int64)
+        )
+    parent, parent_dims = parents[0]
+    keys = list(parent_dims)
+    indexed = frame.with_row_index("_row")
+    values = [0] * frame.height
+    totals = {tuple(r[k] for k in keys): int(r[VALUE]) for r in parent.iter_rows(named=True)}
+    if not keys:
+        whole = dp.fit_to_total(frame.get_column("noisy").to_list(), totals[()])
+        return frame.with_columns(pl.Series(VALUE, whole, pl.Int64))
+    groups = indexed.group_by(keys, maintain_order=True).agg(pl.col("_row"), pl.col("noisy"))
+    for row in groups.iter_rows(named=True):
+        fitted = dp.fit_to_total(row["noisy"], totals[tuple(row[k] for k in keys)])
+        for i, v in zip(row["_row"], fitted, strict=True):
+            values[i] = v
+    return frame.with_columns(pl.Series(VALUE, values, pl.Int64))
+
+
+def measure_quarter(
+    con: duckdb.DuckDBPyConnection,
+    quarter: str,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    *,
+    actor: str,
+    only: Sequence[Measurement] | None = None,
+    rhos: dict[str, float] | None = None,
+    truths: dict[tuple[str, str], pl.DataFrame] | None = None,
+) -> list[budget.MeasuredTable]:
+    """Measure the workload tables `quarter` lacks (or `only` these), spend their ρ and record
+    them in the ledger, all in one transaction. Nothing is spent when the budget would pass."""
+    check_workload(settings, catalogue)
+    budget.ensure_budget(con)
+    ensure_ledger(con)
+    for attempt in range(_RETRIES):
+        done = budget.measured_periods(con).get(quarter, set())
+        wanted = list(only) if only is not None else list(settings.measurements)
+        todo = [m for m in wanted if m.name not in done]
+        if not todo:
+            return []
+        try:
+            return _measure(
+                con, quarter, settings, catalogue, todo, actor, rhos or {}, truths or {}
+            )
+        except duckdb.TransactionException:
+            # Another caller measured or spent on this quarter at the same moment: look again.
+            if attempt == _RETRIES - 1:
+                raise UsageError("dp-busy", period=quarter) from None
+        except duckdb.ConstraintException:
+            if attempt == _RETRIES - 1:
+                raise UsageError("dp-busy", period=quarter) from None
+    return []
+
+
+def _measure(
+    con: duckdb.DuckDBPyConnection,
+    quarter: str,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    todo: list[Measurement],
+    actor: str,
+    rhos: dict[str, float],
+    truths: dict[tuple[str, str], pl.DataFrame],
+) -> list[budget.MeasuredTable]:
+    stored = {
+        t.measurement: t
+        for i in {m.indicator for m in todo}
+        for t in budget.load_measurements(con, [quarter], i)
+    }
+    ordered = list(settings.measurements) + [m for m in todo if m not in settings.measurements]
+    tables: list[budget.MeasuredTable] = []
+    frames: dict[str, pl.DataFrame] = {name: _cells_frame(t) for name, t in stored.items()}
+    for m in todo:
+        indicator = catalogue.indicator(m.indicator)
+        dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + m.by
+        truth = truths.get((quarter, m.name))
+        if truth is None:
+            truth = _inner_cells(con, m, quarter, catalogue)
+        sensitivity = sensitivity_of(m, catalogue)
+        rho = rhos.get(m.name) or settings.rho_of(m)
+        scale = dp.scale_for(rho, sensitivity)
+        noisy = dp.noisy_counts(truth.get_column(VALUE).to_list(), scale, sensitivity)
+        frame = pl.DataFrame(
+            {**{d: truth.get_column(d) for d in dims}, "noisy": pl.Series(noisy, dtype=pl.Int64)}
+        )
+        earlier = [o for o in ordered[: ordered.index(m)] if o.name in frames]
+        parents = parents_of(m, earlier, catalogue)
+        outcome = (OUTCOME,) if indicator.kind == "percent" else ()
+        frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
+        frames[m.name] = frame
+        cells = frame.select(pl.Series("cell", _cell_texts(frame, dims), pl.String), "noisy", VALUE)
+        tables.append(
+            budget.MeasuredTable(
+                period=quarter,
+                measurement=m.name,
+                indicator=m.indicator,
+                dimensions=dims,
+                scale=scale,
+                sensitivity=sensitivity,
+                rho=rho,
+                parent="|".join(p.name for p in parents) or None,
+                release_id="",
+                cells=cells,
+            )
+        )
+    total_rho = sum(t.rho for t in tables)
+    ledger_cells = pl.concat(
+        [
+            t.cells.select(
+                pl.lit(t.measurement).alias("table_name"),
+                pl.lit(t.indicator).alias("indicator"),
+                pl.Series(
+                    "dimensions",
+                    [_with_period(c, quarter) for c in t.cells.get_column("cell").to_list()],
+                    pl.String,
+                ),
+                pl.col(VALUE).cast(pl.Float64).alias("value"),
+                pl.lit("E").alias("obs_status"),
+                pl.lit("F").alias("conf_status"),
+                pl.lit(dp.margin_of_scale(t.scale, settings.confidence)).alias("margin"),
+            )
+            for t in tables
+        ]
+    )
+    con.begin()
+    try:
+        budget.spend(con, quarter, total_rho, settings.rho_per_quarter)
+        release_id = record_release(
+            con,
+            kind="measurement",
+            method="dp",
+            actor=actor,
+            cells=ledger_cells,
+            periods=[quarter],
+            detail={
+                "rho": total_rho,
+                "tables": [t.measurement for t in tables],
+                "confidence": settings.confidence,
+            },
+        )
+        for t in tables:
+            t.release_id = release_id
+            budget.store_measurement(con, t)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return tables
+
+
+def _with_period(cell: str, quarter: str) -> str:
+    import json
+
+    return cell_identity({**json.loads(cell), "period": quarter})
+
+
+def _cells_frame(table: budget.MeasuredTable) -> pl.DataFrame:
+    """A stored table's cells with one column per dimension."""
+    import json
+
+    rows = [json.loads(c) for c in table.cells.get_column("cell").to_list()]
+    columns: dict[str, Any] = {
+        d: pl.Series(d, [r[d] for r in rows], pl.String) for d in table.dimensions
+    }
+    columns["noisy"] = table.cells.get_column("noisy")
+    columns[VALUE] = table.cells.get_column(VALUE)
+    return pl.DataFrame(columns)
+
+
+# --- answering -------------------------------------------------------------------------------------
+
+
+def _needed(name: str) -> str:
+    return name
+
+
+def covers(dims: set[str] | tuple[str, ...], need: set[str]) -> bool:
+    """A table of `dims` can give every cell fixing `need` (a region is a sum of governorates)."""
+    have = set(dims)
+    return all(n in have or (n == "region" and "governorate" in have) for n in need)
+
+
+def _summed(dims: set[str], need: set[str]) -> set[str]:
+    """The dimensions of a table that a cell fixing `need` sums over."""
+    rest = dims - need
+    if "region" in need and "region" not in dims:
+        rest.discard("governorate")
+    return rest
+
+
+@dataclass
+class Answer:
+    """A question's cells, answered from stored measurements: value and variance per cell."""
+
+    frame: pl.DataFrame  # dims..., [outcome], value, variance (counts; percent: per outcome)
+    quarters: list[str]
+    tables: list[str]  # the measured tables used
+
+
+def required_dimensions(request: TableRequest) -> set[str]:
+    names = set(request.dimensions) | {n for n, _ in request.where}
+    return {_needed(n) for n in names if n != "period"}
+
+
+def stored_workload(con: duckdb.DuckDBPyConnection, indicator: str) -> list[Measurement]:
+    """Tables of `indicator` measured in some quarter (the workload and the steward's extras)."""
+    if not budget.has_budget(con):
+        return []
+    rows = con.execute(
+        "SELECT DISTINCT measurement, dimensions FROM dp_measurements WHERE indicator = ? "
+        "ORDER BY measurement",
+        [indicator],
+    ).fetchall()
+    return [Measurement(indicator, tuple(d for d in r[1] if d != OUTCOME), 1.0) for r in rows]
+
+
+def covering(
+    request: TableRequest,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    extra: Sequence[Measurement] = (),
+) -> list[Measurement]:
+    """The workload tables that can answer every cell of the question; refuses when none can."""
+    indicator = catalogue.indicator(request.indicator)
+    if indicator.kind == "median":
+        raise UsageError("dp-median", indicator=indicator.name)
+    for name, codes in request.where:
+        if catalogue.dimension(name).multi and len(codes) > 1:
+            raise UsageError("dp-multi-filter", dimension=name)
+    need = required_dimensions(request)
+    known = settings.for_indicator(indicator.name)
+    known += [m for m in extra if m.name not in {k.name for k in known}]
+    found = [m for m in known if covers(m.by, need)]
+    # A margin over a multi-valued dimension is not the sum of its categories: it needs a table
+    # without that dimension (or where it is filtered to one code).
+    multi = [d for d in request.dimensions if catalogue.dimension(d).multi]
+    for size in range(1, len(multi) + 1):
+        for dropped in combinations(multi, size):
+            rest = need - set(dropped) | {_needed(n) for n, _ in request.where if n != "period"}
+            if found and not any(
+                covers(m.by, rest)
+                and not any(catalogue.dimension(d).multi for d in _summed(set(m.by), rest))
+                for m in known
+            ):
+                need, found = rest, []
+    if not found:
+        measured = ["(" + ", ".join(m.by) + ")" for m in known] or ["-"]
+        raise UsageError(
+            "dp-not-measured",
+            indicator=indicator.name,
+            dimensions=", ".join(sorted(need)) or "-",
+            measured=" ".join(measured),
+        )
+    return found
+
+
+def _eligible(table: budget.MeasuredTable, need: set[str], catalogue: IndicatorCatalogue) -> bool:
+    """A table answers a cell whose fixed dimensions are `need` when it has them all and every
+    other dimension it has is single-valued (its categories add up to the margin)."""
+    dims = {d for d in table.dimensions if d != OUTCOME}
+    if not covers(dims, need):
+        return False
+    return not any(catalogue.dimension(d).multi for d in _summed(dims, need))
+
+
+def _pattern_cells(
+    frame: pl.DataFrame,
+    table: budget.MeasuredTable,
+    request: TableRequest,
+    fixed: Sequence[str],
+    catalogue: IndicatorCatalogue,
+) -> pl.DataFrame:
+    """Cells of the question that fix `fixed` (the rest `_T`), summed from one measured table."""
+    if "governorate" in table.dimensions and "region" not in table.dimensions:
+        region_of = catalogue.dimension("region").region_of
+        frame = frame.with_columns(
+            pl.col("governorate").replace_strict(region_of, default=None).alias("region")
+        )
+    for name, codes in request.where:
+        if name != "period":
+            frame = frame.filter(pl.col(name).is_in(list(codes)))
+    keys = list(fixed) + ([OUTCOME] if OUTCOME in table.dimensions else [])
+    agg = [pl.col(VALUE).sum().cast(pl.Int64), (pl.len() * table.scale**2).alias(VARIANCE)]
+    out = frame.group_by(keys, maintain_order=True).agg(agg) if keys else frame.select(agg)
+    others = [d for d in request.dimensions if d != "period" and d not in fixed]
+    return out.with_columns(pl.lit(TOTAL).alias(d) for d in others)
+
+
+def _chain(
+    table: budget.MeasuredTable, by_name: dict[str, budget.MeasuredTable]
+) -> list[budget.MeasuredTable]:
+    """The table and every table it was made to add up to, nearest first."""
+    chain, queue = [table], [table]
+    while queue:
+        for name in (queue.pop(0).parent or "").split("|"):
+            if name in by_name and by_name[name] not in chain:
+                chain.append(by_name[name])
+                queue.append(by_name[name])
+    return chain
+
+
+def _quarter_cells(
+    tables: dict[str, budget.MeasuredTable],
+    chosen: Measurement,
+    request: TableRequest,
+    catalogue: IndicatorCatalogue,
+    used: set[str],
+) -> pl.DataFrame:
+    """Every cell of the question for one quarter, with its variance."""
+    plain = [d for d in request.dimensions if d != "period"]
+    filters = {_needed(n) for n, _ in request.where if n != "period"}
+    frames = {name: _cells_frame(t) for name, t in tables.items()}
+    parts = []
+    for size in range(len(plain), -1, -1):
+        for fixed in combinations(plain, size):
+            need = {_needed(d) for d in fixed} | filters
+            main = tables.get(chosen.name)
+            if main is None or not _eligible(main, need, catalogue):
+                options = [t for t in tables.values() if _eligible(t, need, catalogue)]
+                if not options:
+                    raise UsageError(
+                        "dp-not-measured",
+                        indicator=request.indicator,
+                        dimensions=", ".join(sorted(need)) or "-",
+                        measured="-",
+                    )
+                main = min(options, key=lambda t: (len(t.cells) * t.scale**2, t.measurement))
+            cells = _pattern_cells(frames[main.measurement], main, request, fixed, catalogue)
+            used.add(main.measurement)
+            # The same cells from each ancestor the table was fitted to are equal; the smallest
+            # variance among them is the honest one.
+            for ancestor in _chain(main, tables)[1:]:
+                if not _eligible(ancestor, need, catalogue):
+                    continue
+                other = _pattern_cells(
+                    frames[ancestor.measurement], ancestor, request, fixed, catalogue
+                )
+                keys = [c for c in other.columns if c not in (VALUE, VARIANCE)]
+                cells = (
+                    cells.join(
+                        other.select(*keys, pl.col(VARIANCE).alias("_v")),
+                        on=keys,
+                        how="left",
+                        maintain_order="left",
+                    )
+                    if keys
+                    else cells.with_columns(other.get_column(VARIANCE).alias("_v"))
+                )
+                cells = cells.with_columns(
+                    pl.min_horizontal(VARIANCE, pl.col("_v").fill_null(float("inf"))).alias(
+                        VARIANCE
+                    )
+                ).drop("_v")
+            parts.append(cells)
+    columns = plain + ([OUTCOME] if _has_outcome(tables) else []) + [VALUE, VARIANCE]
+    return pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
+
+
+def _has_outcome(tables: dict[str, budget.MeasuredTable]) -> bool:
+    return any(OUTCOME in t.dimensions for t in tables.values())
+
+
+def answer(
+    con: duckdb.DuckDBPyConnection,
+    request: TableRequest,
+    quarters: Sequence[str],
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+) -> Answer:
+    """The question's cells from the stored measurements of `quarters` (no ρ spent)."""
+    candidates = covering(request, settings, catalogue, stored_workload(con, request.indicator))
+    stored = budget.load_measurements(con, quarters, request.indicator)
+    per_quarter: dict[str, dict[str, budget.MeasuredTable]] = {}
+    for t in stored:
+        per_quarter.setdefault(t.period, {})[t.measurement] = t
+
+    def cost(m: Measurement) -> float:
+        # The variance of one inner cell of the answer: cells summed × scale², per quarter.
+        total = 0.0
+        for q in quarters:
+            t = per_quarter.get(q, {}).get(m.name)
+            if t is None:
+                return float("inf")
+            total += len(t.cells) * t.scale**2
+        return total
+
+    chosen = min(candidates, key=lambda m: (cost(m), m.name))
+    if cost(chosen) == float("inf"):
+        raise UsageError(
+            "dp-not-measured",
+            indicator=request.indicator,
+            dimensions=", ".join(sorted(required_dimensions(request))) or "-",
+            measured="-",
+        )
+    used: set[str] = set()
+    frames = []
+    for q in quarters:
+        cells = _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
+        frames.append(
+            cells.with_columns(pl.lit(_period_of(q, request.period_unit)).alias("period"))
+        )
+    allq = pl.concat(frames, how="vertical_relaxed")
+    keys = [d for d in request.dimensions if d != "period"] + (
+        [OUTCOME] if OUTCOME in allq.columns else []
+    )
+    sums = [pl.col(VALUE).sum().cast(pl.Int64), pl.col(VARIANCE).sum()]
+    if "period" in request.dimensions:
+        by_period = allq.group_by([*keys, "period"], maintain_order=True).agg(sums)
+        overall = (
+            allq.group_by(keys, maintain_order=True).agg(sums) if keys else allq.select(sums)
+        ).with_columns(pl.lit(TOTAL).alias("period"))
+        result = pl.concat([by_period, overall.select(by_period.columns)])
+    else:
+        result = allq.group_by(keys, maintain_order=True).agg(sums) if keys else allq.select(sums)
+    return Answer(result, list(quarters), sorted(used))
+
+
+def _period_of(quarter: str, unit: str) -> str:
+    return quarter if unit == "quarter" else quarter[:4]
+
+
+def categories(
+    request: TableRequest, quarters: Sequence[str], catalogue: IndicatorCatalogue
+) -> dict[str, tuple[str, ...]]:
+    """Every category of each asked dimension, `_T` last, as in a tabulated table."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in request.dimensions:
+        if name == "period":
+            codes = tuple(dict.fromkeys(_period_of(q, request.period_unit) for q in quarters))
+        else:
+            codes = catalogue.dimension(name).code_values
+            wanted = request.filter_codes(name)
+            if wanted:
+                codes = tuple(c for c in codes if c in wanted)
+        out[name] = (*codes, TOTAL)
+    return out
+
+
+def margin_column(variance: pl.Series, confidence: float) -> pl.Series:
+    """The margin of error of each count from its variance (OpenDP's accuracy function)."""
+    cache: dict[float, float] = {}
+    out = []
+    for v in variance.to_list():
+        if v not in cache:
+            cache[v] = dp.margin_of_variance(v, confidence)
+        out.append(cache[v])
+    return pl.Series(MARGIN, out, pl.Float64)
+
+
+def share_margins(
+    yes: pl.Series, no: pl.Series, var_yes: pl.Series, var_no: pl.Series, confidence: float
+) -> pl.Series:
+    """Margins of 100·yes/(yes+no) by the delta method from the parts' variances."""
+    out: list[float | None] = []
+    for a, b, va, vb in zip(
+        yes.to_list(), no.to_list(), var_yes.to_list(), var_no.to_list(), strict=True
+    ):
+        n = a + b
+        if n <= 0:
+            out.append(None)
+            continue
+        variance = (100.0 / n**2) ** 2 * (b**2 * va + a**2 * vb)
+        out.append(round(dp.margin_of_share(variance, confidence), 1))
+    return pl.Series(MARGIN, out, pl.Float64)
+
+
+def describe_settings(settings: DPSettings) -> dict[str, Any]:
+    return {
+        **settings.to_dict(),
+        "epsilon": dp.rho_to_epsilon(settings.rho_per_quarter, settings.delta),
+    }
+
+
+# --- the budget ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BudgetReport:
+    """ρ per registration quarter: the budget, what is spent, what is left, tables measured."""
+
+    rho_per_quarter: float
+    epsilon: float
+    delta: float
+    periods: list[dict[str, Any]]
+    measured_now: list[str]
+    spent_now: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def parse_measurement(text: str, catalogue: IndicatorCatalogue) -> Measurement:
+    """`registered_cases:governorate,age_band` as a measurement (checked against the catalogue)."""
+    name, sep, dims = str(text).partition(":")
+    if not sep or not name.strip():
+        raise UsageError("dp-measure-invalid", text=str(text)[:60])
+    by = tuple(d.strip() for d in dims.split(",") if d.strip())
+    check_request(TableRequest(name.strip(), by), catalogue)
+    if "period" in by:
+        raise UsageError("dp-measure-invalid", text=str(text)[:60])
+    return Measurement(name.strip(), by, 1.0)
+
+
+def budget_report(
+    warehouse: str | Path,
+    *,
+    measure: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    rho: float | None = None,
+    settings: DPSettings | None = None,
+    actor: str | None = None,
+) -> BudgetReport:
+    """The budget of every quarter in the warehouse; with `measure` (periods), first measure the
+    workload there, or only `tables` (indicator:dims, each with ρ `rho`), the steward's extras."""
+    from casepool.catalogue.indicators import load_indicators
+    from casepool.protecting.dp_settings import load_dp_settings
+    from casepool.warehouse.store import current_actor, open_warehouse
+
+    catalogue = load_indicators()
+    settings = settings or load_dp_settings()
+    check_workload(settings, catalogue)
+    extras = [parse_measurement(t, catalogue) for t in tables]
+    if extras and (rho is None or rho <= 0):
+        raise UsageError("dp-measure-invalid", text="--rho")
+    request = TableRequest("registered_cases", (), (("period", tuple(measure)),))
+    if measure:
+        check_request(request, catalogue)
+    measured_now: list[str] = []
+    spent_now = 0.0
+    with open_warehouse(warehouse, read_only=not measure) as con:
+        if measure:
+            for quarter in question_quarters(con, request):
+                done = measure_quarter(
+                    con,
+                    quarter,
+                    settings,
+                    catalogue,
+                    actor=actor or current_actor(),
+                    only=extras or None,
+                    rhos={m.name: float(rho or 0) for m in extras},
+                )
+                measured_now += [f"{t.period} {t.measurement}" for t in done]
+                spent_now += sum(t.rho for t in done)
+        spent = {r["period"]: r for r in budget.budget_rows(con)}
+        quarters = sorted(set(data_quarters(con)) | set(spent))
+    rows = []
+    for q in quarters:
+        used = spent.get(q, {}).get("rho_spent", 0.0)
+        rows.append(
+            {
+                "period": q,
+                "rho": settings.rho_per_quarter,
+                "spent": round(used, 6),
+                "left": round(max(settings.rho_per_quarter - used, 0.0), 6),
+                "tables": spent.get(q, {}).get("tables", 0),
+            }
+        )
+    return BudgetReport(
+        rho_per_quarter=settings.rho_per_quarter,
+        epsilon=dp.rho_to_epsilon(settings.rho_per_quarter, settings.delta),
+        delta=settings.delta,
+        periods=rows,
+        measured_now=measured_now,
+        spent_now=spent_now,
+    )
+
+
+def render_budget(report: BudgetReport) -> str:
+    """The budget as an aligned text table for the terminal."""
+    lines = [
+        f"Privacy budget per registration quarter: ρ = {report.rho_per_quarter:g} "
+        f"(ε ≈ {report.epsilon:.2f} at δ = {report.delta:g}); each child counts in one quarter.",
+        f"{'period':<10} {'spent':>8} {'left':>8} {'tables':>7}",
+    ]
+    for row in report.periods:
+        lines.append(
+            f"{row['period']:<10} {row['spent']:>8.3f} {row['left']:>8.3f} {row['tables']:>7}"
+        )
+    return "\n".join(lines)
