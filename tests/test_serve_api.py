@@ -202,3 +202,20 @@ def test_a_warehouse_without_accounts_reads_as_empty(tmp_path):
     assert accounts.list_accounts(path) == []
     with duckdb.connect(str(path), read_only=True) as con:
         assert accounts.account_by_token(con, "cpt_x") is None
+
+
+def test_each_answer_is_in_the_audit_log_with_its_question_and_no_values(world):
+    with TestClient(create_app(world.warehouse), base_url="http://127.0.0.1") as client:
+        answer = client.post("/api/query", json=QUESTION, headers=bearer(world.tokens["amira"]))
+        assert answer.status_code == 200
+    # Leaving the client shuts the app down, which writes the queued audit lines.
+    with open_warehouse(world.warehouse, read_only=True) as con:
+        action, detail = con.execute(
+            "SELECT action, detail FROM audit_log WHERE actor = 'serve:amira' ORDER BY seq DESC"
+        ).fetchone()
+    assert action == "query"
+    assert json.loads(detail) == {
+        "indicator": "registered_cases",
+        "by": ["region", "sex"],
+        "where": {"period": ["2025"]},
+    }

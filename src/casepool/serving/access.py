@@ -4,7 +4,8 @@ DuckDB lets one process write a file, or several read it, never both; inside one
 refuses a read-only and a read-write connection to the same file at once. So the service never
 holds the warehouse open between requests: each request opens, works and closes. Inside the
 service a readers-writer lock lets reads share the file and gives a write it alone (library
-calls such as `query` open their own connection, so they run under the same lock). When another
+calls such as `query` and `ingest_packages` open their own connection, so they run under the same
+lock: `shared` for a call that only reads, `alone` for one that may write). When another
 process (the command line) holds the warehouse, the request waits a few seconds and then answers
 503 with Retry-After, saying the warehouse is busy.
 """

@@ -3,11 +3,15 @@ internal, and the Guard middleware around everything (body limits, headers, requ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -116,6 +120,31 @@ def routes() -> list[Any]:
     ]
 
 
+AUDIT_FLUSH_SECONDS = 2.0
+
+
+def lifespan(service: Service) -> Any:
+    """Writes the queued audit lines every few seconds while running, and the rest at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[None]:
+        async def flush_now_and_then() -> None:
+            while True:
+                await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+                await run_in_threadpool(service.flush_audit)
+
+        task = asyncio.create_task(flush_now_and_then())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await run_in_threadpool(service.flush_audit)
+
+    return run
+
+
 def create_app(
     warehouse: str | Path,
     *,
@@ -129,6 +158,7 @@ def create_app(
     app = Starlette(
         debug=False,
         routes=routes(),
+        lifespan=lifespan(service),
         exception_handlers={
             Refused: on_refused,
             CasepoolError: on_usage,

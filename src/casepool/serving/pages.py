@@ -268,6 +268,11 @@ def table_download(request: Request) -> Response:
     if result is None or fmt not in {"csv", "xlsx"}:
         raise Refused(404, "serve-not-found")
     name = f"{result.table.indicator.name}.{fmt}"
+    service_of(request).audit_later(
+        "download",
+        actor=session.user or "?",
+        detail={"indicator": result.table.indicator.name, "format": fmt},
+    )
     headers = {"content-disposition": f'attachment; filename="{name}"'}
     if fmt == "csv":
         text = format_text(result, "csv", session.lang)

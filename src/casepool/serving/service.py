@@ -17,7 +17,7 @@ from casepool.core.errors import PackageError, UsageError
 from casepool.exchange.package import SUFFIX, read_package
 from casepool.publishing.query import QueryResult, query
 from casepool.serving import accounts
-from casepool.serving.access import Warehouse
+from casepool.serving.access import Warehouse, WarehouseBusy
 from casepool.serving.security import RateLimiter, Sessions, SignInThrottle
 from casepool.warehouse.ingest import IngestReport, ingest_packages
 from casepool.warehouse.organisations import key_lookup
@@ -56,6 +56,8 @@ class Service:
         self._tokens: dict[str, tuple[accounts.Account | None, float]] = {}
         self._names: dict[str, tuple[accounts.Account | None, float]] = {}
         self._cache_lock = threading.Lock()
+        self._queue: list[tuple[str, str, dict[str, Any]]] = []
+        self._queue_lock = threading.Lock()
 
     # --- who is asking -------------------------------------------------------------------------
 
@@ -89,9 +91,33 @@ class Service:
         self.sessions.end_user(name)
 
     def audit(self, action: str, *, actor: str, **extra: Any) -> None:
-        """One line in the warehouse's audit log for an account's action."""
+        """One line in the warehouse's audit log for an account's action, written now."""
         with self.warehouse.write() as con:
             record_audit(con, action, actor=f"serve:{actor}", **extra)
+
+    def audit_later(self, action: str, *, actor: str, **extra: Any) -> None:
+        """Queue a line for the audit log (queries, downloads): written in batches by
+        `flush_audit`, so many answers do not each take the warehouse for writing."""
+        with self._queue_lock:
+            self._queue.append((action, f"serve:{actor}", extra))
+
+    def flush_audit(self) -> int:
+        """Write the queued audit lines in one transaction; keep them when the warehouse is busy."""
+        with self._queue_lock:
+            lines, self._queue = self._queue, []
+        if not lines:
+            return 0
+        try:
+            with self.warehouse.write() as con:
+                con.begin()
+                for action, actor, extra in lines:
+                    record_audit(con, action, actor=actor, **extra)
+                con.commit()
+        except WarehouseBusy:
+            with self._queue_lock:
+                self._queue[:0] = lines
+            return 0
+        return len(lines)
 
     # --- answering -----------------------------------------------------------------------------
 
@@ -109,7 +135,12 @@ class Service:
         kwargs: dict[str, Any] = {"by": tuple(by), "where": [(d, tuple(c)) for d, c in where]}
         if "actor" in inspect.signature(query).parameters:  # the ledger names who asked
             kwargs["actor"] = f"serve:{account.name}"
-        return self.warehouse.shared(lambda: query(self.warehouse.path, indicator, **kwargs))
+        # Alone: answering records the release (and may spend budget), so `query` may open the
+        # warehouse for writing, and DuckDB refuses that beside this process's read connections.
+        result = self.warehouse.alone(lambda: query(self.warehouse.path, indicator, **kwargs))
+        detail = {"indicator": indicator, "by": by, "where": {d: c for d, c in where}}
+        self.audit_later("query", actor=account.name, detail=detail)
+        return result
 
     def periods(self) -> list[str]:
         """Years that active submissions cover, newest first (for the period choice)."""
