@@ -205,3 +205,16 @@ def test_ingest_from_the_command_line_works_while_the_service_answers(tmp_path, 
     assert table_counts(world.warehouse)["submissions"] == before + 1
     assert statuses and set(statuses) <= {200, 503}
     assert statuses.count(200) >= 1
+
+
+def test_sessions_of_strangers_cannot_grow_without_bound(monkeypatch):
+    from casepool.serving import security
+
+    monkeypatch.setattr(security, "MAX_SESSIONS", 50)
+    sessions = security.Sessions()
+    member = sessions.new()
+    member.user = "amira"
+    for _ in range(200):
+        sessions.new()
+    assert len(sessions._by_id) <= 50
+    assert sessions.get(member.sid) is member  # a signed-in session outlives strangers'

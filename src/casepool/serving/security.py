@@ -23,6 +23,7 @@ SESSION_COOKIE = "casepool_session"
 SESSION_IDLE_SECONDS = 30 * 60
 SESSION_MAX_SECONDS = 8 * 3600
 RESULTS_KEPT = 5
+MAX_SESSIONS = 10_000  # past this, the longest-idle sessions not signed in are dropped first
 
 # No script at all: the pages are server-rendered and the chart is inline SVG.
 CSP = (
@@ -78,6 +79,10 @@ class Sessions:
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), lang)
         with self._lock:
             self._prune()
+            if len(self._by_id) >= MAX_SESSIONS:
+                idle = sorted(self._by_id.values(), key=lambda s: (s.user is not None, s.seen))
+                for stale in idle[: MAX_SESSIONS // 10]:
+                    del self._by_id[stale.sid]
             self._by_id[session.sid] = session
         return session
 
