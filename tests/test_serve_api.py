@@ -219,3 +219,28 @@ def test_each_answer_is_in_the_audit_log_with_its_question_and_no_values(world):
         "by": ["region", "sex"],
         "where": {"period": ["2025"]},
     }
+
+
+@pytest.mark.parametrize("lang", ["en", "ar", "ckb", "kmr"])
+def test_every_page_speaks_the_four_languages(world, lang):
+    from casepool.core.i18n import messages
+
+    client = TestClient(create_app(world.warehouse), base_url="http://127.0.0.1")
+    sign_in(client, "sam", world.tokens["sam"])
+    for path in (
+        "/table",
+        "/catalogue",
+        "/steward/submissions",
+        "/steward/ledger",
+        "/steward/accounts",
+    ):
+        page = client.get(f"{path}?lang={lang}")
+        assert page.status_code == 200, path
+        assert f'lang="{lang}"' in page.text
+        assert ('dir="rtl"' in page.text) == (lang in {"ar", "ckb"})
+        assert "serve-" not in page.text.replace("/static/", ""), path  # no key left untranslated
+    assert all(
+        all(templates.get(code) for code in ("en", "ar", "ckb", "kmr"))
+        for key, templates in messages().items()
+        if key.startswith("serve-")
+    )
