@@ -218,3 +218,23 @@ def test_sessions_of_strangers_cannot_grow_without_bound(monkeypatch):
         sessions.new()
     assert len(sessions._by_id) <= 50
     assert sessions.get(member.sid) is member  # a signed-in session outlives strangers'
+
+
+def test_a_download_belongs_to_the_session_that_built_the_table(world):
+    import re
+
+    client = client_for(world)
+    sign_in(client, "amira", world.tokens["amira"])
+    page = client.get("/table")
+    built = client.post(
+        "/table",
+        data={"csrf": csrf_of(page.text), "indicator": "registered_cases", "by": ["sex"]},
+    )
+    assert built.status_code == 200
+    link = re.search(r'href="(/table/download/[^"]+\.csv)"', built.text)[1]
+    csv = client.get(link)
+    assert csv.status_code == 200 and "attachment" in csv.headers["content-disposition"]
+    stranger = client_for(world)
+    sign_in(stranger, "sam", world.tokens["sam"])
+    assert stranger.get(link).status_code == 404
+    assert client_for(world).get(link, follow_redirects=False).status_code == 303
