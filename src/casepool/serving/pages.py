@@ -381,7 +381,7 @@ def submissions_page(request: Request) -> Response:
         organisations=status.organisations,
         submissions=rows,
         coverage=sorted((p, len(o)) for p, o in coverage.items()),
-        total_orgs=len(status.organisations),
+        total_orgs=len({o.org for o in status.organisations} | {r["org"] for r in rows}),
         active_cases=status.active_cases,
     )
 
