@@ -244,3 +244,8 @@ def test_every_page_speaks_the_four_languages(world, lang):
         for key, templates in messages().items()
         if key.startswith("serve-")
     )
+
+
+def test_serve_refuses_a_missing_warehouse(runner, tmp_path):
+    missing = runner.invoke(cli, ["serve", "-w", str(tmp_path / "none.duckdb")])
+    assert missing.exit_code == 2

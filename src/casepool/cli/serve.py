@@ -44,9 +44,10 @@ def serve(
     The warehouse is opened for each request and closed after it, so `casepool ingest` and
     `casepool user` work while the service runs. Example: casepool serve -w warehouse.duckdb
     """
-    import logging
+    import copy
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from casepool.core.i18n import render
     from casepool.serving.app import create_app
@@ -54,14 +55,27 @@ def serve(
 
     if not warehouse.is_file():
         fail("warehouse-missing", lang, path=str(warehouse))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     limits = Limits(requests_per_minute=requests_per_minute, queries_per_minute=queries_per_minute)
     app = create_app(warehouse, limits=limits, secure_cookies=secure_cookies)
     if host not in {"127.0.0.1", "localhost", "::1"}:
         say(render("serve-public-host", lang.value, host=host))
     say(render("serve-listening", lang.value, url=f"http://{host}:{port}/"))
+    # uvicorn configures logging itself: the request log joins its configuration, with the time.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["formatters"]["requests"] = {"format": "%(asctime)s %(message)s"}
+    log_config["handlers"]["requests"] = {
+        "formatter": "requests",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    log_config["loggers"]["casepool.serve"] = {
+        "handlers": ["requests"],
+        "level": "INFO",
+        "propagate": False,
+    }
     uvicorn.run(
         app,
+        log_config=log_config,
         host=host,
         port=port,
         proxy_headers=True,
