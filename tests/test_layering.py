@@ -20,6 +20,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "synthesis": {"core"},
     "publishing": {"core", "exchange", "warehouse", "catalogue", "protecting"},
     "reporting": {"core", "exchange", "warehouse", "catalogue", "protecting", "publishing"},
+    "serving": {
+        "core",
+        "exchange",
+        "warehouse",
+        "catalogue",
+        "protecting",
+        "publishing",
+        "reporting",
+    },
     "demo": {
         "core",
         "exchange",
@@ -42,6 +51,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "reporting",
         "synthesis",
         "demo",
+        "serving",
         "facade",
     },
     "facade": {"core"},  # casepool/__init__.py names its verbs as strings and imports them lazily

@@ -1,0 +1,247 @@
+"""`casepool serve` under load on loopback: 40 concurrent two-dimension queries (p95 latency, goal
+< 300 ms on 2 cores), then a steady 200 requests/s for a minute (goal: no errors).
+
+The service runs as `casepool serve` in its own process over a copy of the demo warehouse
+(`casepool demo`, or `--warehouse`); the client is plain threads with keep-alive connections.
+Loops are bounded: the queries are 40 × `--rounds`, the load is 200 × `--seconds` requests.
+
+    .venv/bin/python bench/serve_bench.py                     # demo warehouse, 60 s of load
+    .venv/bin/python bench/serve_bench.py --warehouse demo_output/warehouse.duckdb --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+CASEPOOL = str(Path(sys.executable).with_name("casepool"))
+PAIRS = [
+    ("governorate", "sex"),
+    ("region", "sex"),
+    ("age_band", "sex"),
+    ("region", "age_band"),
+    ("population_group", "sex"),
+    ("exploitation_type", "sex"),
+    ("region", "population_group"),
+    ("violence_type", "sex"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def add_account(warehouse: Path, name: str) -> str:
+    done = subprocess.run(
+        [CASEPOOL, "user", "add", name, "--role", "analyst", "-w", str(warehouse), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(done.stdout)["token"])
+
+
+class Client:
+    """One keep-alive connection per thread."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.local = threading.local()
+
+    def request(self, method: str, path: str, token: str, body: dict | None = None) -> int:
+        con = getattr(self.local, "con", None)
+        if con is None:
+            con = self.local.con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {"Authorization": f"Bearer {token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            con.request(method, path, body=data, headers=headers)
+            answer = con.getresponse()
+            answer.read()
+            return answer.status
+        except (OSError, http.client.HTTPException):
+            self.local.con = None
+            return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def concurrent_queries(client: Client, tokens: list[str], rounds: int) -> dict[str, object]:
+    latencies: list[float] = []
+    statuses: list[int] = []
+
+    def one(i: int) -> None:
+        by = list(PAIRS[i % len(PAIRS)])
+        started = time.perf_counter()
+        status = client.request(
+            "POST",
+            "/api/query",
+            tokens[i % len(tokens)],
+            {"indicator": "registered_cases", "by": by, "where": {"period": "2025"}},
+        )
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses.append(status)
+
+    for _ in range(rounds):
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            list(pool.map(one, range(40)))
+    return {
+        "queries": len(latencies),
+        "errors": sum(s != 200 for s in statuses),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+def overhead(client: Client, token: str, warehouse: Path) -> dict[str, object]:
+    """Each pair asked alone, through the service and by calling `query` in this process: the
+    difference is what the service adds (the rest is tabulating, protecting and auditing)."""
+    from casepool.publishing.query import query
+
+    served, direct = [], []
+    for by in PAIRS:
+        body = {"indicator": "registered_cases", "by": list(by), "where": {"period": "2025"}}
+        started = time.perf_counter()
+        assert client.request("POST", "/api/query", token, body) == 200
+        served.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        query(warehouse, "registered_cases", by=by, where=["period=2025"])
+        direct.append((time.perf_counter() - started) * 1000)
+    return {
+        "served_median_ms": round(statistics.median(served), 1),
+        "library_median_ms": round(statistics.median(direct), 1),
+        "served_ms": [round(v) for v in served],
+        "library_ms": [round(v) for v in direct],
+    }
+
+
+def steady_load(client: Client, tokens: list[str], rate: int, seconds: int) -> dict[str, object]:
+    """`rate` requests a second, each at its scheduled time (open loop), for `seconds` seconds:
+    the indicator listing, and every 100th request a one-dimension query."""
+    total = rate * seconds
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+    counter = itertools.count()
+
+    def worker() -> None:
+        while True:
+            i = next(counter)
+            if i >= total:
+                return
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            token = tokens[i % len(tokens)]
+            began = time.perf_counter()
+            if i % 100 == 0:
+                body = {"indicator": "registered_cases", "by": ["sex"]}
+                status = client.request("POST", "/api/query", token, body)
+            else:
+                status = client.request("GET", "/api/indicators", token)
+            with lock:
+                latencies.append((time.perf_counter() - began) * 1000)
+                statuses.append(status)
+
+    threads = [threading.Thread(target=worker) for _ in range(48)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": len(statuses),
+        "seconds": round(elapsed, 1),
+        "achieved_per_second": round(len(statuses) / elapsed, 1),
+        "errors": sum(s != 200 for s in statuses),
+        "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--warehouse", type=Path, help="a warehouse to copy (default: casepool demo)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of 40 concurrent queries")
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="casepool-serve-bench-") as folder:
+        warehouse = Path(folder) / "warehouse.duckdb"
+        if args.warehouse:
+            shutil.copyfile(args.warehouse, warehouse)
+        else:
+            subprocess.run(
+                [CASEPOOL, "demo", "--workdir", str(Path(folder) / "demo")],
+                check=True,
+                capture_output=True,
+            )
+            shutil.copyfile(Path(folder) / "demo" / "warehouse.duckdb", warehouse)
+        tokens = [add_account(warehouse, f"bench{i}") for i in range(4)]
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                CASEPOOL,
+                "serve",
+                "-w",
+                str(warehouse),
+                "--port",
+                str(port),
+                "--requests-per-minute",
+                "1000000",
+                "--queries-per-minute",
+                "1000000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client = Client(port)
+            deadline = time.monotonic() + 30
+            while client.request("GET", "/api/indicators", tokens[0]) != 200:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the service did not start")
+                time.sleep(0.2)
+            result = {
+                "one_query_at_a_time": overhead(client, tokens[0], warehouse),
+                "concurrent_2d_queries": concurrent_queries(client, tokens, args.rounds),
+                "steady_load": steady_load(client, tokens, args.rate, args.seconds),
+            }
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The state of one running service: its warehouse, accounts cache, sessions and limits, and the
+library calls its pages and API share (answering a query, uploading a package)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casepool.core.errors import PackageError, UsageError
+from casepool.exchange.package import SUFFIX, read_package
+from casepool.publishing.query import QueryResult, query
+from casepool.serving import accounts
+from casepool.serving.access import Warehouse, WarehouseBusy
+from casepool.serving.security import RateLimiter, Sessions, SignInThrottle
+from casepool.warehouse.ingest import IngestReport, ingest_packages
+from casepool.warehouse.organisations import key_lookup
+from casepool.warehouse.store import record_audit
+
+ACCOUNT_CACHE_SECONDS = 5.0
+MAX_DIMENSIONS = 3
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+
+
+@dataclass
+class Limits:
+    """Per-account limits and body sizes (all configurable at `casepool serve`)."""
+
+    requests_per_minute: float = 600
+    request_burst: int = 60
+    queries_per_minute: float = 60
+    query_burst: int = 20
+    max_body: int = 64 * 1024
+    max_package: int = 200 * 1024 * 1024
+
+
+@dataclass
+class Service:
+    """Everything a request handler needs; one per running app."""
+
+    warehouse: Warehouse
+    limits: Limits = field(default_factory=Limits)
+    secure_cookies: bool = False
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions()
+        self.requests = RateLimiter(self.limits.requests_per_minute, self.limits.request_burst)
+        self.queries = RateLimiter(self.limits.queries_per_minute, self.limits.query_burst)
+        self.sign_ins = SignInThrottle()
+        self._tokens: dict[str, tuple[accounts.Account | None, float]] = {}
+        self._names: dict[str, tuple[accounts.Account | None, float]] = {}
+        self._cache_lock = threading.Lock()
+        self._queue: list[tuple[str, str, dict[str, Any]]] = []
+        self._queue_lock = threading.Lock()
+
+    # --- who is asking -------------------------------------------------------------------------
+
+    def account_for_token(self, token: str) -> accounts.Account | None:
+        """The active account of an API token (cached a few seconds: revocation takes effect
+        within ACCOUNT_CACHE_SECONDS)."""
+        key = accounts.token_hash(token)
+        return self._cached(self._tokens, key, lambda con: accounts.account_by_token(con, token))
+
+    def account_named(self, name: str) -> accounts.Account | None:
+        return self._cached(self._names, name, lambda con: accounts.account_by_name(con, name))
+
+    def _cached(self, cache: dict, key: str, look_up: Any) -> accounts.Account | None:
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = cache.get(key)
+            if hit and now - hit[1] < ACCOUNT_CACHE_SECONDS:
+                return hit[0]
+        with self.warehouse.read() as con:
+            found = look_up(con)
+        with self._cache_lock:
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[key] = (found, now)
+        return found
+
+    def forget(self, name: str) -> None:
+        with self._cache_lock:
+            self._names.pop(name, None)
+            self._tokens.clear()
+        self.sessions.end_user(name)
+
+    def audit(self, action: str, *, actor: str, **extra: Any) -> None:
+        """One line in the warehouse's audit log for an account's action, written now."""
+        with self.warehouse.write() as con:
+            record_audit(con, action, actor=f"serve:{actor}", **extra)
+
+    def audit_later(self, action: str, *, actor: str, **extra: Any) -> None:
+        """Queue a line for the audit log (queries, downloads): written in batches by
+        `flush_audit`, so many answers do not each take the warehouse for writing."""
+        with self._queue_lock:
+            self._queue.append((action, f"serve:{actor}", extra))
+
+    def flush_audit(self) -> int:
+        """Write the queued audit lines in one transaction; keep them when the warehouse is busy."""
+        with self._queue_lock:
+            lines, self._queue = self._queue, []
+        if not lines:
+            return 0
+        try:
+            with self.warehouse.write() as con:
+                con.begin()
+                for action, actor, extra in lines:
+                    record_audit(con, action, actor=actor, **extra)
+                con.commit()
+        except WarehouseBusy:
+            with self._queue_lock:
+                self._queue[:0] = lines
+            return 0
+        return len(lines)
+
+    # --- answering -----------------------------------------------------------------------------
+
+    def answer(
+        self,
+        account: accounts.Account,
+        indicator: str,
+        by: list[str],
+        where: list[tuple[str, list[str]]],
+    ) -> QueryResult:
+        """The protected table, through the same `query` as `casepool query` (its protection and
+        release ledger); the service adds no protection of its own."""
+        if len(by) > MAX_DIMENSIONS or len(set(by)) != len(by):
+            raise UsageError("serve-too-many-dimensions", most=MAX_DIMENSIONS)
+        kwargs: dict[str, Any] = {"by": tuple(by), "where": [(d, tuple(c)) for d, c in where]}
+        if "actor" in inspect.signature(query).parameters:  # the ledger names who asked
+            kwargs["actor"] = f"serve:{account.name}"
+        # Alone: answering records the release (and may spend budget), so `query` may open the
+        # warehouse for writing, and DuckDB refuses that beside this process's read connections.
+        result = self.warehouse.alone(lambda: query(self.warehouse.path, indicator, **kwargs))
+        detail = {"indicator": indicator, "by": by, "where": {d: c for d, c in where}}
+        self.audit_later("query", actor=account.name, detail=detail)
+        return result
+
+    def periods(self) -> list[str]:
+        """Years that active submissions cover, newest first (for the period choice)."""
+        with self.warehouse.read() as con:
+            rows = con.execute(
+                "SELECT DISTINCT CAST(year(report_date) AS VARCHAR) AS y FROM active_cases "
+                "WHERE report_date IS NOT NULL ORDER BY y DESC"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- packages ------------------------------------------------------------------------------
+
+    def upload(self, account: accounts.Account, source: Path, filename: str) -> IngestReport:
+        """Verify and ingest one uploaded package as `casepool ingest` does, after refusing a
+        package of any organisation but the account's own."""
+        name = filename if _SAFE_NAME.fullmatch(filename) and filename.endswith(SUFFIX) else ""
+        name = name or f"upload{SUFFIX}"
+        with tempfile.TemporaryDirectory(prefix="casepool-upload-") as folder:
+            package = Path(folder) / name
+            shutil.copyfile(source, package)
+            with self.warehouse.read() as con:
+                keys = key_lookup(con)
+                own_only = lambda org: keys(org) if org == account.org else None  # noqa: E731
+                try:
+                    read_package(package, own_only)
+                    other = None
+                except PackageError as refusal:
+                    other = refusal if refusal.key == "package-unknown-org" else None
+            if other is not None:
+                self.audit(
+                    "refused",
+                    actor=account.name,
+                    org=account.org,
+                    package=name,
+                    detail={"reason": "serve-package-other-org"},
+                )
+                raise PackageError("serve-package-other-org", package=name, org=account.org)
+            actor = f"serve:{account.name}"
+            return self.warehouse.alone(
+                lambda: ingest_packages(
+                    [package], self.warehouse.path, actor=actor, wait=self.warehouse.wait
+                )
+            )
