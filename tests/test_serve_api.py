@@ -51,7 +51,12 @@ def test_the_api_answers_with_the_same_protected_table_as_query(client, world):
         world.warehouse, "registered_cases", by=("region", "sex"), where=["period=2025"]
     )
     expected = json.loads(json.dumps(library.to_dict(), default=str))
-    assert answer.json() == expected
+    # What differs between two askings is the asking itself: the ledger entry, and the budget the
+    # first asking spent measuring the quarter (the second spends nothing). The figures agree.
+    run_specific = {"release_id", "rho_spent"}
+    got = {k: v for k, v in answer.json().items() if k not in run_specific}
+    assert got == {k: v for k, v in expected.items() if k not in run_specific}
+    assert expected["rho_spent"] == 0  # asked again: answered from the measurements, no spend
     assert answer.json()["rows"] and all("conf_status" in r for r in answer.json()["rows"])
 
 
