@@ -8,7 +8,7 @@ import io
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class Export:
     separator: str | None
     frame: pl.DataFrame
     all_headers: tuple[str, ...] | None = None  # set when only some columns were parsed
+    notes: dict[str, Any] = field(
+        default_factory=dict
+    )  # how the layout was read (sheet, header row)
 
     @property
     def headers(self) -> list[str]:
