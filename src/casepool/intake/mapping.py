@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ import yaml
 from casepool.core.errors import MappingError
 from casepool.core.i18n import render
 from casepool.core.normalising import fold, split_multi
-from casepool.core.reading import Export
-from casepool.core.schema import CaseSchema, load_schema
+from casepool.core.reading import Export, read_export
+from casepool.core.schema import CaseSchema, load_schema, read_yaml
 from casepool.intake.matching import (
     MISSING,
     Ambiguity,
@@ -27,6 +28,7 @@ from casepool.intake.matching import (
     match_detail_column,
     match_header,
     weak_header,
+    word_key,
 )
 from casepool.intake.pii import personal_data_kind
 
@@ -283,6 +285,7 @@ class Draft:
     personal_values: dict[str, int]
     asked: dict[str, tuple[str, ...]]
     missing_required: list[str]
+    decided: dict[str, dict[str, str]] = field(default_factory=dict)  # by a preset
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -323,10 +326,21 @@ def looks_personal(word: str, count: int, vocabulary: frozenset[str]) -> bool:
     return all(t[:1].isupper() for t in latin) if latin else True
 
 
-def plan_draft(export: Export, schema: CaseSchema | None = None) -> Draft:
+def load_preset(name: str, schema: CaseSchema | None = None) -> Mapping:
+    """A mapping preset shipped in schemas/mapping_presets/ (kobo, primero)."""
+    schema = schema or load_schema()
+    where = f"mapping_presets/{name}.yaml"
+    return parse_mapping(read_yaml(where), {}, where, schema)
+
+
+def plan_draft(
+    export: Export, schema: CaseSchema | None = None, preset: Mapping | None = None
+) -> Draft:
     """Match an export's headers and words: what the officer must still decide, word by word."""
     schema = schema or load_schema()
-    resolution = resolve_columns(export.headers, None, schema)
+    preset = preset or Mapping()
+    resolution = resolve_columns(export.headers, preset, schema)
+    decided: dict[str, dict[str, str]] = {}
     vocabulary = _vocabulary_tokens(schema)
     words: dict[str, list[DraftWord]] = {}
     personal_columns: list[str] = []
@@ -335,7 +349,8 @@ def plan_draft(export: Export, schema: CaseSchema | None = None) -> Draft:
         f = schema.field(field_name)
         if f.codelist is None:
             continue
-        matcher = CodeMatcher.of(f, schema)
+        matcher = CodeMatcher.of(f, schema, preset.values_for(f.name))
+        preset_words = {word_key(w): c for w, c in preset.values_for(f.name).items()}
         counts: Counter[str] = Counter()
         cells = export.frame.get_column(header).drop_nulls().value_counts(sort=True)
         for text, n in cells.iter_rows():
@@ -349,6 +364,8 @@ def plan_draft(export: Export, schema: CaseSchema | None = None) -> Draft:
         for word, n in counts.most_common():
             found = matcher.word(word)
             if isinstance(found, str):
+                if word_key(word) in preset_words:
+                    decided.setdefault(field_name, {})[word] = found
                 continue
             if isinstance(found, Ambiguity):
                 undecided.append(DraftWord(word, n, found))
@@ -374,6 +391,9 @@ def plan_draft(export: Export, schema: CaseSchema | None = None) -> Draft:
     }
     columns |= {header: None for header in resolution.unmapped}
     columns |= {header: None for header in personal_columns}
+    columns = {
+        h: columns[h] for h in export.headers if h in columns and h not in resolution.detail_columns
+    }
     missing_required = [
         f.name
         for f in schema.fields
@@ -390,6 +410,7 @@ def plan_draft(export: Export, schema: CaseSchema | None = None) -> Draft:
         personal_values=personal_values,
         asked=dict(resolution.asked),
         missing_required=missing_required,
+        decided=decided,
     )
 
 
@@ -422,10 +443,12 @@ def render_draft(draft: Draft, schema: CaseSchema | None = None) -> str:
             default_flow_style=True,
         ).strip()[1:-1]
         out.append("  " + spec)
-    out.append("values:" + ("" if draft.words else " {}"))
-    for field_name, words in draft.words.items():
+    out.append("values:" + ("" if draft.words or draft.decided else " {}"))
+    for field_name in dict.fromkeys([*draft.decided, *draft.words]):
         out.append(f"  {field_name}:")
-        for w in words:
+        for word, code in draft.decided.get(field_name, {}).items():
+            out.append("    " + _yaml_line(word, code) + "  # preset")
+        for w in draft.words.get(field_name, []):
             note = f"  # {w.count} cells"
             if w.ambiguity is not None:
                 could = " or ".join(w.ambiguity.candidates) or "no answer"
@@ -433,6 +456,39 @@ def render_draft(draft: Draft, schema: CaseSchema | None = None) -> str:
             out.append("    " + _yaml_line(w.word, TODO) + note)
     out.append("date_order: dmy")
     return "\n".join(out) + "\n"
+
+
+def header_score(headers: list[str]) -> int:
+    """How many of a candidate header row's cells name a case-record field (to find the header
+    row below title rows, and the data sheet among instruction sheets)."""
+    return sum(1 for h in headers if h and (match_header(h) is not None or match_detail_column(h)))
+
+
+def draft_export(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    preset: str | None = None,
+) -> tuple[str, dict[str, Any], Callable[[Path, str], None]]:
+    """Read an export and draft its mapping: the YAML text, a summary, and a function writing the
+    same draft as a workbook with drop-down lists (path, language)."""
+    from casepool.intake.mapping_workbook import write_mapping_workbook
+
+    schema = load_schema()
+    chosen = load_preset(preset, schema) if preset else None
+    export = read_export(path, encoding=encoding, sheet=sheet, header_score=header_score)
+    draft = plan_draft(export, schema, chosen)
+    summary = draft.to_dict()
+    summary["fields"] = len([t for t in draft.columns.values() if t]) + len(
+        {d.field for d in draft.detail_columns.values()}
+    )
+    summary["layout"] = export.notes
+
+    def write_workbook(target: Path, lang: str) -> None:
+        write_mapping_workbook(draft, target, lang, schema)
+
+    return render_draft(draft, schema), summary, write_workbook
 
 
 def draft_mapping(export: Export, schema: CaseSchema | None = None) -> tuple[str, dict[str, Any]]:

@@ -19,7 +19,13 @@ import polars as pl
 from casepool.core.normalising import fold, parse_date, parse_integer
 from casepool.core.reading import ROW, Export, read_export
 from casepool.core.schema import CaseSchema, Field, load_schema
-from casepool.intake.mapping import Mapping, Resolution, load_mapping, resolve_columns
+from casepool.intake.mapping import (
+    Mapping,
+    Resolution,
+    header_score,
+    load_mapping,
+    resolve_columns,
+)
 from casepool.intake.matching import CodeMatcher, code_index, parse_codes
 
 ProgressCallback = Callable[[str], None]
@@ -205,7 +211,9 @@ def validate_export(
         used = set(resolution.columns.values()) | set(resolution.detail_columns)
         return [h for h in headers if h in used]
 
-    export = read_export(path, encoding=encoding, sheet=sheet, columns=needed)
+    export = read_export(
+        path, encoding=encoding, sheet=sheet, columns=needed, header_score=header_score
+    )
     notify("check")
     return validate_table(export, mapping, today=today, schema=schema)
 

@@ -141,6 +141,7 @@ def _examples(result: ValidationResult, slug: str, limit: int) -> list[Finding]:
 
 
 def _notices(result: ValidationResult, lang: str) -> list[str]:
+    schema = load_schema()
     notices = [
         "- "
         + render(
@@ -150,16 +151,45 @@ def _notices(result: ValidationResult, lang: str) -> list[str]:
             total=len(result.mapped_columns) + len(result.extra_columns),
         )
     ]
-    if result.extra_columns:
+    notes = result.export.notes
+    if notes.get("sheet") and notes.get("other_sheets"):
         notices.append(
             "- "
             + render(
-                "notice-unmapped-columns",
+                "notice-sheet-chosen",
                 lang,
-                count=len(result.extra_columns),
-                columns=", ".join(result.extra_columns),
+                sheet=notes["sheet"],
+                others=", ".join(notes["other_sheets"]),
             )
         )
+    if notes.get("header_row", 1) != 1:
+        notices.append("- " + render("notice-header-row-found", lang, row=notes["header_row"]))
+    if notes.get("blank_rows"):
+        notices.append("- " + render("notice-blank-rows", lang, count=notes["blank_rows"]))
+    if result.stale_columns:
+        notices.append(
+            "- "
+            + render(
+                "notice-stale-mapping",
+                lang,
+                count=len(result.stale_columns),
+                columns=", ".join(result.stale_columns),
+            )
+        )
+    notices.append("- " + render("notice-header-table", lang))
+    for row in result.header_table():
+        header, name = row["header"], row["field"]
+        if name is not None:
+            notices.append(
+                render(
+                    "notice-header-row", lang, header=header, field=schema.field(name).label(lang)
+                )
+            )
+        elif header in result.asked_columns:
+            fields = " / ".join(schema.field(f).label(lang) for f in result.asked_columns[header])
+            notices.append(render("notice-header-asked", lang, header=header, fields=fields))
+        else:
+            notices.append(render("notice-header-left-out", lang, header=header))
     if result.no_consent_rows:
         notices.append("- " + render("notice-no-consent", lang, count=len(result.no_consent_rows)))
     if result.derived_age_rows:
