@@ -46,7 +46,7 @@ def test_a_vague_header_is_asked_about_not_assumed(fixtures):
 
 
 def test_primero_preset_maps_its_columns(fixtures):
-    text, summary, _ = draft_export(fixtures / "intake" / PRIMERO, preset="primero")
+    text, _summary, _ = draft_export(fixtures / "intake" / PRIMERO, preset="primero")
     columns = yaml.safe_load(text)["columns"]
     assert columns["case_id_display"] == "case_id"
     assert columns["Status"] == "case_status"

@@ -234,10 +234,101 @@ def _read_csv(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+        _check_rows(path, source, separator)
         raise UnreadableFileError(
             "file-not-a-table", path=path.name, reason="malformed CSV"
         ) from exc
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        _check_rows(path, source, separator)
     return frame, used, separator, all_headers
+
+
+ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
+
+
+def _check_unquoted_rows(path: Path, data: bytes, separator: bytes) -> None:
+    """The fast path of _check_rows for files without a quote.
+
+    polars has already refused any line with too many cells, so when the file holds exactly
+    (cells - 1) separators per non-blank line, no line has too few: two counts in C decide the
+    common case; only a file that fails them is searched line by line for the first culprit.
+    """
+    first_line = data.split(b"\n", 1)[0]
+    per_line = first_line.count(separator)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    blank = data.count(b"\n\n") + data.startswith(b"\n")  # CRLF blanks: the exact path
+    if data.count(separator) == per_line * (lines - blank):
+        return
+    import numpy as np
+
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buffer == ord("\n"))
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    separators = np.flatnonzero(buffer == separator[0])
+    cells = np.searchsorted(separators, ends) - np.searchsorted(separators, starts) + 1
+    # A line holding only spaces or a carriage return is blank: no cells to count.
+    blank = (ends - starts) <= 1
+    blank &= cells == 1
+    cells = cells[~blank]
+    numbers = np.flatnonzero(~blank) + 1
+    if cells.size == 0:
+        return
+    wrong = np.flatnonzero(cells != cells[0])
+    if wrong.size:
+        first = int(wrong[0])
+        raise UnreadableFileError(
+            "file-ragged-rows",
+            path=path.name,
+            line=int(numbers[first]),
+            found=int(cells[first]),
+            expected=int(cells[0]),
+        )
+
+
+def _check_rows(path: Path, source: Path | io.BytesIO, separator: str) -> None:
+    """Refuse a CSV whose lines do not all have the header's number of cells, or whose quote is
+    never closed, naming the line: polars would pad short lines silently."""
+    data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+    if b'"' not in data:
+        _check_unquoted_rows(path, data, separator.encode("utf-8"))
+        return
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+        handle: Any = io.TextIOWrapper(source, encoding="utf-8", newline="")
+    else:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(handle, delimiter=separator, quotechar='"', strict=True)
+        expected: int | None = None
+        start = 1
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:
+                raise UnreadableFileError("file-broken-quote", path=path.name, line=start) from None
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if expected is None:
+                expected = len(cells)
+            elif len(cells) != expected:
+                raise UnreadableFileError(
+                    "file-ragged-rows",
+                    path=path.name,
+                    line=start,
+                    found=len(cells),
+                    expected=expected,
+                )
+    finally:
+        if isinstance(source, io.BytesIO):
+            handle.detach()
+            source.seek(0)
+        else:
+            handle.close()
 
 
 def _detect_separator(text_head: str) -> str:
