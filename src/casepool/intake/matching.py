@@ -160,12 +160,7 @@ class CodeMatcher:
 
     def word(self, text: str) -> str | Ambiguity | None:
         """One word or phrase: its code, MISSING, an Ambiguity, or None when unknown."""
-        key = word_key(text)
-        if key in self.overrides:
-            return self.overrides[key]
-        if key in self.ambiguous:
-            return self.ambiguous[key]
-        return self.index.get(key)
+        return self._lookup(word_key(text))
 
     def parse(self, text: str) -> Parsed:
         """One cell: whole-cell match first, then parts, then tokens (bounded window: linear)."""
@@ -198,13 +193,15 @@ class CodeMatcher:
     def _match_tokens(self, tokens: list[str]) -> list[str] | None:
         """Greedy longest match of consecutive tokens; None if any token stays unknown.
 
-        No spelling has more than `window` tokens, so each start tries at most `window` spans.
+        No spelling has more than `window` tokens, so each start tries at most `window` spans,
+        and each token is folded once: the cost is linear in the cell's length.
         """
+        keys = [word_key(t) for t in tokens]
         found: list[str] = []
         start = 0
-        while start < len(tokens):
-            for end in range(min(len(tokens), start + self.window), start, -1):
-                code = self.word(" ".join(tokens[start:end]))
+        while start < len(keys):
+            for end in range(min(len(keys), start + self.window), start, -1):
+                code = self._lookup(" ".join(keys[start:end]))
                 if isinstance(code, str):
                     found.append(code)
                     start = end
@@ -212,6 +209,13 @@ class CodeMatcher:
             else:
                 return None
         return found
+
+    def _lookup(self, key: str) -> str | Ambiguity | None:
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.ambiguous:
+            return self.ambiguous[key]
+        return self.index.get(key)
 
 
 @cache
