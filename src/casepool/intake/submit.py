@@ -155,6 +155,7 @@ def submit_export(
     period: str,
     key_dir: str | Path,
     outbox: str | Path,
+    passphrase: str | None = None,
     mapping: str | Path | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -170,7 +171,7 @@ def submit_export(
 
     code = org_code(org)
     when = parse_period(period)
-    keys = load_keys(key_dir, code)  # before reading a big export: fail fast on missing keys
+    keys = load_keys(key_dir, code, passphrase)  # before reading a big export: fail fast on missing keys
     schema = load_schema()
     result = validate_export(
         export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress
