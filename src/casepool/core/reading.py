@@ -269,10 +269,9 @@ def _check_unquoted_rows(path: Path, data: bytes, separator: bytes) -> None:
     separators = np.flatnonzero(buffer == separator[0])
     cells = np.searchsorted(separators, ends) - np.searchsorted(separators, starts) + 1
     # A line holding only spaces or a carriage return is blank: no cells to count.
-    blank = (ends - starts) <= 1
-    blank &= cells == 1
-    cells = cells[~blank]
-    numbers = np.flatnonzero(~blank) + 1
+    empty = ((ends - starts) <= 1) & (cells == 1)
+    cells = cells[~empty]
+    numbers = np.flatnonzero(~empty) + 1
     if cells.size == 0:
         return
     wrong = np.flatnonzero(cells != cells[0])
