@@ -38,7 +38,7 @@ def test_na_file_reports_every_placeholder_with_the_officers_header(fixtures):
     assert records.get_column("reported_to_police").to_list()[:2] == [None, None]
     assert records.get_column("population_group").to_list()[1] == "unknown"
     text = render_report(result, "en")
-    assert "row 2, Police report (Reported to police): Column Police report" in text
+    assert "row 2, Police report (Reported to police): 'NA' could mean" in text
     assert "read as missing (no answer) until your mapping decides" in text
     assert "IDP in camp / IDP out of camp; read as Unknown" in text
 
@@ -109,3 +109,19 @@ def test_a_multi_select_part_that_is_ambiguous_is_reported():
     matcher = CodeMatcher.of(schema.field("services_received"), schema)
     assert matcher.parse("health; N/A").error == "ambiguous-value"
     assert matcher.parse("health; legal").codes == ("health", "legal")
+
+
+def test_arabic_labels_file_reads_kurdish_districts_and_asks_about_na_and_the_vague_header(
+    fixtures,
+):
+    result = validate_export(fixtures / "intake" / "arabic_labels_kobo_style.csv")
+    assert [[f.row, f.field, f.type] for f in result.findings] == [
+        [3, "reported_to_police", "ambiguous-value"]
+    ]
+    assert result.asked_columns == {"الوضع": ("population_group", "case_status")}
+    records = result.records.sort("_row")
+    assert records.get_column("district").to_list() == ["IQG09Q04", "IQG09Q01", "IQG11Q05"]
+    assert records.get_column("exploitation_types").to_list()[:2] == [
+        ["other", "trafficking"],
+        ["prostitution"],
+    ]
