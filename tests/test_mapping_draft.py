@@ -126,3 +126,18 @@ def test_an_officers_filled_workbook_is_read_as_a_mapping(tmp_path):
 def _strings(path):
     with zipfile.ZipFile(path) as archive:
         return [archive.read(n).decode() for n in archive.namelist() if n.endswith(".xml")]
+
+
+def test_kobo_preset_leaves_system_columns_out_and_maps_the_form(fixtures):
+    export = fixtures / "intake" / "kobo_label_export_with_system_columns.csv"
+    text, summary, _ = draft_export(export, preset="kobo")
+    columns = yaml.safe_load(text)["columns"]
+    assert columns["case/status"] == "case_status"
+    assert columns["justice/police"] == "reported_to_police"
+    assert columns["_uuid"] is None and columns["deviceid"] is None
+    assert columns["survivor/name"] is None
+    assert "Rebin" not in text and "Dilan" not in text
+    # The preset decides no word: NA is left to the organisation, with why.
+    assert yaml.safe_load(text)["values"]["reported_to_police"] == {"NA": "TODO"}
+    assert "NA: TODO  # 1 cells; ambiguous: no answer; read as missing until decided" in text
+    assert summary["missing_required"] == []
