@@ -171,7 +171,8 @@ def submit_export(
 
     code = org_code(org)
     when = parse_period(period)
-    keys = load_keys(key_dir, code, passphrase)  # before reading a big export: fail fast on missing keys
+    # Before reading a big export: fail fast on missing keys or a wrong passphrase.
+    keys = load_keys(key_dir, code, passphrase)
     schema = load_schema()
     result = validate_export(
         export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress
