@@ -141,3 +141,21 @@ def test_kobo_preset_leaves_system_columns_out_and_maps_the_form(fixtures):
     assert yaml.safe_load(text)["values"]["reported_to_police"] == {"NA": "TODO"}
     assert "NA: TODO  # 1 cells; ambiguous: no answer; read as missing until decided" in text
     assert summary["missing_required"] == []
+
+
+def test_mapping_init_cli_writes_yaml_and_workbook_and_names_personal_columns(
+    tmp_path, runner, fixtures
+):
+    from casepool.cli.main import app
+
+    out = tmp_path / "mapping.yaml"
+    export = fixtures / "intake" / PRIMERO
+    done = runner.invoke(app, ["mapping", "init", str(export), "--out", str(out), "--lang", "ar"])
+    assert done.exit_code == 0, done.output
+    assert out.is_file() and out.with_suffix(".xlsx").is_file()
+    assert "يبدو أن العمود يحوي بيانات شخصية: اتركه دون مطابقة: Referred by" in done.output
+    assert "07701234567" not in done.output and "أحمد الجبوري" not in done.output
+    # The untouched draft still holds a TODO: validate refuses it with the line, not a traceback.
+    refused = runner.invoke(app, ["validate", str(export), "--mapping", str(out)])
+    assert refused.exit_code == 2
+    assert "line" in refused.output and "Weird thing" in refused.output
