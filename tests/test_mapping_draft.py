@@ -10,8 +10,8 @@ import yaml
 
 from casepool.core.errors import MappingError
 from casepool.core.reading import read_export
-from casepool.intake.mapping import draft_export, load_mapping, plan_draft
-from casepool.intake.mapping_workbook import write_mapping_workbook
+from casepool.intake.mapping import load_mapping
+from casepool.intake.mapping_draft import draft_export, plan_draft, write_mapping_workbook
 from casepool.intake.validating import validate_export
 from casepool.intake.validation_report import render_report
 

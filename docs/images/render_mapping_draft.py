@@ -14,7 +14,7 @@ from pathlib import Path
 
 import fastexcel
 
-from casepool.intake.mapping import draft_export
+from casepool.intake.mapping_draft import draft_export
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "tests" / "fixtures" / "intake" / "na_in_yes_no_columns.csv"

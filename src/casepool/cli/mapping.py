@@ -67,7 +67,7 @@ def init(
     """
     from casepool.core.i18n import render
     from casepool.core.writing import write_atomic
-    from casepool.intake.mapping import draft_export
+    from casepool.intake.mapping_draft import draft_export
 
     workbook = out.with_suffix(".xlsx")
     if (out.exists() or workbook.exists()) and not force:
