@@ -30,7 +30,7 @@ def test_invalid_records_exit_one_with_rows_and_rules(runner, fixtures):
     result = runner.invoke(app, ["validate", str(fixtures / "validate" / "one_error_each.csv")])
     assert result.exit_code == 1
     assert "Duplicate case ID (duplicate-case-id): 1" in result.output
-    assert "row 12, Case ID: The same case ID appears in row 2 too" in result.output
+    assert "row 12, case_id (Case ID): The same case ID appears in row 2 too" in result.output
 
 
 @pytest.mark.parametrize(

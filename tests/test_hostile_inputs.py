@@ -88,7 +88,7 @@ def test_a_ten_megabyte_cell(tmp_path):
         "A,yes," + "M" * 10_000_000 + ",12,IQG09,2024-01-01,prostitution,no\n",
         encoding="utf-8",
     )
-    assert validate_export(path).flatten() == [[2, "survivor_sex", "unknown-code"]]
+    assert validate_export(path).flatten() == [[2, "survivor_sex", "value-too-long"]]
 
 
 def test_a_workbook_that_unpacks_too_large_is_refused(fixtures, monkeypatch):

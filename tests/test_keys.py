@@ -95,9 +95,10 @@ def test_org_codes_that_cannot_name_a_file_are_refused(bad):
 
 
 def test_keygen_cli_refuses_overwrite_with_exit_2(tmp_path, runner):
-    first = runner.invoke(app, ["keygen", "--org", "ORG-01", "--out", str(tmp_path)])
+    env = {"CASEPOOL_KEY_PASSPHRASE": "a long passphrase"}
+    first = runner.invoke(app, ["keygen", "--org", "ORG-01", "--out", str(tmp_path)], env=env)
     assert first.exit_code == 0, first.output
     assert "ORG-01.pub" in first.output
-    second = runner.invoke(app, ["keygen", "--org", "ORG-01", "--out", str(tmp_path)])
+    second = runner.invoke(app, ["keygen", "--org", "ORG-01", "--out", str(tmp_path)], env=env)
     assert second.exit_code == 2
     assert "never overwrites" in second.output

@@ -7,7 +7,8 @@ import yaml
 
 from casepool.core.errors import MappingError
 from casepool.core.reading import read_export
-from casepool.intake.mapping import draft_mapping, load_mapping
+from casepool.intake.mapping import load_mapping
+from casepool.intake.mapping_draft import draft_mapping
 
 
 def test_kobo_mapping_loads(fixtures):

@@ -95,3 +95,64 @@ def test_unknown_encoding_name(fixtures):
     with pytest.raises(UnreadableFileError) as caught:
         read_export(fixtures / "validate" / "canonical_valid.csv", encoding="klingon")
     assert caught.value.key == "unknown-encoding"
+
+
+# --- issue 16: real workbook layouts and broken CSVs, each named by the line or sheet -------------
+
+
+def test_instruction_sheet_and_title_rows_are_skipped(fixtures):
+    from casepool.intake.mapping import header_score
+
+    export = read_export(
+        fixtures / "intake" / "instructions_sheet_then_title_rows.xlsx", header_score=header_score
+    )
+    assert export.notes == {
+        "sheet": "Cases",
+        "other_sheets": ["Instructions"],
+        "header_row": 4,
+        "blank_rows": 1,
+    }
+    assert export.frame.get_column("_row").to_list() == [5, 6, 8]
+    assert export.headers[:3] == ["Case number", "Consent", "Sex"]
+
+
+def test_a_workbook_without_a_clear_data_sheet_lists_its_sheets(tmp_path):
+    import xlsxwriter
+
+    from casepool.intake.mapping import header_score
+
+    path = tmp_path / "two_sheets_no_header.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    workbook.add_worksheet("Notes").write_row(0, 0, ["hello", "world"])
+    workbook.add_worksheet("Other").write_row(0, 0, ["x", "y"])
+    workbook.close()
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(path, header_score=header_score)
+    assert caught.value.key == "file-sheet-unsure"
+    assert "Notes, Other" in caught.value.message("en")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,13\n", "file-ragged-rows", 3),
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F,13,x\n", "file-ragged-rows", 3),
+        ('case_id,survivor_sex,survivor_age\nC1,M,12\nC2,"F,13\nC3,F,13\n', "file-broken-quote", 3),
+        ('case_id,survivor_sex,survivor_age\r\nC1,"M",12\r\n\r\nC2,F\r\n', "file-ragged-rows", 4),
+    ],
+)
+def test_ragged_rows_and_broken_quotes_name_their_line(tmp_path, text, key, line):
+    path = tmp_path / "broken.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(path)
+    assert caught.value.key == key
+    assert f"line {line}" in caught.value.message("en")
+
+
+def test_an_old_xls_workbook_is_asked_to_be_saved_as_xlsx(tmp_path):
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
+    with pytest.raises(UnreadableFileError) as caught:
+        read_export(path)
+    assert "save it as .xlsx" in caught.value.message("en")

@@ -129,7 +129,7 @@ def test_invalid_records_refuse_with_the_validate_report_unless_dropped(tmp_path
     refused = submit_cli(runner, export, "--org", "ORG-01", "--period", "2025", "--key", key_dir,
                          "--out", outbox)  # fmt: skip
     assert refused.exit_code == 1
-    assert "row 2, Age at first incident" in refused.output
+    assert "row 2, Age (Age at first incident)" in refused.output
     assert "Not submitted: 1 records are invalid" in refused.output
     assert not outbox.exists() or not list(outbox.iterdir())
     dropped = submit_cli(runner, export, "--org", "ORG-01", "--period", "2025", "--key", key_dir,

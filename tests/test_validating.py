@@ -32,7 +32,7 @@ def test_one_error_of_each_kind_on_its_own_row(fixtures):
         [18, "exploitation_types", "unknown-code"],
     ]
     duplicate = next(f for f in result.findings if f.type == "duplicate-case-id")
-    assert duplicate.params == {"first_row": 2}
+    assert duplicate.params == {"first_row": 2, "header": "case_id"}
     assert result.valid_rows == 2  # rows 2 and 15
     assert result.derived_age_rows == 1  # row 15: age from date of birth
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,40 +11,94 @@ import typer
 from casepool.cli.common import DebugOption, JsonOption, Lang, LangOption, print_json, run, say
 
 
+def passphrase_for(lang: Lang, *, confirm: bool) -> str:
+    """The keys' passphrase: from CASEPOOL_KEY_PASSPHRASE (scripts), else asked without echo."""
+    from casepool.core.i18n import render
+    from casepool.exchange.keys import PASSPHRASE_ENV
+
+    given = os.environ.get(PASSPHRASE_ENV)
+    if given:
+        return given
+    return str(
+        typer.prompt(
+            render("passphrase-prompt", lang.value),
+            hide_input=True,
+            confirmation_prompt=confirm,
+            err=True,
+        )
+    )
+
+
 def keygen(
     org: Annotated[str, typer.Option("--org", help="Your organisation's code, e.g. ORG-01.")],
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the keys (kept private, backed up).")
     ],
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Make a new signing key for existing keys; pseudonyms stay the same.",
+        ),
+    ] = False,
+    no_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--no-passphrase", help="Leave the secret files unprotected (test setups only)."
+        ),
+    ] = False,
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Make your organisation's keys: a secret pseudonym key, a signing key, and a .pub file.
 
-    The secret files are readable by you only and never leave the organisation; give the .pub
-    file to the data steward. keygen never overwrites existing keys.
+    Both secret files are encrypted under a passphrase you type (or CASEPOOL_KEY_PASSPHRASE for
+    scripts); submit asks for it. Give the .pub file to the data steward. keygen never
+    overwrites keys; --rotate makes a new signing key (the steward runs `org add --replace`)
+    and keeps the pseudonym key, so your records keep their pseudonyms.
 
     Example: casepool keygen --org ORG-01 --out keys/
     """
     from casepool.core.i18n import render
-    from casepool.exchange.keys import generate_keys
+    from casepool.exchange.keys import generate_keys, public_key_id, rotate_signing_key
 
-    paths = run(lambda: generate_keys(org, out), lang, debug)
+    if rotate:
+        from casepool.exchange.keys import keys_protected, load_keys
+
+        current = passphrase_for(lang, confirm=False) if keys_protected(out, org) else None
+        old = run(lambda: public_key_id(load_keys(out, org, current).public_key), lang, debug)
+        paths = run(lambda: rotate_signing_key(org, out, current), lang, debug)
+        if not as_json:
+            say(
+                render(
+                    "keygen-rotated",
+                    lang.value,
+                    org=org.upper(),
+                    folder=str(out),
+                    public=paths.public.name,
+                    old=old,
+                )
+            )
+    else:
+        passphrase = None if no_passphrase else passphrase_for(lang, confirm=True)
+        paths = run(lambda: generate_keys(org, out, passphrase), lang, debug)
+        if not as_json:
+            say(
+                render(
+                    "keygen-done",
+                    lang.value,
+                    org=org.upper(),
+                    folder=str(out),
+                    secret=paths.pseudonym.name,
+                    signing=paths.signing.name,
+                    public=paths.public.name,
+                )
+            )
+            if passphrase is None:
+                say(render("keygen-unprotected", lang.value))
     if as_json:
         print_json({k: str(v) for k, v in vars(paths).items()})
-        return
-    say(
-        render(
-            "keygen-done",
-            lang.value,
-            org=org.upper(),
-            folder=str(out),
-            secret=paths.pseudonym.name,
-            signing=paths.signing.name,
-            public=paths.public.name,
-        )
-    )
 
 
 def register(app: typer.Typer) -> None:

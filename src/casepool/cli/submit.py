@@ -57,8 +57,12 @@ def submit(
 
     Example: casepool submit export.xlsx --org ORG-01 --period 2025-Q3 --key keys/ --out outbox/
     """
+    from casepool.cli.keygen import passphrase_for
+    from casepool.exchange.keys import keys_protected
     from casepool.intake.submit import render_submission, submit_export
 
+    protected = run(lambda: keys_protected(key, org), lang, debug)
+    passphrase = passphrase_for(lang, confirm=False) if protected else None
     with progress_stages(export) as notify:
         outcome = run(
             lambda: submit_export(
@@ -66,6 +70,7 @@ def submit(
                 org=org,
                 period=period,
                 key_dir=key,
+                passphrase=passphrase,
                 outbox=out,
                 mapping=mapping,
                 encoding=encoding,

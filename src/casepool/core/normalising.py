@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, timedelta
 
 # Arabic-Indic (U+0660..0669) and Persian/Extended (U+06F0..06F9) digits to ASCII.
@@ -37,6 +38,8 @@ _LETTERS = {
     "\u00a0": " ",
 }
 _DIACRITICS = re.compile("[\u064b-\u065f\u0670\u06d6-\u06ed]")
+# Latin accents (Kurmanji ê î û ç ş) are often typed without them: "bele" is "belê".
+_LATIN_ACCENTS = re.compile("[\u0300-\u036f]")
 _SPACES = re.compile(r"[\s_\-]+")
 _FOLD = str.maketrans(_DIGITS | _LETTERS)
 
@@ -51,7 +54,10 @@ def ascii_digits(text: str) -> str:
 
 def fold(text: str) -> str:
     """The matching key of a label or cell: case, spacing, digits and Arabic-script variants folded."""
-    text = _DIACRITICS.sub("", text.translate(_FOLD)).casefold()
+    text = text.translate(_FOLD).casefold()
+    if not text.isascii():
+        text = _LATIN_ACCENTS.sub("", unicodedata.normalize("NFD", text))
+    text = _DIACRITICS.sub("", text)
     return _SPACES.sub(" ", text).strip()
 
 

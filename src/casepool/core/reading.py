@@ -8,7 +8,7 @@ import io
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ _SEPARATORS = (",", ";", "\t", "|")
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
 _MIXED_MIN_SEQUENCES = 3
 MIXED = "mixed"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 (.xls) compound file
 _MAX_UNPACKED_WORKBOOK = 1 << 31  # 2 GiB: real case exports are far smaller; zip bombs are not
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".tab"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods"}
@@ -50,6 +51,9 @@ class Export:
     separator: str | None
     frame: pl.DataFrame
     all_headers: tuple[str, ...] | None = None  # set when only some columns were parsed
+    notes: dict[str, Any] = field(
+        default_factory=dict
+    )  # how the layout was read (sheet, header row)
 
     @property
     def headers(self) -> list[str]:
@@ -68,6 +72,9 @@ class Export:
 
 
 ColumnChoice = Callable[[list[str]], list[str]]
+HeaderScore = Callable[[list[str]], int]  # how many cells of a candidate header row name a field
+HEADER_SEARCH_ROWS = 30  # title rows above the header: an officer's sheet has a few, not dozens
+SURE_SHEET_SCORE = 3  # a data sheet's header names at least this many fields
 
 
 def read_export(
@@ -76,11 +83,14 @@ def read_export(
     encoding: str | None = None,
     sheet: str | None = None,
     columns: ColumnChoice | None = None,
+    header_score: HeaderScore | None = None,
 ) -> Export:
     """Read an export as text. Raises UnreadableFileError with the reason when it cannot.
 
     `columns`, given every header, names the ones to parse (CSV only; others read everything):
-    validation skips names, addresses and notes it would never look at.
+    validation skips names, addresses and notes it would never look at. `header_score` finds a
+    workbook's data sheet and its header row below title rows (default: the first sheet, and its
+    row with the most filled cells among the first rows).
     """
     path = Path(path)
     if not path.is_file():
@@ -91,10 +101,12 @@ def read_export(
     with path.open("rb") as handle:
         head = handle.read(8)
     all_headers: list[str] | None = None
+    notes: dict[str, Any] = {}
     if suffix == ".parquet" or head.startswith(b"PAR1"):
         frame, fmt, used, separator = _read_parquet(path), "parquet", None, None
-    elif suffix in _EXCEL_SUFFIXES or head.startswith(b"PK\x03\x04"):
-        frame, fmt, used, separator = _read_excel(path, sheet), "xlsx", None, None
+    elif suffix in _EXCEL_SUFFIXES or head.startswith((b"PK\x03\x04", _OLE_MAGIC)):
+        frame, notes = _read_excel(path, sheet, header_score)
+        fmt, used, separator = "xlsx", None, None
     elif suffix in _CSV_SUFFIXES or suffix == "":
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
@@ -105,7 +117,8 @@ def read_export(
         raise UnreadableFileError("file-unsupported", path=path.name, suffix=suffix)
     if frame.height == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
-    frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
+    if ROW not in frame.columns:
+        frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
     return Export(
         path=path,
         format=fmt,
@@ -113,6 +126,7 @@ def read_export(
         separator=separator,
         frame=frame,
         all_headers=tuple(all_headers) if all_headers is not None else None,
+        notes=notes,
     )
 
 
@@ -220,10 +234,100 @@ def _read_csv(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+        _check_rows(path, source, separator)
         raise UnreadableFileError(
             "file-not-a-table", path=path.name, reason="malformed CSV"
         ) from exc
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        _check_rows(path, source, separator)
     return frame, used, separator, all_headers
+
+
+ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
+
+
+def _check_unquoted_rows(path: Path, data: bytes, separator: bytes) -> None:
+    """The fast path of _check_rows for files without a quote.
+
+    polars has already refused any line with too many cells, so when the file holds exactly
+    (cells - 1) separators per non-blank line, no line has too few: two counts in C decide the
+    common case; only a file that fails them is searched line by line for the first culprit.
+    """
+    first_line = data.split(b"\n", 1)[0]
+    per_line = first_line.count(separator)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    blank = data.count(b"\n\n") + data.startswith(b"\n")  # CRLF blanks: the exact path
+    if data.count(separator) == per_line * (lines - blank):
+        return
+    import numpy as np
+
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buffer == ord("\n"))
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    separators = np.flatnonzero(buffer == separator[0])
+    cells = np.searchsorted(separators, ends) - np.searchsorted(separators, starts) + 1
+    # A line holding only spaces or a carriage return is blank: no cells to count.
+    empty = ((ends - starts) <= 1) & (cells == 1)
+    cells = cells[~empty]
+    numbers = np.flatnonzero(~empty) + 1
+    if cells.size == 0:
+        return
+    wrong = np.flatnonzero(cells != cells[0])
+    if wrong.size:
+        first = int(wrong[0])
+        raise UnreadableFileError(
+            "file-ragged-rows",
+            path=path.name,
+            line=int(numbers[first]),
+            found=int(cells[first]),
+            expected=int(cells[0]),
+        )
+
+
+def _check_rows(path: Path, source: Path | io.BytesIO, separator: str) -> None:
+    """Refuse a CSV whose lines do not all have the header's number of cells, or whose quote is
+    never closed, naming the line: polars would pad short lines silently."""
+    data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+    if b'"' not in data:
+        _check_unquoted_rows(path, data, separator.encode("utf-8"))
+        return
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+        handle: Any = io.TextIOWrapper(source, encoding="utf-8", newline="")
+    else:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(handle, delimiter=separator, quotechar='"', strict=True)
+        expected: int | None = None
+        start = 1
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:
+                raise UnreadableFileError("file-broken-quote", path=path.name, line=start) from None
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if expected is None:
+                expected = len(cells)
+            elif len(cells) != expected:
+                raise UnreadableFileError(
+                    "file-ragged-rows",
+                    path=path.name,
+                    line=start,
+                    found=len(cells),
+                    expected=expected,
+                )
+    finally:
+        if isinstance(source, io.BytesIO):
+            handle.detach()
+            source.seek(0)
+        else:
+            handle.close()
 
 
 def _detect_separator(text_head: str) -> str:
@@ -270,30 +374,135 @@ def _check_workbook_size(path: Path) -> None:
         )
 
 
-def _read_excel(path: Path, sheet: str | None) -> pl.DataFrame:
+def _read_excel(
+    path: Path, sheet: str | None, score: HeaderScore | None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The data sheet of a workbook as text with the user's row numbers, and how it was found.
+
+    The data sheet is the one whose header names most fields (instruction sheets come first in
+    many templates); its header row may sit below title rows; blank rows are skipped.
+    """
     import fastexcel
 
-    if path.suffix.lower() != ".xls":
+    old = path.suffix.lower() == ".xls" or _starts_with(path, _OLE_MAGIC)
+    if not old:
         _check_workbook_size(path)
-
     try:
         workbook = fastexcel.read_excel(path)
     except Exception as exc:  # calamine raises its own error types for broken zips and XML
+        if old:
+            raise UnreadableFileError("file-xls-old", path=path.name) from exc
         raise UnreadableFileError(
             "file-not-a-table", path=path.name, reason="not a readable workbook"
         ) from exc
-    if sheet is not None and sheet not in workbook.sheet_names:
+    names = list(workbook.sheet_names)
+    if sheet is not None and sheet not in names:
         raise UnreadableFileError("file-sheet-missing", path=path.name, sheet=sheet)
+
+    def load(name: str, rows: int | None = None) -> pl.DataFrame:
+        try:
+            loaded = workbook.load_sheet(name, header_row=None, dtypes="string", n_rows=rows)
+            return loaded.to_polars().select(pl.all().cast(pl.String))
+        except Exception as exc:
+            if old:
+                raise UnreadableFileError("file-xls-old", path=path.name) from exc
+            raise UnreadableFileError(
+                "file-not-a-table", path=path.name, reason="unreadable sheet"
+            ) from exc
+
+    def best_row(top: pl.DataFrame) -> tuple[int, tuple[int, int]]:
+        best, best_key = 0, (-1, -1)
+        for i, cells in enumerate(top.iter_rows()):
+            texts = [str(c).strip() for c in cells if c is not None and str(c).strip()]
+            key = (score(texts) if score else 0, len(texts))
+            if key > best_key:
+                best, best_key = i, key
+        return best, best_key
+
+    chosen = sheet if sheet is not None else names[0] if names else None
+    if chosen is None:
+        raise UnreadableFileError("file-no-rows", path=path.name)
+    if sheet is None and score is not None and len(names) > 1:
+        ranked = []
+        for name in names:
+            _, key = best_row(load(name, HEADER_SEARCH_ROWS))
+            ranked.append((key[0], -names.index(name), name))
+        ranked.sort(reverse=True)
+        if ranked[0][0] < SURE_SHEET_SCORE:
+            raise UnreadableFileError("file-sheet-unsure", path=path.name, sheets=", ".join(names))
+        chosen = ranked[0][2]
+    whole = load(chosen)
+    if whole.height == 0:
+        raise UnreadableFileError("file-no-rows", path=path.name)
+    header_at, _ = best_row(whole.head(HEADER_SEARCH_ROWS))
+    # calamine starts a sheet at its first used row: the dimension says which row that is.
+    first_row = _first_used_row(path, chosen, names.index(chosen))
+    header_cells = [None if c is None else str(c).strip() for c in whole.row(header_at)]
+    headers = [h if h else f"__UNNAMED__{i}" for i, h in enumerate(header_cells)]
+    data = whole.slice(header_at + 1)
+    data.columns = headers
+    excel_row = first_row + header_at + 2  # 1-based row of the first data row
+    data = data.with_columns(
+        pl.int_range(excel_row, excel_row + data.height, dtype=pl.Int64).alias(ROW)
+    )
+    cells = [c for c in headers]
+    blank = pl.all_horizontal(
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells
+    )
+    kept = data.filter(~blank)
+    # Columns with neither a header nor a value are layout, not data.
+    empty = [
+        h
+        for h in headers
+        if h.startswith("__UNNAMED__") and kept.get_column(h).null_count() == kept.height
+    ]
+    kept = kept.drop(empty)
+    _check_headers(path, [h for h in kept.columns if not h.startswith("__UNNAMED__") and h != ROW])
+    notes: dict[str, Any] = {
+        "sheet": chosen,
+        "other_sheets": [n for n in names if n != chosen],
+        "header_row": first_row + header_at + 1,
+        "blank_rows": data.height - kept.height,
+    }
+    return kept, notes
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(magic)) == magic
+
+
+_DIMENSION = re.compile(rb'<dimension ref="[A-Z]+(\d+)')
+_SHEET_ENTRY = re.compile(r'<sheet [^>]*name="([^"]*)"[^>]*r:id="([^"]*)"')
+_RELATION = re.compile(r'<Relationship [^>]*Id="([^"]*)"[^>]*Target="([^"]*)"')
+
+
+def _first_used_row(path: Path, sheet: str, position: int) -> int:
+    """How many rows above a sheet's first used row are empty (0 when it cannot tell)."""
     try:
-        loaded = workbook.load_sheet(sheet if sheet is not None else 0, dtypes="string")
-        frame = loaded.to_polars()
-    except Exception as exc:
-        raise UnreadableFileError(
-            "file-not-a-table", path=path.name, reason="unreadable sheet"
-        ) from exc
-    headers = [str(c) for c in frame.columns]
-    _check_headers(path, [h for h in headers if not h.startswith("__UNNAMED__")])
-    return frame.select(pl.all().cast(pl.String))
+        with zipfile.ZipFile(path) as archive:
+            workbook = archive.read("xl/workbook.xml").decode("utf-8", errors="replace")
+            rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", errors="replace")
+            ids = {name: rid for name, rid in _SHEET_ENTRY.findall(workbook)}
+            targets = {rid: target for rid, target in (_flip(m) for m in _RELATION.findall(rels))}
+            target = targets.get(ids.get(_xml_escape(sheet), ""), "")
+            member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            with archive.open(member) as handle:
+                head = handle.read(4096)
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return 0
+    match = _DIMENSION.search(head)
+    return int(match[1]) - 1 if match else 0
+
+
+def _flip(pair: tuple[str, str]) -> tuple[str, str]:
+    return pair[0], pair[1]
+
+
+def _xml_escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    )
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:

@@ -21,6 +21,11 @@ from casepool.core.errors import KeyFileError, UsageError
 _ORG_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
 PSEUDONYM_KEY_BYTES = 32
 SECRET_MODE = 0o600
+PASSPHRASE_ENV = "CASEPOOL_KEY_PASSPHRASE"  # for scripts; people are asked
+PROTECTED_PREFIX = b"casepool-protected-secret-v1:"
+MIN_PASSPHRASE = 8
+# scrypt cost: about a tenth of a second on a modest laptop, per attempt of a thief's guess.
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 
 
 def org_code(text: str) -> str:
@@ -99,9 +104,75 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.chmod(path, mode)  # the umask may have narrowed it; make it exact
 
 
-def generate_keys(org: str, folder: str | Path) -> KeyPaths:
-    """Make the organisation's pseudonym key and signing key pair in `folder`; never overwrite."""
+def _derive(passphrase: str, salt: bytes) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, **_SCRYPT).derive(passphrase.encode("utf-8"))
+
+
+def protect_secret(secret: bytes, passphrase: str) -> bytes:
+    """The pseudonym secret encrypted under a passphrase (scrypt + AES-GCM), as one text line."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, secret, PROTECTED_PREFIX)
+    return (
+        PROTECTED_PREFIX + b":".join(x.hex().encode("ascii") for x in (salt, nonce, sealed)) + b"\n"
+    )
+
+
+def _unprotect_secret(data: bytes, passphrase: str | None, path: Path) -> bytes:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if passphrase is None:
+        raise KeyFileError("key-passphrase-needed", path=str(path), env=PASSPHRASE_ENV)
+    try:
+        salt, nonce, sealed = (
+            bytes.fromhex(x.decode("ascii"))
+            for x in data.strip()[len(PROTECTED_PREFIX) :].split(b":")
+        )
+    except ValueError:
+        raise KeyFileError("key-invalid", path=str(path)) from None
+    try:
+        return AESGCM(_derive(passphrase, salt)).decrypt(nonce, sealed, PROTECTED_PREFIX)
+    except InvalidTag:
+        raise KeyFileError("key-passphrase-wrong", path=str(path)) from None
+
+
+def keys_protected(folder: str | Path, org: str) -> bool:
+    """Whether the organisation's secret keys are protected by a passphrase."""
+    paths = KeyPaths.of(folder, org_code(org))
+    try:
+        return paths.pseudonym.read_bytes().startswith(PROTECTED_PREFIX)
+    except OSError:
+        return False
+
+
+def _check_passphrase(passphrase: str | None) -> None:
+    if passphrase is not None and len(passphrase) < MIN_PASSPHRASE:
+        raise UsageError("key-passphrase-short", minimum=MIN_PASSPHRASE)
+
+
+def _signing_pem(signing: Ed25519PrivateKey, passphrase: str | None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return signing.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def generate_keys(org: str, folder: str | Path, passphrase: str | None = None) -> KeyPaths:
+    """Make the organisation's pseudonym key and signing key pair in `folder`; never overwrite.
+
+    With a passphrase both secret files are encrypted under it: a lost laptop does not give
+    away the key that signs for the organisation or the one that makes its pseudonyms.
+    """
     org = org_code(org)
+    _check_passphrase(passphrase)
     folder = Path(folder)
     paths = KeyPaths.of(folder, org)
     existing = [p for p in paths.all() if p.exists()]
@@ -112,16 +183,15 @@ def generate_keys(org: str, folder: str | Path) -> KeyPaths:
     except OSError as exc:
         raise KeyFileError("key-unwritable", path=str(folder), reason=exc.strerror) from exc
     signing = Ed25519PrivateKey.generate()
-    private_pem = signing.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    private_pem = _signing_pem(signing, passphrase)
     secret = secrets.token_bytes(PSEUDONYM_KEY_BYTES)
+    stored = (
+        protect_secret(secret, passphrase) if passphrase else secret.hex().encode("ascii") + b"\n"
+    )
     written: list[Path] = []
     try:
         for path, data, mode in (
-            (paths.pseudonym, secret.hex().encode("ascii") + b"\n", SECRET_MODE),
+            (paths.pseudonym, stored, SECRET_MODE),
             (paths.signing, private_pem, SECRET_MODE),
             (paths.public, public_key_pem(signing.public_key()).encode("ascii"), 0o644),
         ):
@@ -152,26 +222,83 @@ def _read_secret_file(path: Path) -> bytes:
         raise KeyFileError("key-unreadable", path=str(path), reason=exc.strerror) from exc
 
 
-def load_keys(folder: str | Path, org: str) -> OrgKeys:
-    """The organisation's secret keys from `folder` (as written by generate_keys)."""
+def load_keys(folder: str | Path, org: str, passphrase: str | None = None) -> OrgKeys:
+    """The organisation's secret keys from `folder` (as written by generate_keys).
+
+    Protected keys need the passphrase: given, or in the CASEPOOL_KEY_PASSPHRASE variable.
+    """
     org = org_code(org)
     paths = KeyPaths.of(folder, org)
-    text = _read_secret_file(paths.pseudonym).decode("ascii", errors="replace").strip()
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        secret = b""
+    if passphrase is None:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    data = _read_secret_file(paths.pseudonym)
+    if data.startswith(PROTECTED_PREFIX):
+        secret = _unprotect_secret(data, passphrase, paths.pseudonym)
+    else:
+        try:
+            secret = bytes.fromhex(data.decode("ascii", errors="replace").strip())
+        except ValueError:
+            secret = b""
     if len(secret) != PSEUDONYM_KEY_BYTES:
         raise KeyFileError("key-invalid", path=str(paths.pseudonym))
+    pem = _read_secret_file(paths.signing)
+    encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+    if encrypted and passphrase is None:
+        raise KeyFileError("key-passphrase-needed", path=str(paths.signing), env=PASSPHRASE_ENV)
     try:
         signing = serialization.load_pem_private_key(
-            _read_secret_file(paths.signing), password=None
+            pem, password=passphrase.encode("utf-8") if encrypted and passphrase else None
         )
     except (ValueError, TypeError):
+        if encrypted:
+            raise KeyFileError("key-passphrase-wrong", path=str(paths.signing)) from None
         raise KeyFileError("key-invalid", path=str(paths.signing)) from None
     if not isinstance(signing, Ed25519PrivateKey):
         raise KeyFileError("key-invalid", path=str(paths.signing))
     return OrgKeys(org=org, pseudonym_secret=secret, signing_key=signing)
+
+
+def rotate_signing_key(
+    org: str, folder: str | Path, passphrase: str | None = None, new_passphrase: str | None = None
+) -> KeyPaths:
+    """A new signing key pair for the organisation; the pseudonym secret stays the same, so its
+    pseudonyms (and the steward's history of its records) are unchanged.
+
+    The old signing key and .pub are kept beside the new ones, renamed with their fingerprint.
+    Both secret files are written under `new_passphrase` (default: the current passphrase).
+    """
+    org = org_code(org)
+    folder = Path(folder)
+    paths = KeyPaths.of(folder, org)
+    current = load_keys(folder, org, passphrase)
+    if passphrase is None:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    target = new_passphrase if new_passphrase is not None else passphrase
+    _check_passphrase(target)
+    old_id = public_key_id(current.public_key)
+    signing = Ed25519PrivateKey.generate()
+    staged = {
+        paths.signing: (_signing_pem(signing, target), SECRET_MODE),
+        paths.public: (public_key_pem(signing.public_key()).encode("ascii"), 0o644),
+        paths.pseudonym: (
+            protect_secret(current.pseudonym_secret, target)
+            if target
+            else current.pseudonym_secret.hex().encode("ascii") + b"\n",
+            SECRET_MODE,
+        ),
+    }
+    try:
+        for path, (data, mode) in staged.items():
+            _write_new(path.with_name(path.name + ".new"), data, mode)
+        for path in (paths.signing, paths.public, paths.pseudonym):
+            if path != paths.pseudonym:
+                os.replace(path, path.with_name(f"{path.name}.retired-{old_id}"))
+        for path in staged:
+            os.replace(path.with_name(path.name + ".new"), path)
+    except OSError as exc:
+        _remove([p.with_name(p.name + ".new") for p in staged])
+        raise KeyFileError("key-unwritable", path=str(folder), reason=exc.strerror) from None
+    return paths
 
 
 def parse_public_key(pem: str | bytes, where: str = "") -> Ed25519PublicKey:

@@ -160,6 +160,7 @@ def submit_export(
     period: str,
     key_dir: str | Path,
     outbox: str | Path,
+    passphrase: str | None = None,
     mapping: str | Path | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -176,7 +177,8 @@ def submit_export(
 
     code = org_code(org)
     when = parse_period(period)
-    keys = load_keys(key_dir, code)  # before reading a big export: fail fast on missing keys
+    # Before reading a big export: fail fast on missing keys or a wrong passphrase.
+    keys = load_keys(key_dir, code, passphrase)
     schema = load_schema()
     result = validate_export(
         export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress

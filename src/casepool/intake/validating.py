@@ -19,8 +19,14 @@ import polars as pl
 from casepool.core.normalising import fold, parse_date, parse_integer
 from casepool.core.reading import ROW, Export, read_export
 from casepool.core.schema import CaseSchema, Field, load_schema
-from casepool.intake.mapping import Mapping, Resolution, load_mapping, resolve_columns
-from casepool.intake.matching import code_index, parse_codes
+from casepool.intake.mapping import (
+    Mapping,
+    Resolution,
+    header_score,
+    load_mapping,
+    resolve_columns,
+)
+from casepool.intake.matching import CodeMatcher, code_index, parse_codes
 
 ProgressCallback = Callable[[str], None]
 DERIVED_AGE = "__age_from_date_of_birth"
@@ -69,6 +75,8 @@ class ValidationResult:
     mapped_columns: dict[str, str]
     no_consent_rows: list[int]
     derived_age_rows: int
+    asked_columns: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    stale_columns: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -84,11 +92,16 @@ class ValidationResult:
 
     @property
     def findings(self) -> list[Finding]:
-        cell = [
-            Finding(row=r, field=f, type=t, params={"first_row": p} if p is not None else {})
-            for r, f, t, p in self.findings_frame.iter_rows()
-        ]
-        return self.file_findings + cell
+        return self.file_findings + findings_of(self.findings_frame, self.header_of)
+
+    def header_of(self, field_name: str | None) -> str | None:
+        """The officer's own header that fed a field (None when no column did)."""
+        if field_name is None:
+            return None
+        if field_name in self.mapped_columns:
+            return self.mapped_columns[field_name]
+        details = [h for h, f in self.mapped_columns.items() if f == field_name]
+        return ", ".join(details) if details else None
 
     @property
     def invalid_rows(self) -> set[int]:
@@ -135,11 +148,46 @@ class ValidationResult:
             "errors": [f.to_dict() for f in self.findings],
             "notices": {
                 "unmapped_columns": self.extra_columns,
+                "asked_columns": {h: list(f) for h, f in self.asked_columns.items()},
+                "stale_mapping_columns": self.stale_columns,
+                "layout": self.export.notes,
                 "no_consent_rows": len(self.no_consent_rows),
                 "age_from_date_of_birth": self.derived_age_rows,
             },
             "columns": self.mapped_columns,
+            "header_table": self.header_table(),
         }
+
+    def header_table(self) -> list[dict[str, str | None]]:
+        """Each of the officer's headers, in file order, with the field it fills (None: left out)."""
+        by_header = {h: f for f, h in self.mapped_columns.items() if f in self._field_names()}
+        by_header |= {
+            h: f
+            for h, f in self.mapped_columns.items()
+            if h not in by_header and f in self._field_names()
+        }
+        return [{"header": h, "field": by_header.get(h)} for h in self.export.headers]
+
+    @staticmethod
+    def _field_names() -> set[str]:
+        return set(load_schema().field_names)
+
+
+def findings_of(
+    frame: pl.DataFrame, header_of: Callable[[str | None], str | None] | None = None
+) -> list[Finding]:
+    """The rows of a findings frame as Findings, with the officer's header where known."""
+    found = []
+    for r, f, t, p, v in frame.select("row", "field", "type", "first_row", "value").iter_rows():
+        params: dict[str, Any] = {}
+        if p is not None:
+            params["first_row"] = p
+        if v is not None:
+            params["value"] = v
+        if header_of is not None and (header := header_of(f)) is not None:
+            params["header"] = header
+        found.append(Finding(row=r, field=f, type=t, params=params))
+    return found
 
 
 def validate_export(
@@ -163,7 +211,9 @@ def validate_export(
         used = set(resolution.columns.values()) | set(resolution.detail_columns)
         return [h for h in headers if h in used]
 
-    export = read_export(path, encoding=encoding, sheet=sheet, columns=needed)
+    export = read_export(
+        path, encoding=encoding, sheet=sheet, columns=needed, header_score=header_score
+    )
     notify("check")
     return validate_table(export, mapping, today=today, schema=schema)
 
@@ -212,6 +262,8 @@ def validate_table(
         | {h: d.field for h, d in resolution.detail_columns.items()},
         no_consent_rows=no_consent,
         derived_age_rows=derived,
+        asked_columns=dict(resolution.asked),
+        stale_columns=list(resolution.stale),
     )
 
 
@@ -249,11 +301,15 @@ def _typed_parser(
     f: Field, schema: CaseSchema, mapping: Mapping, today: date
 ) -> Callable[[str], tuple[Any, str | None]]:
     if f.type in {"code", "codes"}:
-        index = code_index(schema.codelist_of(f))
-        overrides = mapping.values.get(f.name, {})
+        matcher = CodeMatcher.of(f, schema, mapping.values_for(f.name))
 
         def parse_code(text: str) -> tuple[Any, str | None]:
-            result = parse_codes(text, f, index, overrides)
+            result = matcher.parse(text)
+            if result.error == "ambiguous-value" and result.ambiguity is not None:
+                # Read as its stated default (a code such as unknown, or missing) and reported.
+                reading = result.ambiguity.reading
+                value = None if reading == "missing" else reading
+                return ([value] if f.multi and value else value), result.error
             if result.error:
                 return None, result.error
             if f.multi:
@@ -340,6 +396,17 @@ def _parse_cells(
         if any(e is not None for _, e in results):
             errors = pl.Series([e for _, e in results], dtype=pl.String)
             expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
+            if "ambiguous-value" in errors:
+                # The word itself is shown to the officer: only known placeholders and
+                # vocabulary words are ambiguous, never free text.
+                words = pl.Series(
+                    [
+                        t.strip() if e == "ambiguous-value" else None
+                        for t, (_, e) in zip(texts, results, strict=True)
+                    ],
+                    dtype=pl.String,
+                )
+                expressions.append(pl.lit(words).gather(position).alias(_word(f.name)))
         else:
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
     expressions += [pl.col(_detail(i)) for i in range(len(resolution.detail_columns))]
@@ -352,6 +419,10 @@ def _parse_cells(
         .select(expressions)
     )
     return _apply_detail_columns(frame, resolution, schema), lookups
+
+
+def _word(name: str) -> str:
+    return f"__word_{name}"
 
 
 def _position(name: str) -> str:
@@ -527,6 +598,22 @@ def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
     first_of_row = duplicates.join(firsts, on="case_id").select(
         pl.col(ROW).alias("row"), "first_row"
     )
+    word_columns = [_word(f.name) for f in schema.fields if _word(f.name) in frame.columns]
+    if word_columns:
+        words = (
+            frame.select(ROW, *word_columns)
+            .unpivot(index=ROW, on=word_columns, variable_name="field", value_name="value")
+            .filter(pl.col("value").is_not_null())
+            .select(
+                pl.col(ROW).alias("row"),
+                pl.col("field").str.strip_prefix("__word_"),
+                pl.lit("ambiguous-value").alias("type"),
+                "value",
+            )
+        )
+        findings = findings.join(words, on=["row", "field", "type"], how="left")
+    else:
+        findings = findings.with_columns(pl.lit(None, dtype=pl.String).alias("value"))
     order = {f.name: i for i, f in enumerate(schema.fields)}
     return (
         findings.join(first_of_row, on="row", how="left")
@@ -535,6 +622,7 @@ def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
             .then(pl.col("first_row"))
             .alias("first_row")
         )
+        .select("row", "field", "type", "first_row", "value")
         .sort("row", pl.col("field").replace_strict(order, return_dtype=pl.Int32))
     )
 

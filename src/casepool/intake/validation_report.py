@@ -10,9 +10,10 @@ import polars as pl
 
 from casepool.core.errors import UsageError
 from casepool.core.i18n import render
-from casepool.core.schema import LANGUAGES, load_schema, read_yaml
+from casepool.core.schema import LANGUAGES, Field, load_schema, read_yaml
 from casepool.core.writing import write_csv, write_json, write_xlsx
-from casepool.intake.validating import Finding, ValidationResult
+from casepool.intake.matching import MAX_CODED_CELL, ambiguous_words, word_key
+from casepool.intake.validating import Finding, ValidationResult, findings_of
 
 EXAMPLES_PER_TYPE = 20
 REPORT_FORMATS = (".csv", ".xlsx", ".json")
@@ -43,11 +44,40 @@ def explain(finding: Finding, lang: str) -> str:
         f = schema.field(finding.field)
         params |= {
             "field": f.label(lang),
+            "name": f.name,
             "codelist": f.codelist or "",
             "min": f.minimum,
             "max": f.maximum,
+            "limit": MAX_CODED_CELL,
         }
+        params.setdefault("header", f.label(lang))
+        if finding.type == "ambiguous-value" and f.codelist:
+            params |= _ambiguity_words(str(params.get("value", "")), f, lang)
     return template.format_map(_Blank(params))
+
+
+def _ambiguity_words(value: str, f: Field, lang: str) -> dict[str, str]:
+    """What an ambiguous word could mean and how it is read, in the officer's language."""
+    codelist = load_schema().codelist_of(f)
+    ambiguity = ambiguous_words(codelist).get(word_key(value))
+    if ambiguity is None:
+        return {}
+
+    def label(code: str) -> str:
+        found = codelist.get(code)
+        return found.label(lang) if found else code
+
+    could = (
+        " / ".join(label(c) for c in ambiguity.candidates)
+        if ambiguity.candidates
+        else render("could-placeholder", lang)
+    )
+    reading = (
+        render("reading-missing", lang)
+        if ambiguity.reading == "missing"
+        else label(ambiguity.reading)
+    )
+    return {"could": could, "reading": reading}
 
 
 class _Blank(dict[str, Any]):
@@ -59,7 +89,6 @@ def render_report(
     result: ValidationResult, lang: str = "en", examples: int = EXAMPLES_PER_TYPE
 ) -> str:
     """Headline, each error type with its count and examples, then notices."""
-    schema = load_schema()
     lines = [
         render(
             "report-headline",
@@ -84,7 +113,7 @@ def render_report(
         )
         shown = by_type.get(slug) or _examples(result, slug, examples)
         for finding in shown[:examples]:
-            field = schema.field(finding.field).label(lang) if finding.field else ""
+            field = _column(finding, lang)
             row = finding.row if finding.row is not None else "—"
             lines.append(
                 render("report-example", lang, row=row, field=field, message=explain(finding, lang))
@@ -97,15 +126,22 @@ def render_report(
     return "\n".join(lines)
 
 
+def _column(finding: Finding, lang: str) -> str:
+    """The officer's header with the field's label: `Status (Population group)`."""
+    if not finding.field:
+        return ""
+    label = load_schema().field(finding.field).label(lang)
+    header = finding.params.get("header")
+    return f"{header} ({label})" if header and header != label else label
+
+
 def _examples(result: ValidationResult, slug: str, limit: int) -> list[Finding]:
     frame = result.findings_frame.filter(pl.col("type") == slug).head(limit)
-    return [
-        Finding(row=r, field=f, type=t, params={"first_row": p} if p is not None else {})
-        for r, f, t, p in frame.iter_rows()
-    ]
+    return findings_of(frame, result.header_of)
 
 
 def _notices(result: ValidationResult, lang: str) -> list[str]:
+    schema = load_schema()
     notices = [
         "- "
         + render(
@@ -115,16 +151,45 @@ def _notices(result: ValidationResult, lang: str) -> list[str]:
             total=len(result.mapped_columns) + len(result.extra_columns),
         )
     ]
-    if result.extra_columns:
+    notes = result.export.notes
+    if notes.get("sheet") and notes.get("other_sheets"):
         notices.append(
             "- "
             + render(
-                "notice-unmapped-columns",
+                "notice-sheet-chosen",
                 lang,
-                count=len(result.extra_columns),
-                columns=", ".join(result.extra_columns),
+                sheet=notes["sheet"],
+                others=", ".join(notes["other_sheets"]),
             )
         )
+    if notes.get("header_row", 1) != 1:
+        notices.append("- " + render("notice-header-row-found", lang, row=notes["header_row"]))
+    if notes.get("blank_rows"):
+        notices.append("- " + render("notice-blank-rows", lang, count=notes["blank_rows"]))
+    if result.stale_columns:
+        notices.append(
+            "- "
+            + render(
+                "notice-stale-mapping",
+                lang,
+                count=len(result.stale_columns),
+                columns=", ".join(result.stale_columns),
+            )
+        )
+    notices.append("- " + render("notice-header-table", lang))
+    for row in result.header_table():
+        header, name = row["header"], row["field"]
+        if name is not None:
+            notices.append(
+                render(
+                    "notice-header-row", lang, header=header, field=schema.field(name).label(lang)
+                )
+            )
+        elif header in result.asked_columns:
+            fields = " / ".join(schema.field(f).label(lang) for f in result.asked_columns[header])
+            notices.append(render("notice-header-asked", lang, header=header, fields=fields))
+        else:
+            notices.append(render("notice-header-left-out", lang, header=header))
     if result.no_consent_rows:
         notices.append("- " + render("notice-no-consent", lang, count=len(result.no_consent_rows)))
     if result.derived_age_rows:
@@ -133,11 +198,12 @@ def _notices(result: ValidationResult, lang: str) -> list[str]:
 
 
 def findings_table(result: ValidationResult, lang: str = "en") -> pl.DataFrame:
-    """Every finding with its title and plain-words rule in the user's language."""
+    """Every finding with the officer's column, its title and plain-words rule in their language."""
     return pl.DataFrame(
         [
             {
                 "row": f.row,
+                "column": f.params.get("header"),
                 "field": f.field,
                 "type": f.type,
                 "title": title(f.type, lang),
@@ -147,6 +213,7 @@ def findings_table(result: ValidationResult, lang: str = "en") -> pl.DataFrame:
         ],
         schema={
             "row": pl.Int64,
+            "column": pl.String,
             "field": pl.String,
             "type": pl.String,
             "title": pl.String,
