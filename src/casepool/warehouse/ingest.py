@@ -263,9 +263,7 @@ def _merge(
             pl.lit(sid).alias("submission_id"),
             pl.lit(org).alias("org"),
             pl.lit(period.code).alias("period"),
-            pl.Series(
-                "record_key", record_keys(secret, org, pseudonyms.to_list()), dtype=pl.Float64
-            ),
+            pl.Series("record_key", record_keys(secret, org, pseudonyms), dtype=pl.Float64),
         )
         notify("insert-cases")
         con.register("incoming_cases", incoming)
