@@ -31,6 +31,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    refresh_active_cases,
     scalar,
     utc_now,
 )
@@ -287,6 +288,7 @@ def _merge(
             },
         )
         _supersede(con, outcome, created, now, actor)
+        refresh_active_cases(con, org)
         notify("commit")
         con.commit()
     except BaseException:
