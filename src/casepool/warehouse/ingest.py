@@ -24,6 +24,7 @@ from casepool.exchange.package import SUFFIX, VerifiedPackage, read_package
 from casepool.exchange.profile import PSEUDONYM
 from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.store import (
+    ACTIVE_COLUMN,
     DEFAULT_WAIT_SECONDS,
     LOADED,
     REFUSED,
@@ -265,6 +266,9 @@ def _merge(
             pl.lit(org).alias("org"),
             pl.lit(period.code).alias("period"),
             pl.Series("record_key", record_keys(secret, org, pseudonyms), dtype=pl.Float64),
+            # Counted unless the refresh below says otherwise: the usual newest package then
+            # needs no update of its own rows.
+            pl.lit(True).alias(ACTIVE_COLUMN),
         )
         notify("insert-cases")
         con.register("incoming_cases", incoming)
