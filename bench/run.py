@@ -351,7 +351,8 @@ def write_markdown(results: dict, path: Path) -> None:
         f"load average {results['machine']['load_average_at_start']} at the start (other work on "
         "the machine slows every row alike).",
         "",
-        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py --sizes 100000,1000000`). "
+        "Reproduce: `make bench` (these tables: `.venv/bin/python bench/run.py --sizes "
+        "100000,1000000 --skip frictionless,pandas_pandera`). "
         "Each task runs in its own process; *seconds* exclude interpreter start and imports "
         "(but `validate_cli` is the whole process), *process CPU s* is the child's user + system "
         "time, start-up included, *load* the 1-minute load average when it ended, "
@@ -466,6 +467,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="100000,1000000,10000000")
     parser.add_argument("--only", default="", help="comma-separated task names")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated task names left out (a fresh run all the same)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite the page from latest.json"
@@ -477,6 +481,7 @@ def main() -> None:
         )
         return
     only = {t for t in args.only.split(",") if t}
+    skip = {t for t in args.skip.split(",") if t}
     results: dict = {"machine": machine(), "sizes": {}}
     RESULTS.mkdir(exist_ok=True)
     latest = RESULTS / "latest.json"
@@ -490,7 +495,7 @@ def main() -> None:
             "tasks": {},
         }
         for name, (what, code) in tasks(rows, files, work).items():
-            if only and name not in only:
+            if (only and name not in only) or name in skip:
                 continue
             sys.stderr.write(f"[{rows:,}] {name} …\n")
             measured = run_measured(code, name)
