@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -101,4 +102,14 @@ def test_no_case_numbers_and_only_blanks_give_no_pseudonyms():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=30))
 def test_any_text_gets_the_per_row_pseudonym(ids):
+    assert pseudonymise(ids, SECRET) == per_row_pseudonyms(ids, SECRET)
+
+
+@pytest.mark.skipif(not Path("/bin/true").exists(), reason="needs /bin/true")
+def test_a_worker_that_dies_before_reading_leaves_its_share_to_this_process(monkeypatch):
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_MESSAGES", 10)
+    monkeypatch.setattr(hashing, "_workers", lambda: 2)
+    # A "python" that exits at once: writing the share to it breaks the pipe.
+    monkeypatch.setattr(hashing.sys, "executable", "/bin/true")
+    ids = case_numbers(50_000)
     assert pseudonymise(ids, SECRET) == per_row_pseudonyms(ids, SECRET)

@@ -100,10 +100,15 @@ def _start(
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+    except (OSError, ValueError):
+        return None
+    try:
         assert child.stdin is not None
         child.stdin.write(pickle.dumps((kind, args, list(chunk)), pickle.HIGHEST_PROTOCOL))
         child.stdin.close()
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # the worker died before reading its share
+        child.kill()
+        child.communicate()
         return None
     return child
 
