@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
 RESULTS = HERE / "results"
+NOTES = HERE / "performance-notes.md"
 PY = sys.executable
 CASEPOOL = str(Path(PY).with_name("casepool"))
 # Baselines that would take many minutes at the largest size run only up to this many rows.
@@ -41,10 +42,15 @@ def run_measured(code: str, label: str) -> dict[str, float]:
     err = process.stderr.read().decode() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{label} failed:\n{out}\n{err}")
-    inner = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    inner = {} if code.startswith(WHOLE_PROCESS) or not last.startswith("{") else json.loads(last)
     return {
         "seconds": round(inner.get("seconds", elapsed), 3),
         "process_seconds": round(elapsed, 3),
+        # CPU of the whole process (start-up included): on a shared machine, wall time waits
+        # for other work while CPU time does not.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "load_average": round(os.getloadavg()[0], 1),
         "peak_mb": round(usage.ru_maxrss / 1024, 1),
     }
 
@@ -61,6 +67,9 @@ def timed(body: str, setup: str = "") -> str:
         ]
     )
 
+
+# A child run with this first line is timed as a whole process (its printed output is ignored).
+WHOLE_PROCESS = "# whole-process\n"
 
 VALIDATE_SETUP = "from casepool.intake.validating import validate_export\nimport pandera.polars"
 
@@ -223,6 +232,14 @@ def tasks(rows: int, files: dict[str, Path], work: Path) -> dict[str, tuple[str,
             timed(f"validate_export({cp1256!r})", VALIDATE_SETUP),
         ),
     }
+    out["validate_cli"] = (
+        "casepool validate --json, the whole process (start-up and imports included)",
+        WHOLE_PROCESS
+        # The report goes to /dev/null: a pipe that nobody reads before the end would block.
+        + "import os, sys\nsys.stdout = open(os.devnull, 'w')\nfrom casepool.cli.main import main\n"
+        + f"sys.argv = ['casepool', 'validate', {utf8!r}, '--json']\n"
+        + "try:\n    main()\nexcept SystemExit:\n    pass\n",
+    )
     if "xlsx" in files:
         out["validate_xlsx"] = (
             "casepool validate, XLSX",
@@ -249,7 +266,7 @@ def tasks(rows: int, files: dict[str, Path], work: Path) -> dict[str, tuple[str,
         "casepool submit (validate, de-identify, scan, sign)",
         (
             "import json, time, shutil\n"
-            "from casepool.exchange.keys import generate_keys\nfrom casepool.packaging import submit_export\n"
+            "from casepool.exchange.keys import generate_keys\nfrom casepool.intake.submit import submit_export\n"
             f"shutil.rmtree({str(work)!r}, ignore_errors=True)\n"
             f"generate_keys('BENCH', {str(keys)!r})\n"
             "t0 = time.perf_counter()\n"
@@ -262,7 +279,8 @@ def tasks(rows: int, files: dict[str, Path], work: Path) -> dict[str, tuple[str,
         "casepool ingest (verify, merge) into a new warehouse",
         (
             "import json, time\n"
-            "from casepool.warehouse import add_organisation, ingest_packages\n"
+            "from casepool.warehouse.organisations import add_organisation\n"
+            "from casepool.warehouse.ingest import ingest_packages\n"
             f"add_organisation({str(warehouse)!r}, 'BENCH', 'Bench', {str(keys / 'BENCH.pub')!r})\n"
             "t0 = time.perf_counter()\n"
             f"r = ingest_packages([{str(outbox)!r}], {str(warehouse)!r})\n"
@@ -286,14 +304,14 @@ def _optional_publish(warehouse: Path, work: Path) -> dict[str, tuple[str, str]]
             "casepool publish, whole catalogue, every format",
             timed(
                 f"result = publish({str(warehouse)!r}, {str(work / 'publication')!r})\nassert result.ok",
-                "from casepool.publishing import publish",
+                "from casepool.publishing.publish import publish",
             ),
         ),
         "query_cellkey": (
             "casepool query registered_cases by governorate × sex, cell-key method",
             timed(
                 f"query({str(warehouse)!r}, 'registered_cases', by=['governorate', 'sex'], method='cellkey')",
-                "from casepool.publishing import query",
+                "from casepool.publishing.query import query",
             ),
         ),
     }
@@ -333,8 +351,11 @@ def write_markdown(results: dict, path: Path) -> None:
         f"load average {results['machine']['load_average_at_start']} at the start (other work on "
         "the machine slows every row alike).",
         "",
-        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py --sizes 100000,1000000`). "
-        "Each task runs in its own process; *seconds* exclude interpreter start and imports, "
+        "Reproduce: `make bench` (these tables: `.venv/bin/python bench/run.py --sizes "
+        "100000,1000000 --skip frictionless,pandas_pandera`). "
+        "Each task runs in its own process; *seconds* exclude interpreter start and imports "
+        "(but `validate_cli` is the whole process), *process CPU s* is the child's user + system "
+        "time, start-up included, *load* the 1-minute load average when it ended, "
         "*peak MB* is the process's maximum resident memory. Data: `casepool synth --format csv` "
         "(one organisation, every field, names, phones, addresses and notes left in, 0.1% injected "
         "errors of each kind).",
@@ -347,8 +368,9 @@ def write_markdown(results: dict, path: Path) -> None:
         lines += [
             f"## {int(rows):,} records (UTF-8 CSV {size_mb:,.0f} MB)",
             "",
-            "| task | seconds | rows/s | peak MB | peak ÷ input | ÷ polars read | casepool validate vs this |",
-            "|---|---|---|---|---|---|---|",
+            "| task | seconds | rows/s | process CPU s | load | peak MB | peak ÷ input "
+            "| ÷ polars read | casepool validate vs this |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, m in entry["tasks"].items():
             secs = m["seconds"]
@@ -360,16 +382,19 @@ def write_markdown(results: dict, path: Path) -> None:
                 else ""
             )
             lines.append(
-                f"| {name}: {m['what']} | {secs:.2f} | {rate:,} | {m['peak_mb']:,.0f} | "
+                f"| {name}: {m['what']} | {secs:.2f} | {rate:,} | {m.get('cpu_seconds', 0):.2f} | "
+                f"{m.get('load_average', '')} | {m['peak_mb']:,.0f} | "
                 f"{m['peak_mb'] / size_mb:.1f} | {ratio_floor} | {versus} |"
             )
         lines.append("")
     lines += targets(results)
+    if NOTES.exists():  # the closing notes: why a goal is missed, what was measured by hand
+        lines += ["", NOTES.read_text(encoding="utf-8").rstrip()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def targets(results: dict) -> list[str]:
-    """The targets of the speed issue, each with the measured figure and whether it is met."""
+    """The goals of the speed issue (19), each with the measured figure and whether it is met."""
     sizes = results["sizes"]
     biggest = max(sizes, key=int)
 
@@ -380,58 +405,59 @@ def targets(results: dict) -> list[str]:
         m = task(rows, name)
         return int(rows) / m["seconds"] if m else None
 
+    def verdict(ok: bool | None) -> str:
+        return "yes" if ok else ("no" if ok is False else "–")
+
     rows_1m = "1000000" if "1000000" in sizes else biggest
     checks: list[tuple[str, str, bool | None]] = []
+    v, f = task(rows_1m, "validate_utf8"), task(rows_1m, "polars_read")
+    if v and f:
+        ratio = v["seconds"] / f["seconds"]
+        checks.append(("validate ≤ 2× a bare polars read at 1M", f"{ratio:.1f}×", ratio <= 2))
     r = rate(rows_1m, "validate_utf8")
     checks.append(
         (
-            "validate ≥ 1M rows/s, UTF-8 CSV",
+            "validate ≥ 1M rows/s in-process",
             f"{r:,.0f} rows/s" if r else "–",
             r >= 1e6 if r else None,
         )
     )
-    v, f = task(rows_1m, "validate_utf8"), task(rows_1m, "polars_read")
-    if v and f:
-        ratio = v["seconds"] / f["seconds"]
-        checks.append(("validate within 3× of polars' bare read", f"{ratio:.1f}×", ratio <= 3))
-    u, c = task(rows_1m, "validate_utf8"), task(rows_1m, "validate_cp1256")
-    if u and c:
-        ratio = c["seconds"] / u["seconds"]
-        checks.append(("cp1256 within 2× of UTF-8", f"{ratio:.1f}×", ratio <= 2))
-    r = rate(rows_1m, "validate_xlsx")
-    checks.append(
-        ("XLSX ≥ 150k rows/s", f"{r:,.0f} rows/s" if r else "–", r >= 150_000 if r else None)
-    )
+    for name in ("validate_utf8", "submit"):
+        peaks = [
+            (sizes[rows]["tasks"][name]["peak_mb"] / sizes[rows]["input_mb"], int(rows))
+            for rows in sizes
+            if int(rows) >= 1_000_000 and name in sizes[rows]["tasks"]
+        ]
+        worst = max(peaks) if peaks else None
+        checks.append(
+            (
+                f"{name}: peak memory ≤ 2× the input at 1M and 10M",
+                f"{worst[0]:.1f}× at {worst[1]:,}" if worst else "–",
+                worst[0] <= 2 if worst else None,
+            )
+        )
     r = rate(rows_1m, "ingest")
-    checks.append(("ingest ≥ 1M rows/s", f"{r:,.0f} rows/s" if r else "–", r >= 1e6 if r else None))
+    checks.append(
+        ("ingest ≥ 500k rows/s at 1M", f"{r:,.0f} rows/s" if r else "–", r >= 5e5 if r else None)
+    )
     p = task("10000000", "publish")
     checks.append(
         (
-            "publish of the catalogue over 10M records < 30 s",
-            f"{p['seconds']:.1f} s" if p else "not run",
-            p["seconds"] < 30 if p else None,
+            "publish of the catalogue over 10M records < 20 s",
+            f"{p['seconds']:.1f} s" if p else "not run (10M not measured on the shared machine)",
+            p["seconds"] < 20 if p else None,
         )
     )
-    worst = (
-        max(
-            (m["peak_mb"] / sizes[rows]["input_mb"], f"{name} at {int(rows):,}")
-            for rows in sizes
-            if int(rows) >= 1_000_000
-            for name, m in sizes[rows]["tasks"].items()
-            if not name.startswith(("frictionless", "pandas"))
+    c = task("100000", "validate_cli")
+    checks.append(
+        (
+            "100k-row validate, whole process, < 1 s",
+            f"{c['process_seconds']:.2f} s wall, {c['cpu_seconds']:.2f} s CPU" if c else "–",
+            c["process_seconds"] < 1 if c else None,
         )
-        if any(int(rows) >= 1_000_000 for rows in sizes)
-        else None
     )
-    if worst:
-        checks.append(
-            ("peak memory < 3× the input file", f"worst {worst[0]:.1f}× ({worst[1]})", worst[0] < 3)
-        )
-    lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for what, measured, met in checks:
-        lines.append(
-            f"| {what} | {measured} | {'yes' if met else ('no' if met is False else '–')} |"
-        )
+    lines = ["## Goals (issue 19)", "", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {what} | {measured} | {verdict(met)} |" for what, measured, met in checks]
     return [*lines, ""]
 
 
@@ -441,6 +467,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="100000,1000000,10000000")
     parser.add_argument("--only", default="", help="comma-separated task names")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated task names left out (a fresh run all the same)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite the page from latest.json"
@@ -452,6 +481,7 @@ def main() -> None:
         )
         return
     only = {t for t in args.only.split(",") if t}
+    skip = {t for t in args.skip.split(",") if t}
     results: dict = {"machine": machine(), "sizes": {}}
     RESULTS.mkdir(exist_ok=True)
     latest = RESULTS / "latest.json"
@@ -465,7 +495,7 @@ def main() -> None:
             "tasks": {},
         }
         for name, (what, code) in tasks(rows, files, work).items():
-            if only and name not in only:
+            if (only and name not in only) or name in skip:
                 continue
             sys.stderr.write(f"[{rows:,}] {name} …\n")
             measured = run_measured(code, name)

@@ -83,15 +83,36 @@ def keyed_hasher(secret: bytes) -> Callable[[bytes], bytes]:
 
 def pseudonymise(case_ids: Sequence[str | None] | pl.Series, secret: bytes) -> list[str | None]:
     """HMAC-SHA256 of each case number under the organisation's secret key, as 64 hex digits."""
+    return pseudonym_series(case_ids, secret).to_list()
+
+
+def pseudonym_series(case_ids: Sequence[str | None] | pl.Series, secret: bytes) -> pl.Series:
+    """`pseudonymise` as a String series named PSEUDONYM, without a Python object per row.
+
+    The case numbers are normalised in polars (the rare ones outside the common scripts are
+    finished in Python), hashed in batches over the cores, and hex-encoded by numpy and polars.
+    """
+    import numpy as np
+
+    from casepool.exchange.hashing import HMAC_SHA256_BYTES, hmac_sha256_many
+
     series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
-    keys = series.to_frame("c").select(_case_key(pl.col("c"))).to_series().to_list()
-    keyed = keyed_hasher(secret)
-    return [
-        None
-        if c is None
-        else keyed((c if c.isascii() else normalise_case_id(c)).encode("utf-8")).hex()
-        for c in keys
-    ]
+    keys = series.to_frame("c").select(_case_key(pl.col("c")).alias("k")).to_series()
+    unusual = keys.str.contains(r"[^\x00-\x7F]").fill_null(False)
+    if unusual.any():
+        fixed = [normalise_case_id(c) for c in keys.filter(unusual).to_list()]
+        keys = keys.scatter(unusual.arg_true(), fixed)
+    present = keys.is_not_null()
+    messages = keys.filter(present).cast(pl.Binary).to_list()
+    digests = hmac_sha256_many(secret, messages)
+    assert len(digests) == HMAC_SHA256_BYTES * len(messages)
+    # Hex digits never hold a zero byte, so numpy's fixed-width "S64" cuts nothing off.
+    hexed = pl.Series(PSEUDONYM, np.frombuffer(digests.hex().encode("ascii"), dtype="S64"))
+    hexed = hexed.cast(pl.String)
+    if hexed.len() == series.len():
+        return hexed
+    out = pl.Series(PSEUDONYM, [None] * series.len(), dtype=pl.String)
+    return out.scatter(present.arg_true(), hexed) if hexed.len() else out
 
 
 @dataclass(frozen=True)
@@ -161,8 +182,7 @@ def deidentify(
     schema = schema or load_schema()
     profile = profile or load_profile()
     if pseudonyms is None:
-        ids = records.get_column("case_id")
-        pseudonyms = pl.Series(PSEUDONYM, pseudonymise(ids, secret), dtype=pl.String)
+        pseudonyms = pseudonym_series(records.get_column("case_id"), secret)
     report = _kept_date(pl.col("report_date"), profile.precision("report_date"), period)
     out: list[pl.Expr] = [pl.col(ROW), pl.lit(pseudonyms).alias(PSEUDONYM)]
     for f in schema.submitted_fields:
@@ -382,9 +402,7 @@ def prepare_submission(
         base.status = REFUSED_EMPTY
         return base
 
-    pseudonyms = pl.Series(
-        PSEUDONYM, pseudonymise(in_period.get_column("case_id"), secret), dtype=pl.String
-    )
+    pseudonyms = pseudonym_series(in_period.get_column("case_id"), secret)
     frame = deidentify(in_period, secret, schema, pseudonyms, profile=profile, period=period)
     qis = quasi_identifiers(schema, profile)
     columns = qis.columns

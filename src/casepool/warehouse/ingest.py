@@ -24,6 +24,7 @@ from casepool.exchange.package import SUFFIX, VerifiedPackage, read_package
 from casepool.exchange.profile import PSEUDONYM
 from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.store import (
+    ACTIVE_COLUMN,
     DEFAULT_WAIT_SECONDS,
     LOADED,
     REFUSED,
@@ -33,6 +34,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    refresh_active_cases,
     rollback,
     scalar,
     utc_now,
@@ -321,9 +323,10 @@ def _merge(
             pl.lit(sid).alias("submission_id"),
             pl.lit(org).alias("org"),
             pl.lit(period.code).alias("period"),
-            pl.Series(
-                "record_key", record_keys(secret, org, pseudonyms.to_list()), dtype=pl.Float64
-            ),
+            pl.Series("record_key", record_keys(secret, org, pseudonyms), dtype=pl.Float64),
+            # Counted unless the refresh below says otherwise: the usual newest package then
+            # needs no update of its own rows.
+            pl.lit(True).alias(ACTIVE_COLUMN),
         )
         notify("insert-cases")
         con.register("incoming_cases", incoming)
@@ -347,6 +350,7 @@ def _merge(
             },
         )
         _supersede(con, org, period.code, now, actor, outcome)
+        refresh_active_cases(con, org)
         notify("commit")
         con.commit()
     except BaseException:

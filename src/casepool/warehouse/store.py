@@ -258,6 +258,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) 
         row = scalar(con.execute("SELECT value FROM warehouse_info WHERE key = 'format'"))
         if row is None or int(row[0]) > WAREHOUSE_FORMAT:
             raise WarehouseError("warehouse-incompatible", path=str(path))
+        if not read_only:
+            keep_active_flags(con)
         return
     if tables:
         raise WarehouseError("warehouse-incompatible", path=str(path))
@@ -275,6 +277,7 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) 
                 ["record_key_secret", secrets.token_hex(32)],
             ],
         )
+        keep_active_flags(con, in_transaction=True)
         con.commit()
     except BaseException:
         rollback(con)
@@ -327,3 +330,107 @@ def record_audit(
 
 
 LOADED, UNCHANGED, REFUSED = "loaded", "unchanged", "refused"
+
+
+# --- the counted cases, kept at ingest -----------------------------------------------------------
+
+# `cases.active` marks the rows `active_cases` returns: the row of the newest active submission
+# of its organisation for each pseudonym. Ingest keeps it in the same transaction as the change
+# that moves it, so reading the counted cases is a plain filter, not a window over every row.
+# `active_cases_basis` lists the active submissions the flags were computed for; while it differs
+# from `active_submissions` (a write that did not refresh the flags) the view falls back to the
+# window, so a stale flag can slow a query but never change a count.
+ACTIVE_COLUMN = "active"
+BASIS = "active_cases_basis"
+_WINNER_ORDER = "ORDER BY s.created_at DESC, s.submission_id DESC"
+_FRESH = f"""NOT EXISTS (
+    SELECT submission_id FROM active_submissions EXCEPT SELECT submission_id FROM {BASIS})
+  AND NOT EXISTS (
+    SELECT submission_id FROM {BASIS} EXCEPT SELECT submission_id FROM active_submissions)"""
+_ACTIVE_CASES_VIEW = f"""CREATE OR REPLACE VIEW active_cases AS
+  SELECT * EXCLUDE ({ACTIVE_COLUMN}) FROM cases WHERE {ACTIVE_COLUMN} AND ({_FRESH})
+  UNION ALL
+  SELECT c.* EXCLUDE ({ACTIVE_COLUMN}) FROM cases c
+  JOIN (SELECT * FROM active_submissions WHERE NOT ({_FRESH})) s USING (submission_id)
+  QUALIFY row_number() OVER (PARTITION BY c.org, c.pseudonym {_WINNER_ORDER}) = 1"""
+
+
+def keep_active_flags(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False) -> None:
+    """Give a warehouse made before the flag its `active` column, basis table and view (once)."""
+    has_flag = scalar(
+        con.execute(
+            "SELECT 1 FROM duckdb_columns() WHERE table_name = 'cases' AND column_name = ?",
+            [ACTIVE_COLUMN],
+        )
+    )
+    if has_flag:
+        return
+    if not in_transaction:
+        con.begin()
+    try:
+        con.execute(f"ALTER TABLE cases ADD COLUMN {ACTIVE_COLUMN} BOOLEAN")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {BASIS} (submission_id VARCHAR PRIMARY KEY)")
+        refresh_active_cases(con)
+        con.execute(_ACTIVE_CASES_VIEW)
+        if not in_transaction:
+            con.commit()
+    except BaseException:
+        if not in_transaction:
+            con.rollback()
+        raise
+
+
+def refresh_active_cases(con: duckdb.DuckDBPyConnection, org: str | None = None) -> None:
+    """Recompute `cases.active` for one organisation (all when None), in the caller's transaction.
+
+    Call it after anything that changes which submissions are active. When the basis of another
+    organisation was stale too, every organisation is recomputed.
+    """
+    if org is None:
+        orgs = [r[0] for r in con.execute("SELECT DISTINCT org FROM cases").fetchall()]
+        for each in orgs:
+            _flag(con, each)
+        con.execute(f"DELETE FROM {BASIS}")
+        con.execute(f"INSERT INTO {BASIS} SELECT submission_id FROM active_submissions")
+        return
+    _flag(con, org)
+    con.execute(
+        f"DELETE FROM {BASIS} WHERE submission_id IN "
+        "(SELECT submission_id FROM submissions WHERE org = ?) "
+        "OR submission_id NOT IN (SELECT submission_id FROM submissions)",
+        [org],
+    )
+    con.execute(
+        f"INSERT INTO {BASIS} SELECT submission_id FROM active_submissions WHERE org = ?", [org]
+    )
+    if not scalar(con.execute(f"SELECT {_FRESH}"))[0]:
+        refresh_active_cases(con)
+
+
+def _flag(con: duckdb.DuckDBPyConnection, org: str) -> None:
+    """Set `cases.active` of one organisation's rows, touching only the rows whose flag changes."""
+    live = [
+        r[0]
+        for r in con.execute(
+            "SELECT submission_id FROM active_submissions WHERE org = ?", [org]
+        ).fetchall()
+    ]
+    if len(live) <= 1:
+        # One active submission (the usual case): its rows are the counted ones (a package's
+        # pseudonyms are unique, verified at ingest), no window needed.
+        keep = "coalesce(submission_id = ?, false)"
+        only = live[0] if live else None
+        con.execute(
+            f"UPDATE cases SET {ACTIVE_COLUMN} = {keep} "
+            f"WHERE org = ? AND {ACTIVE_COLUMN} IS DISTINCT FROM {keep}",
+            [only, org, only],
+        )
+        return
+    con.execute(
+        f"""UPDATE cases SET {ACTIVE_COLUMN} = fresh.keep FROM (
+  SELECT c.rowid AS rid, coalesce(s.submission_id IS NOT NULL AND row_number() OVER (
+    PARTITION BY c.pseudonym, s.submission_id IS NOT NULL {_WINNER_ORDER}) = 1, false) AS keep
+  FROM cases c LEFT JOIN active_submissions s USING (submission_id) WHERE c.org = ?) fresh
+WHERE cases.rowid = fresh.rid AND cases.{ACTIVE_COLUMN} IS DISTINCT FROM fresh.keep""",
+        [org],
+    )

@@ -28,6 +28,7 @@ from casepool.warehouse.store import (
     current_actor,
     open_warehouse,
     record_audit,
+    refresh_active_cases,
     rollback,
     utc_now,
 )
@@ -184,6 +185,7 @@ def _decide(
                 detail={"reason": reason, "state_before": found.state},
             )
             active = _supersede(con, found.org, found.period, now, actor)
+            refresh_active_cases(con, found.org)  # the flags publish and query read
             release_id = record_release(
                 con,
                 kind="revocation",
