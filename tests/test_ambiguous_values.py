@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from casepool.cli.text.intake import render_report
 from casepool.core.normalising import fold
 from casepool.core.schema import load_codelists, load_schema
 from casepool.intake.mapping import Mapping
@@ -15,7 +16,6 @@ from casepool.intake.matching import (
     word_key,
 )
 from casepool.intake.validating import validate_export
-from casepool.intake.validation_report import render_report
 
 
 def test_na_file_reports_every_placeholder_with_the_officers_header(fixtures):

@@ -214,7 +214,8 @@ def test_the_default_k_is_three_and_one_odd_record_is_blanked_least_important_fi
 
 
 def test_min_k_never_refuses_and_reports_the_k_reached():
-    from casepool.intake.submit import SubmitOutcome, render_submission
+    from casepool.cli.text.intake import render_submission
+    from casepool.intake.submit import SubmitOutcome
 
     sub = submission(_uniform(2), min_k=3)
     assert sub.ready
@@ -365,7 +366,8 @@ def test_deidentification_leaves_no_identifier_and_only_allowlisted_columns(ids,
 
 
 def test_the_refusal_for_personal_data_names_row_and_field_in_every_language():
-    from casepool.intake.submit import SubmitOutcome, render_submission
+    from casepool.cli.text.intake import render_submission
+    from casepool.intake.submit import SubmitOutcome
 
     records = canonical_records(5).with_columns(
         pl.when(pl.col(ROW) == 4).then(pl.lit("+964 770 123 4567")).otherwise(pl.col("justice_outcome"))

@@ -8,12 +8,12 @@ import zipfile
 import pytest
 import yaml
 
+from casepool.cli.text.intake import render_report
 from casepool.core.errors import MappingError
 from casepool.core.reading import read_export
 from casepool.intake.mapping import load_mapping
 from casepool.intake.mapping_draft import draft_export, plan_draft, write_mapping_workbook
 from casepool.intake.validating import validate_export
-from casepool.intake.validation_report import render_report
 
 PRIMERO = "primero_style_multi_select_and_personal_values.csv"
 

@@ -23,7 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_NOT_COMMANDS = {"main", "common", "reference_docs"}
+_NOT_COMMANDS = {"main", "common", "reference_docs", "text"}
 
 
 def _register_commands() -> None:

@@ -58,8 +58,9 @@ def submit(
     Example: casepool submit export.xlsx --org ORG-01 --period 2025-Q3 --key keys/ --out outbox/
     """
     from casepool.cli.keygen import passphrase_for
+    from casepool.cli.text.intake import render_submission
     from casepool.exchange.keys import keys_protected
-    from casepool.intake.submit import render_submission, submit_export
+    from casepool.intake.submit import submit_export
 
     protected = run(lambda: keys_protected(key, org), lang, debug)
     passphrase = passphrase_for(lang, confirm=False) if protected else None

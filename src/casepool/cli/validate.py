@@ -61,8 +61,9 @@ def validate(
 
     Example: casepool validate export.xlsx --mapping mapping.yaml --lang ar --report errors.xlsx
     """
+    from casepool.cli.text.intake import render_report
     from casepool.intake.validating import validate_export
-    from casepool.intake.validation_report import render_report, write_report
+    from casepool.intake.validation_report import write_report
 
     with progress_stages(export) as notify:
         result = run(

@@ -13,9 +13,8 @@ from casepool.core.i18n import render
 from casepool.core.schema import LANGUAGES, Field, load_schema, read_yaml
 from casepool.core.writing import write_csv, write_json, write_xlsx
 from casepool.intake.matching import MAX_CODED_CELL, ambiguous_words, word_key
-from casepool.intake.validating import Finding, ValidationResult, findings_of
+from casepool.intake.validating import Finding, ValidationResult
 
-EXAMPLES_PER_TYPE = 20
 REPORT_FORMATS = (".csv", ".xlsx", ".json")
 
 
@@ -83,118 +82,6 @@ def _ambiguity_words(value: str, f: Field, lang: str) -> dict[str, str]:
 class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return ""
-
-
-def render_report(
-    result: ValidationResult, lang: str = "en", examples: int = EXAMPLES_PER_TYPE
-) -> str:
-    """Headline, each error type with its count and examples, then notices."""
-    lines = [
-        render(
-            "report-headline",
-            lang,
-            file=result.path.name,
-            rows=result.rows,
-            encoding=result.encoding or result.format,
-            valid=result.valid_rows,
-            errors=result.error_count,
-            invalid=len(result.invalid_rows) if result.error_count else 0,
-        )
-    ]
-    if result.valid:
-        lines.append(render("report-valid", lang))
-    by_type: dict[str, list[Finding]] = {}
-    for finding in result.file_findings:
-        by_type.setdefault(finding.type, []).append(finding)
-    for slug, count in result.counts_by_type().items():
-        lines.append("")
-        lines.append(
-            render("report-error-type", lang, title=title(slug, lang), slug=slug, count=count)
-        )
-        shown = by_type.get(slug) or _examples(result, slug, examples)
-        for finding in shown[:examples]:
-            field = _column(finding, lang)
-            row = finding.row if finding.row is not None else "—"
-            lines.append(
-                render("report-example", lang, row=row, field=field, message=explain(finding, lang))
-            )
-        if count > examples:
-            lines.append(render("report-more", lang, count=count - examples))
-    notices = _notices(result, lang)
-    if notices:
-        lines += ["", render("report-notices", lang), *notices]
-    return "\n".join(lines)
-
-
-def _column(finding: Finding, lang: str) -> str:
-    """The officer's header with the field's label: `Status (Population group)`."""
-    if not finding.field:
-        return ""
-    label = load_schema().field(finding.field).label(lang)
-    header = finding.params.get("header")
-    return f"{header} ({label})" if header and header != label else label
-
-
-def _examples(result: ValidationResult, slug: str, limit: int) -> list[Finding]:
-    frame = result.findings_frame.filter(pl.col("type") == slug).head(limit)
-    return findings_of(frame, result.header_of)
-
-
-def _notices(result: ValidationResult, lang: str) -> list[str]:
-    schema = load_schema()
-    notices = [
-        "- "
-        + render(
-            "notice-mapped-columns",
-            lang,
-            mapped=len(result.mapped_columns),
-            total=len(result.mapped_columns) + len(result.extra_columns),
-        )
-    ]
-    notes = result.export.notes
-    if notes.get("sheet") and notes.get("other_sheets"):
-        notices.append(
-            "- "
-            + render(
-                "notice-sheet-chosen",
-                lang,
-                sheet=notes["sheet"],
-                others=", ".join(notes["other_sheets"]),
-            )
-        )
-    if notes.get("header_row", 1) != 1:
-        notices.append("- " + render("notice-header-row-found", lang, row=notes["header_row"]))
-    if notes.get("blank_rows"):
-        notices.append("- " + render("notice-blank-rows", lang, count=notes["blank_rows"]))
-    if result.stale_columns:
-        notices.append(
-            "- "
-            + render(
-                "notice-stale-mapping",
-                lang,
-                count=len(result.stale_columns),
-                columns=", ".join(result.stale_columns),
-            )
-        )
-    notices.append("- " + render("notice-header-table", lang))
-    for row in result.header_table():
-        header, name = row["header"], row["field"]
-        if name is not None:
-            notices.append(
-                render(
-                    "notice-header-row", lang, header=header, field=schema.field(name).label(lang)
-                )
-            )
-        elif header in result.asked_columns:
-            fields = " / ".join(schema.field(f).label(lang) for f in result.asked_columns[header])
-            notices.append(render("notice-header-asked", lang, header=header, fields=fields))
-        else:
-            notices.append(render("notice-header-left-out", lang, header=header))
-    if result.no_consent_rows:
-        notices.append("- " + render("notice-no-consent", lang, count=len(result.no_consent_rows)))
-    if result.derived_age_rows:
-        notices.append("- " + render("notice-derived-age", lang, count=result.derived_age_rows))
-    return notices
 
 
 def findings_table(result: ValidationResult, lang: str = "en") -> pl.DataFrame:

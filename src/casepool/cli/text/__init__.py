@@ -1,0 +1,1 @@
+"""How library results read on a terminal: one module per stage; the library itself returns data."""
