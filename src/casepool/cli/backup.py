@@ -36,7 +36,9 @@ def backup(
     if as_json:
         print_json(result.to_dict())
     else:
-        say(result.render(lang.value))
+        from casepool.cli.text.warehouse import render_backup  # here: --help stays fast
+
+        say(render_backup(result, lang.value))
 
 
 def register(app: typer.Typer) -> None:

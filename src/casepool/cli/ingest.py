@@ -52,7 +52,9 @@ def ingest(
     if as_json:
         print_json(report.to_dict())
     else:
-        typer.echo(report.render(lang.value))
+        from casepool.cli.text.warehouse import render_ingest  # here: --help stays fast
+
+        typer.echo(render_ingest(report, lang.value))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_REFUSED)
 
 

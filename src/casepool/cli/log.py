@@ -48,7 +48,9 @@ def log(
     if as_json:
         print_json(result.to_dict())
     else:
-        typer.echo(result.render(lang.value))
+        from casepool.cli.text.warehouse import render_log  # here: --help stays fast
+
+        typer.echo(render_log(result, lang.value))
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,9 @@ def restore(
     if as_json:
         print_json(result.to_dict())
     else:
-        say(result.render(lang.value))
+        from casepool.cli.text.warehouse import render_restore  # here: --help stays fast
+
+        say(render_restore(result, lang.value))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,9 @@ def status(
     if as_json:
         print_json(result.to_dict())
     else:
-        typer.echo(result.render(lang.value))
+        from casepool.cli.text.warehouse import render_status  # here: --help stays fast
+
+        typer.echo(render_status(result, lang.value))
 
 
 def register(app: typer.Typer) -> None:

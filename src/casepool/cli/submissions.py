@@ -72,7 +72,9 @@ def revoke(
     if as_json:
         print_json(decision.to_dict())
     else:
-        say(decision.render(lang.value))
+        from casepool.cli.text.warehouse import render_decision  # here: --help stays fast
+
+        say(render_decision(decision, lang.value))
 
 
 @submissions_app.command("reactivate")
@@ -96,7 +98,9 @@ def reactivate(
     if as_json:
         print_json(decision.to_dict())
     else:
-        say(decision.render(lang.value))
+        from casepool.cli.text.warehouse import render_decision  # here: --help stays fast
+
+        say(render_decision(decision, lang.value))
 
 
 def register(app: typer.Typer) -> None:

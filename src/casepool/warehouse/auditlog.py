@@ -88,13 +88,6 @@ class AuditLog:
             "entries": [e.to_dict() for e in self.entries],
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        if not self.entries:
-            return render("log-empty", lang)
-        return "\n".join([render("log-columns", lang), *(e.line() for e in self.entries)])
-
 
 def _day(value: str | date | None, option: str) -> date | None:
     if value is None or isinstance(value, date):

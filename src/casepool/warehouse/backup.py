@@ -112,19 +112,6 @@ class BackupResult:
             "tables": {k: {"rows": v[0], "digest": v[1]} for k, v in self.tables.items()},
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        return render(
-            "backup-written",
-            lang,
-            out=str(self.out),
-            size=f"{self.size / 1_048_576:,.1f}",
-            submissions=self.tables.get("submissions", (0, ""))[0],
-            cases=f"{self.tables.get('cases', (0, ''))[0]:,}",
-            audit=self.tables.get("audit_log", (0, ""))[0],
-        )
-
 
 def _fsync_dir(folder: Path) -> None:
     try:
@@ -251,18 +238,6 @@ class RestoreResult:
             "verified": True,
             "tables": {k: {"rows": v[0], "digest": v[1]} for k, v in self.tables.items()},
         }
-
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        return render(
-            "restore-done",
-            lang,
-            backup=str(self.backup),
-            warehouse=str(self.warehouse),
-            submissions=self.tables.get("submissions", (0, ""))[0],
-            cases=f"{self.tables.get('cases', (0, ''))[0]:,}",
-        )
 
 
 @contextmanager

@@ -153,24 +153,6 @@ class IngestReport:
             "packages": [p.to_dict() for p in self.packages],
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        lines = [p.message(lang) for p in self.packages]
-        counts = {
-            k: sum(p.outcome == k for p in self.packages) for k in (LOADED, UNCHANGED, REFUSED)
-        }
-        lines.append(
-            render(
-                "ingest-summary",
-                lang,
-                loaded=counts[LOADED],
-                unchanged=counts[UNCHANGED],
-                refused=counts[REFUSED],
-            )
-        )
-        return "\n".join(lines)
-
 
 def find_packages(paths: Sequence[str | Path]) -> list[Path]:
     """The packages named, and those inside named folders (by name, so oldest first)."""

@@ -43,35 +43,6 @@ class WarehouseStatus:
             "active_cases": self.active_cases,
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        lines = [render("status-organisations", lang, count=len(self.organisations))]
-        lines += [f"  {o.org:<12} {o.name}  (key {o.key_id})" for o in self.organisations]
-        active = self.submissions.filter(pl.col("state") == "active")
-        revoked = self.submissions.filter(pl.col("state") == "revoked").height
-        lines.append(
-            render(
-                "status-submissions-revoked",
-                lang,
-                active=active.height,
-                superseded=self.submissions.height - active.height - revoked,
-                revoked=revoked,
-                rows=f"{int(active.get_column('rows').sum() or 0):,}",
-            )
-        )
-        lines.append(render("status-counted", lang, count=f"{self.active_cases:,}"))
-        if self.submissions.height:
-            lines.append(render("status-columns", lang))
-        for row in self.submissions.iter_rows(named=True):
-            state = render(f"status-{row['state']}", lang)
-            lines.append(
-                f"  {row['org']:<12} {row['period']:<8} {state:<12} {row['rows']:>10,}  "
-                f"{row['created_at']:%Y-%m-%d %H:%M}  {row['ingested_at']:%Y-%m-%d %H:%M}  "
-                f"{row['submission_id'][:12]}  {row['package']}"
-            )
-        return "\n".join(lines)
-
 
 def warehouse_status(
     warehouse: str | Path, *, wait: float = DEFAULT_WAIT_SECONDS

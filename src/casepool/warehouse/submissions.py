@@ -120,19 +120,6 @@ class Decision:
             "release_id": self.release_id,
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        key = f"submission-{self.action}" + ("" if self.active else "-none-active")
-        return render(
-            key,
-            lang,
-            submission=self.submission.submission_id[:12],
-            org=self.submission.org,
-            period=self.submission.period,
-            active=(self.active or "")[:12],
-        )
-
 
 def _find(con: duckdb.DuckDBPyConnection, given: str) -> SubmissionRow:
     """The submission whose id is `given` or starts with it (at least 6 characters)."""
