@@ -14,13 +14,15 @@ catalogue (`casepool publish`) keeps suppression.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from casepool.catalogue.indicators import (
+    LATEST,
+    Indicator,
     IndicatorCatalogue,
     TableRequest,
     check_request,
@@ -28,7 +30,9 @@ from casepool.catalogue.indicators import (
     load_indicators,
     parse_by,
     parse_where,
+    resolve_latest,
 )
+from casepool.catalogue.population import read_population
 from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR, OUTCOME, VALUE
 from casepool.core.errors import UsageError
 from casepool.publishing.formats import (
@@ -43,6 +47,7 @@ from casepool.publishing.formats import (
     write_workbook,
 )
 from casepool.publishing.publish import note_title
+from casepool.publishing.rates import rates_of
 
 METHODS = ("dp",)
 ESTIMATED = "E"  # SDMX OBS_STATUS: estimated value
@@ -123,7 +128,18 @@ def query(
     dp_settings = settings or load_dp_settings()
     dp_answers.check_workload(dp_settings, catalogue)
     who = actor or current_actor()
+    # A rate is the count it divides, answered privately, then divided by the reference
+    # population: post-processing, so it costs nothing more than the count.
+    asked = catalogue.indicator(request.indicator)
+    if asked.unit == "rate":
+        request = replace(request, indicator=_counted_by(asked, catalogue).name)
     with open_warehouse(warehouse) as con:
+        population = read_population(con) if asked.unit == "rate" else None
+        if asked.unit == "rate" and population is None:
+            raise UsageError("rate-needs-population")
+        if LATEST in (request.filter_codes("period") or ()):
+            (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
+            request = resolve_latest(request, last)
         # Refuse a question no table can answer before anything is measured or spent.
         dp_answers.covering(
             request, dp_settings, catalogue, dp_answers.stored_workload(con, request.indicator)
@@ -133,6 +149,8 @@ def query(
         spent = sum(t.rho for t in measured)
         answer = dp_answers.answer(con, request, quarters, dp_settings, catalogue)
         table = dp_table(answer, request, catalogue, dp_settings.confidence)
+        if asked.unit == "rate":
+            table = rates_of(replace(table, indicator=asked), population)
         con.begin()
         try:
             release_id = record_release(
@@ -155,6 +173,22 @@ def query(
     return QueryResult(
         table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id
     )
+
+
+def _counted_by(rate: Indicator, catalogue: IndicatorCatalogue) -> Indicator:
+    """The count indicator a rate divides: the same records (scope, numerator, denominator)."""
+    for candidate in catalogue.indicators.values():
+        if candidate.unit == "count" and (
+            candidate.scope,
+            candidate.numerator,
+            candidate.denominator,
+        ) == (
+            rate.scope,
+            rate.numerator,
+            rate.denominator,
+        ):
+            return candidate
+    raise UsageError("query-method-invalid", method=f"dp for {rate.name}")
 
 
 def dp_table(

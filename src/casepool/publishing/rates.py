@@ -69,7 +69,19 @@ def rate_table(
         .then(pl.lit(MISSING))
         .otherwise(pl.col("obs_status"))
         .alias("obs_status"),
-    ).select("indicator", *dims, "value", "obs_status", "conf_status", "numerator", "denominator")
+    )
+    extra = []
+    if "margin" in out.columns:  # a differentially private count: its margin scales with it
+        margin = (
+            pl.when(pl.col("denominator") > 0)
+            .then((per * pl.col("margin") / pl.col("denominator")).round(RATE_DECIMALS))
+            .otherwise(None)
+        )
+        out = out.with_columns(margin.cast(pl.Float64).alias("margin"))
+        extra = ["margin"]
+    out = out.select(
+        "indicator", *dims, "value", *extra, "obs_status", "conf_status", "numerator", "denominator"
+    )
     return replace(table, frame=out, population=population.citation())
 
 
