@@ -100,6 +100,30 @@ class Field:
         return self.labels.get(lang) or self.labels["en"]
 
 
+RULE_CHECKS = frozenset(
+    {"not-after-month", "within-parent", "only-with-code", "required-with-code", "unique"}
+)
+_RULE_FIELDS = ("than", "parent", "when")  # arguments of a rule that name other fields
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule over several fields (schemas/case_record.yaml `rules:`); its check lives in intake."""
+
+    check: str
+    field: str
+    error: str
+    args: tuple[tuple[str, str], ...] = ()
+
+    def arg(self, name: str) -> str:
+        return dict(self.args)[name]
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every field the rule reads: its own and those its arguments name."""
+        return (self.field, *(v for k, v in self.args if k in _RULE_FIELDS))
+
+
 @dataclass(frozen=True, eq=False)
 class CaseSchema:
     """The case record: its fields in order and the code lists they draw on."""
@@ -108,6 +132,7 @@ class CaseSchema:
     version: int
     fields: tuple[Field, ...]
     codelists: dict[str, CodeList]
+    rules: tuple[Rule, ...] = ()  # cross-field rules, checked by casepool.intake.rules
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -212,6 +237,31 @@ def load_schema() -> CaseSchema:
             raise SchemaError(
                 "schema-invalid", file="case_record.yaml", reason=f"{f.name}: unknown parent"
             )
+    rules = tuple(_parse_rule(r, set(names)) for r in raw.get("rules") or ())
     return CaseSchema(
-        name=str(raw["name"]), version=int(raw["version"]), fields=fields, codelists=codelists
+        name=str(raw["name"]),
+        version=int(raw["version"]),
+        fields=fields,
+        codelists=codelists,
+        rules=rules,
     )
+
+
+def _parse_rule(raw: Any, names: set[str]) -> Rule:
+    where = "case_record.yaml"
+    if not isinstance(raw, Mapping) or not {"check", "field", "error"} <= set(raw):
+        raise SchemaError("schema-invalid", file=where, reason="a rule needs check, field, error")
+    rule = Rule(
+        check=str(raw["check"]),
+        field=str(raw["field"]),
+        error=str(raw["error"]),
+        args=tuple(
+            (str(k), str(v)) for k, v in raw.items() if k not in {"check", "field", "error"}
+        ),
+    )
+    if rule.check not in RULE_CHECKS:
+        raise SchemaError("schema-invalid", file=where, reason=f"rule check {rule.check} unknown")
+    unknown = [f for f in rule.reads if f not in names]
+    if unknown:
+        raise SchemaError("schema-invalid", file=where, reason=f"rule reads unknown {unknown}")
+    return rule

@@ -27,6 +27,7 @@ from casepool.intake.mapping import (
     resolve_columns,
 )
 from casepool.intake.matching import CodeMatcher, code_index, parse_codes
+from casepool.intake.rules import broken
 
 ProgressCallback = Callable[[str], None]
 DERIVED_AGE = "__age_from_date_of_birth"
@@ -512,70 +513,34 @@ def _cross_field_rules(
     missing value per row.
     """
     month_now = today.replace(day=1)
-    rules: list[pl.Expr] = []
+    per_field: list[pl.Expr] = []
     for f in schema.fields:
         value, err = pl.col(f.name), pl.col(_err(f.name))
         missing = value.is_null() | (value.list.len() == 0 if f.multi else pl.lit(False))
-        rule = err
+        check = err
         if f.required and f.name in sourced:
-            rule = pl.when(err.is_null() & missing).then(pl.lit("missing-value")).otherwise(rule)
+            check = pl.when(err.is_null() & missing).then(pl.lit("missing-value")).otherwise(check)
         if f.type in {"date", "month"}:
             limit = month_now if f.type == "month" else today
-            rule = (
+            check = (
                 pl.when(err.is_null() & (value > pl.lit(limit)))
                 .then(pl.lit("future-date"))
-                .otherwise(rule)
+                .otherwise(check)
             )
-        rules.append(rule.alias(_err(f.name)))
-    frame = frame.with_columns(rules)
+        per_field.append(check.alias(_err(f.name)))
+    frame = frame.with_columns(per_field)
 
     ok = {f.name: pl.col(_err(f.name)).is_null() for f in schema.fields}
-    incident, report = pl.col("incident_date"), pl.col("report_date")
-    report_month = report.dt.truncate("1mo")
-    order_broken = ok["incident_date"] & ok["report_date"] & (incident > report_month)
-
-    district_parent = {c.code: c.parent for c in schema.codelists["district"].codes}
-    parent = pl.col("district").replace_strict(
-        district_parent, default=None, return_dtype=pl.String
-    )
-    outside = (
-        ok["district"]
-        & ok["governorate"]
-        & pl.col("district").is_not_null()
-        & pl.col("governorate").is_not_null()
-        & (parent != pl.col("governorate"))
-    )
-
-    types, platforms = pl.col("exploitation_types"), pl.col("online_platforms")
-    has_platform = platforms.list.len().fill_null(0) > 0
-    online = types.list.contains(pl.lit("online")).fill_null(False)
-    both_ok = ok["exploitation_types"] & ok["online_platforms"] & types.is_not_null()
-    without_online = both_ok & has_platform & ~online
-    platform_missing = both_ok & online & ~has_platform
-
-    case_id = pl.col("case_id")
-    duplicate = case_id.is_not_null() & ~case_id.is_first_distinct()
-
-    return frame.with_columns(
-        pl.when(order_broken)
-        .then(pl.lit("date-order"))
-        .otherwise(pl.col(_err("incident_date")))
-        .alias(_err("incident_date")),
-        pl.when(outside)
-        .then(pl.lit("district-outside-governorate"))
-        .otherwise(pl.col(_err("district")))
-        .alias(_err("district")),
-        pl.when(without_online)
-        .then(pl.lit("platform-without-online"))
-        .when(platform_missing)
-        .then(pl.lit("platform-missing"))
-        .otherwise(pl.col(_err("online_platforms")))
-        .alias(_err("online_platforms")),
-        pl.when(duplicate)
-        .then(pl.lit("duplicate-case-id"))
-        .otherwise(pl.col(_err("case_id")))
-        .alias(_err("case_id")),
-    )
+    # Every rule's condition is read from the same state (after the per-field rules), so one
+    # rule's finding never hides or causes another's; rules on one field apply in file order.
+    updates: dict[str, pl.Expr] = {}
+    for rule in schema.rules:
+        error = _err(rule.field)
+        current = updates.get(error, pl.col(error))
+        updates[error] = (
+            pl.when(broken(rule, schema, ok)).then(pl.lit(rule.error)).otherwise(current)
+        )
+    return frame.with_columns(expr.alias(name) for name, expr in updates.items())
 
 
 def _collect_findings(frame: pl.DataFrame, schema: CaseSchema) -> pl.DataFrame:
