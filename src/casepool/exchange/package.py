@@ -29,9 +29,9 @@ from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.keys import verify
 from casepool.exchange.profile import (
     AGE_BAND,
-    AGE_BAND_CODES,
     OMIT,
     PSEUDONYM,
+    age_band_codes,
     package_column_names,
     package_fields,
 )
@@ -305,7 +305,7 @@ def _omitted_columns(manifest: dict[str, Any], schema: CaseSchema) -> list[str]:
 
 
 def _allowed_codes(schema: CaseSchema) -> dict[str, list[str]]:
-    allowed = {AGE_BAND: list(AGE_BAND_CODES)}
+    allowed = {AGE_BAND: list(age_band_codes())}
     for f in schema.submitted_fields:
         if f.type in {"code", "codes"}:
             allowed[f.name] = list(schema.codelist_of(f).values)

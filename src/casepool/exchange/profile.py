@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from casepool.core.errors import SchemaError
-from casepool.core.schema import CaseSchema, Field, load_schema, read_yaml
+from casepool.core.schema import CaseSchema, Field, load_codelists, load_schema, read_yaml
 
 ROW = "_row"
 
@@ -24,22 +24,35 @@ PSEUDONYM = "pseudonym"
 AGE_BAND = "age_band"
 
 
-# Age bands as UNICEF's SDMX age codes; each step of the ladder is coarser than the one before.
+# Age bands as UNICEF's SDMX age codes, cut by the bounds in schemas/codelists/age_band.yaml.
 AgeBands = tuple[tuple[int, int, str], ...]
 
-
-STANDARD_BANDS: AgeBands = ((0, 4, "Y0T4"), (5, 9, "Y5T9"), (10, 14, "Y10T14"), (15, 17, "Y15T17"))
-
-
-WIDE_BANDS: AgeBands = ((0, 9, "Y0T9"), (10, 17, "Y10T17"))
+# Wider bands that packages of format 1 generalised with the former --min-k ladder may carry; the
+# warehouse still accepts them (tables count them under `_U` and the total).
+OLDER_WIDER_BANDS = ("Y0T9", "Y10T17", "Y0T17")
 
 
-ALL_AGES: AgeBands = ((0, 17, "Y0T17"),)
+@cache
+def standard_bands() -> AgeBands:
+    """(min age, max age, code) of each band with bounds in the age_band code list, in order."""
+    bands = [
+        (int(c.attributes["min_age"]), int(c.attributes["max_age"]), c.code)
+        for c in load_codelists()["age_band"].codes
+        if "min_age" in c.attributes and "max_age" in c.attributes
+    ]
+    ages = [age for low, high, _ in bands for age in range(low, high + 1)]
+    if not bands or sorted(ages) != list(range(min(ages), max(ages) + 1)):
+        raise SchemaError(
+            "schema-invalid",
+            file="codelists/age_band.yaml",
+            reason="age bands overlap or leave gaps",
+        )
+    return tuple(bands)
 
 
-AGE_BAND_CODES = tuple(
-    dict.fromkeys(c for bands in (STANDARD_BANDS, WIDE_BANDS, ALL_AGES) for _, _, c in bands)
-)
+def age_band_codes() -> tuple[str, ...]:
+    """Every age band a package may carry: today's bands, and wider ones of older packages."""
+    return (*(code for _, _, code in standard_bands()), *OLDER_WIDER_BANDS)
 
 
 def package_fields(schema: CaseSchema) -> list[tuple[str, pl.DataType]]:

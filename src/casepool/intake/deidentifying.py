@@ -27,12 +27,12 @@ from casepool.exchange.profile import (
     PSEUDONYM,
     QUARTER,
     ROW,
-    STANDARD_BANDS,
     AgeBands,
     PackageProfile,
     load_profile,
     package_column,
     package_fields,
+    standard_bands,
 )
 from casepool.intake.local_suppression import (
     Suppression,
@@ -193,7 +193,7 @@ def deidentify(
         if precision == OMIT:
             out.append(pl.lit(None, dtype=dtype).alias(name))
         elif name == AGE_BAND:
-            out.append(age_band(pl.col(f.name), STANDARD_BANDS).alias(AGE_BAND))
+            out.append(age_band(pl.col(f.name), standard_bands()).alias(AGE_BAND))
         elif precision == MONTHS_BEFORE:
             # The registration (as kept) less the whole months from incident to registration.
             months = _month_index(pl.col("report_date")) - _month_index(pl.col(f.name))
