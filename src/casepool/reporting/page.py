@@ -14,10 +14,11 @@ from datetime import date
 from functools import cache
 from html import escape
 from importlib import resources
+from typing import Any
 
 from casepool.catalogue.indicators import load_indicators
-from casepool.core.errors import UsageError
-from casepool.core.schema import RTL_LANGUAGES
+from casepool.core.errors import SchemaError, UsageError
+from casepool.core.schema import RTL_LANGUAGES, read_yaml
 from casepool.reporting.charts import Bar, Chart, Group, bar_chart, column_chart
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.labels import Labels
@@ -735,6 +736,53 @@ def previous_period(code: str) -> str | None:
     return f"{before.year}-{before.month:02d}"
 
 
+@cache
+def report_layout() -> tuple[dict[str, Any], ...]:
+    """The sections of the report and their figures, from schemas/report.yaml."""
+    raw = read_yaml("report.yaml") or {}
+    sections = tuple(dict(s) for s in raw.get("sections") or ())
+    kinds = {str(f.get("kind")) for s in sections for f in s.get("figures") or ()}
+    if not sections or not kinds <= set(_FIGURES):
+        raise SchemaError(
+            "schema-invalid",
+            file="report.yaml",
+            reason=f"figure kinds {sorted(kinds - set(_FIGURES))}",
+        )
+    return sections
+
+
+def _figure_by_sex(page: Page, spec: dict[str, Any]) -> str:
+    return _by_sex(
+        page,
+        str(spec["id"]),
+        str(spec["table"]),
+        str(spec["dimension"]),
+        page.t(str(spec["title"])),
+        _all_periods(page),
+        notes=[page.t(str(n)) for n in spec.get("notes") or ()],
+    )
+
+
+_FIGURES: dict[str, Callable[[Page, dict[str, Any]], str]] = {
+    "headlines": lambda page, spec: _headlines(page),
+    "over_time": lambda page, spec: _over_time(page),
+    "by_governorate": lambda page, spec: _by_governorate(page),
+    "map": lambda page, spec: _map(page),
+    "by_sex": _figure_by_sex,
+    "justice": lambda page, spec: _justice(page),
+    "coverage": lambda page, spec: _coverage(page),
+    "methodology": lambda page, spec: _methodology(page),
+}
+
+
+def _section(page: Page, spec: dict[str, Any]) -> str:
+    figures = "".join(_FIGURES[str(f["kind"])](page, f) for f in spec.get("figures") or ())
+    if "id" not in spec:
+        return figures
+    title = _e(page.t(str(spec["title"])))
+    return f'<section id="{_e(spec["id"])}"><h2>{title}</h2>{figures}</section>'
+
+
 def build_page(
     tables: dict[str, PublishedTable],
     coverage: Coverage | None,
@@ -768,62 +816,7 @@ def build_page(
     t = page.t
     period_label = page.labels.period(chosen)
     scope_label = _all_periods(page)
-    sex_age = _by_sex(
-        page, "sex-age", "cases_by_sex_age", "age_band", t("report-fig-sex-age"), scope_label
-    )
-    multi = t("report-note-multi")
-    sections = [
-        _headlines(page),
-        f'<section id="trends"><h2>{_e(t("report-section-who"))}</h2>',
-        _over_time(page),
-        _by_governorate(page),
-        _map(page),
-        sex_age,
-        "</section>",
-        f'<section id="exploitation"><h2>{_e(t("report-section-exploitation"))}</h2>',
-        _by_sex(
-            page,
-            "exploitation",
-            "cases_by_exploitation_type",
-            "exploitation_type",
-            t("report-fig-exploitation"),
-            _all_periods(page),
-            notes=[multi],
-        ),
-        _by_sex(
-            page,
-            "platforms",
-            "online_cases_by_platform",
-            "online_platform",
-            t("report-fig-platforms"),
-            _all_periods(page),
-            notes=[multi],
-        ),
-        "</section>",
-        f'<section id="justice"><h2>{_e(t("report-section-justice"))}</h2>',
-        _justice(page),
-        _by_sex(
-            page,
-            "services",
-            "services_by_sex",
-            "service",
-            t("report-fig-services"),
-            _all_periods(page),
-            notes=[multi],
-        ),
-        _by_sex(
-            page,
-            "barriers",
-            "barriers_by_sex",
-            "service_barrier",
-            t("report-fig-barriers"),
-            _all_periods(page),
-            notes=[multi],
-        ),
-        "</section>",
-        _coverage(page),
-        _methodology(page),
-    ]
+    sections = [_section(page, spec) for spec in report_layout()]
     banner = (
         f'<p class="banner" role="note">{_e(t("report-synthetic-banner"))}</p>' if synthetic else ""
     )
