@@ -104,7 +104,8 @@ def test_sign_in_build_a_table_and_download_it(live, browser, tmp_path, lang, us
     page.click("#build-button")
     table = page.locator("#result-table")
     table.wait_for()
-    assert table.locator("tbody tr").count() == 12  # 3 regions (with total) × 4 sexes (with total)
+    # every region (KRI, federal, not stated, total) × every sex (F, M, U, total)
+    assert table.locator("tbody tr").count() == 16
     total_label = "Total" if lang == "en" else "المجموع"
     assert total_label in table.inner_text()
     assert page.locator("svg.chart rect").count() >= 2
