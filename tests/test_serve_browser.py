@@ -125,7 +125,8 @@ def test_sign_in_build_a_table_and_download_it(live, browser, tmp_path, lang, us
     saved = tmp_path / "table.csv"
     caught.value.save_as(saved)
     text = saved.read_text(encoding="utf-8-sig")
-    assert text.startswith("indicator,region,sex,value,obs_status,conf_status")
+    # a differentially private answer: every figure with its margin of error
+    assert text.startswith("indicator,region,sex,value,margin,obs_status,conf_status")
     with page.expect_download() as caught:
         page.click("#download-xlsx")
     workbook = tmp_path / "table.xlsx"
