@@ -25,7 +25,7 @@ from casepool.reporting.numerals import (
     parse_number,
 )
 from casepool.reporting.page import choose_periods, previous_period
-from casepool.reporting.tables import Cell, PublishedTable, read_publication, table_from_rows
+from casepool.reporting.tables import Cell, TableView, read_publication, table_from_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 LANGS = ("en", "ar", "ckb", "kmr")
@@ -339,7 +339,7 @@ def test_law_whatever_is_suppressed_no_hidden_cell_shows_and_every_shown_number_
                 counts = table.indicator.endswith("cases")
                 value = float(rnd.randint(0, 5000)) if counts else cell.value
                 cells.append(Cell(cell.codes, value, "A", "F"))
-        shuffled[name] = PublishedTable(table.name, table.indicator, table.dimensions, cells)
+        shuffled[name] = TableView(table.name, table.indicator, table.dimensions, cells)
     html = build_page(shuffled, COVERAGE, lang=lang, generated=date(2026, 1, 15))
     for element in numbers(html):
         name, codes = split_ref(element.attrs["data-ref"])

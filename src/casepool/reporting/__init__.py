@@ -19,7 +19,7 @@ from casepool.core.periods import is_period
 from casepool.core.writing import atomic_path
 from casepool.reporting.coverage import Coverage, read_coverage
 from casepool.reporting.page import build_page, choose_periods, previous_period
-from casepool.reporting.tables import PublishedTable, read_publication, table_from_rows
+from casepool.reporting.tables import TableView, read_publication, table_from_rows
 
 __all__ = ["ReportResult", "build_page", "protected_tables", "write_report"]
 
@@ -48,7 +48,7 @@ class ReportResult:
         }
 
 
-def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[str, PublishedTable]:
+def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[str, TableView]:
     """The publication catalogue of `warehouse` (for `period`, or every period), protected and
     audited exactly as `casepool publish` would publish it, as the report's table views."""
     from casepool.publishing.publish import build_publication

@@ -28,7 +28,7 @@ from casepool.reporting.numerals import (
     format_signed,
     localise_digits,
 )
-from casepool.reporting.tables import TOTAL, PublishedTable
+from casepool.reporting.tables import TOTAL, TableView
 
 UNITS = {"count": 0, "percent": 1, "months": 1, "rate": 1}
 WIDE_COLUMNS = 4  # a figure's table with more columns than this goes under its chart  # decimals shown per unit
@@ -58,7 +58,7 @@ def _code_rank(dimension: str) -> dict[str, int]:
     return {code: i for i, code in enumerate(listed)}
 
 
-def _order(table: PublishedTable, dimension: str) -> list[str]:
+def _order(table: TableView, dimension: str) -> list[str]:
     """The categories of `dimension` in the table, in code-list order (unlisted codes last)."""
     present = table.codes(dimension)
     if dimension == "period":
@@ -76,7 +76,7 @@ class Page:
     made for that period only, and `previous_tables` for the period before it.
     """
 
-    tables: dict[str, PublishedTable]
+    tables: dict[str, TableView]
     coverage: Coverage | None
     lang: str
     period: str
@@ -85,7 +85,7 @@ class Page:
     synthetic: bool
     generated: date
     filtered: bool = False
-    previous_tables: dict[str, PublishedTable] | None = None
+    previous_tables: dict[str, TableView] | None = None
 
     @property
     def labels(self) -> Labels:
@@ -100,7 +100,7 @@ class Page:
 
     # --- numbers ----------------------------------------------------------------------------
 
-    def unit(self, table: PublishedTable) -> str:
+    def unit(self, table: TableView) -> str:
         return _units().get(table.indicator) or "count"
 
     def show(self, value: float, unit: str) -> str:
@@ -109,7 +109,7 @@ class Page:
             return format_percent(value, self.lang, decimals)
         return format_number(value, self.lang, decimals)
 
-    def bar(self, table: PublishedTable, **codes: str) -> Bar:
+    def bar(self, table: TableView, **codes: str) -> Bar:
         """The published cell for `codes` as something to draw and tabulate."""
         cell = table.get(**codes)
         if cell is None:
@@ -686,7 +686,7 @@ section#coverage,section#methodology{break-before:page;page-break-before:always}
 TIME_TABLES = ("cases_by_period_region", "boys_share_by_region", "online_share_by_region")
 
 
-def period_codes(tables: dict[str, PublishedTable]) -> list[str]:
+def period_codes(tables: dict[str, TableView]) -> list[str]:
     """The periods of the time series (quarters or years), oldest first."""
     for name in TIME_TABLES:
         table = tables.get(name)
@@ -698,7 +698,7 @@ def period_codes(tables: dict[str, PublishedTable]) -> list[str]:
 
 
 def choose_periods(
-    tables: dict[str, PublishedTable], period: str | None, headline: str | None = None
+    tables: dict[str, TableView], period: str | None, headline: str | None = None
 ) -> tuple[str, str | None, list[str]]:
     """The headline period, the one it is compared with, and every period of the time series.
 
@@ -784,14 +784,14 @@ def _section(page: Page, spec: dict[str, Any]) -> str:
 
 
 def build_page(
-    tables: dict[str, PublishedTable],
+    tables: dict[str, TableView],
     coverage: Coverage | None,
     *,
     lang: str = "en",
     period: str | None = None,
     synthetic: bool = False,
     generated: date | None = None,
-    previous_tables: dict[str, PublishedTable] | None = None,
+    previous_tables: dict[str, TableView] | None = None,
     headline: str | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no script, no external request).

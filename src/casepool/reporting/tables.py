@@ -37,8 +37,11 @@ class Cell:
 
 
 @dataclass
-class PublishedTable:
-    """One table of the publication: an indicator broken down by its dimensions."""
+class TableView:
+    """The report's read-only view of one published table: its cells by their codes.
+
+    Made from a `casepool.publishing.formats.PublishedTable` (the one table class of a release)
+    or read back from a publication folder; the report never sees anything else."""
 
     name: str
     indicator: str
@@ -88,7 +91,7 @@ def catalogue_dimensions() -> dict[str, tuple[str, ...]]:
 
 def table_from_rows(
     name: str, rows: Iterable[Mapping[str, Any]], dimensions: Iterable[str] | None = None
-) -> PublishedTable:
+) -> TableView:
     """A table from tidy rows (dicts with indicator, dimensions, value, obs_status, conf_status)."""
     rows = list(rows)
     columns = list(rows[0]) if rows else []
@@ -110,7 +113,7 @@ def table_from_rows(
                 conf_status=str(row.get("conf_status") or "F").strip(),
             )
         )
-    return PublishedTable(name=name, indicator=indicator, dimensions=dims, cells=cells)
+    return TableView(name=name, indicator=indicator, dimensions=dims, cells=cells)
 
 
 def _json_rows(payload: Any) -> list[Mapping[str, Any]]:
@@ -124,13 +127,13 @@ def _json_rows(payload: Any) -> list[Mapping[str, Any]]:
     return []
 
 
-def read_publication(folder: str | Path) -> dict[str, PublishedTable]:
+def read_publication(folder: str | Path) -> dict[str, TableView]:
     """Every table in a publication folder, from its JSON files (or tidy CSV when no JSON)."""
     root = Path(folder)
     if not root.is_dir():
         raise UsageError("report-no-publication", path=str(root))
     wanted = catalogue_dimensions()
-    tables: dict[str, PublishedTable] = {}
+    tables: dict[str, TableView] = {}
     for path in sorted(root.rglob("*.json")):
         payload = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(payload, Mapping) or "rows" not in payload:
