@@ -33,7 +33,7 @@ from casepool.protecting.tables import (
     build_system,
 )
 
-Insider = tuple[np.ndarray, np.ndarray]  # own counts, cells known exactly
+Insider = tuple[np.ndarray, np.ndarray, np.ndarray]  # own counts, cells known exactly, need
 CUBE_CACHE_ENTRIES = 512  # cells whose hypercubes are kept between searches
 
 
@@ -87,7 +87,7 @@ def best_hypercube(
             valid &= new.any(axis=1)
         if within:  # only cubes made of cells already suppressed
             valid &= ~new.any(axis=1)
-        for own, fixed in insiders:
+        for own, fixed, insider_need in insiders:
             if fixed[cell]:
                 continue  # the insider's own cell: it knows it, nothing to protect from it
             mine = own[corners_k]
@@ -97,7 +97,7 @@ def best_hypercube(
             slack_up = np.where(fixed[corners_k], 0.0, np.inf)
             up_x = np.where(plus_k, slack_up, slack_down).min(axis=1)
             down_x = np.where(plus_k, slack_down, slack_up).min(axis=1)
-            valid &= (up_x + down_x) >= 1
+            valid &= (up_x + down_x) >= insider_need[cell]
         if not valid.any():
             continue
         cost = np.where(new, system.cost[corners_k], 0.0).sum(axis=1)
@@ -203,7 +203,7 @@ def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarra
         if open_cells.size:
             order = np.lexsort((open_cells, system.cost[open_cells]))
             return open_cells[order[:1]]
-    raise TableError("protect-no-complement")
+    return np.empty(0, dtype=np.int64)  # nothing left to suppress: the caller decides
 
 
 def _failures(findings: Sequence[ComponentFinding]) -> list[tuple[int, str, np.ndarray]]:
@@ -294,13 +294,18 @@ def _prune_cubes(
 def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """Primary and suppressed masks over the system's cells, proven by the LP audit."""
     value = system.value
+    attackers: list[Attacker] = engine_attackers(system, settings)
     primary = primary_cells(value, system.k)
+    for attacker in attackers[1:]:
+        if attacker.need is not None:
+            primary |= attacker.need > 1  # dominated by this contributor
     intervals = np.array([settings.interval_for(int(k)) for k in system.k], dtype=np.int64)
     need = np.where(primary, intervals, 1)
     suppressed = primary.copy()
-    attackers: list[Attacker] = engine_attackers(system)
     insiders: list[Insider] = [
-        (a.own, a.fixed) for a in attackers[1:] if a.own is not None and a.fixed is not None
+        (a.own, a.fixed, a.need if a.need is not None else np.ones(system.size))
+        for a in attackers[1:]
+        if a.own is not None and a.fixed is not None
     ]
     auditor = SystemAudit(system.equations, system.inequalities, value)
     cubes: dict[int, Cube] = {}
@@ -318,6 +323,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
         if not failures:
             break
+        before = int(suppressed.sum())
         for cell, _attacker, component in failures:
             cube = best_hypercube(
                 system, cell, int(need[cell]), suppressed, insiders, must_add=True
@@ -328,6 +334,8 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                     auditor.add_table(moved, values)
             else:
                 suppressed[_fallback_cells(system, component, suppressed)] = True
+        if int(suppressed.sum()) == before:
+            raise TableError("protect-no-complement")
     if settings.prune_secondary:
         # Pruning re-audits a component per try: kept to components small enough to be quick.
         small = np.zeros(system.size, dtype=bool)

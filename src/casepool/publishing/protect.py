@@ -218,9 +218,16 @@ def audit_protected(
 
     dims = list(table.dimensions)
     whole = table.cells.select(*dims, pl.col(VALUE).alias("_whole"))
+    others = pl.col("_whole") - pl.col(VALUE)
+    dominant = (others >= 1) & (others < k) & (pl.col(VALUE) > 0)
+    if not settings.dominance_small_cells:
+        dominant = dominant & (pl.col("_whole") >= k)
     own = (
         table.contributions.join(whole, on=dims, how="left")
-        .with_columns(((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"))
+        .with_columns(
+            ((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"),
+            (dominant & pl.lit(settings.dominance)).alias("dominant"),
+        )
         .drop("_whole")
     )
     insiders = {
@@ -234,6 +241,7 @@ def audit_protected(
         multi_valued=tuple(tabulation.multi),
         insiders=insiders,
         total_code=settings.total_code,
+        dominance=settings.dominance,
     )
 
 
