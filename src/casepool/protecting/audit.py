@@ -94,6 +94,8 @@ class SystemAudit:
     cache: dict[tuple[str, bytes], ComponentFinding] = field(default_factory=dict)
     solver: str = "highs-warm"
     solves: int = 0
+    # Least value of each cell: 0 for counts, −∞ for a difference that may be negative.
+    floor: np.ndarray | None = None
     # Feasible tables seen so far, as deviations from the truth (cells, values): a table found
     # feasible stays feasible while every cell it moves stays suppressed.
     pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -195,6 +197,9 @@ class SystemAudit:
             parts.append((block[:, cells].tocsr(), -(block @ published)))
         n = cells.size
         lower = np.zeros(n) if attacker.own is None else attacker.own[cells].astype(float)
+        if self.floor is not None:
+            free = ~np.isfinite(self.floor[cells])
+            lower = np.where(free, -self._cap, lower)
         upper = np.full(n, self._cap)
         if attacker.fixed is not None:
             upper = np.where(attacker.fixed[cells], lower, upper)

@@ -18,6 +18,7 @@ from casepool.protecting.audit import (
 )
 from casepool.protecting.lp import PROTECTED
 from casepool.protecting.primary import primary_cells
+from casepool.protecting.releases import link, needs_linking
 from casepool.protecting.settings import ProtectionSettings, load_protection_settings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -83,6 +84,8 @@ def best_hypercube(
         corners_k, plus_k, v_k = corners[keep], plus[keep], v[keep]
         new = ~suppressed[corners_k]
         valid = np.ones(keep.size, dtype=bool)
+        if system.blocked is not None:  # released before as published: cannot be hidden now
+            valid &= ~(new & system.blocked[corners_k]).any(axis=1)
         if must_add:
             valid &= new.any(axis=1)
         if within:  # only cubes made of cells already suppressed
@@ -187,31 +190,33 @@ def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndar
 
 def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
     """The cheapest published cell next to the failing ones (then anywhere in their tables)."""
+    in_tables = [
+        system.grids[t].ids.reshape(-1) for c in cells.tolist() for t, _ in system.locations[int(c)]
+    ]
     pools = [
         np.concatenate([system.neighbours(int(c)) for c in cells]),
-        np.concatenate(
-            [
-                system.grids[t].ids.reshape(-1)
-                for c in cells.tolist()
-                for t, _ in system.locations[int(c)]
-            ]
-        ),
+        np.concatenate(in_tables) if in_tables else np.empty(0, dtype=np.int64),
         np.arange(system.size),
     ]
+    closed = suppressed if system.blocked is None else suppressed | system.blocked
     for pool in pools:
-        open_cells = np.unique(pool[~suppressed[pool]]) if pool.size else pool
+        open_cells = np.unique(pool[~closed[pool]]) if pool.size else pool
         if open_cells.size:
             order = np.lexsort((open_cells, system.cost[open_cells]))
             return open_cells[order[:1]]
     return np.empty(0, dtype=np.int64)  # nothing left to suppress: the caller decides
 
 
-def _failures(findings: Sequence[ComponentFinding]) -> list[tuple[int, str, np.ndarray]]:
-    """(failing cell, attacker, its component) in a stable order, one per component."""
+def _failures(
+    findings: Sequence[ComponentFinding], known_before: dict[str, np.ndarray] | None = None
+) -> list[tuple[int, str, np.ndarray]]:
+    """(failing cell, attacker, its component) in a stable order, one per component; cells
+    earlier releases already gave this attacker do not count."""
     found = []
     for finding in findings:
+        exempt = (known_before or {}).get(finding.attacker)
         for j, verdict in enumerate(finding.result.verdicts):
-            if verdict != PROTECTED:
+            if verdict != PROTECTED and (exempt is None or not exempt[finding.cells[j]]):
                 found.append((int(finding.cells[j]), finding.attacker, finding.cells))
                 break
     return sorted(found, key=lambda f: (f[0], f[1] != OUTSIDER, f[1]))
@@ -235,12 +240,20 @@ def _swap(
     added: list[int] = []
     for _ in range(tries):
         failures = _failures(
-            auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+            auditor.check(
+                suppressed,
+                need,
+                attackers,
+                truth=system.value,
+                stop_at_failure=not system.known_before,
+            ),
+            system.known_before,
         )
         if not failures:
             return True
         near = system.neighbours(failures[0][0])
-        near = near[~suppressed[near] & (near != removed)]
+        closed = suppressed if system.blocked is None else suppressed | system.blocked
+        near = near[~closed[near] & (near != removed)]
         if near.size == 0:
             break
         cheapest = int(near[np.lexsort((near, system.cost[near]))[0]])
@@ -250,7 +263,14 @@ def _swap(
         suppressed[cheapest] = True
         added.append(cheapest)
     if added and not _failures(
-        auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+        auditor.check(
+                suppressed,
+                need,
+                attackers,
+                truth=system.value,
+                stop_at_failure=not system.known_before,
+            ),
+        system.known_before,
     ):
         return True
     suppressed[added] = False
@@ -299,15 +319,20 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
     for attacker in attackers[1:]:
         if attacker.need is not None:
             primary |= attacker.need > 1  # dominated by this contributor
+    if system.primary_extra is not None:
+        primary |= system.primary_extra
+    if system.blocked is not None:
+        primary &= ~system.blocked  # released before as published: nothing left to protect
+    forced = primary if system.forced is None else primary | system.forced
     intervals = np.array([settings.interval_for(int(k)) for k in system.k], dtype=np.int64)
     need = np.where(primary, intervals, 1)
-    suppressed = primary.copy()
+    suppressed = forced.copy()
     insiders: list[Insider] = [
         (a.own, a.fixed, a.need if a.need is not None else np.ones(system.size))
         for a in attackers[1:]
         if a.own is not None and a.fixed is not None
     ]
-    auditor = SystemAudit(system.equations, system.inequalities, value)
+    auditor = SystemAudit(system.equations, system.inequalities, value, floor=system.floor)
     cubes: dict[int, Cube] = {}
     for cell in np.flatnonzero(primary).tolist():
         cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
@@ -315,12 +340,14 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             suppressed[cube.corners] = True
             cubes[cell] = cube
     if settings.prune_secondary:
-        _prune_cubes(system, cubes, suppressed, primary, need, insiders)
+        _prune_cubes(system, cubes, suppressed, forced, need, insiders)
     for cell, cube in cubes.items():
         for moved, values in cube_tables(system, cube, int(need[cell])):
             auditor.add_table(moved, values)
     while True:
-        failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
+        failures = _failures(
+            auditor.check(suppressed, need, attackers, truth=value), system.known_before
+        )
         if not failures:
             break
         before = int(suppressed.sum())
@@ -342,13 +369,15 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         for cells in auditor.components(suppressed):
             if cells.size <= settings.prune_max_component:
                 small[cells] = True
-        secondary = np.flatnonzero(suppressed & ~primary & small)
+        secondary = np.flatnonzero(suppressed & ~forced & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             if not suppressed[cell]:
                 continue
             suppressed[cell] = False
-            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
-            if _failures(trial) and not _swap(system, auditor, suppressed, cell, need, attackers):
+            trial = auditor.check(
+                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+            )
+            if _failures(trial, system.known_before) and not _swap(system, auditor, suppressed, cell, need, attackers):
                 suppressed[cell] = True
         # A last pass without swaps: after it, publishing any one secondary cell fails the audit
         # (fewer suppressions never protect more, so a cell needed here stays needed).
@@ -356,11 +385,13 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         for cells in auditor.components(suppressed):
             if cells.size <= settings.prune_max_component:
                 small[cells] = True
-        secondary = np.flatnonzero(suppressed & ~primary & small)
+        secondary = np.flatnonzero(suppressed & ~forced & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             suppressed[cell] = False
-            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
-            if _failures(trial):
+            trial = auditor.check(
+                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+            )
+            if _failures(trial, system.known_before):
                 suppressed[cell] = True
     return primary, suppressed
 
@@ -402,5 +433,7 @@ def protect(
         tables = [tables]
     settings = settings or load_protection_settings()
     system = build_system(tables, settings)
+    if needs_linking(tables):
+        system = link(system, settings)
     primary, suppressed = suppress(system, settings)
     return _frames(system, primary, suppressed)
