@@ -7,6 +7,8 @@
 - a year is the sum of its quarters and of its months, a quarter the sum of its months, for
   every cell of the same data (same version) whose other codes agree: stacking a year's release
   on its quarters' releases is one system;
+- a cell the earlier releases alone already give away to an attacker is no failure of the new
+  release (`KnownBefore`): nothing in it could change that;
 - a cell counted again from changed data (a late or superseding package, a new organisation) is a
   cell of its own (`CountTable.version`), tied to the current one by a difference cell
   d = new − old. A difference in 1..k-1 (in absolute value) is primary: the change itself must
@@ -26,9 +28,8 @@ from scipy import sparse
 
 from casepool.core.errors import UsageError
 from casepool.core.periods import parse_period
-from casepool.protecting.audit import OUTSIDER, SystemAudit, engine_attackers
-from casepool.protecting.lp import DISCLOSED, PROTECTED
-from casepool.protecting.primary import primary_cells
+from casepool.protecting.audit import SystemAudit, engine_attackers
+from casepool.protecting.lp import PROTECTED, verdict
 from casepool.protecting.settings import ProtectionSettings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -197,38 +198,46 @@ def link(system: CellSystem, settings: ProtectionSettings) -> CellSystem:
         floor=floor,
         primary_extra=primary_extra,
     )
-    if linked.blocked is not None and linked.blocked.any():
-        _known_before(linked, settings)
     return linked
 
 
-def _known_before(system: CellSystem, settings: ProtectionSettings) -> None:
-    """What the earlier releases already tell, with every cell of the new release hidden.
+class KnownBefore:
+    """Whether the earlier releases alone already give a cell away to an attacker: the cell's
+    interval with every cell of the new release hidden. Asked only for cells the engine cannot
+    protect, so the big system is solved for a few cells, not for all."""
 
-    A cell they determine exactly for everyone (the outsider) is published (blocked): hiding it
-    would hide nothing. A cell an attacker already recovers, or narrows below its need, is
-    exempt for that attacker (`system.known_before`): no choice in this release can change it,
-    so it is the earlier releases' failure, reported by the audit of the whole ledger, not this
-    release's. A primary cell is never published.
-    """
-    assert system.blocked is not None and system.forced is not None
-    hidden = ~system.blocked
-    auditor = SystemAudit(system.equations, system.inequalities, system.value, floor=system.floor)
-    small = primary_cells(system.value, system.k)
-    if system.primary_extra is not None:
-        small |= system.primary_extra
-    attackers = engine_attackers(system, settings)
-    width = np.array([settings.interval_for(int(k)) for k in system.k])
-    need = np.where(small, width, 1)
-    known: dict[str, np.ndarray] = {}
-    for finding in auditor.check(hidden, need, attackers, truth=system.value):
-        for j, verdict in enumerate(finding.result.verdicts):
-            if verdict == PROTECTED:
-                continue
-            cell = int(finding.cells[j])
-            if finding.attacker == OUTSIDER and verdict == DISCLOSED and not small[cell]:
-                if not system.forced[cell]:
-                    system.blocked[cell] = True
-                    continue
-            known.setdefault(finding.attacker, np.zeros(system.size, dtype=bool))[cell] = True
-    system.known_before = known
+    def __init__(self, system: CellSystem, settings: ProtectionSettings) -> None:
+        assert system.blocked is not None
+        self.system = system
+        self.hidden = ~system.blocked
+        self.auditor = SystemAudit(
+            system.equations, system.inequalities, system.value, floor=system.floor
+        )
+        self.attackers = {a.name: a for a in engine_attackers(system, settings)}
+        self.width = np.array([settings.interval_for(int(k)) for k in system.k])
+        self._components: list[np.ndarray] | None = None
+        self._seen: dict[tuple[str, int], bool] = {}
+
+    def __call__(self, cell: int, attacker: str, need: int) -> bool:
+        key = (attacker, cell)
+        if key not in self._seen:
+            self._seen[key] = self._given_away(cell, attacker, need)
+        return self._seen[key]
+
+    def _given_away(self, cell: int, attacker: str, need: int) -> bool:
+        if self._components is None:
+            self._components = self.auditor.components(self.hidden)
+        component = next((c for c in self._components if cell in c), None)
+        if component is None:
+            return True  # published by an earlier release
+        problem = self.auditor.problem(component, self.hidden, self.attackers[attacker])
+        j = int(np.flatnonzero(component == cell)[0])
+        objective = np.zeros(component.size)
+        objective[j] = -1.0
+        high = problem.solve(objective)[j]
+        objective[j] = 1.0
+        low = problem.solve(objective)[j]
+        high = np.inf if high >= problem.cap - 0.5 else high
+        own = self.attackers[attacker].own
+        mine = None if own is None else float(own[cell])
+        return verdict(low, high, need, mine) != PROTECTED

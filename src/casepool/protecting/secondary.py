@@ -18,7 +18,7 @@ from casepool.protecting.audit import (
 )
 from casepool.protecting.lp import PROTECTED
 from casepool.protecting.primary import primary_cells
-from casepool.protecting.releases import link, needs_linking
+from casepool.protecting.releases import KnownBefore, link, needs_linking
 from casepool.protecting.settings import ProtectionSettings, load_protection_settings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -333,6 +333,11 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         if a.own is not None and a.fixed is not None
     ]
     auditor = SystemAudit(system.equations, system.inequalities, value, floor=system.floor)
+    known = (
+        KnownBefore(system, settings)
+        if system.blocked is not None and system.blocked.any()
+        else None
+    )
     cubes: dict[int, Cube] = {}
     for cell in np.flatnonzero(primary).tolist():
         cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
@@ -351,7 +356,19 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         if not failures:
             break
         before = int(suppressed.sum())
-        for cell, _attacker, component in failures:
+        exempted = 0
+        for cell, attacker, component in failures:
+            if known is not None:
+                cell_need = int(need[cell]) if attacker == OUTSIDER else 1
+                for a in attackers:
+                    if a.name == attacker and a.need is not None:
+                        cell_need = int(a.need[cell])
+                if known(cell, attacker, cell_need):
+                    system.known_before.setdefault(
+                        attacker, np.zeros(system.size, dtype=bool)
+                    )[cell] = True
+                    exempted += 1
+                    continue
             cube = best_hypercube(
                 system, cell, int(need[cell]), suppressed, insiders, must_add=True
             )
@@ -361,7 +378,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                     auditor.add_table(moved, values)
             else:
                 suppressed[_fallback_cells(system, component, suppressed)] = True
-        if int(suppressed.sum()) == before:
+        if int(suppressed.sum()) == before and not exempted:
             raise TableError("protect-no-complement")
     if settings.prune_secondary:
         # Pruning re-audits a component per try: kept to components small enough to be quick.

@@ -23,7 +23,7 @@ from typing import Any
 from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load_indicators
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
-from casepool.core.errors import UsageError
+from casepool.core.errors import TableError, UsageError
 from casepool.core.periods import parse_period
 from casepool.core.schema import LANGUAGES
 from casepool.publishing.formats import (
@@ -129,12 +129,26 @@ def publish(
     lang: str = "en",
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
+    ledger: bool = True,
 ) -> PublishResult:
     """Tabulate, protect together, audit and write every table of schemas/publication.yaml
     (or of `tables`). `period`: a year or quarter (e.g. "2025", "2025-Q3"); `progress` gets one
-    line per stage. Returns what was written; a table that fails its audit is left out."""
+    line per stage. Returns what was written; a table that fails its audit is left out.
+
+    With `ledger` (the default) the tables are protected together with every earlier
+    publication in the warehouse's release ledger, and the new one is recorded there (the
+    warehouse must then be writable). Without it, the publication stands alone and is not
+    recorded (a draft for the steward's eyes only)."""
     from casepool import protecting
-    from casepool.warehouse.store import open_warehouse
+    from casepool.publishing.protect import _count_table
+    from casepool.publishing.releases import (
+        current_submissions,
+        earlier_tables,
+        record_publication,
+        release_scope,
+    )
+    from casepool.warehouse.ledger import data_fingerprint
+    from casepool.warehouse.store import current_actor, open_warehouse
 
     started = time.perf_counter()
     notify = progress or (lambda text: None)
@@ -162,8 +176,22 @@ def publish(
             tabulations.append(
                 tabulate(con, request, first=first, last=last, catalogue=catalogue, source=source)
             )
-    notify(f"protect {len(tabulations)} tables")
-    protected = protect_tabulations(tabulations, "suppress", settings, catalogue)
+        scope = release_scope(chosen.code if chosen else None, first, last)
+        submissions = current_submissions(con)
+        earlier: list[Any] = []
+        if ledger:
+            current = [_count_table(t, catalogue, scope) for t in tabulations]
+            earlier = earlier_tables(con, current, data_fingerprint(submissions))
+    notify(f"protect {len(tabulations)} tables with {len(earlier)} released before")
+    try:
+        protected = protect_tabulations(
+            tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
+        )
+    except TableError as exc:
+        if not earlier:
+            raise
+        # Fail closed: a release the ledger cannot protect is held, never written.
+        raise TableError("release-held", reason=exc.message("en")) from exc
     outcomes: list[TableOutcome] = []
     written: list[PublishedTable] = []
     for p in protected:
@@ -196,6 +224,23 @@ def publish(
             result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
             staging / "manifest.json",
         )
+        if ledger:
+            # Recorded before the folder is swapped in: a figure that leaves is in the ledger.
+            kept = [p for p in protected if p.audit_ok]
+            with open_warehouse(warehouse) as writable:
+                record_publication(
+                    writable,
+                    tables=[p.count_table for p in kept],
+                    frames=[p.engine_frame for p in kept],
+                    periods=[scope],
+                    submissions=submissions,
+                    actor=current_actor(),
+                    detail={
+                        "out": str(out),
+                        "suppressed_share": round(result.suppressed_share, 4),
+                        "released_before": len(earlier),
+                    },
+                )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
 
