@@ -102,3 +102,31 @@ def test_a_new_organisations_one_record_is_not_given_away_by_the_republication(t
     assert added == set()
     frame = pl.read_csv(tmp_path / "two" / "csv" / "cases_by_sex_age.csv", infer_schema=False)
     assert frame.height > 0
+
+
+def test_a_scoped_count_is_the_numerator_of_its_share_one_cell_one_status(tmp_path):
+    from casepool.catalogue.indicators import load_indicators
+    from casepool.catalogue.relations import linked_population
+
+    catalogue = load_indicators()
+    assert linked_population(catalogue.indicator("online_cases"), catalogue) == (
+        "registered_cases",
+        (("online_share__outcome", "yes"),),
+    )
+    assert linked_population(catalogue.indicator("registered_cases"), catalogue) == (
+        "registered_cases",
+        (),
+    )
+    warehouse = build_random(tmp_path / "w.duckdb", 400, orgs=3)
+    tables = (
+        TableRequest("online_share", ("sex",), name="online_share_by_sex"),
+        TableRequest("online_cases", ("sex",), name="online_cases_by_sex"),
+    )
+    result = publish(warehouse, tmp_path / "pub", tables=tables, ledger=False)
+    assert result.ok
+    share = pl.read_csv(tmp_path / "pub" / "csv" / "online_share_by_sex.csv", infer_schema=False)
+    count = pl.read_csv(tmp_path / "pub" / "csv" / "online_cases_by_sex.csv", infer_schema=False)
+    joined = count.join(share, on="sex", suffix="_share")
+    # The count and the share's numerator are the same children: shown alike or hidden alike.
+    for row in joined.iter_rows(named=True):
+        assert row["value"] == row["numerator"], row

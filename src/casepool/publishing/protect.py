@@ -59,17 +59,22 @@ def _outcome_name(tabulation: Tabulation) -> str:
 def _count_table(
     tabulation: Tabulation, catalogue: IndicatorCatalogue, scope: str | None = None
 ) -> Any:
+    from casepool.catalogue.relations import linked_population
+
     rename = {OUTCOME: _outcome_name(tabulation)} if OUTCOME in tabulation.count_dimensions else {}
     dims = [rename.get(d, d) for d in tabulation.count_dimensions]
     contributions = tabulation.contributions.rename(rename)
+    # A scoped count is the numerator of a share over a wider population: one cell, one status.
+    key, codes = linked_population(tabulation.indicator, catalogue)
+    period = (("period", scope),) if scope else ()
     return CountTable(
-        indicator=population_key(tabulation.indicator, catalogue),
+        indicator=key,
         dimensions=tuple(dims),
         cells=tabulation.counts.rename(rename).select(*dims, VALUE),
         multi_valued=frozenset(tabulation.multi),
         contributions=contributions,
         name=tabulation.name,
-        scope=(("period", scope),) if scope else (),
+        scope=period + codes,
     )
 
 
