@@ -66,9 +66,7 @@ def test_a_dominated_cell_is_primary_and_the_dominant_organisation_gets_a_k_wide
     report = audit(frame, k=K, insiders=_insiders(table))
     assert report.protected, [v.to_dict() for v in report.failures]
     a_view = [
-        v
-        for v in report.verdicts
-        if v.attacker == "A" and v.codes == {"sex": "F", "region": "KRI"}
+        v for v in report.verdicts if v.attacker == "A" and v.codes == {"sex": "F", "region": "KRI"}
     ]
     assert a_view and a_view[0].upper is not None
     assert a_view[0].upper - a_view[0].lower >= K  # A cannot tell B's 2 within less than k

@@ -126,6 +126,7 @@ def publish_in_turn(quarters, linked: bool = True):
 def test_stacking_quarters_and_their_year_recovers_nothing():
     tables, frames = publish_in_turn(QUARTERS)
     assert attack(tables, frames) == []
+
     # Q1's 2 children in G2 are hidden; the year hides G2 too, or Q1 = year − Q2 − Q3 − Q4.
     def status(frame: pl.DataFrame, gov: str) -> str:
         return str(frame.filter(pl.col("governorate") == gov)["conf_status"].item())
@@ -174,8 +175,6 @@ def test_a_superseding_package_that_removes_and_adds_records_is_protected():
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.integers(0, 12), min_size=4, max_size=4), min_size=8, max_size=8))
 def test_random_quarters_stacked_with_their_year_are_protected(counts):
-    quarters = {
-        f"2025-Q{q + 1}": {"A": counts[2 * q], "B": counts[2 * q + 1]} for q in range(4)
-    }
+    quarters = {f"2025-Q{q + 1}": {"A": counts[2 * q], "B": counts[2 * q + 1]} for q in range(4)}
     tables, frames = publish_in_turn(quarters)
     assert attack(tables, frames) == []

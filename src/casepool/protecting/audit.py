@@ -287,9 +287,7 @@ def engine_attackers(
         own = system.own[name]
         need = None
         if settings is not None and settings.dominance:
-            dominated = dominated_cells(
-                system.value, own, system.k, settings.dominance_small_cells
-            )
+            dominated = dominated_cells(system.value, own, system.k, settings.dominance_small_cells)
             if dominated.any():
                 width = np.array([settings.interval_for(int(k)) for k in system.k])
                 need = np.where(dominated, width, 1)

@@ -264,12 +264,12 @@ def _swap(
         added.append(cheapest)
     if added and not _failures(
         auditor.check(
-                suppressed,
-                need,
-                attackers,
-                truth=system.value,
-                stop_at_failure=not system.known_before,
-            ),
+            suppressed,
+            need,
+            attackers,
+            truth=system.value,
+            stop_at_failure=not system.known_before,
+        ),
         system.known_before,
     ):
         return True
@@ -357,16 +357,15 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             break
         before = int(suppressed.sum())
         exempted = 0
-        for cell, attacker, component in failures:
+        for cell, who, component in failures:
             if known is not None:
-                cell_need = int(need[cell]) if attacker == OUTSIDER else 1
+                cell_need = int(need[cell]) if who == OUTSIDER else 1
                 for a in attackers:
-                    if a.name == attacker and a.need is not None:
+                    if a.name == who and a.need is not None:
                         cell_need = int(a.need[cell])
-                if known(cell, attacker, cell_need):
-                    system.known_before.setdefault(
-                        attacker, np.zeros(system.size, dtype=bool)
-                    )[cell] = True
+                if known(cell, who, cell_need):
+                    exempt = system.known_before.setdefault(who, np.zeros(system.size, dtype=bool))
+                    exempt[cell] = True
                     exempted += 1
                     continue
             cube = best_hypercube(
@@ -394,7 +393,9 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             trial = auditor.check(
                 suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
             )
-            if _failures(trial, system.known_before) and not _swap(system, auditor, suppressed, cell, need, attackers):
+            if _failures(trial, system.known_before) and not _swap(
+                system, auditor, suppressed, cell, need, attackers
+            ):
                 suppressed[cell] = True
         # A last pass without swaps: after it, publishing any one secondary cell fails the audit
         # (fewer suppressions never protect more, so a cell needed here stays needed).

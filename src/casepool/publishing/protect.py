@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators, population_key
+from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators
 from casepool.catalogue.tabulating import (
     CELL_KEY,
     CONTRIBUTOR,

@@ -231,7 +231,7 @@ def publish(
                 record_publication(
                     writable,
                     tables=[p.count_table for p in kept],
-                    frames=[p.engine_frame for p in kept],
+                    frames=[p.engine_frame for p in kept if p.engine_frame is not None],
                     periods=[scope],
                     submissions=submissions,
                     actor=current_actor(),

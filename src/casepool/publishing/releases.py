@@ -169,10 +169,14 @@ def earlier_tables(
             )
             if statuses.height == 0:
                 continue
-            whole = _decode(mine.filter(pl.col("contributor") == "").select("dimensions", "value"), dims)
+            whole = _decode(
+                mine.filter(pl.col("contributor") == "").select("dimensions", "value"), dims
+            )
             # Every cell the release held, zeros included (truth keeps non-zero counts only).
-            grid = statuses.select(dims).join(whole, on=dims, how="left").with_columns(
-                pl.col(VALUE).fill_null(0).cast(pl.Int64)
+            grid = (
+                statuses.select(dims)
+                .join(whole, on=dims, how="left")
+                .with_columns(pl.col(VALUE).fill_null(0).cast(pl.Int64))
             )
             parts = _decode(
                 mine.filter(pl.col("contributor") != "").select(
@@ -188,14 +192,14 @@ def earlier_tables(
                 contributions=parts if parts.height else None,
                 sensitive=meta.get("sensitive"),
                 name=f"{name}@{release.release_id[:8]}",
-                scope=tuple(tuple(p) for p in meta.get("scope") or ()),  # type: ignore[misc]
+                scope=tuple((str(p[0]), str(p[1])) for p in meta.get("scope") or ()),
                 statuses=statuses,
             )
             if not same_data:
-                changed = set()
+                changed: set[tuple[str, ...]] = set()
                 for *codes, value in grid.select(*dims, VALUE).iter_rows():
-                    seen = now.get(_canonical(table, codes))
-                    if seen is None or seen != value:
+                    counted = now.get(_canonical(table, codes))
+                    if counted is None or counted != value:
                         changed.add(tuple(codes))
                 if changed:
                     table = CountTable(
