@@ -178,3 +178,24 @@ def test_random_quarters_stacked_with_their_year_are_protected(counts):
     quarters = {f"2025-Q{q + 1}": {"A": counts[2 * q], "B": counts[2 * q + 1]} for q in range(4)}
     tables, frames = publish_in_turn(quarters)
     assert attack(tables, frames) == []
+
+
+def test_a_release_of_one_period_is_its_own_period_total():
+    # publish --period 2025-Q1: the period column holds 2025-Q1 and _T, the same children.
+    rows = [
+        (p, g, v)
+        for p in ("2025-Q1", "_T")
+        for g, v in (("G1", 12), ("G2", 3), ("G3", 9), ("_T", 24))
+    ]
+    cells = pl.DataFrame(rows, schema=["period", "governorate", "value"], orient="row")
+    by_period = CountTable(
+        "cases", ("period", "governorate"), cells, scope=(("period", "2025-Q1"),)
+    )
+    (frame,) = [r.frame for r in protect([by_period], SETTINGS)]
+    status = {
+        (p, g): s for p, g, s in frame.select("period", "governorate", "conf_status").iter_rows()
+    }
+    assert status[("2025-Q1", "G2")] == "C"
+    for gov in ("G1", "G2", "G3", "_T"):
+        assert status[("2025-Q1", gov)] == status[("_T", gov)]
+    assert sum(s != "F" for (p, _), s in status.items() if p == "_T") == 2  # G2 and one partner

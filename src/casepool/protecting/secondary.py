@@ -130,7 +130,13 @@ def _cube_shapes(
     if key in system.cube_shapes:
         return system.cube_shapes[key]
     ids = system.grids[table_index].ids
-    paired = [d for d in range(ids.ndim) if ids.shape[d] > 1]
+    paired = [
+        d
+        for d in range(ids.ndim)
+        if ids.shape[d] > 1
+        # an axis whose category is its own total (a release's one period) moves nothing
+        and not np.array_equal(ids.take(0, axis=d), ids.take(-1, axis=d))
+    ]
     if not paired:
         return None
     partners, partner_signs = [], []

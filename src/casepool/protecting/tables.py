@@ -339,6 +339,8 @@ def build_system(
                 continue
             for row in moved:
                 total_cell, categories = int(row[-1]), [int(c) for c in row[:-1]]
+                if total_cell in categories:
+                    continue  # one period released as its own total (scope): the same cell
                 if is_multi:
                     inequalities.extend(((c, total_cell), (1, -1)) for c in categories)
                 else:
