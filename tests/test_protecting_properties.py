@@ -54,7 +54,8 @@ def tables(draw, max_dims: int = 3):
 
 
 def insiders_of(table: CountTable) -> dict[str, pl.DataFrame]:
-    """Each contributor's own counts, knowing where it is alone (the engine's insider)."""
+    """Each contributor's own counts, knowing where it is alone and where it dominates (the
+    engine's insider)."""
     assert table.contributions is not None
     joined = table.contributions.join(
         table.cells.rename({"value": "total"}), on=list(table.dimensions)
@@ -62,7 +63,11 @@ def insiders_of(table: CountTable) -> dict[str, pl.DataFrame]:
     out = {}
     for (name,), group in joined.group_by("contributor", maintain_order=True):
         sole = (group["value"] == group["total"]) & (group["value"] > 0)
-        out[str(name)] = group.select(*table.dimensions, "value").with_columns(sole.alias("sole"))
+        others = group["total"] - group["value"]
+        dominant = (others >= 1) & (others < K) & (group["total"] >= K) & (group["value"] > 0)
+        out[str(name)] = group.select(*table.dimensions, "value").with_columns(
+            sole.alias("sole"), dominant.alias("dominant")
+        )
     return out
 
 
@@ -75,6 +80,9 @@ def check_protected(table: CountTable) -> None:
     small = truth.filter((pl.col("value") >= 1) & (pl.col("value") < K))
     assert (small["conf_status"] == "C").all()
     insiders = insiders_of(table)
+    for own in insiders.values():  # a cell an organisation dominates is primary
+        dominated = own.filter("dominant").join(frame, on=list(table.dimensions))
+        assert (dominated["conf_status"] == "C").all()
     report = audit(frame, k=K, insiders=insiders)
     assert report.protected, [v.to_dict() for v in report.failures]
     # Nothing suppressed in vain: showing any one secondary cell again breaks the audit.

@@ -23,6 +23,7 @@ from casepool.protecting.lp import (
     bound_component,
     integer_bounds,
 )
+from casepool.protecting.primary import dominated_cells
 from casepool.protecting.settings import ProtectionSettings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -40,8 +41,20 @@ from casepool.protecting.tables import (
 OUTSIDER = "outsider"
 EXACT_LIMIT = 400  # linked suppressed cells up to which the audit reports exact intervals
 SOLE = "sole"  # in an insider's file: the insider knows it is the only contributor to the cell
+# In an insider's file: the insider dominates the cell (the others count 1..k-1 children there),
+# so its interval must be as wide as the protection interval.
+DOMINANT = "dominant"
+DOMINANCE_PUBLISHED = "dominance-published"
 SMALL_COUNT = "small-count-published"
-__all__ = ["DISCLOSED", "PROTECTED", "SMALL_COUNT", "TOO_NARROW", "AuditReport", "audit"]
+__all__ = [
+    "DISCLOSED",
+    "DOMINANCE_PUBLISHED",
+    "PROTECTED",
+    "SMALL_COUNT",
+    "TOO_NARROW",
+    "AuditReport",
+    "audit",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +64,9 @@ class Attacker:
     name: str
     own: np.ndarray | None = None  # lower bounds: the insider's own count in every cell
     fixed: np.ndarray | None = None  # cells the insider knows exactly (its own alone)
+    # Interval width the insider must not get below, per cell (None: 1, i.e. not recovered);
+    # the protection interval where the insider dominates the cell (primary.dominated_cells).
+    need: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +94,8 @@ class SystemAudit:
     cache: dict[tuple[str, bytes], ComponentFinding] = field(default_factory=dict)
     solver: str = "highs-warm"
     solves: int = 0
+    # Least value of each cell: 0 for counts, −∞ for a difference that may be negative.
+    floor: np.ndarray | None = None
     # Feasible tables seen so far, as deviations from the truth (cells, values): a table found
     # feasible stays feasible while every cell it moves stays suppressed.
     pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -179,6 +197,9 @@ class SystemAudit:
             parts.append((block[:, cells].tocsr(), -(block @ published)))
         n = cells.size
         lower = np.zeros(n) if attacker.own is None else attacker.own[cells].astype(float)
+        if self.floor is not None:
+            free = ~np.isfinite(self.floor[cells])
+            lower = np.where(free, -self._cap, lower)
         upper = np.full(n, self._cap)
         if attacker.fixed is not None:
             upper = np.where(attacker.fixed[cells], lower, upper)
@@ -213,7 +234,12 @@ class SystemAudit:
                 found = self.cache.get(key)
                 if found is None:
                     problem = self.problem(cells, suppressed, attacker)
-                    cell_need = need[cells] if attacker.own is None else np.ones(cells.size)
+                    if attacker.own is None:
+                        cell_need = need[cells]
+                    elif attacker.need is not None:
+                        cell_need = attacker.need[cells].astype(float)
+                    else:
+                        cell_need = np.ones(cells.size)
                     own = None if attacker.own is None else attacker.own[cells]
                     cell_truth = None if truth is None else truth[cells]
                     seen = None
@@ -250,13 +276,22 @@ def _within(
     return grid[inside].min(axis=0), grid[inside].max(axis=0)
 
 
-def engine_attackers(system: CellSystem) -> list[Attacker]:
+def engine_attackers(
+    system: CellSystem, settings: ProtectionSettings | None = None
+) -> list[Attacker]:
     """The outsider and every contributor, who knows its own counts and, conservatively, that it
-    is alone in any cell whose whole count is its own."""
+    is alone in any cell whose whole count is its own. With `settings` (dominance on), a
+    contributor must not narrow a cell it dominates below the protection interval."""
     attackers = [Attacker(OUTSIDER)]
     for name in sorted(system.own):
         own = system.own[name]
-        attackers.append(Attacker(name, own, (own == system.value) & (system.value > 0)))
+        need = None
+        if settings is not None and settings.dominance:
+            dominated = dominated_cells(system.value, own, system.k, settings.dominance_small_cells)
+            if dominated.any():
+                width = np.array([settings.interval_for(int(k)) for k in system.k])
+                need = np.where(dominated, width, 1)
+        attackers.append(Attacker(name, own, (own == system.value) & (system.value > 0), need))
     return attackers
 
 
@@ -365,11 +400,15 @@ def audit(
     total_code: str = "_T",
     solver: str = "highs-warm",
     exact_limit: int | None = EXACT_LIMIT,
+    dominance: bool = True,
 ) -> AuditReport:
     """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
     for each insider whose own counts are given (dimension columns + `value`, optionally
     `indicator`; used as lower bounds, and as the exact value where an optional `sole` column
-    says yes: the insider knows it is the only contributor there).
+    says yes: the insider knows it is the only contributor there). Where an optional `dominant`
+    column says yes, the insider dominates the cell (the others count 1..k-1 children there) and
+    its interval must be `protection_interval` wide; with `dominance`, a published cell of k or
+    more where the others' part (value − own) is 1..k-1 fails as dominance-published.
 
     A cell is suppressed when `value` is empty or `obs_status` is Q. Primary cells (`conf_status`
     C, or every suppressed cell when the column is absent) need an interval at least
@@ -430,8 +469,18 @@ def audit(
         verdicts.append(_verdict_of(system, cell, "F", OUTSIDER, value, value, SMALL_COUNT))
     attackers = [Attacker(OUTSIDER)]
     for name, own_frame in (insiders or {}).items():
-        own, sole = _own_counts(system, own_frame, name, total_code)
-        attackers.append(Attacker(name, own, sole))
+        own, sole, dominant = _own_counts(system, own_frame, name, total_code)
+        if dominance:
+            # A published cell the insider dominates gives it the others' small count at once.
+            shown = ~suppressed & (system.value >= k)
+            others = system.value - own
+            for cell in np.flatnonzero(shown & (others >= 1) & (others < k) & (own > 0)).tolist():
+                value = int(system.value[cell])
+                verdicts.append(
+                    _verdict_of(system, cell, "F", name, value, value, DOMINANCE_PUBLISHED)
+                )
+        need_here = np.where(dominant & suppressed, width, 1) if dominant.any() else None
+        attackers.append(Attacker(name, own, sole, need_here))
     need = np.where(primary, width, 1)
     auditor = SystemAudit(system.equations, system.inequalities, system.value, solver=solver)
     findings = auditor.check(
@@ -487,27 +536,32 @@ def _row_ids(system: CellSystem, grid: Any, table: CountTable, total: str) -> np
     return ids
 
 
+def _flag(frame: pl.DataFrame, column: str) -> list[bool]:
+    if column not in frame.columns:
+        return [False] * frame.height
+    return frame[column].cast(pl.String).str.to_lowercase().is_in(["1", "true", "yes"]).to_list()
+
+
 def _own_counts(
     system: CellSystem, frame: pl.DataFrame, name: str, total: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """An insider's own count per cell, and the cells it knows it is alone in (column `sole`)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An insider's own count per cell, the cells it knows it is alone in (column `sole`) and
+    those it dominates (column `dominant`)."""
     own = np.zeros(system.size, dtype=np.int64)
     sole = np.zeros(system.size, dtype=bool)
+    dominant = np.zeros(system.size, dtype=bool)
     if VALUE not in frame.columns:
         raise TableError("protect-missing-column", table=name, column=VALUE)
     index = {key: i for i, key in enumerate(system.keys)}
     counts = _parse_counts(frame[VALUE], name).fill_null(0).to_list()
-    alone = (
-        frame[SOLE].cast(pl.String).str.to_lowercase().is_in(["1", "true", "yes"]).to_list()
-        if SOLE in frame.columns
-        else [False] * frame.height
-    )
+    alone = _flag(frame, SOLE)
+    dominates = _flag(frame, DOMINANT)
     indicator = (
         frame[INDICATOR].cast(pl.String).fill_null("").to_list()
         if INDICATOR in frame.columns
         else None
     )
-    dims = [d for d in _dimension_columns(frame) if d != SOLE]
+    dims = [d for d in _dimension_columns(frame) if d not in (SOLE, DOMINANT)]
     rows = frame.select(pl.col(d).cast(pl.String) for d in dims).iter_rows()
     every_indicator = sorted({k[0] for k in system.keys})
     for r, (row, count) in enumerate(zip(rows, counts, strict=True)):
@@ -520,7 +574,8 @@ def _own_counts(
             if cell is not None:
                 own[cell] = count
                 sole[cell] = bool(alone[r]) and count > 0
-    return own, sole
+                dominant[cell] = bool(dominates[r])
+    return own, sole, dominant
 
 
 def read_tidy_table(path: str | Path) -> pl.DataFrame:

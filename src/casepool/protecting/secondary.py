@@ -18,6 +18,7 @@ from casepool.protecting.audit import (
 )
 from casepool.protecting.lp import PROTECTED
 from casepool.protecting.primary import primary_cells
+from casepool.protecting.releases import KnownBefore, link, needs_linking
 from casepool.protecting.settings import ProtectionSettings, load_protection_settings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -33,7 +34,7 @@ from casepool.protecting.tables import (
     build_system,
 )
 
-Insider = tuple[np.ndarray, np.ndarray]  # own counts, cells known exactly
+Insider = tuple[np.ndarray, np.ndarray, np.ndarray]  # own counts, cells known exactly, need
 CUBE_CACHE_ENTRIES = 512  # cells whose hypercubes are kept between searches
 
 
@@ -83,11 +84,13 @@ def best_hypercube(
         corners_k, plus_k, v_k = corners[keep], plus[keep], v[keep]
         new = ~suppressed[corners_k]
         valid = np.ones(keep.size, dtype=bool)
+        if system.blocked is not None:  # released before as published: cannot be hidden now
+            valid &= ~(new & system.blocked[corners_k]).any(axis=1)
         if must_add:
             valid &= new.any(axis=1)
         if within:  # only cubes made of cells already suppressed
             valid &= ~new.any(axis=1)
-        for own, fixed in insiders:
+        for own, fixed, insider_need in insiders:
             if fixed[cell]:
                 continue  # the insider's own cell: it knows it, nothing to protect from it
             mine = own[corners_k]
@@ -97,7 +100,7 @@ def best_hypercube(
             slack_up = np.where(fixed[corners_k], 0.0, np.inf)
             up_x = np.where(plus_k, slack_up, slack_down).min(axis=1)
             down_x = np.where(plus_k, slack_down, slack_up).min(axis=1)
-            valid &= (up_x + down_x) >= 1
+            valid &= (up_x + down_x) >= insider_need[cell]
         if not valid.any():
             continue
         cost = np.where(new, system.cost[corners_k], 0.0).sum(axis=1)
@@ -127,7 +130,13 @@ def _cube_shapes(
     if key in system.cube_shapes:
         return system.cube_shapes[key]
     ids = system.grids[table_index].ids
-    paired = [d for d in range(ids.ndim) if ids.shape[d] > 1]
+    paired = [
+        d
+        for d in range(ids.ndim)
+        if ids.shape[d] > 1
+        # an axis whose category is its own total (a release's one period) moves nothing
+        and not np.array_equal(ids.take(0, axis=d), ids.take(-1, axis=d))
+    ]
     if not paired:
         return None
     partners, partner_signs = [], []
@@ -187,31 +196,33 @@ def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndar
 
 def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
     """The cheapest published cell next to the failing ones (then anywhere in their tables)."""
+    in_tables = [
+        system.grids[t].ids.reshape(-1) for c in cells.tolist() for t, _ in system.locations[int(c)]
+    ]
     pools = [
         np.concatenate([system.neighbours(int(c)) for c in cells]),
-        np.concatenate(
-            [
-                system.grids[t].ids.reshape(-1)
-                for c in cells.tolist()
-                for t, _ in system.locations[int(c)]
-            ]
-        ),
+        np.concatenate(in_tables) if in_tables else np.empty(0, dtype=np.int64),
         np.arange(system.size),
     ]
+    closed = suppressed if system.blocked is None else suppressed | system.blocked
     for pool in pools:
-        open_cells = np.unique(pool[~suppressed[pool]]) if pool.size else pool
+        open_cells = np.unique(pool[~closed[pool]]) if pool.size else pool
         if open_cells.size:
             order = np.lexsort((open_cells, system.cost[open_cells]))
             return open_cells[order[:1]]
-    raise TableError("protect-no-complement")
+    return np.empty(0, dtype=np.int64)  # nothing left to suppress: the caller decides
 
 
-def _failures(findings: Sequence[ComponentFinding]) -> list[tuple[int, str, np.ndarray]]:
-    """(failing cell, attacker, its component) in a stable order, one per component."""
+def _failures(
+    findings: Sequence[ComponentFinding], known_before: dict[str, np.ndarray] | None = None
+) -> list[tuple[int, str, np.ndarray]]:
+    """(failing cell, attacker, its component) in a stable order, one per component; cells
+    earlier releases already gave this attacker do not count."""
     found = []
     for finding in findings:
+        exempt = (known_before or {}).get(finding.attacker)
         for j, verdict in enumerate(finding.result.verdicts):
-            if verdict != PROTECTED:
+            if verdict != PROTECTED and (exempt is None or not exempt[finding.cells[j]]):
                 found.append((int(finding.cells[j]), finding.attacker, finding.cells))
                 break
     return sorted(found, key=lambda f: (f[0], f[1] != OUTSIDER, f[1]))
@@ -235,12 +246,20 @@ def _swap(
     added: list[int] = []
     for _ in range(tries):
         failures = _failures(
-            auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+            auditor.check(
+                suppressed,
+                need,
+                attackers,
+                truth=system.value,
+                stop_at_failure=not system.known_before,
+            ),
+            system.known_before,
         )
         if not failures:
             return True
         near = system.neighbours(failures[0][0])
-        near = near[~suppressed[near] & (near != removed)]
+        closed = suppressed if system.blocked is None else suppressed | system.blocked
+        near = near[~closed[near] & (near != removed)]
         if near.size == 0:
             break
         cheapest = int(near[np.lexsort((near, system.cost[near]))[0]])
@@ -250,7 +269,14 @@ def _swap(
         suppressed[cheapest] = True
         added.append(cheapest)
     if added and not _failures(
-        auditor.check(suppressed, need, attackers, truth=system.value, stop_at_failure=True)
+        auditor.check(
+            suppressed,
+            need,
+            attackers,
+            truth=system.value,
+            stop_at_failure=not system.known_before,
+        ),
+        system.known_before,
     ):
         return True
     suppressed[added] = False
@@ -294,15 +320,30 @@ def _prune_cubes(
 def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """Primary and suppressed masks over the system's cells, proven by the LP audit."""
     value = system.value
+    attackers: list[Attacker] = engine_attackers(system, settings)
     primary = primary_cells(value, system.k)
+    for attacker in attackers[1:]:
+        if attacker.need is not None:
+            primary |= attacker.need > 1  # dominated by this contributor
+    if system.primary_extra is not None:
+        primary |= system.primary_extra
+    if system.blocked is not None:
+        primary &= ~system.blocked  # released before as published: nothing left to protect
+    forced = primary if system.forced is None else primary | system.forced
     intervals = np.array([settings.interval_for(int(k)) for k in system.k], dtype=np.int64)
     need = np.where(primary, intervals, 1)
-    suppressed = primary.copy()
-    attackers: list[Attacker] = engine_attackers(system)
+    suppressed = forced.copy()
     insiders: list[Insider] = [
-        (a.own, a.fixed) for a in attackers[1:] if a.own is not None and a.fixed is not None
+        (a.own, a.fixed, a.need if a.need is not None else np.ones(system.size))
+        for a in attackers[1:]
+        if a.own is not None and a.fixed is not None
     ]
-    auditor = SystemAudit(system.equations, system.inequalities, value)
+    auditor = SystemAudit(system.equations, system.inequalities, value, floor=system.floor)
+    known = (
+        KnownBefore(system, settings)
+        if system.blocked is not None and system.blocked.any()
+        else None
+    )
     cubes: dict[int, Cube] = {}
     for cell in np.flatnonzero(primary).tolist():
         cube = best_hypercube(system, cell, int(need[cell]), suppressed, insiders)
@@ -310,15 +351,29 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             suppressed[cube.corners] = True
             cubes[cell] = cube
     if settings.prune_secondary:
-        _prune_cubes(system, cubes, suppressed, primary, need, insiders)
+        _prune_cubes(system, cubes, suppressed, forced, need, insiders)
     for cell, cube in cubes.items():
         for moved, values in cube_tables(system, cube, int(need[cell])):
             auditor.add_table(moved, values)
     while True:
-        failures = _failures(auditor.check(suppressed, need, attackers, truth=value))
+        failures = _failures(
+            auditor.check(suppressed, need, attackers, truth=value), system.known_before
+        )
         if not failures:
             break
-        for cell, _attacker, component in failures:
+        before = int(suppressed.sum())
+        exempted = 0
+        for cell, who, component in failures:
+            if known is not None:
+                cell_need = int(need[cell]) if who == OUTSIDER else 1
+                for a in attackers:
+                    if a.name == who and a.need is not None:
+                        cell_need = int(a.need[cell])
+                if known(cell, who, cell_need):
+                    exempt = system.known_before.setdefault(who, np.zeros(system.size, dtype=bool))
+                    exempt[cell] = True
+                    exempted += 1
+                    continue
             cube = best_hypercube(
                 system, cell, int(need[cell]), suppressed, insiders, must_add=True
             )
@@ -328,19 +383,25 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                     auditor.add_table(moved, values)
             else:
                 suppressed[_fallback_cells(system, component, suppressed)] = True
+        if int(suppressed.sum()) == before and not exempted:
+            raise TableError("protect-no-complement")
     if settings.prune_secondary:
         # Pruning re-audits a component per try: kept to components small enough to be quick.
         small = np.zeros(system.size, dtype=bool)
         for cells in auditor.components(suppressed):
             if cells.size <= settings.prune_max_component:
                 small[cells] = True
-        secondary = np.flatnonzero(suppressed & ~primary & small)
+        secondary = np.flatnonzero(suppressed & ~forced & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             if not suppressed[cell]:
                 continue
             suppressed[cell] = False
-            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
-            if _failures(trial) and not _swap(system, auditor, suppressed, cell, need, attackers):
+            trial = auditor.check(
+                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+            )
+            if _failures(trial, system.known_before) and not _swap(
+                system, auditor, suppressed, cell, need, attackers
+            ):
                 suppressed[cell] = True
         # A last pass without swaps: after it, publishing any one secondary cell fails the audit
         # (fewer suppressions never protect more, so a cell needed here stays needed).
@@ -348,11 +409,13 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         for cells in auditor.components(suppressed):
             if cells.size <= settings.prune_max_component:
                 small[cells] = True
-        secondary = np.flatnonzero(suppressed & ~primary & small)
+        secondary = np.flatnonzero(suppressed & ~forced & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             suppressed[cell] = False
-            trial = auditor.check(suppressed, need, attackers, truth=value, stop_at_failure=True)
-            if _failures(trial):
+            trial = auditor.check(
+                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+            )
+            if _failures(trial, system.known_before):
                 suppressed[cell] = True
     return primary, suppressed
 
@@ -394,5 +457,7 @@ def protect(
         tables = [tables]
     settings = settings or load_protection_settings()
     system = build_system(tables, settings)
+    if needs_linking(tables):
+        system = link(system, settings)
     primary, suppressed = suppress(system, settings)
     return _frames(system, primary, suppressed)

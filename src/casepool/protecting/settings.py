@@ -38,6 +38,10 @@ class ProtectionSettings:
     prune_secondary: bool = True
     prune_max_component: int = 300
     ratio_min_denominator: int | None = None
+    # Contributor dominance: a cell where all contributors but one together count 1..k-1
+    # children is primary against the one (see primary.dominated_cells).
+    dominance: bool = True
+    dominance_small_cells: bool = False
     cell_key: CellKeySettings = field(default_factory=CellKeySettings, repr=False)
 
     def k_for(self, dimensions: tuple[str, ...] | list[str], sensitive: bool | None = None) -> int:
@@ -87,6 +91,9 @@ def settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> ProtectionSet
         raise SchemaError(
             "schema-invalid", file=where, reason="costs and cell_key must be mappings"
         )
+    dominance = raw.get("dominance") or {}
+    if not isinstance(dominance, dict):
+        raise SchemaError("schema-invalid", file=where, reason="dominance must be a mapping")
     sensitive = raw.get("sensitive_dimensions") or []
     if not isinstance(sensitive, list):
         raise SchemaError(
@@ -113,6 +120,8 @@ def settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> ProtectionSet
             raw.get("prune_max_component", 300), "prune_max_component", where
         ),
         ratio_min_denominator=ratio_min,
+        dominance=bool(dominance.get("enabled", True)),
+        dominance_small_cells=bool(dominance.get("small_cells", False)),
         cell_key=cell_key,
     )
 

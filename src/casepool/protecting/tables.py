@@ -37,10 +37,20 @@ class CountTable:
     contributions: pl.DataFrame | None = None
     sensitive: bool | None = None
     name: str | None = None
+    # Linking across releases (casepool.protecting.releases): `scope` adds (dimension, code) to
+    # every cell's identity where the table has no such dimension or the cell is its total (the
+    # period a release covers); `version` keeps cells apart from same-named cells counted from
+    # other data; `statuses` (dimensions + conf_status) fixes cells already released: F stays
+    # published, C and D stay suppressed.
+    scope: tuple[tuple[str, str], ...] = ()
+    version: str = ""
+    version_cells: frozenset[tuple[str, ...]] | None = None  # None: every cell (codes in order)
+    statuses: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
         object.__setattr__(self, "multi_valued", frozenset(self.multi_valued))
+        object.__setattr__(self, "scope", tuple(tuple(p) for p in self.scope))
 
     @property
     def label(self) -> str:
@@ -99,6 +109,15 @@ class CellSystem:
     equations: sparse.csr_matrix
     inequalities: sparse.csr_matrix
     own: dict[str, np.ndarray] = field(default_factory=dict)
+    # Cells that may not be suppressed (released before as published) and cells that must stay
+    # suppressed (released before as suppressed, or differences between releases); `floor` is
+    # each cell's least possible value (0 for counts; −∞ for a difference that may be negative).
+    blocked: np.ndarray | None = None
+    forced: np.ndarray | None = None
+    floor: np.ndarray | None = None
+    primary_extra: np.ndarray | None = None  # cells primary for a reason beyond their count
+    # Per attacker, cells earlier releases already give away (nothing in this release can help).
+    known_before: dict[str, np.ndarray] = field(default_factory=dict)
     # Hypercube corners and signs around a cell, by (table, position): they never change.
     cube_shapes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -269,7 +288,16 @@ def build_system(
                 for d, dim in enumerate(table.dimensions)
                 if codes[d][position[d]] != total
             )
-            key = (table.indicator, tuple(sorted(named)))
+            if table.scope:
+                present = {dim for dim, _ in named}
+                named += tuple((dim, code) for dim, code in table.scope if dim not in present)
+            tag = table.indicator
+            if table.version and (
+                table.version_cells is None
+                or tuple(codes[d][position[d]] for d in range(len(codes))) in table.version_cells
+            ):
+                tag = f"{table.indicator}#{table.version}"
+            key = (tag, tuple(sorted(named)))
             cell = index.get(key)
             if cell is None:
                 cell = index[key] = len(values)
@@ -308,6 +336,8 @@ def build_system(
                 continue
             for row in moved:
                 total_cell, categories = int(row[-1]), [int(c) for c in row[:-1]]
+                if total_cell in categories:
+                    continue  # one period released as its own total (scope): the same cell
                 if is_multi:
                     inequalities.extend(((c, total_cell), (1, -1)) for c in categories)
                 else:

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators, population_key
+from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators
 from casepool.catalogue.tabulating import (
     CELL_KEY,
     CONTRIBUTOR,
@@ -46,6 +46,8 @@ class Protected:
     audit_failures: list[str] = field(
         default_factory=list
     )  # who could narrow a cell: outsider / org
+    count_table: Any = None  # the engine's CountTable (for the release ledger)
+    engine_frame: pl.DataFrame | None = None  # its protected cells, as the engine names them
 
 
 def _outcome_name(tabulation: Tabulation) -> str:
@@ -54,17 +56,25 @@ def _outcome_name(tabulation: Tabulation) -> str:
     return f"{tabulation.indicator.name}__outcome"
 
 
-def _count_table(tabulation: Tabulation, catalogue: IndicatorCatalogue) -> Any:
+def _count_table(
+    tabulation: Tabulation, catalogue: IndicatorCatalogue, scope: str | None = None
+) -> Any:
+    from casepool.catalogue.relations import linked_population
+
     rename = {OUTCOME: _outcome_name(tabulation)} if OUTCOME in tabulation.count_dimensions else {}
     dims = [rename.get(d, d) for d in tabulation.count_dimensions]
     contributions = tabulation.contributions.rename(rename)
+    # A scoped count is the numerator of a share over a wider population: one cell, one status.
+    key, codes = linked_population(tabulation.indicator, catalogue)
+    period = (("period", scope),) if scope else ()
     return CountTable(
-        indicator=population_key(tabulation.indicator, catalogue),
+        indicator=key,
         dimensions=tuple(dims),
         cells=tabulation.counts.rename(rename).select(*dims, VALUE),
         multi_valued=frozenset(tabulation.multi),
         contributions=contributions,
         name=tabulation.name,
+        scope=period + codes,
     )
 
 
@@ -73,16 +83,23 @@ def protect_tabulations(
     method: str = "suppress",
     settings: Any = None,
     catalogue: IndicatorCatalogue | None = None,
+    *,
+    scope: str | None = None,
+    earlier: Sequence[Any] = (),
 ) -> list[Protected]:
     """Protect the tables together (cells they share get one status), then audit each one for an
-    outsider and for every organisation as an insider."""
+    outsider and for every organisation as an insider.
+
+    `scope` is the period the release covers (it names the cells of tables without a period
+    dimension); `earlier` are the count tables of earlier releases from the ledger
+    (casepool.publishing.releases.earlier_tables), protected together with the new ones."""
     from casepool import protecting
 
     if method not in METHODS:
         raise UsageError("method-invalid", method=method)
     catalogue = catalogue or load_indicators()
     settings = settings or protecting.load_protection_settings()
-    tables = [_count_table(t, catalogue) for t in tabulations]
+    tables = [_count_table(t, catalogue, scope) for t in tabulations]
     if method == "cellkey":
         return [
             _perturbed(t, table, settings) for t, table in zip(tabulations, tables, strict=True)
@@ -93,16 +110,17 @@ def protect_tabulations(
     for i, table in enumerate(tables):
         groups.setdefault(table.indicator, []).append(i)
     protected: list[Any] = [None] * len(tables)
-    for members in groups.values():
-        results = protecting.protect([tables[i] for i in members], settings)
-        for i, result in zip(members, results, strict=True):
+    for key, members in groups.items():
+        before = [t for t in earlier if t.indicator == key]
+        results = protecting.protect([tables[i] for i in members] + before, settings)
+        for i, result in zip(members, results[: len(members)], strict=True):
             protected[i] = result
     out = []
     for tab, table, result in zip(tabulations, tables, protected, strict=True):
         report = audit_protected(tab, table, result.frame, result.k, settings)
         failures = sorted({v.attacker for v in report.failures})
         counts = _tidy_counts(tab, result.frame.rename(_back(tab)))
-        out.append(Protected(tab, counts, report.protected, failures))
+        out.append(Protected(tab, counts, report.protected, failures, table, result.frame))
     return audit_region_links(out, tables, settings)
 
 
@@ -217,9 +235,16 @@ def audit_protected(
 
     dims = list(table.dimensions)
     whole = table.cells.select(*dims, pl.col(VALUE).alias("_whole"))
+    others = pl.col("_whole") - pl.col(VALUE)
+    dominant = (others >= 1) & (others < k) & (pl.col(VALUE) > 0)
+    if not settings.dominance_small_cells:
+        dominant = dominant & (pl.col("_whole") >= k)
     own = (
         table.contributions.join(whole, on=dims, how="left")
-        .with_columns(((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"))
+        .with_columns(
+            ((pl.col(VALUE) == pl.col("_whole")) & (pl.col(VALUE) > 0)).alias("sole"),
+            (dominant & pl.lit(settings.dominance)).alias("dominant"),
+        )
         .drop("_whole")
     )
     insiders = {
@@ -233,6 +258,7 @@ def audit_protected(
         multi_valued=tuple(tabulation.multi),
         insiders=insiders,
         total_code=settings.total_code,
+        dominance=settings.dominance,
     )
 
 

@@ -24,7 +24,7 @@ from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load
 from casepool.catalogue.population import read_population
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
-from casepool.core.errors import UsageError
+from casepool.core.errors import TableError, UsageError
 from casepool.core.periods import parse_period
 from casepool.core.schema import LANGUAGES
 from casepool.publishing.formats import (
@@ -138,6 +138,12 @@ class Publication:
     catalogue: IndicatorCatalogue
     settings: Any
     seconds: float = 0.0
+    # For the release ledger: the protected count tables that pass, the scope, the data.
+    kept: list[Any] = field(default_factory=list)
+    scope: str = ""
+    submissions: list[str] = field(default_factory=list)
+    released_before: int = 0
+    ledger: bool = True
 
     def table(self, name: str) -> PublishedTable:
         return next(t for t in self.tables if t.name == name)
@@ -157,11 +163,19 @@ def build_publication(
     *,
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
+    ledger: bool = True,
 ) -> Publication:
     """Tabulate, protect together and audit every table of schemas/publication.yaml (or of
     `tables`) for `period` (a year or quarter, e.g. "2025", "2025-Q3"; None: every period).
-    Nothing is written; a table that fails its audit is withheld."""
+    Nothing is written; a table that fails its audit is withheld.
+
+    With `ledger` (the default) the tables are protected together with every earlier release in
+    the warehouse's release ledger; `record_publication_release` then records what leaves.
+    Without it, the publication stands alone (a draft for the steward's eyes only)."""
     from casepool import protecting
+    from casepool.publishing.protect import _count_table
+    from casepool.publishing.releases import current_submissions, earlier_tables, release_scope
+    from casepool.warehouse.ledger import data_fingerprint
     from casepool.warehouse.store import open_warehouse
 
     started = time.perf_counter()
@@ -190,8 +204,22 @@ def build_publication(
             tabulations.append(
                 tabulate(con, request, first=first, last=last, catalogue=catalogue, source=source)
             )
-    notify(f"protect {len(tabulations)} tables")
-    protected = protect_tabulations(tabulations, "suppress", settings, catalogue)
+        scope = release_scope(chosen.code if chosen else None, first, last)
+        submissions = current_submissions(con)
+        earlier: list[Any] = []
+        if ledger:
+            current = [_count_table(t, catalogue, scope) for t in tabulations]
+            earlier = earlier_tables(con, current, data_fingerprint(submissions))
+    notify(f"protect {len(tabulations)} tables with {len(earlier)} released before")
+    try:
+        protected = protect_tabulations(
+            tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
+        )
+    except TableError as exc:
+        if not earlier:
+            raise
+        # Fail closed: a release the ledger cannot protect is held, never written.
+        raise TableError("release-held", reason=exc.message("en")) from exc
     outcomes: list[TableOutcome] = []
     released: list[PublishedTable] = []
     for p in protected:
@@ -216,7 +244,34 @@ def build_publication(
         catalogue,
         settings,
         time.perf_counter() - started,
+        kept=[p for p in protected if p.audit_ok],
+        scope=scope,
+        submissions=list(submissions),
+        released_before=len(earlier),
+        ledger=ledger,
     )
+
+
+def record_publication_release(
+    warehouse: str | Path, publication: Publication, detail: dict[str, Any]
+) -> str | None:
+    """Record what `publication` lets out in the warehouse's release ledger (none for a draft)."""
+    from casepool.publishing.releases import record_publication
+    from casepool.warehouse.store import current_actor, open_warehouse
+
+    if not publication.ledger:
+        return None
+    kept = publication.kept
+    with open_warehouse(warehouse) as writable:
+        return record_publication(
+            writable,
+            tables=[p.count_table for p in kept],
+            frames=[p.engine_frame for p in kept if p.engine_frame is not None],
+            periods=[publication.scope],
+            submissions=publication.submissions,
+            actor=current_actor(),
+            detail={**detail, "released_before": publication.released_before},
+        )
 
 
 def publish(
@@ -228,13 +283,18 @@ def publish(
     lang: str = "en",
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
+    ledger: bool = True,
 ) -> PublishResult:
     """Build the publication (`build_publication`) and write every format of it to `out_dir`.
-    Returns what was written; a table that fails its audit is left out."""
+    Returns what was written; a table that fails its audit is left out. With `ledger` (the
+    default) it is protected together with every earlier release and recorded in the ledger (the
+    warehouse must be writable); without it, it is an unrecorded draft."""
     started = time.perf_counter()
     notify = progress or (lambda text: None)
     lang = lang if lang in LANGUAGES else "en"
-    publication = build_publication(warehouse, period, progress, settings=settings, tables=tables)
+    publication = build_publication(
+        warehouse, period, progress, settings=settings, tables=tables, ledger=ledger
+    )
     out = Path(out_dir)
     notify(f"write {len(publication.tables)} tables")
     # Everything is written into a staging folder beside `out`, then swapped in: a crash or a
@@ -254,6 +314,12 @@ def publish(
         write_manifest(
             staging,
             result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
+        )
+        # Recorded before the folder is swapped in: a figure that leaves is in the ledger.
+        record_publication_release(
+            warehouse,
+            publication,
+            {"out": out.name, "suppressed_share": round(result.suppressed_share, 4)},
         )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result

@@ -37,6 +37,12 @@ _DDL = (
   release_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, indicator VARCHAR NOT NULL,
   dimensions VARCHAR NOT NULL, value DOUBLE, obs_status VARCHAR, conf_status VARCHAR,
   margin DOUBLE)""",
+    # What an exact release was made from: the true count of every cell it held, whole
+    # (contributor '') and per organisation. Never leaves the warehouse; disclosure control
+    # reads it to protect the next release together with this one.
+    """CREATE TABLE IF NOT EXISTS release_truth (
+  release_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, dimensions VARCHAR NOT NULL,
+  contributor VARCHAR NOT NULL, value BIGINT NOT NULL)""",
 )
 
 
@@ -191,3 +197,116 @@ def released_cells(
         params=[list(kinds)],
     ).pl()
     return frame
+
+
+def record_truth(con: duckdb.DuckDBPyConnection, release_id: str, truth: pl.DataFrame) -> None:
+    """Keep the true counts behind a release: columns table_name, dimensions (`cell_identity`),
+    contributor ('' for the whole cell) and value (zeros may be left out)."""
+    ensure_ledger(con)
+    if not truth.height:
+        return
+    frame = truth.select(
+        pl.lit(release_id).alias("release_id"),
+        pl.col("table_name").cast(pl.String),
+        pl.col("dimensions").cast(pl.String),
+        pl.col("contributor").cast(pl.String).fill_null(""),
+        pl.col("value").cast(pl.Int64),
+    )
+    con.register("_release_truth_in", frame.to_arrow())
+    try:
+        con.execute("INSERT INTO release_truth SELECT * FROM _release_truth_in")
+    finally:
+        con.unregister("_release_truth_in")
+
+
+def released_truth(con: duckdb.DuckDBPyConnection, release_id: str) -> pl.DataFrame:
+    """The true counts kept for one release (empty without a ledger or without truth)."""
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "release_truth" not in names:
+        return pl.DataFrame(
+            schema={
+                "table_name": pl.String,
+                "dimensions": pl.String,
+                "contributor": pl.String,
+                "value": pl.Int64,
+            }
+        )
+    frame: pl.DataFrame = con.sql(
+        "SELECT table_name, dimensions, contributor, value FROM release_truth "
+        "WHERE release_id = ? ORDER BY table_name, dimensions, contributor",
+        params=[release_id],
+    ).pl()
+    return frame
+
+
+def release_cells(con: duckdb.DuckDBPyConnection, release_id: str) -> pl.DataFrame:
+    """The cells one release let out: table_name, indicator, dimensions, value and statuses."""
+    if not has_ledger(con):
+        return pl.DataFrame(
+            schema={
+                "table_name": pl.String,
+                "indicator": pl.String,
+                "dimensions": pl.String,
+                "value": pl.Float64,
+                "obs_status": pl.String,
+                "conf_status": pl.String,
+            }
+        )
+    frame: pl.DataFrame = con.sql(
+        "SELECT table_name, indicator, dimensions, value, obs_status, conf_status "
+        "FROM release_cells WHERE release_id = ?",
+        params=[release_id],
+    ).pl()
+    return frame
+
+
+def data_fingerprint(submissions: Iterable[str]) -> str:
+    """The data a release was made from, as one text: a hash of its submissions' ids."""
+    import hashlib
+
+    text = "\n".join(sorted(set(submissions)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class LedgerListing:
+    """Every release in a warehouse's ledger, for `casepool releases`."""
+
+    releases: list[Release]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"releases": [r.to_dict() for r in self.releases]}
+
+    def render(self, lang: str) -> str:
+        from casepool.core.i18n import render
+
+        if not self.releases:
+            return render("releases-none", lang)
+        lines = []
+        for r in self.releases:
+            share = r.detail.get("suppressed_share")
+            lines.append(
+                render(
+                    "releases-line",
+                    lang,
+                    when=r.released_at.isoformat(timespec="seconds"),
+                    kind=r.kind,
+                    release=r.release_id[:12],
+                    actor=r.actor,
+                    periods=", ".join(r.periods) or "-",
+                    cells=r.cells,
+                    share="-" if share is None else f"{100 * float(share):.1f}%",
+                    submissions=len(r.submissions),
+                    data=r.data_fingerprint or "-",
+                )
+            )
+        lines.append(render("releases-total", lang, count=len(self.releases)))
+        return "\n".join(lines)
+
+
+def read_ledger(warehouse: Any, kind: str | None = None) -> LedgerListing:
+    """The ledger of a warehouse file, read-only (empty for a warehouse without one)."""
+    from casepool.warehouse.store import open_warehouse
+
+    with open_warehouse(warehouse, read_only=True) as con:
+        return LedgerListing(list_releases(con, kind=kind))
