@@ -130,3 +130,20 @@ def test_a_scoped_count_is_the_numerator_of_its_share_one_cell_one_status(tmp_pa
     # The count and the share's numerator are the same children: shown alike or hidden alike.
     for row in joined.iter_rows(named=True):
         assert row["value"] == row["numerator"], row
+
+
+def test_a_report_drawn_from_the_warehouse_is_a_release_of_its_own(tmp_path):
+    from casepool.reporting import protected_tables
+
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    publish(warehouse, tmp_path / "one", tables=TABLES)
+    protected_tables(warehouse)  # what `casepool report` shows when drawn from the warehouse
+    with open_warehouse(warehouse, read_only=True) as con:
+        releases = list_releases(con)
+    assert [r.kind for r in releases] == ["publication", "report"]
+    assert releases[1].cells > 0 and releases[1].detail["released_before"] >= 1
+    # The next publication is protected together with the report as well as the publication.
+    again = publish(warehouse, tmp_path / "two", tables=TABLES)
+    with open_warehouse(warehouse, read_only=True) as con:
+        assert list_releases(con)[-1].detail["released_before"] >= 2 * len(TABLES)
+    assert again.ok

@@ -253,9 +253,13 @@ def build_publication(
 
 
 def record_publication_release(
-    warehouse: str | Path, publication: Publication, detail: dict[str, Any]
+    warehouse: str | Path,
+    publication: Publication,
+    detail: dict[str, Any],
+    kind: str = "publication",
 ) -> str | None:
-    """Record what `publication` lets out in the warehouse's release ledger (none for a draft)."""
+    """Record what `publication` lets out in the warehouse's release ledger (none for a draft):
+    kind "publication" for the files of `publish`, "report" for a report drawn from it."""
     from casepool.publishing.releases import record_publication
     from casepool.warehouse.store import current_actor, open_warehouse
 
@@ -271,6 +275,7 @@ def record_publication_release(
             submissions=publication.submissions,
             actor=current_actor(),
             detail={**detail, "released_before": publication.released_before},
+            kind=kind,
         )
 
 

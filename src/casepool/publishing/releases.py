@@ -144,7 +144,9 @@ def earlier_tables(
     seen: set[tuple[str | None, str, str]] = set()
     # Newest first: a table released again from the same data for the same period is the same
     # table (its cells kept their status), so only its latest release is read back.
-    for release in reversed(list_releases(con, kind="publication")):
+    # Reports draw exact figures too, so they are releases of the same kind for linking.
+    exact = [r for r in list_releases(con) if r.kind in ("publication", "report")]
+    for release in reversed(exact):
         metas = release.detail.get("tables") or {}
         if not metas:
             continue
@@ -228,11 +230,12 @@ def record_publication(
     submissions: Sequence[str],
     actor: str,
     detail: dict[str, Any],
+    kind: str = "publication",
 ) -> str:
-    """Append one publication to the ledger: its cells, statuses and the truth behind them."""
+    """Append one publication (or report) to the ledger: its cells, statuses and the truth."""
     release_id = record_release(
         con,
-        kind="publication",
+        kind=kind,
         method="suppress",
         actor=actor,
         cells=cells_frame(tables, frames),

@@ -48,12 +48,18 @@ class ReportResult:
         }
 
 
-def protected_tables(warehouse: str | Path, period: str | None = None) -> dict[str, TableView]:
-    """The publication catalogue of `warehouse` (for `period`, or every period), protected and
-    audited exactly as `casepool publish` would publish it, as the report's table views."""
-    from casepool.publishing.publish import build_publication
+def protected_tables(
+    warehouse: str | Path, period: str | None = None, *, record: bool = True
+) -> dict[str, TableView]:
+    """The publication catalogue of `warehouse` (for `period`, or every period), protected
+    together with every earlier release and audited exactly as `casepool publish` would publish
+    it, as the report's table views. With `record`, the figures the report shows are recorded in
+    the release ledger (kind "report"), so later releases are protected together with them."""
+    from casepool.publishing.publish import build_publication, record_publication_release
 
     publication = build_publication(Path(warehouse), period)
+    if record:
+        record_publication_release(warehouse, publication, {"period": period}, kind="report")
     return {
         t.name: table_from_rows(t.name, t.frame.to_dicts(), t.dimensions)
         for t in publication.tables
