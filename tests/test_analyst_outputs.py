@@ -30,9 +30,13 @@ from fixtures.indicators.warehouses import build_random
 TABLES = (
     TableRequest("registered_cases", ("governorate",), name="cases_by_governorate"),
     TableRequest("registered_cases", ("governorate", "sex"), name="cases_by_governorate_sex"),
-    TableRequest("registered_cases", ("period", "region"), period_unit="quarter", name="by_period"),
+    # No table by region beside the governorate tables here: the engine does not yet link a region
+    # to its governorates (the "not stated" region is the "not stated" governorate), so publish
+    # would withhold a governorate table that a region table gives away (fail closed; see
+    # test_region_link.py). These tests are about rates and metadata, not that link.
+    TableRequest("registered_cases", ("period", "sex"), period_unit="quarter", name="by_period"),
     TableRequest("registered_cases", ("sex", "age_band"), name="cases_by_sex_age"),
-    TableRequest("boys_share", ("region",), name="boys_share_by_region"),
+    TableRequest("boys_share", ("age_band",), name="boys_share_by_age"),
     TableRequest("registered_cases_rate", ("governorate",), name="rate_by_governorate"),
     TableRequest("registered_cases_rate", ("sex", "age_band"), name="rate_by_sex_age"),
 )
@@ -83,9 +87,12 @@ def test_rates_are_the_protected_counts_over_the_population_recomputed_by_hand(p
         children[row["ADM1_PCODE"]] = sum(int(row[c]) for c in bands)
     counts = {r["governorate"]: r for r in text_csv(out / "csv" / "cases_by_governorate.csv")}
     rates = text_csv(out / "csv" / "rate_by_governorate.csv")
-    assert len(rates) == 19
+    assert len(rates) == len(children) + 2  # every governorate, "not stated" (_U), the total
     for rate in rates:
         count = counts[rate["governorate"]]
+        if rate["governorate"] == "_U":  # children whose governorate was blanked: no population
+            assert rate["value"] == "" and rate["denominator"] == ""
+            continue
         # Same cell, same protection: a hidden count is a hidden rate, with the same statuses.
         assert (rate["value"] == "") == (count["value"] == "")
         assert rate["conf_status"] == count["conf_status"]
