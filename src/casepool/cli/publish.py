@@ -53,7 +53,11 @@ def publish(
         if as_json:
             print_json(result_dp.to_dict())
         else:
-            typer.echo(result_dp.render(lang.value))
+            from casepool.cli.text.publishing import (
+                render_dp_publication,  # here: --help stays fast
+            )
+
+            typer.echo(render_dp_publication(result_dp, lang.value))
         if not result_dp.ok:
             raise typer.Exit(EXIT_REFUSED)
         return
@@ -69,7 +73,9 @@ def publish(
     if as_json:
         print_json(result.to_dict())
     else:
-        typer.echo(result.render(lang.value))
+        from casepool.cli.text.publishing import render_publication  # here: --help stays fast
+
+        typer.echo(render_publication(result, lang.value))
     if not result.ok:
         raise typer.Exit(EXIT_REFUSED)
 

@@ -31,7 +31,9 @@ def releases(
     if as_json:
         print_json(result.to_dict())
     else:
-        typer.echo(result.render(lang.value))
+        from casepool.cli.text.publishing import render_releases  # here: --help stays fast
+
+        typer.echo(render_releases(result, lang.value))
 
 
 def register(app: typer.Typer) -> None:

@@ -49,12 +49,6 @@ class DPPublication:
             "files": [str(f) for f in self.files],
         }
 
-    def render(self, lang: str = "en") -> str:
-        lines = [f"{t['table']}: {t['cells']} cells (dp)" for t in self.tables]
-        lines += [f"{s['table']}: not written ({s['reason']})" for s in self.skipped]
-        lines.append(f"{len(self.files)} files in {self.out_dir}")
-        return "\n".join(lines)
-
 
 def publish_dp(
     warehouse: str | Path,

@@ -97,26 +97,6 @@ class PublishResult:
             "seconds": round(self.seconds, 3),
         }
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        lines = [
-            render("publish-table-withheld", lang, table=t.name, who=", ".join(t.audit_failures))
-            for t in self.tables
-            if not t.written
-        ]
-        lines.append(
-            render(
-                "publish-done",
-                lang,
-                tables=sum(t.written for t in self.tables),
-                cells=f"{sum(t.cells for t in self.tables if t.written):,}",
-                share=f"{100 * self.suppressed_share:.1f}",
-                path=str(self.out_dir),
-            )
-        )
-        return "\n".join(lines)
-
 
 def note_title(lang: str) -> str:
     from casepool.core.i18n import render

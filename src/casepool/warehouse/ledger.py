@@ -277,32 +277,6 @@ class LedgerListing:
     def to_dict(self) -> dict[str, Any]:
         return {"releases": [r.to_dict() for r in self.releases]}
 
-    def render(self, lang: str) -> str:
-        from casepool.core.i18n import render
-
-        if not self.releases:
-            return render("releases-none", lang)
-        lines = []
-        for r in self.releases:
-            share = r.detail.get("suppressed_share")
-            lines.append(
-                render(
-                    "releases-line",
-                    lang,
-                    when=r.released_at.isoformat(timespec="seconds"),
-                    kind=r.kind,
-                    release=r.release_id[:12],
-                    actor=r.actor,
-                    periods=", ".join(r.periods) or "-",
-                    cells=r.cells,
-                    share="-" if share is None else f"{100 * float(share):.1f}%",
-                    submissions=len(r.submissions),
-                    data=r.data_fingerprint or "-",
-                )
-            )
-        lines.append(render("releases-total", lang, count=len(self.releases)))
-        return "\n".join(lines)
-
 
 def read_ledger(warehouse: Any, kind: str | None = None) -> LedgerListing:
     """The ledger of a warehouse file, read-only (empty for a warehouse without one)."""
