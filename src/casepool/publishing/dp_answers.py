@@ -259,6 +259,12 @@ def restore_quarter(
     ensure_ledger(con)
     con.begin()
     try:
+        if quarter not in budget.stale_periods(con, {quarter: (basis, 0)}):
+            con.rollback()  # another caller put it back or measured it again since we looked
+            return True
+        if budget.restorable(con, quarter, basis, [m.name for m in todo]) != found:
+            con.rollback()
+            return False
         release_id = record_release(
             con,
             kind="measurement",
