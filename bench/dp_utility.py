@@ -21,6 +21,7 @@ import polars as pl
 from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import indicator_values, tabulate
+from casepool.core.errors import UsageError
 from casepool.publishing.publish import publish
 from casepool.publishing.query import query
 from casepool.warehouse.store import open_warehouse
@@ -37,6 +38,7 @@ def main() -> None:
         shutil.copy(args.warehouse, copy)
         publish(copy, Path(tmp) / "pub", period=args.period)
         rows = []
+        skipped: list[str] = []
         totals = {"cells": 0, "nonzero": 0, "supp": 0, "supp_nz": 0, "dp": 0, "dp_nz": 0}
         for request in load_publication(catalogue):
             indicator = catalogue.indicator(request.indicator)
@@ -57,17 +59,24 @@ def main() -> None:
                     indicator_values(tab).select(*dims, pl.col("numerator").alias("n_true")),
                     on=dims,
                 )
-            published = pl.read_csv(
-                Path(tmp) / "pub" / "csv" / f"{request.table_name}.csv",
-                schema_overrides={d: pl.String for d in dims},
-            ).select(*dims, pl.col("value").cast(pl.Float64).alias("supp"))
-            answer = query(
-                copy,
-                request.indicator,
-                by=request.dimensions,
-                where=[f"period={args.period}"],
-                period_unit=request.period_unit,
-            ).table.frame.select(*dims, pl.col("value").alias("dp"), "margin")
+            path = Path(tmp) / "pub" / "csv" / f"{request.table_name}.csv"
+            if path.exists():
+                published = pl.read_csv(path, schema_overrides={d: pl.String for d in dims}).select(
+                    *dims, pl.col("value").cast(pl.Float64).alias("supp")
+                )
+            else:  # the table was withheld (its audit failed): no cell published
+                published = truth.select(*dims, pl.lit(None, pl.Float64).alias("supp"))
+            try:
+                answer = query(
+                    copy,
+                    request.indicator,
+                    by=request.dimensions,
+                    where=[f"period={args.period}"],
+                    period_unit=request.period_unit,
+                ).table.frame.select(*dims, pl.col("value").alias("dp"), "margin")
+            except UsageError as exc:  # the workload does not measure this table
+                skipped.append(f"{request.table_name} ({exc.key})")
+                continue
             cells = truth.join(published, on=dims).join(answer, on=dims)
             nonzero = cells.filter(pl.col("truth").fill_null(0) > 0)
             usable = (pl.col("margin") <= 0.2 * pl.col("dp")) & (pl.col("dp") > 0)
@@ -101,6 +110,8 @@ def main() -> None:
             f"{t['supp'] / t['cells']:.0%} ({t['supp_nz'] / t['nonzero']:.0%}) | "
             f"{t['dp'] / t['cells']:.0%} ({t['dp_nz'] / t['nonzero']:.0%}) | |"
         )
+        if skipped:
+            print("\nNot answered (not in the workload): " + ", ".join(skipped))
         by_gov = query(
             copy, "registered_cases", by="governorate", where=[f"period={args.period}"]
         ).table.frame

@@ -318,7 +318,8 @@ def test_noise_follows_the_stated_scale(rho, sensitivity):
     mean = sum(noise) / n
     variance = sum((v - mean) ** 2 for v in noise) / n
     assert abs(mean) < 5 * scale / n**0.5
-    assert variance == pytest.approx(scale**2, rel=0.15)
+    if scale >= 1:  # below 1 the discrete Gaussian's variance falls short of scale²
+        assert variance == pytest.approx(scale**2, rel=0.15)
     margin = dp.margin_of_scale(scale, 0.9)
     inside = sum(abs(v) <= margin for v in noise) / n
     assert inside >= 0.87  # the stated 90 % interval holds ...
@@ -374,9 +375,10 @@ def test_budget_cli_shows_spent_and_left(runner, warehouse):
     assert cli.exit_code == 0, cli.output
     report = json.loads(cli.stdout)
     row = next(r for r in report["periods"] if r["period"] == QUARTER)
-    assert row["spent"] == pytest.approx(0.9) and row["left"] == pytest.approx(0.1)
+    assert row["spent"] == pytest.approx(0.45) and row["left"] == pytest.approx(0.55)
+    assert row["measurements"] == "current" and row["revisions"] == 0
     text = runner.invoke(app, ["budget", "-w", str(warehouse)])
-    assert QUARTER in text.stdout and "ε ≈" in text.stdout
+    assert QUARTER in text.stdout and "ε ≈" in text.stdout and "current" in text.stdout
 
 
 def test_publish_method_dp_writes_the_catalogue_with_margins(runner, warehouse, tmp_path):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
+import duckdb
+import polars as pl
 import pytest
 
+from casepool.catalogue.indicators import load_indicators
 from casepool.cli.main import app
 from casepool.core.errors import UsageError, WarehouseError
+from casepool.protecting import dp
+from casepool.protecting.dp_settings import dp_settings_from_mapping, load_dp_settings
+from casepool.publishing import dp_answers
+from casepool.publishing.dp_answers import budget_report
 from casepool.publishing.query import query
+from casepool.warehouse import budget
 from casepool.warehouse.ingest import ingest_packages
 from casepool.warehouse.ledger import list_releases
 from casepool.warehouse.organisations import add_organisation
@@ -87,21 +96,160 @@ def test_reactivating_an_older_submission_leaves_it_superseded(loaded):
     assert decision.submission.state == "superseded"
 
 
-def test_indicators_follow_a_revocation(loaded):
+def spent_on(w, period="2025-Q3"):
+    with open_warehouse(w, read_only=True) as con:
+        return budget.spent_on(con, period)
+
+
+def measurement_releases(w):
+    with open_warehouse(w, read_only=True) as con:
+        return [r for r in list_releases(con, kind="measurement") if r.method == "dp"]
+
+
+def registered_total(w, settings=None):
+    frame = query(w, "registered_cases", by="sex", settings=settings).table.frame
+    return frame.filter(frame["sex"] == "_T").get_column("value").to_list()
+
+
+def test_indicators_follow_a_revocation(loaded, monkeypatch):
     w, ids = loaded
-
-    def registered_total():
-        frame = query(w, "registered_cases", by="sex").table.frame
-        return frame.filter(frame["sex"] == "_T").get_column("value").to_list()
-
-    before = registered_total()  # 65 records, a child in both organisations counted once
+    # Without noise the answers are the true counts: the revoked children must stop counting.
+    monkeypatch.setattr(dp, "noisy_counts", lambda values, scale, sensitivity: list(values))
+    before = registered_total(w)  # 65 records, a child in both organisations counted once
     assert 40 < before[0] <= 65
+    assert spent_on(w) == pytest.approx(0.45)
     revoke_submission(w, ids[("ORG-02", 0)], "organisation withdrew consent for sharing")
     assert table_counts(w)["active_cases"] == 40
-    after = registered_total()
+    report = budget_report(w)
+    assert [r["measurements"] for r in report.periods] == ["stale"]
+    after = registered_total(w)
     assert after[0] < before[0] and after[0] <= 40
+    # The quarter was measured again once, from its own budget, and the ledger says so.
+    assert spent_on(w) == pytest.approx(0.9)
+    first, again = measurement_releases(w)
+    assert again.detail["revision_of"] == [first.release_id] and again.periods == ["2025-Q3"]
+    row = budget_report(w).periods[0]
+    assert row["measurements"] == "current" and row["revisions"] == 1
+    assert registered_total(w) == after and spent_on(w) == pytest.approx(0.9)
+    # Undoing the revocation brings back the data of the first measurement: it is put back, free.
     reactivate_submission(w, ids[("ORG-02", 0)])
-    assert registered_total() == before
+    assert registered_total(w) == before
+    assert spent_on(w) == pytest.approx(0.9)
+    assert measurement_releases(w)[-1].detail["restored"] == [first.release_id]
+
+
+def test_a_revocation_moves_a_noisy_answer_beyond_its_noise(tmp_path):
+    """With noise: 400 children of one organisation revoked, the total drops far beyond the
+    margin, and the margin says how far the answer may be from the true count."""
+    w = tmp_path / "w.duckdb"
+    sids = {}
+    for org, n in (("ORG-01", 60), ("ORG-02", 400)):
+        keys = org_keys(tmp_path / "keys", org)
+        add_organisation(w, org, org, tmp_path / "keys" / f"{org}.pub")
+        package = make_package(
+            tmp_path / org, keys, canonical_records(n, seed=len(org) + n), created=T0
+        )
+        sids[org] = ingest_packages([package], w).packages[0].submission_id
+    before = registered_total(w)[0]
+    revoke_submission(w, sids["ORG-02"], "organisation withdrew consent for sharing")
+    result = query(w, "registered_cases", by="sex")
+    frame = result.table.frame.filter(pl.col("sex") == "_T")
+    after, margin = frame.get_column("value")[0], frame.get_column("margin")[0]
+    assert before - after > 300 and abs(after - 60) <= 4 * margin
+    assert result.spent == pytest.approx(0.45)
+
+
+def test_a_late_package_is_measured_again_once(loaded):
+    w, _ = loaded
+    registered_total(w)
+    assert spent_on(w) == pytest.approx(0.45)
+    keys = org_keys(tmp_path_of(w) / "keys", "ORG-03")
+    add_organisation(w, "ORG-03", "ORG-03", tmp_path_of(w) / "keys" / "ORG-03.pub")
+    late = make_package(tmp_path_of(w) / "late", keys, canonical_records(20, seed=77), created=T0)
+    ingest_packages([late], w)
+    assert budget_report(w).periods[0]["measurements"] == "stale"
+    first = query(w, "registered_cases", by="sex")
+    assert first.spent == pytest.approx(0.45) and spent_on(w) == pytest.approx(0.9)
+    for _ in range(2):
+        assert query(w, "registered_cases", by="governorate").spent == 0.0
+    assert spent_on(w) == pytest.approx(0.9)
+    assert len(measurement_releases(w)) == 2
+    assert budget_report(w).periods[0]["measurements"] == "current"
+
+
+def tmp_path_of(w):
+    return w.parent
+
+
+def test_a_stale_quarter_without_budget_is_refused_with_nothing_spent(loaded, runner):
+    w, ids = loaded
+    settings = dp_settings_from_mapping(
+        {
+            "rho_per_quarter": 1.0,
+            "workload_share": 0.6,
+            "measurements": [{"indicator": "registered_cases", "by": ["sex"]}],
+        }
+    )
+    registered_total(w, settings)
+    revoke_submission(w, ids[("ORG-02", 0)], "organisation withdrew consent for sharing")
+    with pytest.raises(UsageError) as caught:
+        registered_total(w, settings)
+    assert caught.value.key == "dp-revision-over-budget"
+    assert "2025-Q3" in caught.value.message("en") and "rho_per_quarter" in caught.value.message(
+        "en"
+    )
+    assert spent_on(w) == pytest.approx(0.6) and len(measurement_releases(w)) == 1
+    assert budget_report(w, settings=settings).periods[0]["measurements"] == "stale"
+    # The default workload on the CLI: 0.6 spent, re-measuring needs 0.45 of the 0.4 left.
+    cli = runner.invoke(app, ["query", "registered_cases", "-w", str(w), "--by", "sex"])
+    assert cli.exit_code == 1, cli.output
+    assert "2025-Q3" in cli.stderr and "nothing was spent" in cli.stderr
+    assert spent_on(w) == pytest.approx(0.6)
+    shown = runner.invoke(app, ["budget", "-w", str(w)])
+    assert "stale" in shown.stdout
+
+
+def test_concurrent_questions_on_a_stale_quarter_measure_it_once(loaded, monkeypatch):
+    w, ids = loaded
+    registered_total(w)
+    revoke_submission(w, ids[("ORG-02", 0)], "organisation withdrew consent for sharing")
+    barrier = threading.Barrier(2, timeout=10)
+    original = budget.spend
+    synced: set[int] = set()
+
+    def racing_spend(con, period, rho, limit):
+        con.execute("SELECT rho_spent FROM dp_budget").fetchall()  # both read the same state
+        if threading.get_ident() not in synced:
+            synced.add(threading.get_ident())
+            barrier.wait()
+        return original(con, period, rho, limit)
+
+    monkeypatch.setattr(budget, "spend", racing_spend)
+    settings = load_dp_settings()
+    db = duckdb.connect(str(w))  # one database, two connections, as in a web service
+    outcomes: list[object] = []
+
+    def ask() -> None:
+        con = db.cursor()
+        try:
+            done = dp_answers.measure_quarters(
+                con, ["2025-Q3"], settings, load_indicators(), actor="t"
+            )
+            outcomes.append(sum(t.rho for t in done))
+        except UsageError as exc:
+            outcomes.append(exc.key)
+        finally:
+            con.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.close()
+    assert sorted(map(str, outcomes)) == sorted(["0", str(outcomes[0] or outcomes[1])])
+    assert spent_on(w) == pytest.approx(0.9)
+    assert len(measurement_releases(w)) == 2
 
 
 def test_refusals_name_the_problem(loaded):

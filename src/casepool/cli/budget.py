@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,13 +50,16 @@ def budget(
 
     Example: casepool budget -w warehouse.duckdb --measure 2025 --table registered_cases:governorate,age_band --rho 0.05
     """
-    from casepool.publishing.dp_answers import budget_report, render_budget
+    from casepool.publishing.dp_answers import RevisionRefused, budget_report, render_budget
 
-    report = run(
-        lambda: budget_report(warehouse, measure=measure or (), tables=table or (), rho=rho),
-        lang,
-        debug,
-    )
+    def measure_and_report() -> Any:
+        try:
+            return budget_report(warehouse, measure=measure or (), tables=table or (), rho=rho)
+        except RevisionRefused as exc:  # a changed quarter the budget cannot measure again
+            say(exc.message(lang.value))
+            raise typer.Exit(1) from None
+
+    report = run(measure_and_report, lang, debug)
     if report.measured_now:
         say(
             render(
@@ -70,7 +73,7 @@ def budget(
     if as_json:
         print_json(report.to_dict())
     else:
-        typer.echo(render_budget(report))
+        typer.echo(render_budget(report, lang.value))
 
 
 def register(app: typer.Typer) -> None:

@@ -75,17 +75,18 @@ def query(
         fail("query-needs-indicator", lang)
     if fmt is Format.xlsx and out is None:
         fail("query-xlsx-needs-out", lang)
-    result = run(
-        lambda: publishing.query(
-            warehouse,
-            indicator,
-            by=by,
-            where=where or (),
-            period_unit=period_unit.value,
-        ),
-        lang,
-        debug,
-    )
+    from casepool.publishing.dp_answers import RevisionRefused
+
+    def ask() -> publishing.QueryResult:
+        try:
+            return publishing.query(
+                warehouse, indicator, by=by, where=where or (), period_unit=period_unit.value
+            )
+        except RevisionRefused as exc:  # the data changed and the budget cannot follow: exit 1
+            say(exc.message(lang.value))
+            raise typer.Exit(1) from None
+
+    result = run(ask, lang, debug)
     if out is not None:
         run(lambda: publishing.write_query(result, out, fmt.value, lang.value), lang, debug)
         say(publishing.query_summary(result, lang.value, out))

@@ -46,6 +46,11 @@ MARGIN = "margin"
 _RETRIES = 3
 
 
+class RevisionRefused(UsageError):
+    """A quarter's data changed after it was measured and its budget cannot pay for measuring it
+    again: the question is refused (the data are fine, the budget is not; the CLI exits 1)."""
+
+
 # --- which quarters a question covers -----------------------------------------------------------
 
 
@@ -170,18 +175,34 @@ def measure_quarters(
     *,
     actor: str,
 ) -> list[budget.MeasuredTable]:
-    """Measure the workload in every quarter of `quarters` that lacks it, counting each table
-    once for all those quarters (one transaction per quarter)."""
+    """Measure the workload in every quarter of `quarters` that lacks it, and measure again every
+    quarter whose data changed since it was measured (stale), counting each table once for all
+    those quarters (one transaction per quarter). A stale quarter whose budget cannot pay for its
+    re-measurement refuses the whole call before anything is spent."""
     check_workload(settings, catalogue)
     budget.ensure_budget(con)
+    bases = budget.current_bases(con)  # read before the counts: a later change reads as stale
+    stale = sorted(budget.stale_periods(con, bases) & set(quarters))
+    for q in list(stale):
+        # Back to data it was measured on before (a revocation undone): those tables again, free.
+        if restore_quarter(con, q, settings, bases.get(q, ("", 0))[0], actor=actor):
+            stale.remove(q)
+    plans = {q: revision_plan(con, q, settings) for q in stale}
+    for q, (_, rhos) in plans.items():
+        check_revision_affordable(con, q, sum(rhos.values()), settings)
     done = budget.measured_periods(con)
-    missing = [q for q in quarters if {m.name for m in settings.measurements} - done.get(q, set())]
-    if not missing:
+    missing = [
+        q
+        for q in quarters
+        if q not in plans and {m.name for m in settings.measurements} - done.get(q, set())
+    ]
+    if not missing and not plans:
         return []
     truths: dict[tuple[str, str], pl.DataFrame] = {}
+    counted = [*missing, *plans]
     for m in settings.measurements:
         request = TableRequest(
-            m.indicator, ("period", *m.by), (("period", tuple(missing)),), "quarter"
+            m.indicator, ("period", *m.by), (("period", tuple(counted)),), "quarter"
         )
         tab = tabulate(con, request, catalogue=catalogue)
         keep = pl.lit(True)
@@ -189,12 +210,147 @@ def measure_quarters(
             keep = keep & (pl.col(d) != TOTAL)
         inner = tab.counts.filter(keep)
         dims = [d for d in tab.count_dimensions if d != "period"]
-        for q in missing:
+        for q in counted:
             truths[(q, m.name)] = inner.filter(pl.col("period") == q).select(*dims, VALUE)
     out = []
     for q in missing:
-        out += measure_quarter(con, q, settings, catalogue, actor=actor, truths=truths)
+        basis = bases.get(q, ("", 0))[0]
+        out += measure_quarter(con, q, settings, catalogue, actor=actor, truths=truths, basis=basis)
+    for q in plans:
+        out += remeasure_quarter(
+            con, q, settings, catalogue, actor=actor, truths=truths, basis=bases.get(q, ("", 0))[0]
+        )
     return out
+
+
+def revision_plan(
+    con: duckdb.DuckDBPyConnection, quarter: str, settings: DPSettings
+) -> tuple[list[Measurement], dict[str, float]]:
+    """What measuring `quarter` again takes: the workload and the steward's extra tables stored
+    for it (each extra at the ρ it was measured with), and the ρ of each."""
+    stored = budget.stored_rhos(con, quarter)
+    tables = list(settings.measurements)
+    rhos = {m.name: settings.rho_of(m) for m in tables}
+    names = {m.name for m in tables}
+    if budget.has_budget(con):
+        for name, indicator, dims in con.execute(
+            "SELECT measurement, indicator, dimensions FROM dp_measurements WHERE period = ? "
+            "ORDER BY measured_at, measurement",
+            [quarter],
+        ).fetchall():
+            if name in names:
+                continue
+            tables.append(Measurement(indicator, tuple(d for d in dims if d != OUTCOME), 1.0))
+            rhos[name] = stored[name]
+            names.add(name)
+    return tables, rhos
+
+
+def restore_quarter(
+    con: duckdb.DuckDBPyConnection, quarter: str, settings: DPSettings, basis: str, *, actor: str
+) -> bool:
+    """Put back the measurements `quarter` had when its data were last as they are now (`basis`),
+    when there are such for every table it needs: no ρ is spent, their figures were released
+    already. Recorded in the ledger; False when there is nothing to put back."""
+    todo, _ = revision_plan(con, quarter, settings)
+    found = budget.restorable(con, quarter, basis, [m.name for m in todo])
+    if found is None:
+        return False
+    ensure_ledger(con)
+    con.begin()
+    try:
+        if quarter not in budget.stale_periods(con, {quarter: (basis, 0)}):
+            con.rollback()  # another caller put it back or measured it again since we looked
+            return True
+        if budget.restorable(con, quarter, basis, [m.name for m in todo]) != found:
+            con.rollback()
+            return False
+        release_id = record_release(
+            con,
+            kind="measurement",
+            method="dp",
+            actor=actor,
+            cells=pl.DataFrame(),
+            periods=[quarter],
+            detail={
+                "rho": 0.0,
+                "restored": sorted(set(found.values())),
+                "replaced": budget.release_ids_of(con, quarter),
+                "basis": basis,
+            },
+        )
+        for name, old in found.items():
+            budget.restore_measurement(con, quarter, name, old, release_id)
+        con.commit()
+    except (duckdb.TransactionException, duckdb.ConstraintException):
+        con.rollback()
+        return False  # another caller changed the quarter first; it is measured again below
+    except BaseException:
+        con.rollback()
+        raise
+    return True
+
+
+def check_revision_affordable(
+    con: duckdb.DuckDBPyConnection, quarter: str, cost: float, settings: DPSettings
+) -> None:
+    """Refuse (UsageError, nothing spent) when `quarter` has too little ρ left to be measured
+    again on its changed data."""
+    spent = budget.spent_on(con, quarter)
+    if spent + cost > settings.rho_per_quarter * (1 + 1e-9):
+        raise RevisionRefused(
+            "dp-revision-over-budget",
+            period=quarter,
+            asked=f"{cost:.4g}",
+            left=f"{max(settings.rho_per_quarter - spent, 0.0):.4g}",
+        )
+
+
+def remeasure_quarter(
+    con: duckdb.DuckDBPyConnection,
+    quarter: str,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    *,
+    actor: str,
+    truths: dict[tuple[str, str], pl.DataFrame] | None = None,
+    basis: str | None = None,
+) -> list[budget.MeasuredTable]:
+    """Measure a stale quarter again on its data as it is now: every table it holds, spending
+    again from its budget, the new measurements taking the old ones' place for answering, and
+    the ledger entry, in one transaction. Nothing happens when it is no longer stale (another
+    caller measured it again first); nothing is spent when the budget cannot pay."""
+    check_workload(settings, catalogue)
+    budget.ensure_budget(con)
+    ensure_ledger(con)
+    for attempt in range(_RETRIES):
+        if basis is None or attempt:
+            basis = budget.current_bases(con).get(quarter, ("", 0))[0]
+        now: str = basis
+        if quarter not in budget.stale_periods(con, {quarter: (now, 0)}):
+            return []
+        if restore_quarter(con, quarter, settings, now, actor=actor):
+            return []
+        todo, rhos = revision_plan(con, quarter, settings)
+        check_revision_affordable(con, quarter, sum(rhos.values()), settings)
+        try:
+            return _measure(
+                con,
+                quarter,
+                settings,
+                catalogue,
+                todo,
+                actor,
+                rhos,
+                (truths or {}) if attempt == 0 else {},
+                basis=now,
+                replace=True,
+            )
+        except (duckdb.TransactionException, duckdb.ConstraintException):
+            # Another caller measured or spent on this quarter at the same moment: look again.
+            if attempt == _RETRIES - 1:
+                raise UsageError("dp-busy", period=quarter) from None
+    return []
 
 
 def _cell_texts(frame: pl.DataFrame, dims: Sequence[str]) -> list[str]:
@@ -255,13 +411,18 @@ def measure_quarter(
     only: Sequence[Measurement] | None = None,
     rhos: dict[str, float] | None = None,
     truths: dict[tuple[str, str], pl.DataFrame] | None = None,
+    basis: str | None = None,
 ) -> list[budget.MeasuredTable]:
     """Measure the workload tables `quarter` lacks (or `only` these), spend their ρ and record
-    them in the ledger, all in one transaction. Nothing is spent when the budget would pass."""
+    them in the ledger, all in one transaction. Nothing is spent when the budget would pass.
+    `basis`: the fingerprint of the quarter's active submissions, read before `truths` were
+    counted (read here when not given)."""
     check_workload(settings, catalogue)
     budget.ensure_budget(con)
     ensure_ledger(con)
     for attempt in range(_RETRIES):
+        if basis is None or attempt:
+            basis = budget.current_bases(con).get(quarter, ("", 0))[0]
         done = budget.measured_periods(con).get(quarter, set())
         wanted = list(only) if only is not None else list(settings.measurements)
         todo = [m for m in wanted if m.name not in done]
@@ -269,7 +430,15 @@ def measure_quarter(
             return []
         try:
             return _measure(
-                con, quarter, settings, catalogue, todo, actor, rhos or {}, truths or {}
+                con,
+                quarter,
+                settings,
+                catalogue,
+                todo,
+                actor,
+                rhos or {},
+                (truths or {}) if attempt == 0 else {},
+                basis=basis,
             )
         except duckdb.TransactionException:
             # Another caller measured or spent on this quarter at the same moment: look again.
@@ -290,13 +459,22 @@ def _measure(
     actor: str,
     rhos: dict[str, float],
     truths: dict[tuple[str, str], pl.DataFrame],
+    *,
+    basis: str,
+    replace: bool = False,
 ) -> list[budget.MeasuredTable]:
-    stored = {
-        t.measurement: t
-        for i in {m.indicator for m in todo}
-        for t in budget.load_measurements(con, [quarter], i)
-    }
-    ordered = list(settings.measurements) + [m for m in todo if m not in settings.measurements]
+    # A re-measurement takes every table again: none is fitted to an old one.
+    stored = (
+        {}
+        if replace
+        else {
+            t.measurement: t
+            for i in {m.indicator for m in todo}
+            for t in budget.load_measurements(con, [quarter], i)
+        }
+    )
+    workload = {m.name for m in settings.measurements}
+    ordered = list(settings.measurements) + [m for m in todo if m.name not in workload]
     tables: list[budget.MeasuredTable] = []
     frames: dict[str, pl.DataFrame] = {name: _cells_frame(t) for name, t in stored.items()}
     for m in todo:
@@ -312,7 +490,9 @@ def _measure(
         frame = pl.DataFrame(
             {**{d: truth.get_column(d) for d in dims}, "noisy": pl.Series(noisy, dtype=pl.Int64)}
         )
-        earlier = [o for o in ordered[: ordered.index(m)] if o.name in frames]
+        earlier = [
+            o for o in ordered[: [x.name for x in ordered].index(m.name)] if o.name in frames
+        ]
         parents = parents_of(m, earlier, catalogue)
         outcome = (OUTCOME,) if indicator.kind == "percent" else ()
         frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
@@ -330,6 +510,7 @@ def _measure(
                 parent="|".join(p.name for p in parents) or None,
                 release_id="",
                 cells=cells,
+                basis=basis,
             )
         )
     total_rho = sum(t.rho for t in tables)
@@ -351,8 +532,12 @@ def _measure(
             for t in tables
         ]
     )
+    old = budget.release_ids_of(con, quarter) if replace else []
     con.begin()
     try:
+        if replace and quarter not in budget.stale_periods(con, {quarter: (basis, 0)}):
+            con.rollback()  # another caller measured it again since we looked: nothing to do
+            return []
         budget.spend(con, quarter, total_rho, settings.rho_per_quarter)
         release_id = record_release(
             con,
@@ -365,11 +550,16 @@ def _measure(
                 "rho": total_rho,
                 "tables": [t.measurement for t in tables],
                 "confidence": settings.confidence,
+                "basis": basis,
+                **({"revision_of": old} if replace else {}),
             },
         )
         for t in tables:
             t.release_id = release_id
-            budget.store_measurement(con, t)
+            if replace:
+                budget.replace_measurement(con, t)
+            else:
+                budget.store_measurement(con, t)
         con.commit()
     except BaseException:
         con.rollback()
@@ -758,23 +948,35 @@ def budget_report(
     spent_now = 0.0
     with open_warehouse(warehouse, read_only=not measure) as con:
         if measure:
-            for quarter in question_quarters(con, request):
-                done = measure_quarter(
-                    con,
-                    quarter,
-                    settings,
-                    catalogue,
-                    actor=actor or current_actor(),
-                    only=extras or None,
-                    rhos={m.name: float(rho or 0) for m in extras},
-                )
+            who = actor or current_actor()
+            wanted = question_quarters(con, request)
+            if extras:
+                for quarter in wanted:
+                    done = measure_quarter(
+                        con,
+                        quarter,
+                        settings,
+                        catalogue,
+                        actor=who,
+                        only=extras,
+                        rhos={m.name: float(rho or 0) for m in extras},
+                    )
+                    measured_now += [f"{t.period} {t.measurement}" for t in done]
+                    spent_now += sum(t.rho for t in done)
+            else:
+                # The workload where it is missing, and again where the data changed.
+                done = measure_quarters(con, wanted, settings, catalogue, actor=who)
                 measured_now += [f"{t.period} {t.measurement}" for t in done]
                 spent_now += sum(t.rho for t in done)
         spent = {r["period"]: r for r in budget.budget_rows(con)}
         quarters = sorted(set(data_quarters(con)) | set(spent))
+        measured = budget.measured_periods(con)
+        stale = budget.stale_periods(con)
+        revised = budget.revisions(con)
     rows = []
     for q in quarters:
         used = spent.get(q, {}).get("rho_spent", 0.0)
+        state = "stale" if q in stale else "current" if q in measured else "-"
         rows.append(
             {
                 "period": q,
@@ -782,6 +984,8 @@ def budget_report(
                 "spent": round(used, 6),
                 "left": round(max(settings.rho_per_quarter - used, 0.0), 6),
                 "tables": spent.get(q, {}).get("tables", 0),
+                "measurements": state,
+                "revisions": revised.get(q, 0),
             }
         )
     return BudgetReport(
@@ -794,15 +998,22 @@ def budget_report(
     )
 
 
-def render_budget(report: BudgetReport) -> str:
-    """The budget as an aligned text table for the terminal."""
+def render_budget(report: BudgetReport, lang: str = "en") -> str:
+    """The budget as an aligned text table for the terminal; stale quarters get a note."""
+    from casepool.core.i18n import render
+
     lines = [
         f"Privacy budget per registration quarter: ρ = {report.rho_per_quarter:g} "
         f"(ε ≈ {report.epsilon:.2f} at δ = {report.delta:g}); each child counts in one quarter.",
-        f"{'period':<10} {'spent':>8} {'left':>8} {'tables':>7}",
+        f"{'period':<10} {'spent':>8} {'left':>8} {'tables':>7} {'revised':>8}  measurements",
     ]
     for row in report.periods:
+        state = row.get("measurements", "-")
+        shown = render(f"budget-{state}", lang) if state in ("current", "stale") else "-"
         lines.append(
-            f"{row['period']:<10} {row['spent']:>8.3f} {row['left']:>8.3f} {row['tables']:>7}"
+            f"{row['period']:<10} {row['spent']:>8.3f} {row['left']:>8.3f} {row['tables']:>7} "
+            f"{row.get('revisions', 0):>8}  {shown}"
         )
+    if any(row.get("measurements") == "stale" for row in report.periods):
+        lines.append(render("budget-stale-note", lang))
     return "\n".join(lines)

@@ -9,11 +9,20 @@ Three tables, created on first write (`CREATE TABLE IF NOT EXISTS`):
 - `dp_cells`: the measured cells after post-processing (non-negative whole numbers), and the raw
   noisy value. These are differentially private already; everything answered from them is free.
 
+Each measurement also records its `basis`: a fingerprint of the active submissions whose cases
+fall in its quarter when it was taken (a column added on first write to warehouses made before
+it). When the quarter's active submissions change (a late or superseding package, a revocation)
+its measurements are stale and must be taken again: `replace_measurement` keeps the old row in
+`dp_revisions` (its cells stay in the release ledger under its release id) and puts the new one
+in its place; the spend goes to the same `dp_budget` row, so a quarter's revisions compose and
+never pass its budget.
+
 A read-only reader of a warehouse without these tables sees nothing spent and nothing measured.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +45,95 @@ _DDL = (
   period VARCHAR NOT NULL, measurement VARCHAR NOT NULL, cell VARCHAR NOT NULL,
   noisy BIGINT NOT NULL, value BIGINT NOT NULL)""",
 )
+_REVISIONS_DDL = (
+    """CREATE TABLE IF NOT EXISTS dp_revisions (
+  period VARCHAR NOT NULL, measurement VARCHAR NOT NULL, indicator VARCHAR NOT NULL,
+  dimensions VARCHAR[] NOT NULL, scale DOUBLE NOT NULL, sensitivity DOUBLE NOT NULL,
+  rho DOUBLE NOT NULL, parent VARCHAR, release_id VARCHAR NOT NULL,
+  measured_at TIMESTAMP NOT NULL, basis VARCHAR, replaced_at TIMESTAMP NOT NULL,
+  replaced_by VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS dp_revision_cells (
+  period VARCHAR NOT NULL, measurement VARCHAR NOT NULL, release_id VARCHAR NOT NULL,
+  cell VARCHAR NOT NULL, noisy BIGINT NOT NULL, value BIGINT NOT NULL)""",
+)
+_COLUMNS = (
+    "period, measurement, indicator, dimensions, scale, sensitivity, rho, parent, release_id, "
+    "measured_at, basis"
+)
 TABLES = ("dp_budget", "dp_measurements", "dp_cells")
+BASIS_COLUMN = "basis"
+UNKNOWN_BASIS = "unknown"  # a measurement taken before bases were recorded
 
 
 def ensure_budget(con: duckdb.DuckDBPyConnection) -> None:
     """Create the budget tables when this warehouse has none yet (a writable connection)."""
     for statement in _DDL:
         con.execute(statement)
+    if not _has_basis(con):
+        con.execute(f"ALTER TABLE dp_measurements ADD COLUMN IF NOT EXISTS {BASIS_COLUMN} VARCHAR")
+    for statement in _REVISIONS_DDL:
+        con.execute(statement)
+
+
+def _has_basis(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        con.execute(
+            "SELECT 1 FROM duckdb_columns() WHERE table_name = 'dp_measurements' "
+            "AND column_name = ?",
+            [BASIS_COLUMN],
+        ).fetchall()
+    )
+
+
+def current_bases(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
+    """Each registration quarter with the fingerprint of the active submissions whose counted
+    cases fall in it, and how many they are (what a measurement taken now is taken from)."""
+    rows = con.execute(
+        "SELECT CAST(year(report_date) AS VARCHAR) || '-Q' || CAST(quarter(report_date) AS VARCHAR) "
+        "AS q, "
+        "list(DISTINCT submission_id ORDER BY submission_id) FROM active_cases "
+        "WHERE report_date IS NOT NULL GROUP BY q"
+    ).fetchall()
+    out = {}
+    for quarter, ids in rows:
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+        out[str(quarter)] = (digest, len(ids))
+    return out
+
+
+def measured_bases(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Each measured quarter with the bases its stored measurements were taken from
+    (`UNKNOWN_BASIS` for one taken before bases were recorded)."""
+    if not has_budget(con):
+        return {}
+    column = BASIS_COLUMN if _has_basis(con) else "NULL"
+    out: dict[str, set[str]] = {}
+    for period, basis in con.execute(
+        f"SELECT DISTINCT period, {column} FROM dp_measurements"
+    ).fetchall():
+        out.setdefault(period, set()).add(basis or UNKNOWN_BASIS)
+    return out
+
+
+def stale_periods(
+    con: duckdb.DuckDBPyConnection, current: dict[str, tuple[str, int]] | None = None
+) -> set[str]:
+    """Measured quarters whose stored measurements were not all taken from the data as it is
+    now (a quarter whose cases are all gone is stale too: its measurements count revoked data)."""
+    now = current_bases(con) if current is None else current
+    return {
+        period
+        for period, bases in measured_bases(con).items()
+        if bases != {now.get(period, ("", 0))[0]}
+    }
+
+
+def spent_on(con: duckdb.DuckDBPyConnection, period: str) -> float:
+    """The ρ spent on `period` so far (0 without budget tables)."""
+    if not has_budget(con):
+        return 0.0
+    row = con.execute("SELECT rho_spent FROM dp_budget WHERE period = ?", [period]).fetchall()
+    return float(row[0][0]) if row else 0.0
 
 
 def has_budget(con: duckdb.DuckDBPyConnection) -> bool:
@@ -89,13 +180,16 @@ class MeasuredTable:
     parent: str | None
     release_id: str
     cells: pl.DataFrame  # cell (canonical JSON of the codes), noisy, value
+    basis: str | None = None  # fingerprint of the quarter's active submissions it was taken from
 
 
 def store_measurement(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> None:
     """Write one measured table in the caller's transaction (a second one for the same quarter
     and table violates the primary key)."""
     con.execute(
-        "INSERT INTO dp_measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO dp_measurements (period, measurement, indicator, dimensions, scale, "
+        f"sensitivity, rho, parent, release_id, measured_at, {BASIS_COLUMN}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             table.period,
             table.measurement,
@@ -107,8 +201,114 @@ def store_measurement(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> N
             table.parent,
             table.release_id,
             utc_now(),
+            table.basis,
         ],
     )
+    _store_cells(con, table)
+
+
+def _archive(
+    con: duckdb.DuckDBPyConnection, period: str, measurement: str, replaced_by: str
+) -> None:
+    """Keep the stored table of `period` in `dp_revisions` with its cells (caller's transaction)."""
+    key = [period, measurement]
+    con.execute(
+        f"INSERT INTO dp_revisions SELECT {_COLUMNS}, ?, ? FROM dp_measurements "
+        "WHERE period = ? AND measurement = ?",
+        [utc_now(), replaced_by, *key],
+    )
+    con.execute(
+        "INSERT INTO dp_revision_cells SELECT c.period, c.measurement, m.release_id, c.cell, "
+        "c.noisy, c.value FROM dp_cells c JOIN dp_measurements m USING (period, measurement) "
+        "WHERE c.period = ? AND c.measurement = ?",
+        key,
+    )
+    con.execute("DELETE FROM dp_cells WHERE period = ? AND measurement = ?", key)
+
+
+def replace_measurement(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> None:
+    """Put a re-measured table in place of the stored one of its quarter, in the caller's
+    transaction; the old one is kept in `dp_revisions` with its cells (and in the ledger)."""
+    found = con.execute(
+        "SELECT 1 FROM dp_measurements WHERE period = ? AND measurement = ?",
+        [table.period, table.measurement],
+    ).fetchall()
+    if not found:
+        store_measurement(con, table)
+        return
+    _archive(con, table.period, table.measurement, table.release_id)
+    # An UPDATE, not a delete and insert: DuckDB refuses a key deleted and inserted again in one
+    # transaction.
+    con.execute(
+        "UPDATE dp_measurements SET indicator = ?, dimensions = ?, scale = ?, sensitivity = ?, "
+        f"rho = ?, parent = ?, release_id = ?, measured_at = ?, {BASIS_COLUMN} = ? "
+        "WHERE period = ? AND measurement = ?",
+        [
+            table.indicator,
+            list(table.dimensions),
+            table.scale,
+            table.sensitivity,
+            table.rho,
+            table.parent,
+            table.release_id,
+            utc_now(),
+            table.basis,
+            table.period,
+            table.measurement,
+        ],
+    )
+    _store_cells(con, table)
+
+
+def restorable(
+    con: duckdb.DuckDBPyConnection, period: str, basis: str, names: Sequence[str]
+) -> dict[str, str] | None:
+    """When every table of `names` was measured before on exactly the data `basis` (and then
+    replaced), the release of the newest such measurement of each; else None."""
+    if not names or not has_budget(con):
+        return None
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "dp_revisions" not in tables:
+        return None
+    rows = con.execute(
+        "SELECT measurement, release_id FROM dp_revisions WHERE period = ? AND basis = ? "
+        "QUALIFY row_number() OVER (PARTITION BY measurement ORDER BY replaced_at DESC) = 1",
+        [period, basis],
+    ).fetchall()
+    found = {str(r[0]): str(r[1]) for r in rows}
+    return {n: found[n] for n in names} if all(n in found for n in names) else None
+
+
+def restore_measurement(
+    con: duckdb.DuckDBPyConnection, period: str, measurement: str, release_id: str, by: str
+) -> None:
+    """Put back a table measured before (release `release_id`) in place of the stored one, in
+    the caller's transaction: free, its figures were released already. The stored one is kept."""
+    _archive(con, period, measurement, by)
+    key = [period, measurement, release_id]
+    con.execute(
+        "UPDATE dp_measurements m SET indicator = r.indicator, dimensions = r.dimensions, "
+        "scale = r.scale, sensitivity = r.sensitivity, rho = r.rho, parent = r.parent, "
+        f"release_id = r.release_id, measured_at = r.measured_at, {BASIS_COLUMN} = r.basis "
+        "FROM (SELECT * FROM dp_revisions WHERE period = ? AND measurement = ? "
+        "AND release_id = ? LIMIT 1) r WHERE m.period = r.period AND m.measurement = r.measurement",
+        key,
+    )
+    con.execute(
+        "INSERT INTO dp_cells SELECT period, measurement, cell, noisy, value "
+        "FROM dp_revision_cells WHERE period = ? AND measurement = ? AND release_id = ?",
+        key,
+    )
+    con.execute(
+        "DELETE FROM dp_revision_cells WHERE period = ? AND measurement = ? AND release_id = ?",
+        key,
+    )
+    con.execute(
+        "DELETE FROM dp_revisions WHERE period = ? AND measurement = ? AND release_id = ?", key
+    )
+
+
+def _store_cells(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> None:
     frame = table.cells.select(
         pl.lit(table.period).alias("period"),
         pl.lit(table.measurement).alias("measurement"),
@@ -121,6 +321,38 @@ def store_measurement(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> N
         con.execute("INSERT INTO dp_cells SELECT * FROM _dp_cells_in")
     finally:
         con.unregister("_dp_cells_in")
+
+
+def stored_rhos(con: duckdb.DuckDBPyConnection, period: str) -> dict[str, float]:
+    """The ρ of each table stored for `period` (what re-measuring it costs)."""
+    if not has_budget(con):
+        return {}
+    rows = con.execute(
+        "SELECT measurement, rho FROM dp_measurements WHERE period = ?", [period]
+    ).fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
+def release_ids_of(con: duckdb.DuckDBPyConnection, period: str) -> list[str]:
+    """The releases that recorded the measurements stored for `period`."""
+    if not has_budget(con):
+        return []
+    rows = con.execute(
+        "SELECT DISTINCT release_id FROM dp_measurements WHERE period = ? ORDER BY release_id",
+        [period],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def revisions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many times each quarter's measurements were taken again (0 without the table)."""
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "dp_revisions" not in names:
+        return {}
+    rows = con.execute(
+        "SELECT period, count(DISTINCT replaced_by) FROM dp_revisions GROUP BY period"
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def measured_periods(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
