@@ -108,8 +108,10 @@ def test_the_differencing_pair_recovers_nothing_beyond_noise(template, tmp_path,
     # truth with probability about 1/(σ√(2π)) (≈ 0.2 here), never with certainty.
     scale = dp.scale_for(workload.rho_of(workload.measurements[1]), 1.0)
     allowed = 1 / (scale * (2 * 3.14159) ** 0.5)
+    # Post-processing pulls a lonely child towards 0 more often than not (60 runs here: 0 fifty
+    # times, 1 five times), so the attack mostly learns nothing. Whether the runs also differ from
+    # one another is left unasserted: all twelve can be 0 by chance (about 1 in 9).
     assert hits / runs < allowed + 0.2, (hits, Counter(differences))
-    assert len(set(differences)) >= 2
 
 
 def test_zeros_are_noised_like_any_count(warehouse, template, tmp_path):
@@ -184,7 +186,10 @@ def test_shares_come_from_noisy_parts_with_their_error(warehouse):
     frame = query(warehouse, "boys_share", by="governorate", settings=small_workload()).table.frame
     shown = frame.filter(pl.col("value").is_not_null())
     for row in shown.iter_rows(named=True):
-        assert row["value"] == pytest.approx(100 * row["numerator"] / row["denominator"], abs=0.05)
+        # shown to one decimal: off by at most half a unit of it (and a hair of floating point)
+        assert row["value"] == pytest.approx(
+            100 * row["numerator"] / row["denominator"], abs=0.0501
+        )
         assert row["margin"] > 0
 
 
