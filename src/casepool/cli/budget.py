@@ -50,7 +50,8 @@ def budget(
 
     Example: casepool budget -w warehouse.duckdb --measure 2025 --table registered_cases:governorate,age_band --rho 0.05
     """
-    from casepool.publishing.dp_answers import RevisionRefused, budget_report, render_budget
+    from casepool.cli.text.publishing import render_budget
+    from casepool.publishing.dp_answers import RevisionRefused, budget_report
 
     def measure_and_report() -> Any:
         try:

@@ -62,6 +62,7 @@ def query(
 
     Example: casepool query registered_cases -w warehouse.duckdb --by governorate,sex --where period=2025
     """
+    from casepool.cli.text.publishing import query_summary, render_listing, render_table
     from casepool.publishing import query as publishing  # imported here: --help stays fast
 
     if list_:
@@ -69,7 +70,7 @@ def query(
         if fmt is Format.json:
             print_json(listing)
         else:
-            typer.echo(publishing.render_listing(listing))
+            typer.echo(render_listing(listing))
         return
     if indicator is None or warehouse is None:
         fail("query-needs-indicator", lang)
@@ -89,9 +90,9 @@ def query(
     result = run(ask, lang, debug)
     if out is not None:
         run(lambda: publishing.write_query(result, out, fmt.value, lang.value), lang, debug)
-        say(publishing.query_summary(result, lang.value, out))
+        say(query_summary(result, lang.value, out))
     elif fmt is Format.table:
-        typer.echo(publishing.render_table(result.table, lang.value, result.confidence))
+        typer.echo(render_table(result.table, lang.value, result.confidence))
     else:
         typer.echo(publishing.format_text(result, fmt.value, lang.value), nl=False)
 

@@ -996,24 +996,3 @@ def budget_report(
         measured_now=measured_now,
         spent_now=spent_now,
     )
-
-
-def render_budget(report: BudgetReport, lang: str = "en") -> str:
-    """The budget as an aligned text table for the terminal; stale quarters get a note."""
-    from casepool.core.i18n import render
-
-    lines = [
-        f"Privacy budget per registration quarter: ρ = {report.rho_per_quarter:g} "
-        f"(ε ≈ {report.epsilon:.2f} at δ = {report.delta:g}); each child counts in one quarter.",
-        f"{'period':<10} {'spent':>8} {'left':>8} {'tables':>7} {'revised':>8}  measurements",
-    ]
-    for row in report.periods:
-        state = row.get("measurements", "-")
-        shown = render(f"budget-{state}", lang) if state in ("current", "stale") else "-"
-        lines.append(
-            f"{row['period']:<10} {row['spent']:>8.3f} {row['left']:>8.3f} {row['tables']:>7} "
-            f"{row.get('revisions', 0):>8}  {shown}"
-        )
-    if any(row.get("measurements") == "stale" for row in report.periods):
-        lines.append(render("budget-stale-note", lang))
-    return "\n".join(lines)

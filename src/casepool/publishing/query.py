@@ -13,7 +13,7 @@ catalogue (`casepool publish`) keeps suppression.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -336,33 +336,6 @@ def estimate_text(value: Any, margin: Any, unit: str) -> str:
     return f"≈ {float(value):.1f} (± {float(margin or 0):.1f})"
 
 
-def render_table(table: PublishedTable, lang: str = "en", confidence: float = 0.9) -> str:
-    """An aligned text table for the terminal: labels and `≈ value (± margin)` per cell."""
-    from casepool.core.i18n import render
-
-    catalogue = load_indicators()
-    header = [catalogue.dimension(d).label(lang) for d in table.dimensions] + ["value"]
-    rows = []
-    for row in table.frame.iter_rows(named=True):
-        cells = [catalogue.dimension(d).code_label(row[d], lang) for d in table.dimensions]
-        text = estimate_text(row[VALUE], row.get("margin"), table.indicator.unit)
-        rows.append([*cells, text])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [table.indicator.label(lang) + f" ({table.indicator.unit})"]
-    for r in [header, *rows]:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    lines.append(render("query-dp-legend", lang, confidence=f"{confidence:.0%}"))
-    return "\n".join(lines)
-
-
-def query_summary(result: QueryResult, lang: str, out: Path) -> str:
-    from casepool.core.i18n import render
-
-    return render(
-        "query-dp-written", lang, table=result.table.name, cells=result.table.cells, path=str(out)
-    )
-
-
 def list_indicators(lang: str = "en") -> list[dict[str, Any]]:
     """Every indicator with its label in `lang`, unit and allowed dimensions."""
     catalogue = load_indicators()
@@ -378,14 +351,3 @@ def list_indicators(lang: str = "en") -> list[dict[str, Any]]:
         }
         for ind in catalogue.indicators.values()
     ]
-
-
-def render_listing(listing: Iterable[Mapping[str, Any]]) -> str:
-    lines = []
-    for item in listing:
-        lines.append(f"{item['indicator']}  ({item['unit']})  {item['label']}")
-        lines.append(f"    = {item['formula']}")
-        lines.append(
-            "    --by " + ", ".join(f"{d['name']} ({d['label']})" for d in item["dimensions"])
-        )
-    return "\n".join(lines)
