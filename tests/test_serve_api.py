@@ -106,7 +106,9 @@ def test_the_steward_sees_submissions_ledger_and_accounts(world):
     sign_in(client, "sam", world.tokens["sam"])
     submissions = client.get("/steward/submissions")
     assert submissions.status_code == 200 and "ORG-01" in submissions.text
-    assert client.get("/steward/ledger").status_code == 200
+    ledger = client.get("/steward/ledger")
+    assert ledger.status_code == 200 and 'id="budget"' in ledger.text
+    assert "2025-Q" in ledger.text  # a quarter of the data, with its budget spent and left
     listing = client.get("/steward/accounts")
     assert listing.status_code == 200 and "officer1" in listing.text
     assert world.tokens["amira"] not in listing.text

@@ -387,10 +387,20 @@ def submissions_page(request: Request) -> Response:
 
 
 def ledger_page(request: Request) -> Response:
+    from casepool.publishing.dp_answers import budget_report
+
     session, _ = signed_in(request, "steward")
-    with service_of(request).warehouse.read() as con:
+    service = service_of(request)
+    with service.warehouse.read() as con:
         releases = list_releases(con)
-    return page(request, session, "ledger.html", releases=list(reversed(releases))[:500])
+    budget = service.warehouse.shared(lambda: budget_report(service.warehouse.path))
+    return page(
+        request,
+        session,
+        "ledger.html",
+        releases=list(reversed(releases))[:500],
+        budget=budget.periods,
+    )
 
 
 def accounts_page(request: Request) -> Response:
