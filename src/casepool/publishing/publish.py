@@ -1,12 +1,6 @@
-"""Protected tables for analysts: `query` one indicator, `publish` the whole catalogue in every format.
-
-The path of every figure: tabulate in the warehouse (casepool.catalogue.tabulating) → protect the counts with
-the disclosure-control engine (casepool.protecting: suppression, or cell-key noise for ad-hoc
-queries) → audit the protected counts for an outsider and for every organisation as an insider →
-derive percentages and medians from the protected counts (suppressed when their numerator or
-denominator is, or the denominator is below k) → write. A table that fails its audit is never
-written.
-"""
+"""The official catalogue as one release: `build_publication` tabulates, protects together with the
+release ledger and audits once (an in-memory `Publication`); `publish` writes it in every format and
+records it. A table that fails its audit is never written."""
 
 from __future__ import annotations
 
