@@ -52,9 +52,38 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
-def has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    return "releases" in names
+    return name in names
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    sql: str,
+    params: list[Any],
+    schema: Mapping[str, Any],  # column -> polars type
+) -> pl.DataFrame:
+    """The rows of `sql`, or an empty frame of `schema` when this warehouse has no `table` yet
+    (a read-only reader of a warehouse that never released anything)."""
+    if not _has_table(con, table):
+        return pl.DataFrame(schema=schema)
+    frame: pl.DataFrame = con.sql(sql, params=params).pl()
+    return frame
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Append `frame` (columns in the table's order) to `table` in the caller's transaction."""
+    view = f"_{table}_in"
+    con.register(view, frame.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
+
+
+def has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+    return _has_table(con, "releases")
 
 
 def cell_identity(dimensions: Mapping[str, str]) -> str:
@@ -134,11 +163,7 @@ def record_release(
             pl.col("conf_status").cast(pl.String),
             pl.col("margin").cast(pl.Float64),
         )
-        con.register("_release_cells_in", frame.to_arrow())
-        try:
-            con.execute("INSERT INTO release_cells SELECT * FROM _release_cells_in")
-        finally:
-            con.unregister("_release_cells_in")
+        _insert(con, "release_cells", frame)
     return release_id
 
 
@@ -175,28 +200,26 @@ def released_cells(
     con: duckdb.DuckDBPyConnection, *, kinds: Sequence[str] = ("publication", "report")
 ) -> pl.DataFrame:
     """Every cell released exactly (by the given kinds of release), with its release's facts."""
-    if not has_ledger(con):
-        return pl.DataFrame(
-            schema={
-                "release_id": pl.String,
-                "released_at": pl.Datetime,
-                "table_name": pl.String,
-                "indicator": pl.String,
-                "dimensions": pl.String,
-                "value": pl.Float64,
-                "obs_status": pl.String,
-                "conf_status": pl.String,
-                "submissions": pl.List(pl.String),
-            }
-        )
-    frame: pl.DataFrame = con.sql(
+    return _read(
+        con,
+        "releases",
         "SELECT c.release_id, r.released_at, c.table_name, c.indicator, c.dimensions, c.value, "
         "c.obs_status, c.conf_status, r.submissions FROM release_cells c "
         "JOIN releases r USING (release_id) WHERE list_contains(?, r.kind) "
         "ORDER BY r.released_at, c.release_id",
-        params=[list(kinds)],
-    ).pl()
-    return frame
+        [list(kinds)],
+        {
+            "release_id": pl.String,
+            "released_at": pl.Datetime,
+            "table_name": pl.String,
+            "indicator": pl.String,
+            "dimensions": pl.String,
+            "value": pl.Float64,
+            "obs_status": pl.String,
+            "conf_status": pl.String,
+            "submissions": pl.List(pl.String),
+        },
+    )
 
 
 def record_truth(con: duckdb.DuckDBPyConnection, release_id: str, truth: pl.DataFrame) -> None:
@@ -212,52 +235,43 @@ def record_truth(con: duckdb.DuckDBPyConnection, release_id: str, truth: pl.Data
         pl.col("contributor").cast(pl.String).fill_null(""),
         pl.col("value").cast(pl.Int64),
     )
-    con.register("_release_truth_in", frame.to_arrow())
-    try:
-        con.execute("INSERT INTO release_truth SELECT * FROM _release_truth_in")
-    finally:
-        con.unregister("_release_truth_in")
+    _insert(con, "release_truth", frame)
 
 
 def released_truth(con: duckdb.DuckDBPyConnection, release_id: str) -> pl.DataFrame:
     """The true counts kept for one release (empty without a ledger or without truth)."""
-    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if "release_truth" not in names:
-        return pl.DataFrame(
-            schema={
-                "table_name": pl.String,
-                "dimensions": pl.String,
-                "contributor": pl.String,
-                "value": pl.Int64,
-            }
-        )
-    frame: pl.DataFrame = con.sql(
+    return _read(
+        con,
+        "release_truth",
         "SELECT table_name, dimensions, contributor, value FROM release_truth "
         "WHERE release_id = ? ORDER BY table_name, dimensions, contributor",
-        params=[release_id],
-    ).pl()
-    return frame
+        [release_id],
+        {
+            "table_name": pl.String,
+            "dimensions": pl.String,
+            "contributor": pl.String,
+            "value": pl.Int64,
+        },
+    )
 
 
 def release_cells(con: duckdb.DuckDBPyConnection, release_id: str) -> pl.DataFrame:
     """The cells one release let out: table_name, indicator, dimensions, value and statuses."""
-    if not has_ledger(con):
-        return pl.DataFrame(
-            schema={
-                "table_name": pl.String,
-                "indicator": pl.String,
-                "dimensions": pl.String,
-                "value": pl.Float64,
-                "obs_status": pl.String,
-                "conf_status": pl.String,
-            }
-        )
-    frame: pl.DataFrame = con.sql(
+    return _read(
+        con,
+        "releases",
         "SELECT table_name, indicator, dimensions, value, obs_status, conf_status "
         "FROM release_cells WHERE release_id = ?",
-        params=[release_id],
-    ).pl()
-    return frame
+        [release_id],
+        {
+            "table_name": pl.String,
+            "indicator": pl.String,
+            "dimensions": pl.String,
+            "value": pl.Float64,
+            "obs_status": pl.String,
+            "conf_status": pl.String,
+        },
+    )
 
 
 def data_fingerprint(submissions: Iterable[str]) -> str:
