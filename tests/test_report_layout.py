@@ -1,6 +1,6 @@
 """The report in Chromium at a desktop (1280 px) and a phone (390 px) width, in every language: no
 page overflows, every table fits or scrolls inside its own box, no chart label is cut, and the map
-is drawn with its hidden governorates hatched."""
+is drawn with its 18 governorates, its hidden ones hatched and every label inside it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "report"
 LANGS = ("en", "ar", "ckb", "kmr")
 
 # Facts of the laid-out page: the page's width against the frame's, each table against its box
-# (a table may be wider only when its box scrolls), the map's tiles.
+# (a table may be wider only when its box scrolls), the map's governorates and whether any of its
+# labels falls outside it.
 LAYOUT_PROBE = """<script>
 document.fonts.ready.then(() => {
   const root = document.documentElement;
@@ -34,8 +35,11 @@ document.fonts.ready.then(() => {
   const facts = {
     scrollWidth: root.scrollWidth, innerWidth: window.innerWidth, boxes: boxes,
     mapWidth: map ? map.getBoundingClientRect().width : 0,
-    tiles: map ? map.querySelectorAll('g.area').length : 0,
+    areas: map ? map.querySelectorAll('g.area path[data-governorate]').length : 0,
     hatched: map ? map.querySelectorAll('g.area[data-suppressed]').length : 0,
+    mapOut: map ? [...map.querySelectorAll('g.labels text, text.map-source')].filter(t => {
+      const b = t.getBoundingClientRect(), m = map.getBoundingClientRect();
+      return b.left < m.left - 1 || b.right > m.right + 1; }).map(t => t.textContent) : ['no map'],
     labels: [...document.querySelectorAll('svg.chart text.label')].map(t => t.textContent),
   };
   parent.postMessage(JSON.stringify(facts), '*');
@@ -66,7 +70,8 @@ def test_nothing_overflows_and_the_map_is_drawn(reports, tmp_path, monkeypatch, 
     for box in facts["boxes"]:
         assert box["table"] <= box["box"] or box["scrolls"], box
         assert box["left"] >= 0 and box["right"] <= width, box
-    assert facts["tiles"] == 18 and facts["hatched"] >= 1
+    assert facts["areas"] == 18 and facts["hatched"] >= 1
+    assert facts["mapOut"] == [], "a map label falls outside the map"
     assert 300 < facts["mapWidth"] <= min(width, 600)
     assert facts["labels"] and not any(label.endswith("…") for label in facts["labels"])
 

@@ -366,9 +366,10 @@ def _by_governorate(page: Page) -> str:
 
 
 def _map(page: Page) -> str:
-    """The governorates on a schematic tile map, shaded by the rate per 100,000 children when a
-    population was loaded (else by the count); hidden cells hatched."""
-    from casepool.reporting.map import Area, choropleth
+    """The governorates on a map of their boundaries, shaded by the rate per 100,000 children when
+    a population was loaded (else by the count); hidden cells hatched, uncertain ones hatched over
+    their shade."""
+    from casepool.reporting.map import Area, choropleth, governorate_codes, is_uncertain
 
     table = page.tables.get("cases_rate_by_governorate") or page.tables.get("cases_by_governorate")
     if table is None:
@@ -383,6 +384,7 @@ def _map(page: Page) -> str:
         hidden = (
             bar.suppressed or bar.value is None or (cell is not None and cell.obs_status != "A")
         )
+        margin = getattr(cell, "margin", None)  # a differentially private cell's margin of error
         areas[code] = Area(
             code,
             page.labels.code("governorate", code),
@@ -390,7 +392,10 @@ def _map(page: Page) -> str:
             "" if hidden else bar.text,
             hidden,
             bar.ref if bar.suppressed else "",
+            uncertain=not hidden and is_uncertain(bar.value, margin),
         )
+    for code in sorted(governorate_codes() - areas.keys()):  # not in the table: no value
+        areas[code] = Area(code, page.labels.code("governorate", code), None, "", True)
     title = localise_digits(
         page.t("report-fig-map-rate" if rate else "report-fig-map-count"), page.lang
     )
@@ -401,7 +406,8 @@ def _map(page: Page) -> str:
         rtl=page.rtl,
         legend_format=lambda v: format_number(v, page.lang, 0),
         hidden_text=page.t("report-map-hidden"),
-        schematic_text=page.t("report-map-schematic"),
+        uncertain_text=localise_digits(page.t("map-uncertain"), page.lang),
+        source_text=page.t("map-source"),
     )
     notes = (
         [page.t("report-map-population", population=table.population)] if table.population else []

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from casepool.catalogue.indicators import load_indicators
 from casepool.core.errors import CasepoolError, UsageError
 from casepool.publishing.query import QueryResult, format_text, write_query
+from casepool.reporting.map import result_map
 from casepool.serving import accounts
 from casepool.serving.errors import Refused
 from casepool.serving.render import render_page, result_view
@@ -256,6 +258,7 @@ async def table_build(request: Request) -> Response:
         periods=periods,
         picked=picked,
         result=result_view(result, session.lang),
+        result_map=Markup(result_map(result, session.lang)),  # inline SVG built from escaped text
         rid=rid,
         **choices,
     )
