@@ -339,3 +339,60 @@ def test_submit_aggregate_writes_counts_and_says_so(tmp_path, runner):
     (package,) = (tmp_path / "out").glob("*.casepool.zip")
     with zipfile.ZipFile(package) as archive:
         assert AGGREGATE in archive.namelist() and DATA not in archive.namelist()
+
+
+def test_dp_questions_say_they_leave_aggregate_packages_out(built, tmp_path, runner):
+    """Ad-hoc questions are answered with differential privacy from records: an aggregate-only
+    organisation is not in the answer, and the answer (library, CLI, JSON) says so."""
+    import shutil
+
+    from casepool.publishing.query import query
+
+    w = tmp_path / "mixed.duckdb"
+    shutil.copy(built["mixed"], w)
+    result = query(w, "registered_cases", by="sex")
+    assert result.aggregate_excluded == ("ORG-01",)
+    assert any("ORG-01" in note for note in result.notes("en"))
+    assert result.to_dict()["aggregate_packages_excluded"] == ["ORG-01"]
+    assert all(note for note in result.notes("ar"))
+    from casepool.serving.render import result_view  # the service's table builder shows them
+
+    assert result_view(result, "en")["notes"] == result.notes("en")
+    cli = runner.invoke(app, ["query", "registered_cases", "--warehouse", str(w), "--by", "sex"])
+    assert cli.exit_code == 0, cli.output
+    assert "aggregate-only packages of ORG-01" in cli.output
+
+    plain = tmp_path / "records.duckdb"
+    shutil.copy(built["records"], plain)
+    assert query(plain, "registered_cases", by="sex").notes() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (pl.col("num") + pl.col("den"), "counts out of range"),
+        (pl.lit("registered_cases:age_band,sex"), "cells do not match their specs"),
+        (pl.lit("Robert'); DROP TABLE cases"), "specs or cells malformed"),
+        (pl.lit(date(2024, 12, 1)), "registrations outside the period"),
+    ],
+    ids=["num-above-den", "cell-of-another-spec", "spec-not-a-name", "outside-period"],
+)
+def test_a_signed_but_malformed_aggregate_is_refused(built, tmp_path, change, reason):
+    """The organisation's signature is not enough: the counts must fit the layout."""
+    folder = built["folder"]
+    keys1 = org_keys(folder / "keys", "ORG-01")
+    counts = built["counts"]
+    column = {
+        "counts out of range": "num",
+        "cells do not match their specs": "spec",
+        "specs or cells malformed": "spec",
+        "registrations outside the period": "registered",
+    }[reason]
+    target = pl.int_range(pl.len()) == 0  # one row: boys_share:region, KRI, first quarter
+    bad = counts.with_columns(pl.when(target).then(change).otherwise(pl.col(column)).alias(column))
+    package = write_package(built["submission"], keys1, tmp_path / "bad", created=T0, aggregate=bad)
+    w = tmp_path / "w.duckdb"
+    add_organisation(w, "ORG-01", "ORG-01", folder / "keys" / "ORG-01.pub")
+    (outcome,) = ingest_packages([package], w).packages
+    assert outcome.refusal is not None and outcome.refusal.key == "package-bad-data"
+    assert outcome.refusal.params["reason"] == reason
