@@ -396,3 +396,15 @@ def test_a_signed_but_malformed_aggregate_is_refused(built, tmp_path, change, re
     (outcome,) = ingest_packages([package], w).packages
     assert outcome.refusal is not None and outcome.refusal.key == "package-bad-data"
     assert outcome.refusal.params["reason"] == reason
+
+
+def test_backup_and_restore_keep_the_aggregate_counts(built, tmp_path):
+    from casepool.warehouse.backup import backup_warehouse, restore_warehouse
+
+    backup = backup_warehouse(built["mixed"], tmp_path / "backup.duckdb")
+    assert "aggregate_cells" in backup.tables
+    restore_warehouse(tmp_path / "backup.duckdb", tmp_path / "restored.duckdb")
+    request = TableRequest("registered_cases", ("period", "sex"), period_unit="quarter")
+    assert_same_tabulation(
+        tabulated(tmp_path / "restored.duckdb", request), tabulated(built["records"], request)
+    )

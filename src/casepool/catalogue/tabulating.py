@@ -205,9 +205,8 @@ def _run_groupings(
     )
 
 
-run_groupings = (
-    _run_groupings  # public for the officer's aggregate-only packages (intake/aggregate.py)
-)
+# Public for the officer's aggregate-only packages (intake/aggregate.py).
+run_groupings = _run_groupings
 
 
 def _grid(categories: dict[str, tuple[str, ...]], dims: Sequence[str]) -> pl.DataFrame:
