@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "casepool"
 MAY_IMPORT: dict[str, set[str]] = {
     "core": set(),
     "exchange": {"core"},
-    "intake": {"core", "exchange"},
+    "intake": {"core", "exchange", "catalogue"},  # catalogue: aggregate-only packages count
     "warehouse": {"core", "exchange"},
     "catalogue": {"core"},
     "protecting": {"core"},

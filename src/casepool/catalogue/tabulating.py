@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from casepool.catalogue import aggregating
 from casepool.catalogue.indicators import (
     KEY_SCALE,
     LATEST,
@@ -88,6 +89,12 @@ def covered_span(
     """The first and last registration month among the active cases."""
     rows = con.execute(f"SELECT min(report_date), max(report_date) FROM {source}").fetchall()
     first, last = rows[0] if rows else (None, None)
+    extra = [d for d in aggregating.aggregate_span(con) if d is not None]  # aggregate packages
+    if extra:
+        first, last = (
+            min([first, *extra] if first else extra),
+            max([last, *extra] if last else extra),
+        )
     return first, last
 
 
@@ -198,6 +205,10 @@ def _run_groupings(
     )
 
 
+# Public for the officer's aggregate-only packages (intake/aggregate.py).
+run_groupings = _run_groupings
+
+
 def _grid(categories: dict[str, tuple[str, ...]], dims: Sequence[str]) -> pl.DataFrame:
     grid = pl.DataFrame({"_": [0]})
     for d in dims:
@@ -264,6 +275,7 @@ def tabulate(
     per_org = _run_groupings(
         con, f"SELECT * FROM {PACKED}", dims, multi, with_org=True, median=False
     )
+    per_org = aggregating.merge_counts(con, request, per_org, first, last)
     count_dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + tuple(dims)
     if indicator.kind == "percent":
         categories = {OUTCOME: (IN_NUMERATOR, NOT_IN_NUMERATOR, TOTAL), **categories}
@@ -299,6 +311,9 @@ def tabulate(
     medians = None
     if indicator.kind == "median":
         found = _run_groupings(con, base, dims, multi, with_org=False, median=True)
+        found = aggregating.merge_medians(
+            con, request, found, base, multi, first, last, _run_groupings
+        )
         value_grid = _grid(categories, dims)
         medians = (
             value_grid.join(found, on=dims, how="left", maintain_order="left") if dims else found

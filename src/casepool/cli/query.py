@@ -88,6 +88,8 @@ def query(
             raise typer.Exit(1) from None
 
     result = run(ask, lang, debug)
+    for note in result.notes(lang.value):  # e.g. aggregate-only packages left out
+        say(note)
     if out is not None:
         run(lambda: publishing.write_query(result, out, fmt.value, lang.value), lang, debug)
         say(query_summary(result, lang.value, out))

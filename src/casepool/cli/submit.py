@@ -44,6 +44,14 @@ def submit(
             "look-alikes (default: the package profile's k, 3).",
         ),
     ] = None,
+    aggregate: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate",
+            help="Send only the counts the catalogue needs, no records (for protocols that "
+            "forbid record-level sharing; see the data officer's guide).",
+        ),
+    ] = False,
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -79,6 +87,7 @@ def submit(
                 drop_invalid=drop_invalid,
                 min_k=min_k,
                 progress=notify,
+                aggregate=aggregate,
             ),
             lang,
             debug,
@@ -87,6 +96,10 @@ def submit(
         print_json(outcome.to_dict())
     else:
         typer.echo(render_submission(outcome, lang.value))
+        if outcome.accepted and aggregate:
+            from casepool.core.i18n import render
+
+            typer.echo(render("submit-aggregate-written", lang.value, rows=outcome.counts))
     raise typer.Exit(EXIT_OK if outcome.accepted else EXIT_REFUSED)
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from casepool.core.errors import PackageError, UsageError
 from casepool.core.periods import Period, parse_period
 from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.aggregate import AGGREGATE, kind_of, read_aggregate
 from casepool.exchange.keys import verify
 from casepool.exchange.profile import (
     AGE_BAND,
@@ -48,6 +49,10 @@ DATA, MANIFEST, SIGNATURE = "cases.parquet", "manifest.json", "manifest.sig"
 MEMBERS = frozenset({DATA, MANIFEST, SIGNATURE})
 
 
+# An aggregate-only package (exchange/aggregate.py) holds aggregate.parquet instead of cases.parquet.
+AGGREGATE_MEMBERS = frozenset({AGGREGATE, MANIFEST, SIGNATURE})
+
+
 SUFFIX = ".casepool.zip"
 
 
@@ -67,7 +72,12 @@ MAX_SIGNATURE_BYTES = 1024
 MAX_COMPRESSION_RATIO = 200
 
 
-_LIMITS = {DATA: MAX_DATA_BYTES, MANIFEST: MAX_MANIFEST_BYTES, SIGNATURE: MAX_SIGNATURE_BYTES}
+_LIMITS = {
+    DATA: MAX_DATA_BYTES,
+    AGGREGATE: MAX_DATA_BYTES,
+    MANIFEST: MAX_MANIFEST_BYTES,
+    SIGNATURE: MAX_SIGNATURE_BYTES,
+}
 
 
 _CHUNK = 1024**2
@@ -87,6 +97,7 @@ class VerifiedPackage:
     manifest_text: str
     cases: pl.DataFrame
     signature: str = ""  # base64 Ed25519 signature over manifest_text, kept for later checks
+    aggregate: pl.DataFrame | None = None  # the counts of an aggregate-only package (no cases)
 
     @property
     def org(self) -> str:
@@ -134,12 +145,13 @@ def _open_members(path: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             names = [i.filename for i in infos]
+            expected = AGGREGATE_MEMBERS if AGGREGATE in names else MEMBERS
             unexpected = (
-                sorted(set(names) - MEMBERS) or ([n for n in names if names.count(n) > 1][:1])
+                sorted(set(names) - expected) or ([n for n in names if names.count(n) > 1][:1])
             )
             if unexpected:
                 raise _refuse("package-unexpected-member", path, member=unexpected[0][:80])
-            missing = sorted(MEMBERS - set(names))
+            missing = sorted(expected - set(names))
             if missing:
                 raise _refuse("package-missing-member", path, member=missing[0])
             if any(i.flag_bits & 0x1 for i in infos):
@@ -228,14 +240,21 @@ def read_package(
     if period.code != manifest["period"]:
         raise _refuse("package-manifest-invalid", path)
 
-    data = members[DATA]
+    aggregate = kind_of(manifest) == "aggregate"
+    if aggregate != (AGGREGATE in members):  # the signed kind decides which member is the data
+        raise _refuse("package-missing-member", path, member=AGGREGATE if aggregate else DATA)
+    data = members[AGGREGATE if aggregate else DATA]
     declared_data = manifest.get("data") or {}
     if (
         not isinstance(declared_data, dict)
         or declared_data.get("sha256") != hashlib.sha256(data).hexdigest()
     ):
         raise _refuse("package-checksum-mismatch", path)
-    cases = _read_cases(data, manifest, period, path, schema)
+    if aggregate:
+        counts = read_aggregate(data, manifest, period, path)
+        cases = pl.DataFrame(schema=dict(package_fields(schema)))
+    else:
+        counts, cases = None, _read_cases(data, manifest, period, path, schema)
     return VerifiedPackage(
         path=path,
         submission_id=hashlib.sha256(members[MANIFEST]).hexdigest(),
@@ -243,6 +262,7 @@ def read_package(
         manifest_text=members[MANIFEST].decode("utf-8"),
         cases=cases,
         signature=base64.b64encode(signature).decode("ascii"),
+        aggregate=counts,
     )
 
 

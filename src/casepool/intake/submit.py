@@ -20,10 +20,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from casepool.core.errors import PackageError
 from casepool.core.periods import parse_period
 from casepool.core.resources import VERSION
 from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.aggregate import AGGREGATE, aggregate_bytes, aggregate_manifest
 from casepool.exchange.keys import OrgKeys, load_keys, org_code, public_key_id
 from casepool.exchange.package import (
     DATA,
@@ -79,17 +82,26 @@ def write_package(
     *,
     created: datetime | None = None,
     schema: CaseSchema | None = None,
+    aggregate: pl.DataFrame | None = None,
 ) -> Path:
-    """Write the signed package to `outbox`; a temporary name is renamed only when complete."""
+    """Write the signed package to `outbox`; a temporary name is renamed only when complete.
+    With `aggregate` (intake/aggregate.py) the package carries those counts instead of the rows."""
     schema = schema or load_schema()
     if not submission.ready or submission.frame is None:
         raise PackageError("package-not-ready", status=submission.status)
     created = created or datetime.now(UTC)
-    rows = submission.frame.drop(ROW)
-    buffer = io.BytesIO()
-    rows.write_parquet(buffer, compression="zstd", statistics=True)
-    data = buffer.getvalue()
+    member = DATA if aggregate is None else AGGREGATE
+    if aggregate is None:
+        rows = submission.frame.drop(ROW)
+        buffer = io.BytesIO()
+        rows.write_parquet(buffer, compression="zstd", statistics=True)
+        data = buffer.getvalue()
+    else:
+        data = aggregate_bytes(aggregate)
     manifest = build_manifest(submission, keys, data, created, schema)
+    if aggregate is not None:
+        manifest |= aggregate_manifest(aggregate, submission.rows_kept)
+        manifest["data"]["file"] = AGGREGATE
     manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
     signature = base64.b64encode(keys.sign(manifest_bytes)) + b"\n"
 
@@ -106,7 +118,7 @@ def write_package(
             for name, payload, method in (
                 (MANIFEST, manifest_bytes, zipfile.ZIP_DEFLATED),
                 (SIGNATURE, signature, zipfile.ZIP_STORED),
-                (DATA, data, zipfile.ZIP_STORED),  # Parquet is compressed already
+                (member, data, zipfile.ZIP_STORED),  # Parquet is compressed already
             ):
                 info = zipfile.ZipInfo(name, date_time=stamp)
                 info.compress_type = method
@@ -141,6 +153,7 @@ class SubmitOutcome:
     validation: Any  # casepool.intake.validating.ValidationResult
     submission: Submission
     package: Path | None
+    counts: int | None = None  # rows of aggregate.parquet when the package is aggregate-only
 
     @property
     def accepted(self) -> bool:
@@ -148,6 +161,9 @@ class SubmitOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         out = self.submission.to_dict() | {"package": str(self.package) if self.package else None}
+        out["kind"] = "aggregate" if self.counts is not None else "records"
+        if self.counts is not None:
+            out["aggregate_rows"] = self.counts
         if self.submission.status == "invalid-records":
             out["validation"] = self.validation.to_dict()
         return out
@@ -171,6 +187,7 @@ def submit_export(
     today: date | None = None,
     created: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    aggregate: bool = False,
 ) -> SubmitOutcome:
     """Validate an export exactly as `validate` does, de-identify it, and write a signed package."""
     from casepool.intake.validating import validate_export
@@ -208,9 +225,20 @@ def submit_export(
         schema=schema,
         suppress=suppress,
     )
-    package = None
+    package, counts = None, None
     if submission.ready:
         if progress:
             progress("write")
-        package = write_package(submission, keys, outbox, created=created, schema=schema)
-    return SubmitOutcome(validation=result, submission=submission, package=package)
+        if aggregate:  # counts instead of records (docs/data-officer-guide.md)
+            from casepool.intake.aggregate import aggregate_rows
+
+            counts = aggregate_rows(submission)
+        package = write_package(
+            submission, keys, outbox, created=created, schema=schema, aggregate=counts
+        )
+    return SubmitOutcome(
+        validation=result,
+        submission=submission,
+        package=package,
+        counts=counts.height if aggregate and counts is not None else None,
+    )

@@ -34,6 +34,7 @@ class DPPublication:
     tables: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. aggregate-only packages left out
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,7 @@ class DPPublication:
             "tables": self.tables,
             "skipped": self.skipped,
             "files": [str(f) for f in self.files],
+            "notes": self.notes,
         }
 
 
@@ -86,6 +88,7 @@ def publish_dp(
             result.skipped.append({"table": request.table_name, "reason": exc.key})
             continue
         table = replace(answer.table, name=request.table_name)
+        result.notes = answer.notes(lang)  # DP reads records: aggregate packages are left out
         written.append(table)
         result.tables.append({"table": table.name, "cells": table.cells})
     for fmt, writer in (
@@ -101,6 +104,6 @@ def publish_dp(
             result.files.append(path)
     if written:
         book = out / "publication.xlsx"
-        write_workbook(written, book, catalogue, lang, notes=[note_title(lang)])
+        write_workbook(written, book, catalogue, lang, notes=[note_title(lang), *result.notes])
         result.files.append(book)
     return result

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from casepool.catalogue.aggregating import aggregate_orgs
 from casepool.catalogue.indicators import (
     LATEST,
     Indicator,
@@ -65,9 +66,22 @@ class QueryResult:
     measured: list[str] = field(default_factory=list)  # the measured tables it was answered from
     spent: float = 0.0  # ρ this call spent measuring quarters nobody had asked about before
     release_id: str = ""
+    # Organisations whose active packages are aggregate-only: DP answers read records only.
+    aggregate_excluded: tuple[str, ...] = ()
+
+    def notes(self, lang: str = "en") -> list[str]:
+        """What the answer leaves out, one line each in `lang`."""
+        from casepool.core.i18n import render
+
+        if not self.aggregate_excluded:
+            return []
+        orgs = ", ".join(self.aggregate_excluded)
+        return [render("query-aggregate-excluded", lang, orgs=orgs)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "aggregate_packages_excluded": list(self.aggregate_excluded),
+            "notes": self.notes(),
             "method": self.method,
             "confidence": self.confidence,
             "periods": self.periods,
@@ -134,6 +148,7 @@ def query(
     if asked.unit == "rate":
         request = replace(request, indicator=_counted_by(asked, catalogue).name)
     with open_warehouse(warehouse) as con:
+        excluded = aggregate_orgs(con)  # aggregate-only packages: counts, no records to measure
         population = read_population(con) if asked.unit == "rate" else None
         if asked.unit == "rate" and population is None:
             raise UsageError("rate-needs-population")
@@ -171,7 +186,7 @@ def query(
             con.rollback()
             raise
     return QueryResult(
-        table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id
+        table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id, excluded
     )
 
 

@@ -106,4 +106,5 @@ def result_view(result: QueryResult, lang: str) -> dict[str, Any]:
         "chart_height": 22 * len(bars) + 4,
         "cells": table.cells,
         "suppressed": table.suppressed,
+        "notes": result.notes(lang),
     }

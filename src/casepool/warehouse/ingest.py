@@ -22,6 +22,7 @@ from casepool.core.schema import load_schema
 from casepool.exchange.keys import record_keys
 from casepool.exchange.package import SUFFIX, VerifiedPackage, read_package
 from casepool.exchange.profile import PSEUDONYM
+from casepool.warehouse.aggregates import store_aggregate
 from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.store import (
     ACTIVE_COLUMN,
@@ -317,6 +318,7 @@ def _merge(
         finally:
             con.unregister("incoming_cases")
         notify("cases-inserted")
+        outcome.rows = store_aggregate(con, package, secret)  # counts of an aggregate package
         record_audit(
             con,
             "ingested",
