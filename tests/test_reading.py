@@ -133,15 +133,45 @@ def test_a_workbook_without_a_clear_data_sheet_lists_its_sheets(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "key", "line"),
+    ("text", "ragged", "rows"),
     [
-        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,13\n", "file-ragged-rows", 3),
-        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F,13,x\n", "file-ragged-rows", 3),
-        ('case_id,survivor_sex,survivor_age\nC1,M,12\nC2,"F,13\nC3,F,13\n', "file-broken-quote", 3),
-        ('case_id,survivor_sex,survivor_age\r\nC1,"M",12\r\n\r\nC2,F\r\n', "file-ragged-rows", 4),
+        # short, long and long-and-short lines; counts that balance out are still caught
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,13\n", [(3, 3, 2)], [2, 4]),
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F,13,x\n", [(3, 3, 4)], [2]),
+        (
+            "case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,1,x\nC4,M,9\n",
+            [(3, 3, 2), (4, 4, 4)],
+            [2, 5],
+        ),
+        # quoted file, CRLF, a blank line (it keeps its row number), a one-cell line
+        (
+            'case_id,survivor_sex,survivor_age\r\nC1,"M",12\r\n\r\nC2,F\r\nC3\r\nC4,F,1\r\n',
+            [(4, 4, 2), (5, 5, 1)],
+            [2, 6],
+        ),
+        # a multi-line quoted cell: the row number and the line it starts on differ
+        ('case_id,notes,survivor_age\nC1,"a\nb",12\nC2,x\nC3,y,4\n', [(3, 4, 2)], [2, 4]),
     ],
 )
-def test_ragged_rows_and_broken_quotes_name_their_line(tmp_path, text, key, line):
+def test_ragged_rows_are_listed_and_the_other_rows_read(tmp_path, text, ragged, rows):
+    path = tmp_path / "ragged.csv"
+    path.write_text(text, encoding="utf-8")
+    export = read_export(path)
+    assert [(r.row, r.line, r.found) for r in export.ragged] == ragged
+    assert all(r.expected == 3 for r in export.ragged)
+    kept = export.frame.filter(pl.col("case_id").is_not_null())
+    assert kept.get_column(ROW).to_list() == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('case_id,survivor_sex,survivor_age\nC1,M,12\nC2,"F,13\nC3,F,13\n', "file-broken-quote", 3),
+        # every record ragged: the header itself is wrong, so the file is refused as before
+        ("case_id,survivor_sex,survivor_age,\nC1,M,12\nC2,F,13\n", "file-ragged-rows", 2),
+    ],
+)
+def test_broken_quotes_and_wholly_ragged_files_name_their_line(tmp_path, text, key, line):
     path = tmp_path / "broken.csv"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(UnreadableFileError) as caught:

@@ -207,6 +207,7 @@ def submit_export(
         min_k=min_k,
         schema=schema,
         suppress=suppress,
+        unread_rows=len(result.export.ragged),
     )
     package = None
     if submission.ready:
