@@ -62,7 +62,11 @@ def test_the_report_file_lists_the_ragged_rows(tmp_path, runner):
     assert result.exit_code == 1
     errors = json.loads(report.read_text(encoding="utf-8"))["errors"]
     ragged = [e for e in errors if e["type"] == "ragged-row"]
-    assert [(e["row"], e["line"], e["found"]) for e in ragged] == [(2, 2, 18), (4, 4, 15), (5, 5, 16)]
+    assert [(e["row"], e["line"], e["found"]) for e in ragged] == [
+        (2, 2, 18),
+        (4, 4, 15),
+        (5, 5, 16),
+    ]
 
 
 def test_submit_counts_ragged_rows_as_rows_of_the_export_and_invalid(tmp_path):

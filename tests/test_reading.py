@@ -186,3 +186,25 @@ def test_an_old_xls_workbook_is_asked_to_be_saved_as_xlsx(tmp_path):
     with pytest.raises(UnreadableFileError) as caught:
         read_export(path)
     assert "save it as .xlsx" in caught.value.message("en")
+
+
+def test_a_real_excel_97_2003_workbook_is_read(fixtures):
+    """A BIFF8 .xls (made by xlwt, see make_legacy_xls.py): instructions sheet, title rows."""
+    from casepool.intake.mapping import header_score
+
+    path = fixtures / "intake" / "legacy_case_register.xls"
+    export = read_export(path, header_score=header_score)
+    assert export.format == "xls"
+    assert export.notes["sheet"] == "Cases" and export.notes["other_sheets"] == ["Instructions"]
+    # Row 1 is empty and calamine skips it: the DIMENSIONS record puts the header in row 4.
+    assert export.notes["header_row"] == 4
+    assert export.frame.get_column(ROW).to_list() == [5, 6, 7]
+    assert export.frame.get_column("District").to_list() == ["Zakho", "Soran", "Halabja"]
+    assert export.frame.get_column("Incident date").to_list()[0].startswith("2025-06-10")
+
+
+def test_a_small_xls_finds_its_first_row_in_the_mini_stream(fixtures):
+    """Workbook streams under 4 KiB live in the compound file's mini stream."""
+    export = read_export(fixtures / "intake" / "legacy_small_offset.xls")
+    assert export.notes["header_row"] == 3
+    assert export.frame.get_column(ROW).to_list() == [4]

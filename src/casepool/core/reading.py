@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def read_export(
         frame, fmt, used, separator = _read_parquet(path), "parquet", None, None
     elif suffix in _EXCEL_SUFFIXES or head.startswith((b"PK\x03\x04", _OLE_MAGIC)):
         frame, notes = _read_excel(path, sheet, header_score)
-        fmt, used, separator = "xlsx", None, None
+        fmt = "xls" if head.startswith(_OLE_MAGIC) else "xlsx"
+        used, separator = None, None
     elif suffix in _CSV_SUFFIXES or suffix == "":
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
@@ -501,7 +503,11 @@ def _read_excel(
         raise UnreadableFileError("file-no-rows", path=path.name)
     header_at, _ = best_row(whole.head(HEADER_SEARCH_ROWS))
     # calamine starts a sheet at its first used row: the dimension says which row that is.
-    first_row = _first_used_row(path, chosen, names.index(chosen))
+    first_row = (
+        _first_used_row_xls(path, chosen)
+        if old
+        else _first_used_row(path, chosen, names.index(chosen))
+    )
     header_cells = [None if c is None else str(c).strip() for c in whole.row(header_at)]
     headers = [h if h else f"__UNNAMED__{i}" for i, h in enumerate(header_cells)]
     data = whole.slice(header_at + 1)
@@ -558,6 +564,101 @@ def _first_used_row(path: Path, sheet: str, position: int) -> int:
         return 0
     match = _DIMENSION.search(head)
     return int(match[1]) - 1 if match else 0
+
+
+def _first_used_row_xls(path: Path, sheet: str) -> int:
+    """How many rows above an Excel 97-2003 sheet's first used row are empty (0 when unsure).
+
+    The sheet's DIMENSIONS record says; it lives in the Workbook stream of the compound file.
+    """
+    try:
+        stream = _compound_stream(path.read_bytes(), ("Workbook", "Book"))
+        return _biff_first_row(stream, sheet)
+    except (IndexError, ValueError, struct.error):
+        return 0
+
+
+def _compound_stream(data: bytes, names: tuple[str, ...]) -> bytes:
+    """One stream of an OLE2 compound file (the container of .xls), by its name."""
+    if not data.startswith(_OLE_MAGIC + b"\xa1\xb1\x1a\xe1"):
+        raise ValueError("not a compound file")
+    sector = 1 << struct.unpack_from("<H", data, 30)[0]
+    mini_sector = 1 << struct.unpack_from("<H", data, 32)[0]
+    first_dir, cutoff, first_mini_fat, mini_fat_count = struct.unpack_from("<I4xIII", data, 48)
+    first_difat, difat_count = struct.unpack_from("<II", data, 68)
+    end_of_chain = 0xFFFFFFFE
+
+    def at(number: int) -> bytes:
+        start = 512 + number * sector if sector == 512 else sector * (number + 1)
+        return data[start : start + sector]
+
+    fat_sectors = [n for n in struct.unpack_from("<109I", data, 76) if n < end_of_chain]
+    next_difat = first_difat
+    for _ in range(difat_count):
+        if next_difat >= end_of_chain:
+            break
+        entries = struct.unpack(f"<{sector // 4}I", at(next_difat))
+        fat_sectors += [n for n in entries[:-1] if n < end_of_chain]
+        next_difat = entries[-1]
+    fat = [n for s in fat_sectors for n in struct.unpack(f"<{sector // 4}I", at(s))]
+
+    def chain(start: int, table: list[int]) -> list[int]:
+        out: list[int] = []
+        while start < end_of_chain and len(out) <= len(table):
+            out.append(start)
+            start = table[start]
+        return out
+
+    directory = b"".join(at(n) for n in chain(first_dir, fat))
+    records = [directory[i : i + 128] for i in range(0, len(directory), 128)]
+    root_start, root_size = struct.unpack_from("<IQ", records[0], 116)
+    for entry in records:
+        length = struct.unpack_from("<H", entry, 64)[0]
+        name = entry[: max(length - 2, 0)].decode("utf-16-le", errors="replace")
+        if name not in names or entry[66] != 2:  # 2: a stream
+            continue
+        start, size = struct.unpack_from("<IQ", entry, 116)
+        if size >= cutoff:
+            return b"".join(at(n) for n in chain(start, fat))[:size]
+        mini_fat = [
+            n
+            for s in chain(first_mini_fat, fat)[:mini_fat_count]
+            for n in struct.unpack(f"<{sector // 4}I", at(s))
+        ]
+        mini = b"".join(at(n) for n in chain(root_start, fat))[:root_size]
+        return b"".join(
+            mini[n * mini_sector : (n + 1) * mini_sector] for n in chain(start, mini_fat)
+        )[:size]
+    raise ValueError("no workbook stream")
+
+
+def _biff_first_row(stream: bytes, sheet: str) -> int:
+    """The first used row (0-based) of a sheet, from its BIFF8 BOUNDSHEET and DIMENSIONS records."""
+    offset = None
+    position = 0
+    while position + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, position)
+        body = stream[position + 4 : position + 4 + size]
+        if kind == 0x0085:  # BOUNDSHEET: where the sheet's records start, and its name
+            count, high = body[6], body[7] & 1
+            raw = body[8 : 8 + count * (2 if high else 1)]
+            name = raw.decode("utf-16-le" if high else "latin-1")
+            if name == sheet:
+                offset = struct.unpack_from("<I", body, 0)[0]
+        elif kind == 0x000A:  # EOF of the workbook globals
+            break
+        position += 4 + size
+    if offset is None:
+        return 0
+    position = offset
+    while position + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, position)
+        if kind == 0x0200:  # DIMENSIONS: first used row, one past the last
+            return int(struct.unpack_from("<I", stream, position + 4)[0])
+        if kind == 0x000A:
+            break
+        position += 4 + size
+    return 0
 
 
 def _flip(pair: tuple[str, str]) -> tuple[str, str]:

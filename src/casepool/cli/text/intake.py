@@ -49,7 +49,9 @@ def render_report(
                     "report-example", lang, row=row, field=field, message=explain(finding, lang)
                 )
             else:  # a whole row, not one field (a line with the wrong number of cells)
-                example = render("report-example-row", lang, row=row, message=explain(finding, lang))
+                example = render(
+                    "report-example-row", lang, row=row, message=explain(finding, lang)
+                )
             lines.append(example)
         if count > examples:
             lines.append(render("report-more", lang, count=count - examples))
