@@ -6,9 +6,13 @@ import json
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from casepool.cli.main import app
+from casepool.core.reading import ROW, read_export
 from casepool.exchange.keys import generate_keys
 from casepool.intake.submit import submit_export
 from casepool.intake.validating import validate_export
@@ -92,3 +96,45 @@ def test_submit_counts_ragged_rows_as_rows_of_the_export_and_invalid(tmp_path):
     )
     assert dropped.submission.rows_in_export == 5
     assert dropped.submission.dropped["invalid"] == 3
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    widths=st.lists(st.sampled_from([1, 2, 3, 3, 3, 3, 4, 5]), min_size=2, max_size=25),
+    quoted=st.booleans(),
+    multiline=st.booleans(),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    blank_after=st.sets(st.integers(0, 24), max_size=3),
+)
+def test_kept_rows_keep_their_own_cells_and_numbers(
+    tmp_path, widths, quoted, multiline, newline, blank_after
+):
+    """Whatever lines are ragged, each kept row holds its own cells under its own row number."""
+    if all(w != 3 for w in widths):
+        widths = [*widths, 3]
+    lines, row = ["id,b,c"], 1
+    expected_rows: dict[int, str] = {}
+    ragged_rows: list[int] = []
+    for i, width in enumerate(widths):
+        row += 1
+        cells = [f"R{row}", *(f"v{j}" for j in range(width - 1))]
+        if quoted:
+            cells = [f'"{c}"' for c in cells]
+        if multiline and width >= 2:
+            cells[1] = '"two' + newline + 'lines"'
+        lines.append(",".join(cells))
+        if width == 3:
+            expected_rows[row] = f"R{row}"
+        else:
+            ragged_rows.append(row)
+        if i in blank_after:
+            lines.append("")
+            row += 1
+    path = tmp_path / f"r{abs(hash((tuple(widths), quoted, multiline, newline)))}.csv"
+    path.write_bytes(newline.join(lines).encode("utf-8") + newline.encode())
+    export = read_export(path)
+    assert [r.row for r in export.ragged] == ragged_rows
+    kept = export.frame.filter(pl.col("id").is_not_null())
+    assert dict(zip(kept.get_column(ROW), kept.get_column("id"), strict=True)) == expected_rows

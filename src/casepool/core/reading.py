@@ -263,7 +263,17 @@ def _read_csv(
             ) from exc
         # Lines with too many cells: read them cut to the header's width, then leave them out.
         options["truncate_ragged_lines"] = True
-        frame = read()
+        try:
+            frame = read()
+        except pl.exceptions.PolarsError:  # something else is wrong too: refuse as before
+            first = ragged[0]
+            raise UnreadableFileError(
+                "file-ragged-rows",
+                path=path.name,
+                line=first.line,
+                found=first.found,
+                expected=first.expected,
+            ) from exc
         return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
     ragged = []
     if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
