@@ -203,8 +203,9 @@ def test_a_real_excel_97_2003_workbook_is_read(fixtures):
     assert export.frame.get_column("Incident date").to_list()[0].startswith("2025-06-10")
 
 
-def test_a_small_xls_finds_its_first_row_in_the_mini_stream(fixtures):
-    """Workbook streams under 4 KiB live in the compound file's mini stream."""
+def test_an_xls_sheet_starting_below_empty_rows_keeps_excel_row_numbers(fixtures):
+    """Only rows 3 and 4 are used (header, one record): calamine starts at row 3."""
     export = read_export(fixtures / "intake" / "legacy_small_offset.xls")
+    assert export.format == "xls"
     assert export.notes["header_row"] == 3
     assert export.frame.get_column(ROW).to_list() == [4]

@@ -593,13 +593,12 @@ def _compound_stream(data: bytes, names: tuple[str, ...]) -> bytes:
     if not data.startswith(_OLE_MAGIC + b"\xa1\xb1\x1a\xe1"):
         raise ValueError("not a compound file")
     sector = 1 << struct.unpack_from("<H", data, 30)[0]
-    mini_sector = 1 << struct.unpack_from("<H", data, 32)[0]
-    first_dir, cutoff, first_mini_fat, mini_fat_count = struct.unpack_from("<I4xIII", data, 48)
+    first_dir, cutoff = struct.unpack_from("<I4xI", data, 48)
     first_difat, difat_count = struct.unpack_from("<II", data, 68)
     end_of_chain = 0xFFFFFFFE
 
     def at(number: int) -> bytes:
-        start = 512 + number * sector if sector == 512 else sector * (number + 1)
+        start = sector * (number + 1)  # the 512-byte header fills sector -1
         return data[start : start + sector]
 
     fat_sectors = [n for n in struct.unpack_from("<109I", data, 76) if n < end_of_chain]
@@ -620,25 +619,17 @@ def _compound_stream(data: bytes, names: tuple[str, ...]) -> bytes:
         return out
 
     directory = b"".join(at(n) for n in chain(first_dir, fat))
-    records = [directory[i : i + 128] for i in range(0, len(directory), 128)]
-    root_start, root_size = struct.unpack_from("<IQ", records[0], 116)
-    for entry in records:
+    for entry in (directory[i : i + 128] for i in range(0, len(directory), 128)):
         length = struct.unpack_from("<H", entry, 64)[0]
         name = entry[: max(length - 2, 0)].decode("utf-16-le", errors="replace")
         if name not in names or entry[66] != 2:  # 2: a stream
             continue
         start, size = struct.unpack_from("<IQ", entry, 116)
-        if size >= cutoff:
-            return b"".join(at(n) for n in chain(start, fat))[:size]
-        mini_fat = [
-            n
-            for s in chain(first_mini_fat, fat)[:mini_fat_count]
-            for n in struct.unpack(f"<{sector // 4}I", at(s))
-        ]
-        mini = b"".join(at(n) for n in chain(root_start, fat))[:root_size]
-        return b"".join(
-            mini[n * mini_sector : (n + 1) * mini_sector] for n in chain(start, mini_fat)
-        )[:size]
+        if size < cutoff:
+            # Excel (and xlwt) pad the Workbook stream to 4 KiB, so it never sits in the mini
+            # stream; a writer that does otherwise gets row numbers counted from calamine's start.
+            raise ValueError("workbook stream in the mini stream")
+        return b"".join(at(n) for n in chain(start, fat))[:size]
     raise ValueError("no workbook stream")
 
 
