@@ -177,3 +177,12 @@ def test_mapping_init_writes_a_draft_and_says_what_it_missed(runner, fixtures, t
         ],
     )
     assert validated.exit_code == 0, validated.output
+
+
+def test_an_old_xls_register_validates_with_its_excel_row_numbers(runner, fixtures):
+    path = fixtures / "intake" / "legacy_case_register.xls"
+    result = runner.invoke(app, ["validate", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["format"] == "xls" and report["valid"] and report["rows"] == 3
+    assert report["notices"]["layout"]["header_row"] == 4

@@ -27,6 +27,27 @@ def _code(field_name: str, text: str) -> tuple[str, ...]:
         ("Shekhan", "IQG15Q06"),
         ("Sexan", "IQG15Q06"),  # Şêxan typed without accents
         ("هەڵەبجە", "IQG06Q05"),
+        # checked against the cited sources (district.yaml header), 2026-11-30
+        ("ههڵهبجه", "IQG06Q05"),  # the older Sorani encoding the source table uses
+        ("Helebce", "IQG06Q05"),
+        ("شقلاوه", "IQG11Q06"),
+        ("Şeqlawe", "IQG11Q06"),
+        ("Çemçemall", "IQG06Q02"),
+        ("Pshder", "IQG06Q08"),
+        ("پشدەر", "IQG06Q08"),
+        ("Simele", "IQG09Q03"),
+        ("سێمێل", "IQG09Q03"),
+        ("Pencwen", "IQG06Q07"),
+        ("Rewandiz", "IQG11Q05"),
+        ("سۆران", "IQG11Q05"),
+        ("Koye", "IQG11Q03"),
+        ("مەخموور", "IQG11Q04"),
+        ("Mexmûr", "IQG11Q04"),
+        ("شنگال", "IQG15Q07"),
+        ("Şingal", "IQG15Q07"),
+        ("دەربەندیخان", "IQG06Q03"),
+        ("Hewlêr", "IQG11Q02"),
+        ("Dihok", "IQG09Q02"),
     ],
 )
 def test_kurdish_district_names(text, code):
@@ -76,3 +97,28 @@ def test_gbvims_and_primero_words(field_name, text, code):
 
 def test_multi_select_arabic_terms_split_on_the_arabic_comma():
     assert _code("exploitation_types", "أخرى، اتجار بالبشر") == ("other", "trafficking")
+
+
+def test_every_unconfirmed_kurdish_district_name_is_marked_and_names_no_other_district():
+    """Synonyms not found in the cited sources carry `# unverified`; none may collide."""
+    from casepool.core.normalising import fold
+    from casepool.core.resources import schemas_dir
+
+    text = (schemas_dir() / "codelists" / "district.yaml").read_text(encoding="utf-8")
+    assert "Wikipedia (CC BY-SA 4.0" in text and "checked on 2026-11-30" in text
+    marked = [
+        line.split("- ", 1)[1].split("#", 1)[0].strip()
+        for line in text.splitlines()
+        if line.endswith("# unverified")
+    ]
+    assert "شارباژێڕ" in marked and "Zêbar" in marked
+    assert "Zaxo" not in marked and "سۆران" not in marked
+    schema = load_schema()
+    codelist = schema.codelist_of(schema.field("district"))
+    for word in marked:
+        owners = {
+            c.code
+            for c in codelist.codes
+            if fold(word) in {fold(s) for s in (*c.synonyms, *c.labels.values())}
+        }
+        assert len(owners) == 1, word

@@ -133,15 +133,45 @@ def test_a_workbook_without_a_clear_data_sheet_lists_its_sheets(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "key", "line"),
+    ("text", "ragged", "rows"),
     [
-        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,13\n", "file-ragged-rows", 3),
-        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F,13,x\n", "file-ragged-rows", 3),
-        ('case_id,survivor_sex,survivor_age\nC1,M,12\nC2,"F,13\nC3,F,13\n', "file-broken-quote", 3),
-        ('case_id,survivor_sex,survivor_age\r\nC1,"M",12\r\n\r\nC2,F\r\n', "file-ragged-rows", 4),
+        # short, long and long-and-short lines; counts that balance out are still caught
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,13\n", [(3, 3, 2)], [2, 4]),
+        ("case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F,13,x\n", [(3, 3, 4)], [2]),
+        (
+            "case_id,survivor_sex,survivor_age\nC1,M,12\nC2,F\nC3,F,1,x\nC4,M,9\n",
+            [(3, 3, 2), (4, 4, 4)],
+            [2, 5],
+        ),
+        # quoted file, CRLF, a blank line (it keeps its row number), a one-cell line
+        (
+            'case_id,survivor_sex,survivor_age\r\nC1,"M",12\r\n\r\nC2,F\r\nC3\r\nC4,F,1\r\n',
+            [(4, 4, 2), (5, 5, 1)],
+            [2, 6],
+        ),
+        # a multi-line quoted cell: the row number and the line it starts on differ
+        ('case_id,notes,survivor_age\nC1,"a\nb",12\nC2,x\nC3,y,4\n', [(3, 4, 2)], [2, 4]),
     ],
 )
-def test_ragged_rows_and_broken_quotes_name_their_line(tmp_path, text, key, line):
+def test_ragged_rows_are_listed_and_the_other_rows_read(tmp_path, text, ragged, rows):
+    path = tmp_path / "ragged.csv"
+    path.write_text(text, encoding="utf-8")
+    export = read_export(path)
+    assert [(r.row, r.line, r.found) for r in export.ragged] == ragged
+    assert all(r.expected == 3 for r in export.ragged)
+    kept = export.frame.filter(pl.col("case_id").is_not_null())
+    assert kept.get_column(ROW).to_list() == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('case_id,survivor_sex,survivor_age\nC1,M,12\nC2,"F,13\nC3,F,13\n', "file-broken-quote", 3),
+        # every record ragged: the header itself is wrong, so the file is refused as before
+        ("case_id,survivor_sex,survivor_age,\nC1,M,12\nC2,F,13\n", "file-ragged-rows", 2),
+    ],
+)
+def test_broken_quotes_and_wholly_ragged_files_name_their_line(tmp_path, text, key, line):
     path = tmp_path / "broken.csv"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(UnreadableFileError) as caught:
@@ -156,3 +186,26 @@ def test_an_old_xls_workbook_is_asked_to_be_saved_as_xlsx(tmp_path):
     with pytest.raises(UnreadableFileError) as caught:
         read_export(path)
     assert "save it as .xlsx" in caught.value.message("en")
+
+
+def test_a_real_excel_97_2003_workbook_is_read(fixtures):
+    """A BIFF8 .xls (made by xlwt, see make_legacy_xls.py): instructions sheet, title rows."""
+    from casepool.intake.mapping import header_score
+
+    path = fixtures / "intake" / "legacy_case_register.xls"
+    export = read_export(path, header_score=header_score)
+    assert export.format == "xls"
+    assert export.notes["sheet"] == "Cases" and export.notes["other_sheets"] == ["Instructions"]
+    # Row 1 is empty and calamine skips it: the DIMENSIONS record puts the header in row 4.
+    assert export.notes["header_row"] == 4
+    assert export.frame.get_column(ROW).to_list() == [5, 6, 7]
+    assert export.frame.get_column("District").to_list() == ["Zakho", "Soran", "Halabja"]
+    assert export.frame.get_column("Incident date").to_list()[0].startswith("2025-06-10")
+
+
+def test_an_xls_sheet_starting_below_empty_rows_keeps_excel_row_numbers(fixtures):
+    """Only rows 3 and 4 are used (header, one record): calamine starts at row 3."""
+    export = read_export(fixtures / "intake" / "legacy_small_offset.xls")
+    assert export.format == "xls"
+    assert export.notes["header_row"] == 3
+    assert export.frame.get_column(ROW).to_list() == [4]

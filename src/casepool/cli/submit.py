@@ -71,7 +71,7 @@ def submit(
     from casepool.intake.submit import submit_export
 
     protected = run(lambda: keys_protected(key, org), lang, debug)
-    passphrase = passphrase_for(lang, confirm=False) if protected else None
+    passphrase = passphrase_for(lang, confirm=False, keys=(key, org)) if protected else None
     with progress_stages(export) as notify:
         outcome = run(
             lambda: submit_export(

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,19 @@ _MAGIC = {
 
 
 @dataclass(frozen=True)
+class RaggedRow:
+    """A CSV record with more or fewer cells than the header: left out of the frame, reported."""
+
+    row: int  # numbered like every other row of the frame (header 1, first record 2)
+    line: int  # the line of the file it starts on (differs from row after multi-line cells)
+    found: int
+    expected: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"row": self.row, "line": self.line, "found": self.found, "expected": self.expected}
+
+
+@dataclass(frozen=True)
 class Export:
     """An export read as text: every column a String, original headers, plus the row number column."""
 
@@ -54,6 +68,7 @@ class Export:
     notes: dict[str, Any] = field(
         default_factory=dict
     )  # how the layout was read (sheet, header row)
+    ragged: tuple[RaggedRow, ...] = ()  # CSV records left out for their number of cells
 
     @property
     def headers(self) -> list[str]:
@@ -102,16 +117,18 @@ def read_export(
         head = handle.read(8)
     all_headers: list[str] | None = None
     notes: dict[str, Any] = {}
+    ragged: list[RaggedRow] = []
     if suffix == ".parquet" or head.startswith(b"PAR1"):
         frame, fmt, used, separator = _read_parquet(path), "parquet", None, None
     elif suffix in _EXCEL_SUFFIXES or head.startswith((b"PK\x03\x04", _OLE_MAGIC)):
         frame, notes = _read_excel(path, sheet, header_score)
-        fmt, used, separator = "xlsx", None, None
+        fmt = "xls" if head.startswith(_OLE_MAGIC) else "xlsx"
+        used, separator = None, None
     elif suffix in _CSV_SUFFIXES or suffix == "":
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
                 raise UnreadableFileError("file-not-a-table", path=path.name, reason=what)
-        frame, used, separator, all_headers = _read_csv(path, encoding, columns)
+        frame, used, separator, all_headers, ragged = _read_csv(path, encoding, columns)
         fmt = "csv"
     else:
         raise UnreadableFileError("file-unsupported", path=path.name, suffix=suffix)
@@ -127,6 +144,7 @@ def read_export(
         frame=frame,
         all_headers=tuple(all_headers) if all_headers is not None else None,
         notes=notes,
+        ragged=tuple(ragged),
     )
 
 
@@ -177,7 +195,7 @@ def _check_codec(encoding: str) -> str:
 
 def _read_csv(
     path: Path, encoding: str | None, choose: ColumnChoice | None = None
-) -> tuple[pl.DataFrame, str, str, list[str] | None]:
+) -> tuple[pl.DataFrame, str, str, list[str] | None, list[RaggedRow]]:
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -219,46 +237,105 @@ def _read_csv(
         "raise_if_empty": True,
     }
     all_headers: list[str] | None = None
+
+    def read() -> pl.DataFrame:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        return pl.read_csv(source, **options)
+
     try:
         if choose is not None:
             all_headers = pl.read_csv(source, n_rows=0, **options).columns
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
             wanted = choose(all_headers)
             if len(wanted) < len(all_headers):
                 options["columns"] = wanted
-        frame = pl.read_csv(source, **options)
+        frame = read()
     except pl.exceptions.NoDataError as exc:
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
-        _check_rows(path, source, separator)
-        raise UnreadableFileError(
-            "file-not-a-table", path=path.name, reason="malformed CSV"
-        ) from exc
+        ragged, records = _ragged_rows(path, source, separator, none_long=False)
+        if not ragged:
+            raise UnreadableFileError(
+                "file-not-a-table", path=path.name, reason="malformed CSV"
+            ) from exc
+        # Lines with too many cells: read them cut to the header's width, then leave them out.
+        options["truncate_ragged_lines"] = True
+        try:
+            frame = read()
+        except pl.exceptions.PolarsError:  # something else is wrong too: refuse as before
+            first = ragged[0]
+            raise UnreadableFileError(
+                "file-ragged-rows",
+                path=path.name,
+                line=first.line,
+                found=first.found,
+                expected=first.expected,
+            ) from exc
+        return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
+    ragged = []
     if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        _check_rows(path, source, separator)
-    return frame, used, separator, all_headers
+        ragged, records = _ragged_rows(path, source, separator)
+        if ragged:
+            frame = frame_without(path, frame, ragged, records)
+    return frame, used, separator, all_headers, ragged
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
 
 
-def _check_unquoted_rows(path: Path, data: bytes, separator: bytes) -> None:
-    """The fast path of _check_rows for files without a quote.
+def frame_without(
+    path: Path, frame: pl.DataFrame, ragged: list[RaggedRow], records: int
+) -> pl.DataFrame:
+    """The frame numbered as usual, less its ragged records; refused if nothing else is left.
 
-    polars has already refused any line with too many cells, so when the file holds exactly
-    (cells - 1) separators per non-blank line, no line has too few: two counts in C decide the
-    common case; only a file that fails them is searched line by line for the first culprit.
+    polars pads short lines and (told to) cuts long ones, one frame row per record, blank lines
+    included: the frame's rows line up with the records counted while looking for ragged ones.
+    A frame of another height, or one made only of ragged records (a header with a stray
+    separator), is refused naming the first ragged line, as before rows were listed.
+    """
+    first = ragged[0]
+    refusal = UnreadableFileError(
+        "file-ragged-rows",
+        path=path.name,
+        line=first.line,
+        found=first.found,
+        expected=first.expected,
+    )
+    # Trailing blank lines may or may not give a row: the frame is at most that much shorter.
+    if not (records - 1 - _TRAILING_SLACK <= frame.height <= records - 1):
+        raise refusal
+    numbered = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
+    kept = numbered.filter(~pl.col(ROW).is_in([r.row for r in ragged]))
+    blank = pl.all_horizontal(
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns
+    )
+    if kept.filter(~blank).height == 0:
+        raise refusal
+    return kept
+
+
+_TRAILING_SLACK = 2
+_BLANK_BYTES = (ord(" "), ord("\t"), ord("\r"))
+
+
+def _unquoted_ragged_rows(
+    data: bytes, separator: bytes, none_long: bool
+) -> tuple[list[RaggedRow], int]:
+    """The fast path of _ragged_rows for files without a quote: one record per line.
+
+    When polars has already read the file, no line has too many cells, so when the file holds
+    exactly (cells - 1) separators per non-blank line, none has too few either: two counts in C
+    decide the common case; only a file that fails them is searched line by line.
     """
     first_line = data.split(b"\n", 1)[0]
     per_line = first_line.count(separator)
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     blank = data.count(b"\n\n") + data.startswith(b"\n")  # CRLF blanks: the exact path
-    if data.count(separator) == per_line * (lines - blank):
-        return
+    if none_long and data.count(separator) == per_line * (lines - blank):
+        return [], lines
     import numpy as np
 
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -269,58 +346,58 @@ def _check_unquoted_rows(path: Path, data: bytes, separator: bytes) -> None:
     separators = np.flatnonzero(buffer == separator[0])
     cells = np.searchsorted(separators, ends) - np.searchsorted(separators, starts) + 1
     # A line holding only spaces or a carriage return is blank: no cells to count.
-    empty = ((ends - starts) <= 1) & (cells == 1)
-    cells = cells[~empty]
+    filled = np.concatenate(([0], np.cumsum(~np.isin(buffer, _BLANK_BYTES))))
+    empty = (cells == 1) & (filled[ends] == filled[starts])
+    counted = cells[~empty]
     numbers = np.flatnonzero(~empty) + 1
-    if cells.size == 0:
-        return
-    wrong = np.flatnonzero(cells != cells[0])
-    if wrong.size:
-        first = int(wrong[0])
-        raise UnreadableFileError(
-            "file-ragged-rows",
-            path=path.name,
-            line=int(numbers[first]),
-            found=int(cells[first]),
-            expected=int(cells[0]),
+    if counted.size == 0:
+        return [], len(ends)
+    expected = int(counted[0])
+    wrong = np.flatnonzero(counted != expected)
+    ragged = [
+        RaggedRow(
+            row=int(numbers[i]), line=int(numbers[i]), found=int(counted[i]), expected=expected
         )
+        for i in wrong
+    ]
+    return ragged, len(ends)
 
 
-def _check_rows(path: Path, source: Path | io.BytesIO, separator: str) -> None:
-    """Refuse a CSV whose lines do not all have the header's number of cells, or whose quote is
-    never closed, naming the line: polars would pad short lines silently."""
+def _ragged_rows(
+    path: Path, source: Path | io.BytesIO, separator: str, *, none_long: bool = True
+) -> tuple[list[RaggedRow], int]:
+    """Every record whose number of cells differs from the header's, and how many records the
+    file holds (header and blank lines included). A quote never closed refuses the file, naming
+    its line: polars would pad short lines silently and read on past a broken quote."""
     data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
     if b'"' not in data:
-        _check_unquoted_rows(path, data, separator.encode("utf-8"))
-        return
+        return _unquoted_ragged_rows(data, separator.encode("utf-8"), none_long)
     if isinstance(source, io.BytesIO):
         source.seek(0)
         handle: Any = io.TextIOWrapper(source, encoding="utf-8", newline="")
     else:
         handle = path.open(encoding="utf-8-sig", newline="")
+    ragged: list[RaggedRow] = []
     try:
         reader = csv.reader(handle, delimiter=separator, quotechar='"', strict=True)
         expected: int | None = None
-        start = 1
+        records = 0
         while True:
             start = reader.line_num + 1
             try:
                 cells = next(reader)
             except StopIteration:
-                return
+                return ragged, records
             except csv.Error:
                 raise UnreadableFileError("file-broken-quote", path=path.name, line=start) from None
+            records += 1
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             if expected is None:
                 expected = len(cells)
             elif len(cells) != expected:
-                raise UnreadableFileError(
-                    "file-ragged-rows",
-                    path=path.name,
-                    line=start,
-                    found=len(cells),
-                    expected=expected,
+                ragged.append(
+                    RaggedRow(row=records, line=start, found=len(cells), expected=expected)
                 )
     finally:
         if isinstance(source, io.BytesIO):
@@ -436,7 +513,11 @@ def _read_excel(
         raise UnreadableFileError("file-no-rows", path=path.name)
     header_at, _ = best_row(whole.head(HEADER_SEARCH_ROWS))
     # calamine starts a sheet at its first used row: the dimension says which row that is.
-    first_row = _first_used_row(path, chosen, names.index(chosen))
+    first_row = (
+        _first_used_row_xls(path, chosen)
+        if old
+        else _first_used_row(path, chosen, names.index(chosen))
+    )
     header_cells = [None if c is None else str(c).strip() for c in whole.row(header_at)]
     headers = [h if h else f"__UNNAMED__{i}" for i, h in enumerate(header_cells)]
     data = whole.slice(header_at + 1)
@@ -493,6 +574,92 @@ def _first_used_row(path: Path, sheet: str, position: int) -> int:
         return 0
     match = _DIMENSION.search(head)
     return int(match[1]) - 1 if match else 0
+
+
+def _first_used_row_xls(path: Path, sheet: str) -> int:
+    """How many rows above an Excel 97-2003 sheet's first used row are empty (0 when unsure).
+
+    The sheet's DIMENSIONS record says; it lives in the Workbook stream of the compound file.
+    """
+    try:
+        stream = _compound_stream(path.read_bytes(), ("Workbook", "Book"))
+        return _biff_first_row(stream, sheet)
+    except (IndexError, ValueError, struct.error):
+        return 0
+
+
+def _compound_stream(data: bytes, names: tuple[str, ...]) -> bytes:
+    """One stream of an OLE2 compound file (the container of .xls), by its name."""
+    if not data.startswith(_OLE_MAGIC + b"\xa1\xb1\x1a\xe1"):
+        raise ValueError("not a compound file")
+    sector = 1 << struct.unpack_from("<H", data, 30)[0]
+    first_dir, cutoff = struct.unpack_from("<I4xI", data, 48)
+    first_difat, difat_count = struct.unpack_from("<II", data, 68)
+    end_of_chain = 0xFFFFFFFE
+
+    def at(number: int) -> bytes:
+        start = sector * (number + 1)  # the 512-byte header fills sector -1
+        return data[start : start + sector]
+
+    fat_sectors = [n for n in struct.unpack_from("<109I", data, 76) if n < end_of_chain]
+    next_difat = first_difat
+    for _ in range(difat_count):
+        if next_difat >= end_of_chain:
+            break
+        entries = struct.unpack(f"<{sector // 4}I", at(next_difat))
+        fat_sectors += [n for n in entries[:-1] if n < end_of_chain]
+        next_difat = entries[-1]
+    fat = [n for s in fat_sectors for n in struct.unpack(f"<{sector // 4}I", at(s))]
+
+    def chain(start: int, table: list[int]) -> list[int]:
+        out: list[int] = []
+        while start < end_of_chain and len(out) <= len(table):
+            out.append(start)
+            start = table[start]
+        return out
+
+    directory = b"".join(at(n) for n in chain(first_dir, fat))
+    for entry in (directory[i : i + 128] for i in range(0, len(directory), 128)):
+        length = struct.unpack_from("<H", entry, 64)[0]
+        name = entry[: max(length - 2, 0)].decode("utf-16-le", errors="replace")
+        if name not in names or entry[66] != 2:  # 2: a stream
+            continue
+        start, size = struct.unpack_from("<IQ", entry, 116)
+        if size < cutoff:
+            # Excel (and xlwt) pad the Workbook stream to 4 KiB, so it never sits in the mini
+            # stream; a writer that does otherwise gets row numbers counted from calamine's start.
+            raise ValueError("workbook stream in the mini stream")
+        return b"".join(at(n) for n in chain(start, fat))[:size]
+    raise ValueError("no workbook stream")
+
+
+def _biff_first_row(stream: bytes, sheet: str) -> int:
+    """The first used row (0-based) of a sheet, from its BIFF8 BOUNDSHEET and DIMENSIONS records."""
+    offset = None
+    position = 0
+    while position + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, position)
+        body = stream[position + 4 : position + 4 + size]
+        if kind == 0x0085:  # BOUNDSHEET: where the sheet's records start, and its name
+            count, high = body[6], body[7] & 1
+            raw = body[8 : 8 + count * (2 if high else 1)]
+            name = raw.decode("utf-16-le" if high else "latin-1")
+            if name == sheet:
+                offset = struct.unpack_from("<I", body, 0)[0]
+        elif kind == 0x000A:  # EOF of the workbook globals
+            break
+        position += 4 + size
+    if offset is None:
+        return 0
+    position = offset
+    while position + 4 <= len(stream):
+        kind, size = struct.unpack_from("<HH", stream, position)
+        if kind == 0x0200:  # DIMENSIONS: first used row, one past the last
+            return int(struct.unpack_from("<I", stream, position + 4)[0])
+        if kind == 0x000A:
+            break
+        position += 4 + size
+    return 0
 
 
 def _flip(pair: tuple[str, str]) -> tuple[str, str]:

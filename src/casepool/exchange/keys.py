@@ -356,3 +356,54 @@ def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[floa
     top = np.frombuffer(digests, dtype=">u8") >> np.uint64(11)
     keys: list[float] = (top.astype(np.float64) / float(2**53)).tolist()
     return keys
+
+
+# --- the OS keyring (Windows Credential Manager, macOS Keychain, Secret Service) ---------------
+
+KEYRING_SERVICE = "casepool"
+
+
+def keyring_entry(folder: str | Path, org: str) -> str:
+    """The keyring's user name for one key folder: the organisation code and the folder's path."""
+    return f"{org_code(org)} {Path(folder).resolve()}"
+
+
+def keyring_backend() -> str | None:
+    """The OS keyring's name, or None where there is none (a server, CI, a bare Linux session)."""
+    try:
+        import keyring
+        from keyring.backends import fail, null
+    except ImportError:  # pragma: no cover - a dependency; guarded so keys still load without it
+        return None
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring | null.Keyring):
+        return None
+    return str(getattr(backend, "name", type(backend).__name__))
+
+
+def store_passphrase(folder: str | Path, org: str, passphrase: str) -> str:
+    """Keep the keys' passphrase in the OS keyring; the keyring's name. Raises UsageError
+    `keyring-unavailable` where there is no keyring: the passphrase then stays the officer's."""
+    if keyring_backend() is None:
+        raise UsageError("keyring-unavailable", env=PASSPHRASE_ENV)
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(KEYRING_SERVICE, keyring_entry(folder, org), passphrase)
+    except KeyringError as exc:  # locked or refused by the user: the same plain message
+        raise UsageError("keyring-unavailable", env=PASSPHRASE_ENV) from exc
+    return str(keyring_backend())
+
+
+def keyring_passphrase(folder: str | Path, org: str) -> str | None:
+    """The passphrase keygen --keyring stored for these keys; None without a keyring or entry."""
+    if keyring_backend() is None:
+        return None
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        return keyring.get_password(KEYRING_SERVICE, keyring_entry(folder, org))
+    except KeyringError:
+        return None

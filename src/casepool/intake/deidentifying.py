@@ -364,8 +364,12 @@ def prepare_submission(
     schema: CaseSchema | None = None,
     profile: PackageProfile | None = None,
     suppress: bool = True,
+    unread_rows: int = 0,
 ) -> Submission:
     """De-identify validated canonical records (with `_row`) for one organisation and period.
+
+    `unread_rows` counts rows of the export that never became records (CSV lines with the wrong
+    number of cells, in `invalid_rows` too): they count as rows of the export and as invalid.
 
     k is `min_k`, else `k_threshold`, else the profile's k for the organisation. With `suppress`
     false (for measuring only) the rows are left as the profile makes them, whatever their k.
@@ -378,7 +382,7 @@ def prepare_submission(
         status=READY,
         org=org,
         period=period,
-        rows_in_export=records.height,
+        rows_in_export=records.height + unread_rows,
         dropped=dropped,
         dropped_columns=list(dropped_columns),
         profile=profile,
@@ -390,7 +394,7 @@ def prepare_submission(
             dropped["invalid"] = len(invalid_rows)
             return base
         kept = records.filter(~pl.col(ROW).is_in(sorted(invalid_rows)))
-        dropped["invalid"] = records.height - kept.height
+        dropped["invalid"] = records.height - kept.height + unread_rows
         records = kept
     consented = records.filter(pl.col("consent_statistics") == "yes")
     dropped["no_consent"] = records.height - consented.height

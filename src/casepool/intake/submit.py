@@ -224,6 +224,7 @@ def submit_export(
         min_k=min_k,
         schema=schema,
         suppress=suppress,
+        unread_rows=len(result.export.ragged),
     )
     package, counts = None, None
     if submission.ready:

@@ -81,7 +81,21 @@ class ValidationResult:
 
     @property
     def rows(self) -> int:
-        return self.records.height
+        """Records in the file: those read, and those left out for their number of cells."""
+        return self.records.height + len(self.export.ragged)
+
+    @property
+    def ragged_findings(self) -> list[Finding]:
+        """One `ragged-row` per CSV record with more or fewer cells than the header."""
+        return [
+            Finding(
+                row=r.row,
+                field=None,
+                type="ragged-row",
+                params={"line": r.line, "found": r.found, "expected": r.expected},
+            )
+            for r in self.export.ragged
+        ]
 
     @property
     def raw(self) -> pl.DataFrame:
@@ -93,7 +107,11 @@ class ValidationResult:
 
     @property
     def findings(self) -> list[Finding]:
-        return self.file_findings + findings_of(self.findings_frame, self.header_of)
+        return (
+            self.file_findings
+            + self.ragged_findings
+            + findings_of(self.findings_frame, self.header_of)
+        )
 
     def header_of(self, field_name: str | None) -> str | None:
         """The officer's own header that fed a field (None when no column did)."""
@@ -106,13 +124,14 @@ class ValidationResult:
 
     @property
     def invalid_rows(self) -> set[int]:
+        ragged = {r.row for r in self.export.ragged}
         if self.file_findings:
-            return set(self.records.get_column(ROW).to_list())
-        return set(self.findings_frame.get_column("row").unique().to_list())
+            return set(self.records.get_column(ROW).to_list()) | ragged
+        return set(self.findings_frame.get_column("row").unique().to_list()) | ragged
 
     @property
     def error_count(self) -> int:
-        return len(self.file_findings) + self.findings_frame.height
+        return len(self.file_findings) + len(self.export.ragged) + self.findings_frame.height
 
     @property
     def valid(self) -> bool:
@@ -124,7 +143,7 @@ class ValidationResult:
 
     def counts_by_type(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for f in self.file_findings:
+        for f in self.file_findings + self.ragged_findings:
             counts[f.type] = counts.get(f.type, 0) + 1
         for slug, n in self.findings_frame.group_by("type").len().iter_rows():
             counts[slug] = counts.get(slug, 0) + n

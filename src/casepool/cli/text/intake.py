@@ -33,7 +33,7 @@ def render_report(
     if result.valid:
         lines.append(render("report-valid", lang))
     by_type: dict[str, list[Finding]] = {}
-    for finding in result.file_findings:
+    for finding in result.file_findings + result.ragged_findings:
         by_type.setdefault(finding.type, []).append(finding)
     for slug, count in result.counts_by_type().items():
         lines.append("")
@@ -44,9 +44,15 @@ def render_report(
         for finding in shown[:examples]:
             field = _column(finding, lang)
             row = finding.row if finding.row is not None else "—"
-            lines.append(
-                render("report-example", lang, row=row, field=field, message=explain(finding, lang))
-            )
+            if field:
+                example = render(
+                    "report-example", lang, row=row, field=field, message=explain(finding, lang)
+                )
+            else:  # a whole row, not one field (a line with the wrong number of cells)
+                example = render(
+                    "report-example-row", lang, row=row, message=explain(finding, lang)
+                )
+            lines.append(example)
         if count > examples:
             lines.append(render("report-more", lang, count=count - examples))
     notices = _notices(result, lang)
