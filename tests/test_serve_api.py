@@ -220,12 +220,22 @@ def test_each_answer_is_in_the_audit_log_with_its_question_and_no_values(world):
         action, detail = con.execute(
             "SELECT action, detail FROM audit_log WHERE actor = 'serve:amira' ORDER BY seq DESC"
         ).fetchone()
+        released = dict(
+            con.execute(
+                "SELECT release_id, kind || ' ' || actor FROM releases WHERE kind = 'query'"
+            ).fetchall()
+        )
     assert action == "query"
-    assert json.loads(detail) == {
+    detail = json.loads(detail)
+    asked_at, release_id = detail.pop("asked_at"), detail.pop("release_id")
+    assert detail == {
         "indicator": "registered_cases",
         "by": ["region", "sex"],
         "where": {"period": ["2025"]},
     }
+    assert asked_at[:4].isdigit() and "T" in asked_at
+    # The audit line names the release ledger entry its answer was written to.
+    assert released[release_id] == "query serve:amira"
 
 
 @pytest.mark.parametrize("lang", ["en", "ar", "ckb", "kmr"])

@@ -1,0 +1,328 @@
+"""Fast answers: read-only post-processing of stored measurements, cached, with batched ledger lines.
+
+Every answer is post-processing of the quarters' stored measurements (casepool.publishing.query,
+`answer_measured`), so the same question on the same data always gets the same answer. The
+service therefore:
+
+- answers from a **read-only** connection when every quarter the question covers holds its
+  measurements, taken from the data as it is now; many questions are answered side by side;
+- keeps answers in a **cache** keyed by the question (normalised) and the warehouse's *data
+  version*: a digest of the active submissions of each quarter, the stored measurements (each
+  with its release id) and the reference population, read in the same connection as the answer.
+  The data version is read again only when the warehouse file or its write-ahead log changed on
+  disk (size, time, inode), so an `ingest`, `revoke` or re-measurement by the command line or by
+  the service itself is seen at the next question; an answer is never served for data it was
+  not computed from;
+- takes the warehouse for **writing** only for the first question after new data, whose
+  quarters must be measured (`measure_quarters`); other questions that need it wait for that
+  one (a lock), then find the measurements stored and read them;
+- writes the ledger entry of each answer (who asked what, when) and its audit line through
+  `LedgerQueue`: queued at answering, written by one writer in one transaction every
+  FLUSH_SECONDS (or at once when MAX_BATCH are waiting), and at shutdown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from casepool.catalogue.indicators import load_indicators
+from casepool.catalogue.population import read_population
+from casepool.publishing import dp_answers
+from casepool.publishing.query import (
+    Answered,
+    NotMeasured,
+    QueryResult,
+    answer_measured,
+    record_answer,
+    resolve_question,
+)
+from casepool.serving.access import Warehouse, WarehouseBusy
+from casepool.warehouse import budget
+from casepool.warehouse.store import record_audit
+
+CACHE_SIZE = 1024
+FLUSH_SECONDS = 0.5
+MAX_BATCH = 200
+SHUTDOWN_WAIT_SECONDS = 60.0
+log = logging.getLogger("casepool.serve")
+
+Where = Sequence[tuple[str, Sequence[str]]]
+
+
+def question_key(indicator: str, by: Sequence[str], where: Where, period_unit: str) -> str:
+    """The question normalised: filters sorted by dimension with their codes sorted and
+    repeated codes dropped (`by` keeps its order: it is the order of the table's columns)."""
+    filters: dict[str, set[str]] = {}
+    for dim, codes in where:
+        filters.setdefault(dim, set()).update(codes)
+    return json.dumps(
+        [indicator, list(by), sorted((d, sorted(c)) for d, c in filters.items()), period_unit]
+    )
+
+
+def data_version(con: duckdb.DuckDBPyConnection, settings: Any) -> str:
+    """A digest of everything an answer is computed from: each quarter's active submissions, the
+    stored measurements (a new or repeated measurement has a new release id), the reference
+    population and the protection settings. Read-only."""
+    digest = hashlib.sha256(repr(settings).encode())
+    for quarter, (basis, _) in sorted(budget.current_bases(con).items()):
+        digest.update(f"b|{quarter}|{basis}\n".encode())
+    if budget.has_budget(con):
+        for row in con.execute(
+            "SELECT period, measurement, release_id FROM dp_measurements "
+            "ORDER BY period, measurement"
+        ).fetchall():
+            digest.update(("m|" + "|".join(map(str, row)) + "\n").encode())
+    population = read_population(con)
+    if population is not None:
+        digest.update(repr(population).encode())
+    return digest.hexdigest()
+
+
+def _file_signature(path: Path) -> tuple[Any, ...]:
+    """What changes on disk whenever a transaction commits to the warehouse (its WAL grows, or a
+    checkpoint rewrites the file and empties the WAL)."""
+    out: list[Any] = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+@dataclass
+class Served:
+    """One answer as served: the result (`spent` is what this asking spent measuring) and what the
+    ledger entry needs."""
+
+    answered: Answered
+    spent: float
+    cached: bool
+
+    @property
+    def result(self) -> QueryResult:
+        return replace(self.answered.result, spent=self.spent)
+
+
+class Answers:
+    """The answer cache and the single-flight measuring of one service."""
+
+    def __init__(self, warehouse: Warehouse, settings: Any = None) -> None:
+        from casepool.protecting.dp_settings import load_dp_settings
+
+        self.warehouse = warehouse
+        self.settings = settings or load_dp_settings()
+        self._cache: OrderedDict[tuple[str, str], Answered] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._version: tuple[tuple[Any, ...], str] | None = None
+        self._version_lock = threading.Lock()
+        self._measuring = threading.Lock()
+        self.counts = {"hits": 0, "misses": 0, "measured": 0}
+
+    # --- the data version ----------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The warehouse's data version, read again only when its files changed on disk."""
+        signature = _file_signature(self.warehouse.path)
+        known = self._version
+        if known is not None and known[0] == signature:
+            return known[1]
+        with self._version_lock:  # one reader refreshes; the others wait for it
+            known = self._version
+            signature = _file_signature(self.warehouse.path)
+            if known is not None and known[0] == signature:
+                return known[1]
+            # The signature is taken before the connection opens: anything committed after it
+            # changes the files again, and the next question reads the version again.
+            with self.warehouse.read() as con:
+                version = data_version(con, self.settings)
+            self._version = (signature, version)
+            return version
+
+    def forget_version(self) -> None:
+        with self._version_lock:
+            self._version = None
+
+    # --- answering -----------------------------------------------------------------------------
+
+    def answer(
+        self,
+        indicator: str,
+        by: Sequence[str],
+        where: Where,
+        *,
+        actor: str,
+        period_unit: str = "year",
+    ) -> Served:
+        """The answer to a question: from the cache, else read from the stored measurements, else
+        (the first question after new data) measured first, once, by one caller."""
+        key = question_key(indicator, by, where, period_unit)
+        filters = [(d, tuple(sorted(set(c)))) for d, c in sorted(_merged(where).items())]
+        hit = self._cached(key, self.version())
+        if hit is not None:
+            return Served(hit, 0.0, True)
+        try:
+            return Served(self._read(key, indicator, by, filters, period_unit), 0.0, False)
+        except NotMeasured:
+            pass
+        with self._measuring:
+            # Whoever held the lock before may have measured these quarters: look again.
+            hit = self._cached(key, self.version())
+            if hit is not None:
+                return Served(hit, 0.0, True)
+            try:
+                return Served(self._read(key, indicator, by, filters, period_unit), 0.0, False)
+            except NotMeasured:
+                pass
+            spent = self._measure(indicator, by, filters, period_unit, actor)
+            self.forget_version()
+            answered = self._read(key, indicator, by, filters, period_unit)
+            return Served(answered, spent, False)
+
+    def _cached(self, key: str, version: str) -> Answered | None:
+        with self._cache_lock:
+            found = self._cache.get((key, version))
+            if found is not None:
+                self._cache.move_to_end((key, version))
+                self.counts["hits"] += 1
+            return found
+
+    def _read(
+        self, key: str, indicator: str, by: Sequence[str], filters: Where, period_unit: str
+    ) -> Answered:
+        """Answer on one read-only connection, and cache it under the data version read in that
+        same connection (so the answer and its key always describe the same data)."""
+        with self.warehouse.read() as con:
+            question = resolve_question(
+                con, indicator, list(by), filters, period_unit, self.settings
+            )
+            answered = answer_measured(con, question, self.settings)
+            version = data_version(con, self.settings)
+        with self._cache_lock:
+            self.counts["misses"] += 1
+            self._cache[(key, version)] = answered
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return answered
+
+    def _measure(
+        self, indicator: str, by: Sequence[str], filters: Where, period_unit: str, actor: str
+    ) -> float:
+        """Measure the question's quarters (the write path: the warehouse alone)."""
+        with self.warehouse.write() as con:
+            question = resolve_question(
+                con, indicator, list(by), filters, period_unit, self.settings
+            )
+            measured = dp_answers.measure_quarters(
+                con, question.quarters, self.settings, load_indicators(), actor=actor
+            )
+        with self._cache_lock:
+            self.counts["measured"] += 1
+        return float(sum(t.rho for t in measured))
+
+
+def _merged(where: Where) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for dim, codes in where:
+        out.setdefault(dim, set()).update(codes)
+    return out
+
+
+@dataclass
+class Entry:
+    """One line to write: a release (an answer) with its audit line, or an audit line alone."""
+
+    action: str
+    actor: str
+    detail: dict[str, Any]
+    answered: Answered | None = None
+    at: float = 0.0
+
+
+class LedgerQueue:
+    """Ledger entries and audit lines queued by the answering threads and written by one writer,
+    in one transaction per batch. A batch that cannot be written (the command line holds the
+    warehouse) stays queued, in order, for the next flush; `close` writes what is left, waiting
+    up to SHUTDOWN_WAIT_SECONDS for the warehouse."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self._queue: list[Entry] = []
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()  # one writer at a time
+        self.full = threading.Event()  # MAX_BATCH waiting: the writer should not wait its turn
+        self.written = 0
+
+    def put(self, entry: Entry) -> None:
+        entry.at = entry.at or time.time()
+        with self._lock:
+            self._queue.append(entry)
+            if len(self._queue) >= MAX_BATCH:
+                self.full.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def flush(self) -> int:
+        """Write everything queued now in one transaction; 0 when nothing was or the warehouse
+        is busy (the entries then stay queued)."""
+        with self._writing:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                self.full.clear()
+            if not batch:
+                return 0
+            try:
+                with self.warehouse.write() as con:
+                    con.begin()
+                    try:
+                        for e in batch:
+                            extra = dict(e.detail)
+                            if e.answered is not None:
+                                extra["release_id"] = record_answer(con, e.answered, e.actor)
+                            record_audit(con, e.action, actor=e.actor, detail=extra)
+                        con.commit()
+                    except BaseException:
+                        con.rollback()
+                        raise
+            except BaseException as exc:
+                with self._lock:
+                    self._queue[:0] = batch
+                if isinstance(exc, WarehouseBusy):
+                    return 0
+                raise
+            self.written += len(batch)
+            return len(batch)
+
+    def close(self, wait: float = SHUTDOWN_WAIT_SECONDS) -> int:
+        """Write every queued entry before the service stops; what cannot be written within
+        `wait` seconds is logged as lost (a count, never its contents)."""
+        deadline = time.monotonic() + wait
+        written = 0
+        while True:
+            try:
+                written += self.flush()
+            except Exception as exc:  # logged by type; tried until the deadline
+                log.error("ledger batch not written: %s", type(exc).__name__)
+            if not self.pending():
+                return written
+            if time.monotonic() > deadline:
+                log.error("ledger entries not written at shutdown: %d", self.pending())
+                return written
+            time.sleep(0.2)
