@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from casepool.cli.main import app as cli
 from casepool.publishing.query import query
-from casepool.serving import accounts, service
+from casepool.serving import accounts
 from casepool.serving.app import create_app
 from casepool.warehouse.status import data_fingerprint
 from casepool.warehouse.store import open_warehouse
@@ -174,9 +174,10 @@ def test_user_cli_adds_lists_and_revokes(runner, world, monkeypatch):
     listing = runner.invoke(cli, ["user", "list", "-w", str(world.warehouse), "--json"])
     assert "nour" in listing.stdout and made["token"] not in listing.stdout
 
-    monkeypatch.setattr(service, "ACCOUNT_CACHE_SECONDS", 0.0)
     client = TestClient(create_app(world.warehouse), base_url="http://127.0.0.1")
     assert client.get("/api/indicators", headers=bearer(made["token"])).status_code == 200
+    # The account is cached, but a revocation on the command line changes the warehouse: the
+    # next request looks the token up again (no waiting out the cache).
     revoked = runner.invoke(cli, ["user", "revoke", "nour", "-w", str(world.warehouse)])
     assert revoked.exit_code == 0, revoked.output
     assert client.get("/api/indicators", headers=bearer(made["token"])).status_code == 401

@@ -199,25 +199,30 @@ def resolve_question(
     return Question(request, asked.name, quarters)
 
 
-def measurements_current(con: Any, quarters: Sequence[str], settings: Any) -> bool:
+def measurements_current(
+    con: Any, quarters: Sequence[str], settings: Any, bases: dict[str, Any] | None = None
+) -> bool:
     """Whether every quarter holds its whole workload, measured from the data as it is now (then
-    answering reads only; else `measure_quarters` must write first). Read-only."""
+    answering reads only; else `measure_quarters` must write first). Read-only; `bases`: the
+    warehouse's `budget.current_bases` when the caller has read them already."""
     from casepool.warehouse import budget
 
     done = budget.measured_periods(con)
     wanted = {m.name for m in settings.measurements}
     if any(wanted - done.get(q, set()) for q in quarters):
         return False
-    return not (budget.stale_periods(con) & set(quarters))
+    return not (budget.stale_periods(con, bases) & set(quarters))
 
 
-def answer_measured(con: Any, question: Question, settings: Any) -> Answered:
+def answer_measured(
+    con: Any, question: Question, settings: Any, bases: dict[str, Any] | None = None
+) -> Answered:
     """The protected table of a resolved question from the stored measurements only: pure
     post-processing, nothing spent or written (a read-only connection is enough). Raises
     NotMeasured when the measurements are missing or stale."""
     from casepool.publishing import dp_answers
 
-    if not measurements_current(con, question.quarters, settings):
+    if not measurements_current(con, question.quarters, settings, bases):
         raise NotMeasured()
     catalogue = load_indicators()
     request, quarters = question.request, list(question.quarters)

@@ -38,7 +38,6 @@ from typing import Any
 import duckdb
 
 from casepool.catalogue.indicators import load_indicators
-from casepool.catalogue.population import read_population
 from casepool.publishing import dp_answers
 from casepool.publishing.query import (
     Answered,
@@ -49,13 +48,14 @@ from casepool.publishing.query import (
     resolve_question,
 )
 from casepool.serving.access import Warehouse, WarehouseBusy
-from casepool.warehouse import budget
+from casepool.warehouse.ledger import data_fingerprint
 from casepool.warehouse.store import record_audit
 
 CACHE_SIZE = 1024
 FLUSH_SECONDS = 0.5
 MAX_BATCH = 200
 SHUTDOWN_WAIT_SECONDS = 60.0
+VERSION_MAX_AGE = 10.0  # seconds; a bound on trusting the files' signature
 log = logging.getLogger("casepool.serve")
 
 Where = Sequence[tuple[str, Sequence[str]]]
@@ -73,21 +73,28 @@ def question_key(indicator: str, by: Sequence[str], where: Where, period_unit: s
 
 
 def data_version(con: duckdb.DuckDBPyConnection, settings: Any) -> str:
-    """A digest of everything an answer is computed from: each quarter's active submissions, the
-    stored measurements (a new or repeated measurement has a new release id), the reference
-    population and the protection settings. Read-only."""
+    """A digest of everything an answer is computed from: the active submissions (the counted
+    cases are theirs: a submission's cases never change, an ingest or revocation changes the
+    set), the stored measurements (a new or repeated measurement has a new release id), the
+    reference population and the protection settings. Read-only, and cheap: no case is read."""
     digest = hashlib.sha256(repr(settings).encode())
-    for quarter, (basis, _) in sorted(budget.current_bases(con).items()):
-        digest.update(f"b|{quarter}|{basis}\n".encode())
-    if budget.has_budget(con):
+    active = con.execute(
+        "SELECT submission_id FROM active_submissions ORDER BY submission_id"
+    ).fetchall()
+    digest.update(("s|" + data_fingerprint(r[0] for r in active) + "\n").encode())
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if {"dp_measurements", "dp_cells"} <= tables:
         for row in con.execute(
             "SELECT period, measurement, release_id FROM dp_measurements "
             "ORDER BY period, measurement"
         ).fetchall():
             digest.update(("m|" + "|".join(map(str, row)) + "\n").encode())
-    population = read_population(con)
-    if population is not None:
-        digest.update(repr(population).encode())
+    for table in ("child_population", "child_population_info"):
+        if table in tables:
+            (rows, total) = con.execute(
+                f"SELECT count(*), sum(hash(t)) FROM {table} AS t"
+            ).fetchone() or (0, 0)
+            digest.update(f"p|{table}|{rows}|{total}\n".encode())
     return digest.hexdigest()
 
 
@@ -103,6 +110,34 @@ def _file_signature(path: Path) -> tuple[Any, ...]:
             continue
         out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(out)
+
+
+class Changes:
+    """Whether the warehouse changed since a moment: an epoch that moves whenever its files
+    change on disk, except by the service's own ledger writer (which writes only the ledger and
+    the audit log, from which neither answers nor accounts are read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._signature = _file_signature(path)
+        self._epoch = 0
+
+    def epoch(self) -> int:
+        signature = _file_signature(self.path)
+        with self._lock:
+            if signature != self._signature:
+                self._signature = signature
+                self._epoch += 1
+            return self._epoch
+
+    def own_write(self, opened: tuple[Any, ...], closed: tuple[Any, ...]) -> None:
+        """The ledger writer changed the files from `opened` (taken with the warehouse open for
+        writing: no other process could write then) to `closed`. When nothing else changed them
+        since the epoch was last taken, the epoch stays; else it moves at the next look."""
+        with self._lock:
+            if self._signature == opened:
+                self._signature = closed
 
 
 @dataclass
@@ -129,7 +164,8 @@ class Answers:
         self.settings = settings or load_dp_settings()
         self._cache: OrderedDict[tuple[str, str], Answered] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._version: tuple[tuple[Any, ...], str] | None = None
+        self.changes = Changes(warehouse.path)
+        self._version: tuple[int, str, float] | None = None
         self._version_lock = threading.Lock()
         self._measuring = threading.Lock()
         self.counts = {"hits": 0, "misses": 0, "measured": 0}
@@ -137,21 +173,31 @@ class Answers:
     # --- the data version ----------------------------------------------------------------------
 
     def version(self) -> str:
-        """The warehouse's data version, read again only when its files changed on disk."""
-        signature = _file_signature(self.warehouse.path)
+        """The warehouse's data version, read again when its files changed (`Changes`) or once
+        VERSION_MAX_AGE seconds have passed."""
+        epoch = self.changes.epoch()
         known = self._version
-        if known is not None and known[0] == signature:
+        if (
+            known is not None
+            and known[0] == epoch
+            and time.monotonic() - known[2] < VERSION_MAX_AGE
+        ):
             return known[1]
         with self._version_lock:  # one reader refreshes; the others wait for it
+            epoch = self.changes.epoch()
             known = self._version
-            signature = _file_signature(self.warehouse.path)
-            if known is not None and known[0] == signature:
+            if (
+                known is not None
+                and known[0] == epoch
+                and time.monotonic() - known[2] < VERSION_MAX_AGE
+            ):
                 return known[1]
-            # The signature is taken before the connection opens: anything committed after it
+            # The epoch is taken before the connection opens: anything committed after it
             # changes the files again, and the next question reads the version again.
+            read_at = time.monotonic()
             with self.warehouse.read() as con:
                 version = data_version(con, self.settings)
-            self._version = (signature, version)
+            self._version = (epoch, version, read_at)
             return version
 
     def forget_version(self) -> None:
@@ -260,8 +306,9 @@ class LedgerQueue:
     warehouse) stays queued, in order, for the next flush; `close` writes what is left, waiting
     up to SHUTDOWN_WAIT_SECONDS for the warehouse."""
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, changes: Changes | None = None) -> None:
         self.warehouse = warehouse
+        self.changes = changes
         self._queue: list[Entry] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one writer at a time
@@ -290,6 +337,7 @@ class LedgerQueue:
                 return 0
             try:
                 with self.warehouse.write() as con:
+                    opened = _file_signature(self.warehouse.path)
                     con.begin()
                     try:
                         for e in batch:
@@ -307,6 +355,8 @@ class LedgerQueue:
                 if isinstance(exc, WarehouseBusy):
                     return 0
                 raise
+            if self.changes is not None:
+                self.changes.own_write(opened, _file_signature(self.warehouse.path))
             self.written += len(batch)
             return len(batch)
 

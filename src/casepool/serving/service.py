@@ -23,7 +23,7 @@ from casepool.warehouse.ingest import IngestReport, ingest_packages
 from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.store import record_audit, utc_now
 
-ACCOUNT_CACHE_SECONDS = 5.0
+ACCOUNT_CACHE_SECONDS = 60.0
 MAX_DIMENSIONS = 3
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 
@@ -53,17 +53,19 @@ class Service:
         self.requests = RateLimiter(self.limits.requests_per_minute, self.limits.request_burst)
         self.queries = RateLimiter(self.limits.queries_per_minute, self.limits.query_burst)
         self.sign_ins = SignInThrottle()
-        self._tokens: dict[str, tuple[accounts.Account | None, float]] = {}
-        self._names: dict[str, tuple[accounts.Account | None, float]] = {}
+        self._tokens: dict[str, tuple[accounts.Account | None, float, int]] = {}
+        self._names: dict[str, tuple[accounts.Account | None, float, int]] = {}
         self._cache_lock = threading.Lock()
         self.answers = Answers(self.warehouse)
-        self.ledger = LedgerQueue(self.warehouse)
+        self.ledger = LedgerQueue(self.warehouse, self.answers.changes)
 
     # --- who is asking -------------------------------------------------------------------------
 
     def account_for_token(self, token: str) -> accounts.Account | None:
-        """The active account of an API token (cached a few seconds: revocation takes effect
-        within ACCOUNT_CACHE_SECONDS)."""
+        """The active account of an API token. Cached while the warehouse is unchanged (only the
+        service's own ledger writer wrote to it), at most ACCOUNT_CACHE_SECONDS: a revocation
+        on the command line takes effect at the next request, one on the steward's page at once
+        (`forget`)."""
         key = accounts.token_hash(token)
         return self._cached(self._tokens, key, lambda con: accounts.account_by_token(con, token))
 
@@ -71,17 +73,18 @@ class Service:
         return self._cached(self._names, name, lambda con: accounts.account_by_name(con, name))
 
     def _cached(self, cache: dict, key: str, look_up: Any) -> accounts.Account | None:
+        epoch = self.answers.changes.epoch()
         now = time.monotonic()
         with self._cache_lock:
             hit = cache.get(key)
-            if hit and now - hit[1] < ACCOUNT_CACHE_SECONDS:
+            if hit and hit[2] == epoch and now - hit[1] < ACCOUNT_CACHE_SECONDS:
                 return hit[0]
         with self.warehouse.read() as con:
             found = look_up(con)
         with self._cache_lock:
             if len(cache) > 10_000:
                 cache.clear()
-            cache[key] = (found, now)
+            cache[key] = (found, now, epoch)
         return found
 
     def forget(self, name: str) -> None:
