@@ -21,6 +21,7 @@ import argparse
 import http.client
 import itertools
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -87,6 +88,18 @@ class Client:
         except (OSError, http.client.HTTPException):
             self.local.con = None
             return 0
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) the process has used, in ms (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, phase: dict[str, object], before: float, count: int) -> dict[str, object]:
+    """The phase's figures with the service's CPU time per request: on a machine other work also
+    loads, latency varies with it; the CPU a request costs does not."""
+    return phase | {"service_cpu_ms_per_request": round((cpu_ms(pid) - before) / count, 2)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -266,16 +279,29 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the service did not start")
                 time.sleep(0.2)
+            pid = server.pid
             one_at_a_time = served_times(client, tokens[0]) | library
             cold = [question(by, where) for where in COLD_PERIODS for by in PAIRS]
             warm = [question(by, {"period": "2025"}) for by in PAIRS]
+            time.sleep(2)  # the ledger writer has written the entries of the questions above
+            before = cpu_ms(pid)
+            cold_result = with_cpu(pid, concurrent_queries(client, tokens, cold, 1), before, 40)
+            time.sleep(2)
+            before = cpu_ms(pid)
+            warm_result = concurrent_queries(client, tokens, warm, args.rounds)
+            warm_result = with_cpu(pid, warm_result, before, 40 * args.rounds)
+            before = cpu_ms(pid)
+            load = steady_load(client, tokens, args.rate, args.seconds)
+            load = with_cpu(pid, load, before, int(load["requests"]))  # type: ignore[call-overload]
+            with open("/proc/loadavg") as f:
+                machine_load = f.read().split()[:3]
             result = {
+                "cores": os.cpu_count(),
+                "machine_load_average_1_5_15_min": machine_load,
                 "one_query_at_a_time": one_at_a_time,
-                "concurrent_2d_queries_not_asked_before": concurrent_queries(
-                    client, tokens, cold, 1
-                ),
-                "concurrent_2d_queries": concurrent_queries(client, tokens, warm, args.rounds),
-                "steady_load": steady_load(client, tokens, args.rate, args.seconds),
+                "concurrent_2d_queries_not_asked_before": cold_result,
+                "concurrent_2d_queries": warm_result,
+                "steady_load": load,
             }
         finally:
             server.terminate()

@@ -164,7 +164,7 @@ def test_accounts_keep_only_hashes_and_are_in_the_audit_log(world):
     assert "account-added" in audit
 
 
-def test_user_cli_adds_lists_and_revokes(runner, world, monkeypatch):
+def test_user_cli_adds_lists_and_revokes(runner, world):
     added = runner.invoke(
         cli, ["user", "add", "nour", "--role", "analyst", "-w", str(world.warehouse), "--json"]
     )

@@ -148,6 +148,7 @@ class Served:
     answered: Answered
     spent: float
     cached: bool
+    key: tuple[str, str] = ("", "")  # the question and data version it is cached under
 
     @property
     def result(self) -> QueryResult:
@@ -163,6 +164,7 @@ class Answers:
         self.warehouse = warehouse
         self.settings = settings or load_dp_settings()
         self._cache: OrderedDict[tuple[str, str], Answered] = OrderedDict()
+        self._bodies: dict[tuple[str, str], bytes] = {}
         self._cache_lock = threading.Lock()
         self.changes = Changes(warehouse.path)
         self._version: tuple[int, str, float] | None = None
@@ -219,26 +221,45 @@ class Answers:
         (the first question after new data) measured first, once, by one caller."""
         key = question_key(indicator, by, where, period_unit)
         filters = [(d, tuple(sorted(set(c)))) for d, c in sorted(_merged(where).items())]
-        hit = self._cached(key, self.version())
+        version = self.version()
+        hit = self._cached(key, version)
         if hit is not None:
-            return Served(hit, 0.0, True)
+            return Served(hit, 0.0, True, (key, version))
         try:
-            return Served(self._read(key, indicator, by, filters, period_unit), 0.0, False)
+            return self._read(key, indicator, by, filters, period_unit)
         except NotMeasured:
             pass
         with self._measuring:
             # Whoever held the lock before may have measured these quarters: look again.
-            hit = self._cached(key, self.version())
+            version = self.version()
+            hit = self._cached(key, version)
             if hit is not None:
-                return Served(hit, 0.0, True)
+                return Served(hit, 0.0, True, (key, version))
             try:
-                return Served(self._read(key, indicator, by, filters, period_unit), 0.0, False)
+                return self._read(key, indicator, by, filters, period_unit)
             except NotMeasured:
                 pass
             spent = self._measure(indicator, by, filters, period_unit, actor)
             self.forget_version()
-            answered = self._read(key, indicator, by, filters, period_unit)
-            return Served(answered, spent, False)
+            return replace(self._read(key, indicator, by, filters, period_unit), spent=spent)
+
+    def body(self, served: Served) -> bytes:
+        """The answer as the API's JSON body, kept beside the cached answer (the same bytes for
+        every asking that spent nothing)."""
+        if served.spent == 0:
+            with self._cache_lock:
+                found = self._bodies.get(served.key)
+            if found is not None:
+                return found
+        text = json.dumps(
+            served.result.to_dict(), default=str, ensure_ascii=False, separators=(",", ":")
+        )
+        body = text.encode("utf-8")
+        if served.spent == 0:
+            with self._cache_lock:
+                if served.key in self._cache:
+                    self._bodies[served.key] = body
+        return body
 
     def _cached(self, key: str, version: str) -> Answered | None:
         with self._cache_lock:
@@ -250,7 +271,7 @@ class Answers:
 
     def _read(
         self, key: str, indicator: str, by: Sequence[str], filters: Where, period_unit: str
-    ) -> Answered:
+    ) -> Served:
         """Answer on one read-only connection, and cache it under the data version read in that
         same connection (so the answer and its key always describe the same data)."""
         with self.warehouse.read() as con:
@@ -263,8 +284,9 @@ class Answers:
             self.counts["misses"] += 1
             self._cache[(key, version)] = answered
             while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return answered
+                old, _ = self._cache.popitem(last=False)
+                self._bodies.pop(old, None)
+        return Served(answered, 0.0, False, (key, version))
 
     def _measure(
         self, indicator: str, by: Sequence[str], filters: Where, period_unit: str, actor: str

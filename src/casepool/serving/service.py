@@ -17,7 +17,7 @@ from casepool.exchange.package import SUFFIX, read_package
 from casepool.publishing.query import QueryResult
 from casepool.serving import accounts
 from casepool.serving.access import Warehouse
-from casepool.serving.answering import Answers, Entry, LedgerQueue
+from casepool.serving.answering import Answers, Entry, LedgerQueue, Served
 from casepool.serving.security import RateLimiter, Sessions, SignInThrottle
 from casepool.warehouse.ingest import IngestReport, ingest_packages
 from casepool.warehouse.organisations import key_lookup
@@ -120,6 +120,25 @@ class Service:
         """The protected table, with the same protection and release ledger as `casepool query`:
         post-processing of the stored measurements (answering.Answers), its ledger entry and
         audit line queued for the one writer (answering.LedgerQueue)."""
+        return self.served(account, indicator, by, where).result
+
+    def answer_body(
+        self,
+        account: accounts.Account,
+        indicator: str,
+        by: list[str],
+        where: list[tuple[str, list[str]]],
+    ) -> bytes:
+        """`answer` as the JSON API's body (the same columns as `casepool query --format json`)."""
+        return self.answers.body(self.served(account, indicator, by, where))
+
+    def served(
+        self,
+        account: accounts.Account,
+        indicator: str,
+        by: list[str],
+        where: list[tuple[str, list[str]]],
+    ) -> Served:
         if len(by) > MAX_DIMENSIONS or len(set(by)) != len(by):
             raise UsageError("serve-too-many-dimensions", most=MAX_DIMENSIONS)
         actor = f"serve:{account.name}"
@@ -131,7 +150,7 @@ class Service:
             "asked_at": utc_now().isoformat(timespec="milliseconds"),
         }
         self.ledger.put(Entry("query", actor, detail, served.answered))
-        return served.result
+        return served
 
     def periods(self) -> list[str]:
         """Years that active submissions cover, newest first (for the period choice)."""
