@@ -135,3 +135,57 @@ def test_many_askers_after_new_data_measure_once(tmp_path):
     rho = sum(service.answers.settings.rho_of(m) for m in service.answers.settings.measurements)
     assert spent and all(v == pytest.approx(rho) for v in spent.values())
     assert service.ledger.close(wait=30) == len(questions)
+
+
+@pytest.mark.slow
+def test_stopping_the_service_writes_every_queued_entry(tmp_path, world):
+    """`casepool serve` in its own process, stopped with SIGTERM (as systemd stops it) right after
+    answering: every answer is in the ledger."""
+    import http.client
+    import json
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    before = counts(warehouse)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    casepool = str(Path(sys.executable).parent / "casepool")
+    server = subprocess.Popen(
+        [casepool, "serve", "-w", str(warehouse), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    headers = {**bearer(world.tokens["amira"]), "Content-Type": "application/json"}
+
+    def ask() -> int:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            con.request("POST", "/api/query", body=json.dumps(QUESTION), headers=headers)
+            return con.getresponse().status
+        except OSError:
+            return 0
+        finally:
+            con.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while ask() != 200:
+            assert time.monotonic() < deadline and server.poll() is None, "did not start"
+            time.sleep(0.3)
+        assert [ask() for _ in range(9)] == [200] * 9
+    finally:
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully (the lifespan ends), then re-raises the signal.
+        assert server.wait(timeout=90) in (0, -signal.SIGTERM)
+    assert counts(warehouse) == {
+        "releases": before["releases"] + 10,
+        "audit": before["audit"] + 10,
+    }
