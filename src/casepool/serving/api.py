@@ -74,7 +74,7 @@ def parse_query(body: Any) -> tuple[str, list[str], list[tuple[str, list[str]]]]
     return indicator, by, filters
 
 
-async def query(request: Request) -> JSONResponse:
+async def query(request: Request) -> Response:
     account = bearer(request)
     service = service_of(request)
     if not service.queries.allow(account.name):
