@@ -207,22 +207,40 @@ def measurements_current(
     warehouse's `budget.current_bases` when the caller has read them already."""
     from casepool.warehouse import budget
 
-    done = budget.measured_periods(con)
+    state = (budget.measured_periods(con), budget.stale_periods(con, bases))
+    return quarters_current(quarters, settings, state)
+
+
+def quarters_current(
+    quarters: Sequence[str], settings: Any, state: tuple[dict[str, set[str]], set[str]]
+) -> bool:
+    """`measurements_current` from `state`: the measured tables of each quarter
+    (`budget.measured_periods`) and the stale quarters (`budget.stale_periods`)."""
+    done, stale = state
     wanted = {m.name for m in settings.measurements}
     if any(wanted - done.get(q, set()) for q in quarters):
         return False
-    return not (budget.stale_periods(con, bases) & set(quarters))
+    return not (stale & set(quarters))
 
 
 def answer_measured(
-    con: Any, question: Question, settings: Any, bases: dict[str, Any] | None = None
+    con: Any,
+    question: Question,
+    settings: Any,
+    state: tuple[dict[str, set[str]], set[str]] | None = None,
 ) -> Answered:
     """The protected table of a resolved question from the stored measurements only: pure
     post-processing, nothing spent or written (a read-only connection is enough). Raises
-    NotMeasured when the measurements are missing or stale."""
+    NotMeasured when the measurements are missing or stale (`state`: see `quarters_current`,
+    when the caller has read it from this connection's data already)."""
     from casepool.publishing import dp_answers
 
-    if not measurements_current(con, question.quarters, settings, bases):
+    current = (
+        quarters_current(question.quarters, settings, state)
+        if state is not None
+        else measurements_current(con, question.quarters, settings)
+    )
+    if not current:
         raise NotMeasured()
     catalogue = load_indicators()
     request, quarters = question.request, list(question.quarters)

@@ -48,6 +48,7 @@ from casepool.publishing.query import (
     resolve_question,
 )
 from casepool.serving.access import Warehouse, WarehouseBusy
+from casepool.warehouse import budget
 from casepool.warehouse.ledger import data_fingerprint
 from casepool.warehouse.store import record_audit
 
@@ -165,6 +166,7 @@ class Answers:
         self.settings = settings or load_dp_settings()
         self._cache: OrderedDict[tuple[str, str], Answered] = OrderedDict()
         self._bodies: dict[tuple[str, str], bytes] = {}
+        self._states: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
         self._cache_lock = threading.Lock()
         self.changes = Changes(warehouse.path)
         self._version: tuple[int, str, float] | None = None
@@ -278,8 +280,8 @@ class Answers:
             question = resolve_question(
                 con, indicator, list(by), filters, period_unit, self.settings
             )
-            answered = answer_measured(con, question, self.settings)
             version = data_version(con, self.settings)
+            answered = answer_measured(con, question, self.settings, self._state(con, version))
         with self._cache_lock:
             self.counts["misses"] += 1
             self._cache[(key, version)] = answered
@@ -287,6 +289,20 @@ class Answers:
                 old, _ = self._cache.popitem(last=False)
                 self._bodies.pop(old, None)
         return Served(answered, 0.0, False, (key, version))
+
+    def _state(
+        self, con: duckdb.DuckDBPyConnection, version: str
+    ) -> tuple[dict[str, set[str]], set[str]]:
+        """Which quarters are measured and which are stale, for the data of `version` (read
+        from `con`, whose data it is, once per version: it scans the counted cases)."""
+        with self._cache_lock:
+            known = self._states.get(version)
+        if known is not None:
+            return known
+        state = (budget.measured_periods(con), budget.stale_periods(con))
+        with self._cache_lock:
+            self._states = {version: state}  # only the newest data's
+        return state
 
     def _measure(
         self, indicator: str, by: Sequence[str], filters: Where, period_unit: str, actor: str
