@@ -150,7 +150,7 @@ def test_errors_reveal_nothing_internal(world, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError(f"secret detail in {world.warehouse}")
 
-    monkeypatch.setattr(service_module.Service, "answer", explode)
+    monkeypatch.setattr(service_module.Service, "served", explode)  # the API and the pages
     client = TestClient(
         create_app(world.warehouse), base_url="http://127.0.0.1", raise_server_exceptions=False
     )
