@@ -189,3 +189,42 @@ def test_stopping_the_service_writes_every_queued_entry(tmp_path, world):
         "releases": before["releases"] + 10,
         "audit": before["audit"] + 10,
     }
+
+
+def test_a_revocation_and_its_undoing_reach_the_cached_answers(tmp_path):
+    """The steward revokes a submission (another connection, as the command line does): the next
+    answer is computed from the data without it; reactivating it brings the first figures back."""
+    from casepool.publishing.query import query
+    from casepool.warehouse.ingest import ingest_packages
+    from casepool.warehouse.submissions import reactivate_submission, revoke_submission
+    from fixtures.submit.builders import canonical_records, make_package
+
+    fresh = build_world(tmp_path, records=300)
+    package = make_package(tmp_path / "out", fresh.keys["ORG-02"], canonical_records(15, seed=9))
+    assert ingest_packages([package], fresh.warehouse, actor="test").ok
+    service = create_app(fresh.warehouse).app.state.service
+    account = service.account_named("amira")
+
+    def ask():
+        return service.served(account, "registered_cases", ["sex"], [])
+
+    def figures(result) -> list:
+        return result.table.frame.rows()
+
+    first = ask()
+    assert ask().cached
+    with open_warehouse(fresh.warehouse, read_only=True) as con:
+        (submission,) = con.execute(
+            "SELECT submission_id FROM active_submissions WHERE length(submission_id) > 6"
+        ).fetchone()
+    revoke_submission(fresh.warehouse, submission, "sent in error", actor="test")
+    without = ask()
+    assert not without.cached and without.spent > 0  # its quarters were measured again
+    library = query(fresh.warehouse, "registered_cases", by=("sex",))
+    assert figures(without.result) == figures(library)
+    assert figures(without.result) != figures(first.result)
+    reactivate_submission(fresh.warehouse, submission, reason="found", actor="test")
+    back = ask()
+    assert not back.cached and back.spent == 0  # the earlier measurements put back, free
+    assert figures(back.result) == figures(first.result)
+    assert service.ledger.close(wait=30) == 4
