@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from casepool.cli.main import app as cli
 from casepool.publishing.query import query
-from casepool.serving import accounts, service
+from casepool.serving import accounts
 from casepool.serving.app import create_app
 from casepool.warehouse.status import data_fingerprint
 from casepool.warehouse.store import open_warehouse
@@ -164,7 +164,7 @@ def test_accounts_keep_only_hashes_and_are_in_the_audit_log(world):
     assert "account-added" in audit
 
 
-def test_user_cli_adds_lists_and_revokes(runner, world, monkeypatch):
+def test_user_cli_adds_lists_and_revokes(runner, world):
     added = runner.invoke(
         cli, ["user", "add", "nour", "--role", "analyst", "-w", str(world.warehouse), "--json"]
     )
@@ -174,9 +174,10 @@ def test_user_cli_adds_lists_and_revokes(runner, world, monkeypatch):
     listing = runner.invoke(cli, ["user", "list", "-w", str(world.warehouse), "--json"])
     assert "nour" in listing.stdout and made["token"] not in listing.stdout
 
-    monkeypatch.setattr(service, "ACCOUNT_CACHE_SECONDS", 0.0)
     client = TestClient(create_app(world.warehouse), base_url="http://127.0.0.1")
     assert client.get("/api/indicators", headers=bearer(made["token"])).status_code == 200
+    # The account is cached, but a revocation on the command line changes the warehouse: the
+    # next request looks the token up again (no waiting out the cache).
     revoked = runner.invoke(cli, ["user", "revoke", "nour", "-w", str(world.warehouse)])
     assert revoked.exit_code == 0, revoked.output
     assert client.get("/api/indicators", headers=bearer(made["token"])).status_code == 401
@@ -220,12 +221,22 @@ def test_each_answer_is_in_the_audit_log_with_its_question_and_no_values(world):
         action, detail = con.execute(
             "SELECT action, detail FROM audit_log WHERE actor = 'serve:amira' ORDER BY seq DESC"
         ).fetchone()
+        released = dict(
+            con.execute(
+                "SELECT release_id, kind || ' ' || actor FROM releases WHERE kind = 'query'"
+            ).fetchall()
+        )
     assert action == "query"
-    assert json.loads(detail) == {
+    detail = json.loads(detail)
+    asked_at, release_id = detail.pop("asked_at"), detail.pop("release_id")
+    assert detail == {
         "indicator": "registered_cases",
         "by": ["region", "sex"],
         "where": {"period": ["2025"]},
     }
+    assert asked_at[:4].isdigit() and "T" in asked_at
+    # The audit line names the release ledger entry its answer was written to.
+    assert released[release_id] == "query serve:amira"
 
 
 @pytest.mark.parametrize("lang", ["en", "ar", "ckb", "kmr"])

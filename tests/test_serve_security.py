@@ -3,6 +3,7 @@ and `casepool ingest` from the command line while the service answers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from casepool.publishing.query import query
 from casepool.serving import service as service_module
 from casepool.serving.app import create_app
 from casepool.serving.security import CSP
@@ -148,7 +150,7 @@ def test_errors_reveal_nothing_internal(world, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError(f"secret detail in {world.warehouse}")
 
-    monkeypatch.setattr(service_module.Service, "answer", explode)
+    monkeypatch.setattr(service_module.Service, "served", explode)  # the API and the pages
     client = TestClient(
         create_app(world.warehouse), base_url="http://127.0.0.1", raise_server_exceptions=False
     )
@@ -177,22 +179,32 @@ def test_the_request_log_names_who_and_what_but_no_values(world, caplog):
     assert not any(f" {v} " in f" {logged} " for v in values if len(v) > 1)
 
 
+def figures(answer: dict) -> list[tuple]:
+    return [(r.get("sex"), r["value"], r["margin"]) for r in answer["rows"]]
+
+
 def test_ingest_from_the_command_line_works_while_the_service_answers(tmp_path, world):
-    """The service holds no connection between requests: `casepool ingest` gets its turn."""
-    client = client_for(world, queries_per_minute=6000, query_burst=1000)
+    """The service holds no connection between requests: `casepool ingest` gets its turn, nothing
+    is lost, and the answers that follow are computed from the new data (the cache sees it)."""
+    client = client_for(
+        world,
+        requests_per_minute=60000,
+        request_burst=10000,
+        queries_per_minute=60000,
+        query_burst=10000,
+    )
     token = world.tokens["amira"]
+    question = {"indicator": "registered_cases", "by": ["sex"]}
     package = make_package(tmp_path / "out", world.keys["ORG-02"], canonical_records(15, seed=9))
     before = table_counts(world.warehouse)["submissions"]
+    first = client.post("/api/query", json=question, headers=bearer(token))
+    assert first.status_code == 200, first.text
     statuses: list[int] = []
     stop = threading.Event()
 
     def ask() -> None:
         while not stop.is_set():
-            answer = client.post(
-                "/api/query",
-                json={"indicator": "registered_cases", "by": ["sex"]},
-                headers=bearer(token),
-            )
+            answer = client.post("/api/query", json=question, headers=bearer(token))
             statuses.append(answer.status_code)
 
     worker = threading.Thread(target=ask)
@@ -212,6 +224,14 @@ def test_ingest_from_the_command_line_works_while_the_service_answers(tmp_path, 
     assert table_counts(world.warehouse)["submissions"] == before + 1
     assert statuses and set(statuses) <= {200, 503}
     assert statuses.count(200) >= 1
+    after = client.post("/api/query", json=question, headers=bearer(token))
+    assert after.status_code == 200, after.text
+    # The new cases changed their quarters' data: those were measured again, and the service now
+    # answers from the new measurements, as `casepool query` does; not from its cache.
+    library = query(world.warehouse, "registered_cases", by=("sex",)).to_dict()
+    library = json.loads(json.dumps(library, default=str))
+    assert figures(after.json()) == figures(library)
+    assert figures(after.json()) != figures(first.json())
 
 
 def test_sessions_of_strangers_cannot_grow_without_bound(monkeypatch):

@@ -131,62 +131,163 @@ def query(
     """
     from casepool.protecting.dp_settings import load_dp_settings
     from casepool.publishing import dp_answers
-    from casepool.warehouse.ledger import record_release
     from casepool.warehouse.store import current_actor, open_warehouse
 
-    request = _request(indicator, by, where, period_unit)
-    catalogue = load_indicators()
-    check_request(request, catalogue)
     if method not in METHODS:
+        check_request(_request(indicator, by, where, period_unit), load_indicators())
         raise UsageError("query-method-invalid", method=method)
     dp_settings = settings or load_dp_settings()
-    dp_answers.check_workload(dp_settings, catalogue)
     who = actor or current_actor()
-    # A rate is the count it divides, answered privately, then divided by the reference
-    # population: post-processing, so it costs nothing more than the count.
-    asked = catalogue.indicator(request.indicator)
-    if asked.unit == "rate":
-        request = replace(request, indicator=_counted_by(asked, catalogue).name)
     with open_warehouse(warehouse) as con:
-        excluded = aggregate_orgs(con)  # aggregate-only packages: counts, no records to measure
-        population = read_population(con) if asked.unit == "rate" else None
-        if asked.unit == "rate" and population is None:
-            raise UsageError("rate-needs-population")
-        if LATEST in (request.filter_codes("period") or ()):
-            (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
-            request = resolve_latest(request, last)
-        # Refuse a question no table can answer before anything is measured or spent.
-        dp_answers.covering(
-            request, dp_settings, catalogue, dp_answers.stored_workload(con, request.indicator)
+        asked = resolve_question(con, indicator, by, where, period_unit, dp_settings)
+        measured = dp_answers.measure_quarters(
+            con, asked.quarters, dp_settings, load_indicators(), actor=who
         )
-        quarters = dp_answers.question_quarters(con, request)
-        measured = dp_answers.measure_quarters(con, quarters, dp_settings, catalogue, actor=who)
-        spent = sum(t.rho for t in measured)
-        answer = dp_answers.answer(con, request, quarters, dp_settings, catalogue)
-        table = dp_table(answer, request, catalogue, dp_settings.confidence)
-        if asked.unit == "rate":
-            table = rates_of(replace(table, indicator=asked), population)
+        answered = answer_measured(con, asked, dp_settings)
         con.begin()
         try:
-            release_id = record_release(
-                con,
-                kind="query",
-                method="dp",
-                actor=who,
-                cells=ledger_cells(table, request, quarters),
-                periods=quarters,
-                detail={
-                    "measured_tables": answer.tables,
-                    "where": [[n, list(c)] for n, c in request.where],
-                    "confidence": dp_settings.confidence,
-                },
-            )
+            release_id = record_answer(con, answered, who)
             con.commit()
         except BaseException:
             con.rollback()
             raise
-    return QueryResult(
-        table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id, excluded
+    return replace(answered.result, spent=sum(t.rho for t in measured), release_id=release_id)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question resolved against the warehouse: the request to answer (a rate asks for the
+    count it divides), the indicator asked, and the registration quarters it covers."""
+
+    request: TableRequest
+    asked: str
+    quarters: tuple[str, ...]
+
+
+@dataclass
+class Answered:
+    """A question answered from stored measurements, before its release is recorded."""
+
+    question: Question
+    result: QueryResult
+    cells: pl.DataFrame
+    detail: dict[str, Any]
+
+
+class NotMeasured(Exception):
+    """The question's quarters lack their measurements, or those were taken from data that has
+    changed since: answering needs the warehouse for writing (`dp_answers.measure_quarters`)."""
+
+
+def resolve_question(
+    con: Any,
+    indicator: str,
+    by: str | Sequence[str] | None,
+    where: Sequence[str] | Sequence[tuple[str, Sequence[str]]],
+    period_unit: str,
+    settings: Any,
+) -> Question:
+    """Check the question and find its quarters (a read-only connection is enough); refuses as
+    `query` does, before anything is measured or spent."""
+    from casepool.publishing import dp_answers
+
+    request = _request(indicator, by, where, period_unit)
+    catalogue = load_indicators()
+    check_request(request, catalogue)
+    dp_answers.check_workload(settings, catalogue)
+    asked = catalogue.indicator(request.indicator)
+    # A rate is the count it divides, answered privately, then divided by the reference
+    # population: post-processing, so it costs nothing more than the count.
+    if asked.unit == "rate":
+        request = replace(request, indicator=_counted_by(asked, catalogue).name)
+        if read_population(con) is None:
+            raise UsageError("rate-needs-population")
+    if LATEST in (request.filter_codes("period") or ()):
+        (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
+        request = resolve_latest(request, last)
+    # Refuse a question no table can answer before anything is measured or spent.
+    dp_answers.covering(
+        request, settings, catalogue, dp_answers.stored_workload(con, request.indicator)
+    )
+    quarters = tuple(dp_answers.question_quarters(con, request))
+    return Question(request, asked.name, quarters)
+
+
+def measurements_current(
+    con: Any, quarters: Sequence[str], settings: Any, bases: dict[str, Any] | None = None
+) -> bool:
+    """Whether every quarter holds its whole workload, measured from the data as it is now (then
+    answering reads only; else `measure_quarters` must write first). Read-only; `bases`: the
+    warehouse's `budget.current_bases` when the caller has read them already."""
+    from casepool.warehouse import budget
+
+    state = (budget.measured_periods(con), budget.stale_periods(con, bases))
+    return quarters_current(quarters, settings, state)
+
+
+def quarters_current(
+    quarters: Sequence[str], settings: Any, state: tuple[dict[str, set[str]], set[str]]
+) -> bool:
+    """`measurements_current` from `state`: the measured tables of each quarter
+    (`budget.measured_periods`) and the stale quarters (`budget.stale_periods`)."""
+    done, stale = state
+    wanted = {m.name for m in settings.measurements}
+    if any(wanted - done.get(q, set()) for q in quarters):
+        return False
+    return not (stale & set(quarters))
+
+
+def answer_measured(
+    con: Any,
+    question: Question,
+    settings: Any,
+    state: tuple[dict[str, set[str]], set[str]] | None = None,
+) -> Answered:
+    """The protected table of a resolved question from the stored measurements only: pure
+    post-processing, nothing spent or written (a read-only connection is enough). Raises
+    NotMeasured when the measurements are missing or stale (`state`: see `quarters_current`,
+    when the caller has read it from this connection's data already)."""
+    from casepool.publishing import dp_answers
+
+    current = (
+        quarters_current(question.quarters, settings, state)
+        if state is not None
+        else measurements_current(con, question.quarters, settings)
+    )
+    if not current:
+        raise NotMeasured()
+    catalogue = load_indicators()
+    request, quarters = question.request, list(question.quarters)
+    asked = catalogue.indicator(question.asked)
+    answer = dp_answers.answer(con, request, quarters, settings, catalogue)
+    table = dp_table(answer, request, catalogue, settings.confidence)
+    if asked.unit == "rate":
+        table = rates_of(replace(table, indicator=asked), read_population(con))
+    # Aggregate-only packages are counts, not records: DP answers cannot include them.
+    excluded = aggregate_orgs(con)
+    result = QueryResult(
+        table, "dp", settings.confidence, quarters, answer.tables, aggregate_excluded=excluded
+    )
+    detail = {
+        "measured_tables": answer.tables,
+        "where": [[n, list(c)] for n, c in request.where],
+        "confidence": settings.confidence,
+    }
+    return Answered(question, result, ledger_cells(table, request, quarters), detail)
+
+
+def record_answer(con: Any, answered: Answered, actor: str) -> str:
+    """Write one answer to the release ledger in the caller's transaction; its release id."""
+    from casepool.warehouse.ledger import record_release
+
+    return record_release(
+        con,
+        kind="query",
+        method="dp",
+        actor=actor,
+        cells=answered.cells,
+        periods=list(answered.question.quarters),
+        detail=answered.detail,
     )
 
 

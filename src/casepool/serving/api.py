@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from casepool.core.errors import UsageError
 from casepool.publishing.query import list_indicators
@@ -74,7 +74,7 @@ def parse_query(body: Any) -> tuple[str, list[str], list[tuple[str, list[str]]]]
     return indicator, by, filters
 
 
-async def query(request: Request) -> JSONResponse:
+async def query(request: Request) -> Response:
     account = bearer(request)
     service = service_of(request)
     if not service.queries.allow(account.name):
@@ -86,8 +86,8 @@ async def query(request: Request) -> JSONResponse:
     indicator, by, where = parse_query(body)
     from starlette.concurrency import run_in_threadpool
 
-    result = await run_in_threadpool(service.answer, account, indicator, by, where)
-    return JSONResponse(json.loads(json.dumps(result.to_dict(), default=str)))
+    body = await run_in_threadpool(service.answer_body, account, indicator, by, where)
+    return Response(body, media_type="application/json")
 
 
 async def packages(request: Request) -> JSONResponse:

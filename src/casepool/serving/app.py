@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from casepool.core.errors import CasepoolError, PackageError, UsageError
 from casepool.core.i18n import render
-from casepool.serving import api, pages
+from casepool.serving import answering, api, pages
 from casepool.serving.access import Warehouse, WarehouseBusy
 from casepool.serving.errors import Refused
 from casepool.serving.render import HERE, render_page
@@ -120,27 +120,31 @@ def routes() -> list[Any]:
     ]
 
 
-AUDIT_FLUSH_SECONDS = 2.0
-
-
 def lifespan(service: Service) -> Any:
-    """Writes the queued audit lines every few seconds while running, and the rest at shutdown."""
+    """One writer for the ledger entries and audit lines of answers: it writes what is queued
+    every FLUSH_SECONDS (sooner when MAX_BATCH wait), and everything left at shutdown."""
 
     @contextlib.asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[None]:
-        async def flush_now_and_then() -> None:
-            while True:
-                await asyncio.sleep(AUDIT_FLUSH_SECONDS)
-                await run_in_threadpool(service.flush_audit)
+        queue = service.ledger
 
-        task = asyncio.create_task(flush_now_and_then())
+        async def writer() -> None:
+            while True:
+                await run_in_threadpool(queue.full.wait, answering.FLUSH_SECONDS)
+                try:
+                    await run_in_threadpool(queue.flush)
+                except Exception as exc:  # kept queued; tried again at the next turn
+                    log.error("ledger batch not written: %s", type(exc).__name__)
+                    await asyncio.sleep(answering.FLUSH_SECONDS)
+
+        task = asyncio.create_task(writer())
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await run_in_threadpool(service.flush_audit)
+            await run_in_threadpool(queue.close)
 
     return run
 

@@ -3,7 +3,6 @@ library calls its pages and API share (answering a query, uploading a package)."
 
 from __future__ import annotations
 
-import inspect
 import re
 import shutil
 import tempfile
@@ -15,15 +14,16 @@ from typing import Any
 
 from casepool.core.errors import PackageError, UsageError
 from casepool.exchange.package import SUFFIX, read_package
-from casepool.publishing.query import QueryResult, query
+from casepool.publishing.query import QueryResult
 from casepool.serving import accounts
-from casepool.serving.access import Warehouse, WarehouseBusy
+from casepool.serving.access import Warehouse
+from casepool.serving.answering import Answers, Entry, LedgerQueue, Served
 from casepool.serving.security import RateLimiter, Sessions, SignInThrottle
 from casepool.warehouse.ingest import IngestReport, ingest_packages
 from casepool.warehouse.organisations import key_lookup
-from casepool.warehouse.store import record_audit
+from casepool.warehouse.store import record_audit, utc_now
 
-ACCOUNT_CACHE_SECONDS = 5.0
+ACCOUNT_CACHE_SECONDS = 60.0
 MAX_DIMENSIONS = 3
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 
@@ -53,17 +53,19 @@ class Service:
         self.requests = RateLimiter(self.limits.requests_per_minute, self.limits.request_burst)
         self.queries = RateLimiter(self.limits.queries_per_minute, self.limits.query_burst)
         self.sign_ins = SignInThrottle()
-        self._tokens: dict[str, tuple[accounts.Account | None, float]] = {}
-        self._names: dict[str, tuple[accounts.Account | None, float]] = {}
+        self._tokens: dict[str, tuple[accounts.Account | None, float, int]] = {}
+        self._names: dict[str, tuple[accounts.Account | None, float, int]] = {}
         self._cache_lock = threading.Lock()
-        self._queue: list[tuple[str, str, dict[str, Any]]] = []
-        self._queue_lock = threading.Lock()
+        self.answers = Answers(self.warehouse)
+        self.ledger = LedgerQueue(self.warehouse, self.answers.changes)
 
     # --- who is asking -------------------------------------------------------------------------
 
     def account_for_token(self, token: str) -> accounts.Account | None:
-        """The active account of an API token (cached a few seconds: revocation takes effect
-        within ACCOUNT_CACHE_SECONDS)."""
+        """The active account of an API token. Cached while the warehouse is unchanged (only the
+        service's own ledger writer wrote to it), at most ACCOUNT_CACHE_SECONDS: a revocation
+        on the command line takes effect at the next request, one on the steward's page at once
+        (`forget`)."""
         key = accounts.token_hash(token)
         return self._cached(self._tokens, key, lambda con: accounts.account_by_token(con, token))
 
@@ -71,17 +73,18 @@ class Service:
         return self._cached(self._names, name, lambda con: accounts.account_by_name(con, name))
 
     def _cached(self, cache: dict, key: str, look_up: Any) -> accounts.Account | None:
+        epoch = self.answers.changes.epoch()
         now = time.monotonic()
         with self._cache_lock:
             hit = cache.get(key)
-            if hit and now - hit[1] < ACCOUNT_CACHE_SECONDS:
+            if hit and hit[2] == epoch and now - hit[1] < ACCOUNT_CACHE_SECONDS:
                 return hit[0]
         with self.warehouse.read() as con:
             found = look_up(con)
         with self._cache_lock:
             if len(cache) > 10_000:
                 cache.clear()
-            cache[key] = (found, now)
+            cache[key] = (found, now, epoch)
         return found
 
     def forget(self, name: str) -> None:
@@ -96,28 +99,14 @@ class Service:
             record_audit(con, action, actor=f"serve:{actor}", **extra)
 
     def audit_later(self, action: str, *, actor: str, **extra: Any) -> None:
-        """Queue a line for the audit log (queries, downloads): written in batches by
-        `flush_audit`, so many answers do not each take the warehouse for writing."""
-        with self._queue_lock:
-            self._queue.append((action, f"serve:{actor}", extra))
+        """Queue a line for the audit log (downloads): written in batches by the ledger queue, so
+        many requests do not each take the warehouse for writing."""
+        self.ledger.put(Entry(action, f"serve:{actor}", extra.get("detail") or {}))
 
     def flush_audit(self) -> int:
-        """Write the queued audit lines in one transaction; keep them when the warehouse is busy."""
-        with self._queue_lock:
-            lines, self._queue = self._queue, []
-        if not lines:
-            return 0
-        try:
-            with self.warehouse.write() as con:
-                con.begin()
-                for action, actor, extra in lines:
-                    record_audit(con, action, actor=actor, **extra)
-                con.commit()
-        except WarehouseBusy:
-            with self._queue_lock:
-                self._queue[:0] = lines
-            return 0
-        return len(lines)
+        """Write the queued ledger entries and audit lines now, in one transaction (0 when the
+        warehouse is busy: they stay queued)."""
+        return self.ledger.flush()
 
     # --- answering -----------------------------------------------------------------------------
 
@@ -128,19 +117,40 @@ class Service:
         by: list[str],
         where: list[tuple[str, list[str]]],
     ) -> QueryResult:
-        """The protected table, through the same `query` as `casepool query` (its protection and
-        release ledger); the service adds no protection of its own."""
+        """The protected table, with the same protection and release ledger as `casepool query`:
+        post-processing of the stored measurements (answering.Answers), its ledger entry and
+        audit line queued for the one writer (answering.LedgerQueue)."""
+        return self.served(account, indicator, by, where).result
+
+    def answer_body(
+        self,
+        account: accounts.Account,
+        indicator: str,
+        by: list[str],
+        where: list[tuple[str, list[str]]],
+    ) -> bytes:
+        """`answer` as the JSON API's body (the same columns as `casepool query --format json`)."""
+        return self.answers.body(self.served(account, indicator, by, where))
+
+    def served(
+        self,
+        account: accounts.Account,
+        indicator: str,
+        by: list[str],
+        where: list[tuple[str, list[str]]],
+    ) -> Served:
         if len(by) > MAX_DIMENSIONS or len(set(by)) != len(by):
             raise UsageError("serve-too-many-dimensions", most=MAX_DIMENSIONS)
-        kwargs: dict[str, Any] = {"by": tuple(by), "where": [(d, tuple(c)) for d, c in where]}
-        if "actor" in inspect.signature(query).parameters:  # the ledger names who asked
-            kwargs["actor"] = f"serve:{account.name}"
-        # Alone: answering records the release (and may spend budget), so `query` may open the
-        # warehouse for writing, and DuckDB refuses that beside this process's read connections.
-        result = self.warehouse.alone(lambda: query(self.warehouse.path, indicator, **kwargs))
-        detail = {"indicator": indicator, "by": by, "where": {d: c for d, c in where}}
-        self.audit_later("query", actor=account.name, detail=detail)
-        return result
+        actor = f"serve:{account.name}"
+        served = self.answers.answer(indicator, by, where, actor=actor)
+        detail = {
+            "indicator": indicator,
+            "by": by,
+            "where": {d: c for d, c in where},
+            "asked_at": utc_now().isoformat(timespec="milliseconds"),
+        }
+        self.ledger.put(Entry("query", actor, detail, served.answered))
+        return served
 
     def periods(self) -> list[str]:
         """Years that active submissions cover, newest first (for the period choice)."""

@@ -1,0 +1,230 @@
+"""The service's fast answers: the cache keyed by question and data version, measuring once for
+many askers, and the ledger entries written in batches by one writer and at shutdown."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from starlette.testclient import TestClient
+
+from casepool.serving import answering
+from casepool.serving.access import WarehouseBusy
+from casepool.serving.accounts import add_account
+from casepool.serving.app import create_app
+from casepool.warehouse.ledger import has_ledger
+from casepool.warehouse.store import open_warehouse
+from fixtures.serve.builders import build_world
+
+QUESTION = {"indicator": "registered_cases", "by": ["region", "sex"], "where": {"period": "2025"}}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("answering"), records=500)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def counts(warehouse) -> dict[str, int]:
+    with open_warehouse(warehouse, read_only=True) as con:
+        if not has_ledger(con):
+            return {"releases": 0, "audit": 0}
+        queries = con.execute(
+            "SELECT count(*) FROM releases WHERE kind = 'query' AND actor = 'serve:amira'"
+        ).fetchone()[0]
+        audit = con.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'query' AND actor = 'serve:amira'"
+        ).fetchone()[0]
+    return {"releases": queries, "audit": audit}
+
+
+def test_the_question_is_normalised_but_keeps_the_order_of_its_columns():
+    key = answering.question_key
+    assert key("x", ["a", "b"], [("s", ["M", "F"]), ("p", ["2025"])], "year") == key(
+        "x", ["a", "b"], [("p", ["2025"]), ("s", ["F", "M", "F"])], "year"
+    )
+    assert key("x", ["a", "b"], [], "year") != key("x", ["b", "a"], [], "year")
+    assert key("x", ["a"], [("s", ["M"])], "year") != key("x", ["a"], [("s", ["F"])], "year")
+
+
+def test_every_answer_is_in_the_ledger_after_shutdown(world):
+    before = counts(world.warehouse)
+    with TestClient(create_app(world.warehouse), base_url="http://127.0.0.1") as client:
+        for _ in range(12):
+            answer = client.post("/api/query", json=QUESTION, headers=bearer(world.tokens["amira"]))
+            assert answer.status_code == 200, answer.text
+    # Leaving the client ends the lifespan: the writer writes what is still queued.
+    assert counts(world.warehouse) == {
+        "releases": before["releases"] + 12,
+        "audit": before["audit"] + 12,
+    }
+
+
+def test_a_repeated_question_is_answered_from_the_cache_with_the_same_figures(world):
+    app = create_app(world.warehouse)
+    service = app.app.state.service
+    account = service.account_named("amira")
+    where = [("period", ["2025"])]
+    first = service.answers.answer("registered_cases", ["sex"], where, actor="t")
+    again = service.answers.answer("registered_cases", ["sex"], where, actor="t")
+    assert not first.cached and again.cached
+    assert again.result.table.frame.equals(first.result.table.frame)
+    assert service.answer_body(account, "registered_cases", ["sex"], where) == service.answer_body(
+        account, "registered_cases", ["sex"], [("period", ["2025", "2025"])]
+    )
+    # The service's own ledger writes leave the data as it was: still answered from the cache.
+    assert service.ledger.flush() >= 2
+    assert service.answers.answer("registered_cases", ["sex"], where, actor="t").cached
+    # Another process writing what no answer reads (an account): the data version is read
+    # again, is the same, and the cached answer still serves.
+    epoch = service.answers.changes.epoch()
+    add_account(world.warehouse, "cache-probe", "analyst", actor="test")
+    assert service.answers.changes.epoch() > epoch
+    assert service.answers.answer("registered_cases", ["sex"], where, actor="t").cached
+
+
+def test_a_busy_warehouse_keeps_the_entries_queued_in_order(world, monkeypatch):
+    app = create_app(world.warehouse)
+    service = app.app.state.service
+    account = service.account_named("amira")
+    before = counts(world.warehouse)
+    for _ in range(3):
+        service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    real_write = service.warehouse.write
+
+    def busy():
+        raise WarehouseBusy()
+
+    monkeypatch.setattr(service.warehouse, "write", busy)
+    assert service.flush_audit() == 0
+    assert service.ledger.pending() == 3
+    monkeypatch.setattr(service.warehouse, "write", real_write)
+    assert service.ledger.close(wait=5) == 3
+    assert service.ledger.pending() == 0
+    assert counts(world.warehouse)["releases"] == before["releases"] + 3
+
+
+def test_many_askers_after_new_data_measure_once(tmp_path):
+    """On a warehouse nobody asked yet, concurrent questions on the same quarters: one takes the
+    write path and spends; the others wait for it and read its measurements."""
+    fresh = build_world(tmp_path, records=300)
+    app = create_app(fresh.warehouse)
+    service = app.app.state.service
+    account = service.account_named("amira")
+    questions = [["sex"], ["governorate"], ["region", "sex"], ["age_band", "sex"], [], ["sex"]]
+    results: list = [None] * len(questions)
+    start = threading.Barrier(len(questions))
+
+    def ask(i: int) -> None:
+        start.wait()
+        results[i] = service.answer(account, "registered_cases", questions[i], [])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert all(r is not None for r in results)
+    assert service.answers.counts["measured"] == 1
+    assert sum(r.spent > 0 for r in results) == 1
+    with open_warehouse(fresh.warehouse, read_only=True) as con:
+        spent = dict(con.execute("SELECT period, rho_spent FROM dp_budget").fetchall())
+    rho = sum(service.answers.settings.rho_of(m) for m in service.answers.settings.measurements)
+    assert spent and all(v == pytest.approx(rho) for v in spent.values())
+    assert service.ledger.close(wait=30) == len(questions)
+
+
+@pytest.mark.slow
+def test_stopping_the_service_writes_every_queued_entry(tmp_path, world):
+    """`casepool serve` in its own process, stopped with SIGTERM (as systemd stops it) right after
+    answering: every answer is in the ledger."""
+    import http.client
+    import json
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    before = counts(warehouse)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    casepool = str(Path(sys.executable).parent / "casepool")
+    server = subprocess.Popen(
+        [casepool, "serve", "-w", str(warehouse), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    headers = {**bearer(world.tokens["amira"]), "Content-Type": "application/json"}
+
+    def ask() -> int:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            con.request("POST", "/api/query", body=json.dumps(QUESTION), headers=headers)
+            return con.getresponse().status
+        except OSError:
+            return 0
+        finally:
+            con.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while ask() != 200:
+            assert time.monotonic() < deadline and server.poll() is None, "did not start"
+            time.sleep(0.3)
+        assert [ask() for _ in range(9)] == [200] * 9
+    finally:
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully (the lifespan ends), then re-raises the signal.
+        assert server.wait(timeout=90) in (0, -signal.SIGTERM)
+    assert counts(warehouse) == {
+        "releases": before["releases"] + 10,
+        "audit": before["audit"] + 10,
+    }
+
+
+def test_a_revocation_and_its_undoing_reach_the_cached_answers(tmp_path):
+    """The steward revokes a submission (another connection, as the command line does): the next
+    answer is computed from the data without it; reactivating it brings the first figures back."""
+    from casepool.publishing.query import query
+    from casepool.warehouse.ingest import ingest_packages
+    from casepool.warehouse.submissions import reactivate_submission, revoke_submission
+    from fixtures.submit.builders import canonical_records, make_package
+
+    fresh = build_world(tmp_path, records=300)
+    package = make_package(tmp_path / "out", fresh.keys["ORG-02"], canonical_records(15, seed=9))
+    assert ingest_packages([package], fresh.warehouse, actor="test").ok
+    service = create_app(fresh.warehouse).app.state.service
+    account = service.account_named("amira")
+
+    def ask():
+        return service.served(account, "registered_cases", ["sex"], [])
+
+    def figures(result) -> list:
+        return result.table.frame.rows()
+
+    first = ask()
+    assert ask().cached
+    with open_warehouse(fresh.warehouse, read_only=True) as con:
+        (submission,) = con.execute(
+            "SELECT submission_id FROM active_submissions WHERE length(submission_id) > 6"
+        ).fetchone()
+    revoke_submission(fresh.warehouse, submission, "sent in error", actor="test")
+    without = ask()
+    assert not without.cached and without.spent > 0  # its quarters were measured again
+    library = query(fresh.warehouse, "registered_cases", by=("sex",))
+    assert figures(without.result) == figures(library)
+    assert figures(without.result) != figures(first.result)
+    reactivate_submission(fresh.warehouse, submission, reason="found", actor="test")
+    back = ask()
+    assert not back.cached and back.spent == 0  # the earlier measurements put back, free
+    assert figures(back.result) == figures(first.result)
+    assert service.ledger.close(wait=30) == 4
