@@ -141,8 +141,9 @@ def coarser(
     others: Sequence[TableRequest] = (),
 ) -> tuple[TableRequest, Step] | None:
     """The request at the next coarser level: the first step that applies to one of its
-    dimensions, gives a table the indicator allows and does not repeat another table of the
-    release (same indicator, same dimensions). None when no step applies."""
+    dimensions, leaves one dimension at least, gives a table the indicator allows and does not
+    repeat another table of the release (same indicator, same dimensions). None when no step
+    applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
     for step in settings.steps:
         if step.dimension not in request.dimensions:
@@ -152,8 +153,8 @@ def coarser(
             for d in (step.to if d == step.dimension else d for d in request.dimensions)
             if d is not None
         )
-        if len(set(dims)) != len(dims) or (request.indicator, frozenset(dims)) in taken:
-            continue
+        if not dims or len(set(dims)) != len(dims) or (request.indicator, frozenset(dims)) in taken:
+            continue  # a table keeps one dimension at least, and never repeats another
         candidate = replace(request, dimensions=dims)
         try:
             check_request(candidate, catalogue)
