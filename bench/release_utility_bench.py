@@ -6,7 +6,7 @@ The warehouse is the demo's (synthetic exports of 6 organisations, validated, si
 published, then 2025, each protected together with the earlier releases in the ledger. Printed
 per release: cells, suppressed share, tables coarsened (and how), tables withheld, seconds.
 
-    .venv/bin/python bench/release_utility_bench.py                 # with recoding (the default)
+    .venv/bin/python bench/release_utility_bench.py                 # with recoding
     .venv/bin/python bench/release_utility_bench.py --no-recoding   # as before recoding
     .venv/bin/python bench/release_utility_bench.py --periods 2025  # one release alone
 """
@@ -17,6 +17,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -37,7 +38,8 @@ def demo_warehouse(folder: Path, orgs: int, records: int) -> Path:
 def bench(periods: tuple[str, ...], orgs: int, records: int, recoding: bool) -> list[dict]:
     from casepool.publishing.recoding import load_recoding
 
-    settings = load_recoding() if recoding else load_recoding().disabled()
+    shipped = load_recoding()  # its steps and share; the bench decides whether it is on
+    settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
     releases = []
     with tempfile.TemporaryDirectory(prefix="casepool-utility-bench-") as tmp:
         warehouse = demo_warehouse(Path(tmp), orgs, records)

@@ -32,7 +32,7 @@ def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
     from casepool.publishing.recoding import check_steps
 
     settings = load_recoding()
-    assert settings.enabled and 0 < settings.max_suppressed_share < 1
+    assert 0 < settings.max_suppressed_share < 1
     assert Step("governorate", "region") in settings.steps
     check_steps(settings, load_indicators())
 
@@ -89,7 +89,7 @@ def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(tmp_path:
     warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
     tables = (
         TableRequest("registered_cases", ("governorate", "sex"), name="cases_by_governorate_sex"),
-        TableRequest("registered_cases", ("sex",), name="cases_by_sex"),
+        TableRequest("registered_cases", ("period", "region"), name="cases_by_period_region"),
     )
     # Any suppression: recode, with one step (so the test does not depend on the pattern).
     settings = replace(SETTINGS, max_suppressed_share=0.0, steps=STEPS[:1])
@@ -119,6 +119,12 @@ def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(tmp_path:
         detail = list_releases(con)[-1].detail
     assert detail["coarsened"][0]["how"] == "governorate → region"
     assert audit_releases([out]).protected
+    # The report drawn from the folder says it in its methodology section.
+    from casepool.reporting import write_report
+
+    write_report(warehouse, tmp_path / "report.html", publication=out, period="2025")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "cases_by_governorate_sex: governorate → region" in page
 
 
 def test_without_recoding_the_tables_keep_their_detail(tmp_path: Path) -> None:

@@ -233,6 +233,7 @@ def table_json(table: PublishedTable, catalogue: IndicatorCatalogue) -> dict[str
         "unit": table.indicator.unit,
         "labels": table.indicator.labels,
         "population": table.population,
+        "coarsened": list(table.coarsened),  # global recoding (publishing/recoding.py)
         "covers": {
             "first": table.first.isoformat() if table.first else None,
             "last": table.last.isoformat() if table.last else None,
