@@ -148,3 +148,16 @@ def test_quarters_and_their_year_stacked(tmp_path: Path, ledger: bool) -> None:
     else:
         assert not report.protected
         assert any(f.verdict == "disclosed" and f.attacker == "outsider" for f in report.findings)
+
+
+def test_an_organisation_that_dominates_a_published_cell_fails_it(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "pub", "2025", {"online_cases_by_region": (HEAD, COUNTS)})
+    # ORG-02 registered 28 of the 30 online cases: the published total tells it the other
+    # organisations registered 2 (the dominance rule of schemas/protection.yaml).
+    own = ["online_cases,KRI,,Q,C", "online_cases,federal,,Q,D", "online_cases,_T,28,A,F"]
+    insider = _folder(tmp_path / "ORG-02", "2025", {"online_cases_by_region": (HEAD, own)})
+    assert audit_releases([folder]).protected  # the outsider learns nothing
+    report = audit_releases([folder], insiders={"ORG-02": [insider]})
+    assert not report.protected and report.insiders == ["ORG-02"]
+    found = {(f.attacker, f.cell.get("region"), f.verdict) for f in report.findings}
+    assert found == {("ORG-02", None, "dominance-published")}

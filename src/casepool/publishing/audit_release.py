@@ -288,7 +288,14 @@ def audit_releases(
     `insiders`: organisation -> folders of its own counts, laid out as the publications (the
     same table names, the organisation's own count in `value`, `numerator` and `denominator`)."""
     from casepool import protecting
-    from casepool.protecting.audit import EXACT_LIMIT, OUTSIDER, SMALL_COUNT, Attacker, SystemAudit
+    from casepool.protecting.audit import (
+        DOMINANCE_PUBLISHED,
+        EXACT_LIMIT,
+        OUTSIDER,
+        SMALL_COUNT,
+        Attacker,
+        SystemAudit,
+    )
     from casepool.protecting.lp import PROTECTED, integer_bounds
     from casepool.protecting.releases import link
     from casepool.protecting.tables import build_system
@@ -325,8 +332,17 @@ def audit_releases(
         value = int(system.value[cell])
         findings.append(_finding(system, int(cell), OUTSIDER, "F", value, value, SMALL_COUNT))
     attackers = [Attacker(OUTSIDER)]
+    shown = ~suppressed & (system.value >= system.k)
     for name, own_folders in sorted((insiders or {}).items()):
         own = _own_counts(system, own_folders, catalogue, settings)
+        if settings.dominance:
+            # A published cell this organisation dominates gives it the others' small count.
+            others = system.value - own
+            for cell in np.flatnonzero(shown & (others >= 1) & (others < system.k) & (own > 0)):
+                value = int(system.value[cell])
+                findings.append(
+                    _finding(system, int(cell), name, "F", value, value, DOMINANCE_PUBLISHED)
+                )
         attackers.append(Attacker(name, own, None, None))
     auditor = SystemAudit(linked.equations, linked.inequalities, linked.value, floor=linked.floor)
     for finding in auditor.check(
