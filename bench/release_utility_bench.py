@@ -52,6 +52,7 @@ def bench(periods: tuple[str, ...], orgs: int, records: int, recoding: bool) -> 
                 "suppressed_share": round(result.suppressed_share, 3),
                 "coarsened": [c.to_dict() for c in result.coarsened],
                 "withheld": [t.name for t in result.tables if not t.written],
+                "tables": {t.name: [t.cells, t.suppressed] for t in result.tables if t.written},
                 "seconds": round(time.perf_counter() - started, 1),
             }
             print(json.dumps(row), flush=True)

@@ -199,7 +199,8 @@ def build_publication(
     # Global recoding: protect, move every table over the set share one step coarser, protect
     # the whole release again; at most one round per step.
     counted: list[str] | None = None
-    for _round in range(len(recoding.steps) + 1):
+    rounds = 0
+    while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
         )
@@ -236,10 +237,13 @@ def build_publication(
             )
             if p.audit_ok:
                 released.append(table)
+        if rounds == len(recoding.steps):
+            break  # what was protected last is what is released
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
         requests_now, done = recode(requests, shares, recoding, catalogue)
         if not done:
             break
+        rounds += 1
         notify(f"recode {len(done)} tables: " + ", ".join(f"{c.table} ({c.how})" for c in done))
         requests = tuple(requests_now)
         coarsened += done
