@@ -233,7 +233,8 @@ def table_json(table: PublishedTable, catalogue: IndicatorCatalogue) -> dict[str
         "unit": table.indicator.unit,
         "labels": table.indicator.labels,
         "population": table.population,
-        "coarsened": list(table.coarsened),  # global recoding (publishing/recoding.py)
+        # Global recoding (publishing/recoding.py), only on a table it coarsened.
+        **({"coarsened": list(table.coarsened)} if table.coarsened else {}),
         "covers": {
             "first": table.first.isoformat() if table.first else None,
             "last": table.last.isoformat() if table.last else None,
