@@ -85,7 +85,9 @@ def test_bad_settings_are_refused(raw) -> None:
         recoding_from_mapping(raw)
 
 
-def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(tmp_path: Path) -> None:
+def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(
+    tmp_path: Path, runner
+) -> None:
     warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
     tables = (
         TableRequest("registered_cases", ("governorate", "sex"), name="cases_by_governorate_sex"),
@@ -118,6 +120,11 @@ def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(tmp_path:
     with open_warehouse(warehouse, read_only=True) as con:
         detail = list_releases(con)[-1].detail
     assert detail["coarsened"][0]["how"] == "governorate → region"
+    from casepool.cli.main import app
+
+    listed = runner.invoke(app, ["releases", "--warehouse", str(warehouse)])
+    assert listed.exit_code == 0, listed.output
+    assert "coarsened: cases_by_governorate_sex (governorate → region)" in listed.output
     assert audit_releases([out]).protected
     # The report drawn from the folder says it in its methodology section.
     from casepool.reporting import write_report
