@@ -14,6 +14,7 @@ from casepool.cli.common import (
     JsonOption,
     Lang,
     LangOption,
+    fail,
     print_json,
     run,
     say,
@@ -22,7 +23,13 @@ from casepool.core.i18n import render
 
 
 def audit(
-    table: Annotated[Path, typer.Argument(help="A tidy table (CSV, XLSX or Parquet).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A tidy table (CSV, XLSX or Parquet), or one or more publication folders "
+            "audited together as one stacked release."
+        ),
+    ],
     k: Annotated[
         int | None,
         typer.Option("--k", min=2, help="Threshold k (default: schemas/protection.yaml)."),
@@ -34,18 +41,36 @@ def audit(
         list[str] | None, typer.Option("--multi", help="A multi-valued dimension (repeat).")
     ] = None,
     insider: Annotated[
-        list[Path] | None, typer.Option("--insider", help="One contributor's own counts (repeat).")
+        list[Path] | None,
+        typer.Option(
+            "--insider",
+            help="One contributor's own counts (repeat): a tidy table, or with folders a folder "
+            "laid out as the publication and named after the organisation.",
+        ),
     ] = None,
     lang: LangOption = Lang.en,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Prove a published table protected: exit 0 if so, 1 naming a disclosed or too narrow cell.
+    """Prove a published table, or whole publications together, protected: exit 0 if so, 1
+    naming a disclosed or too narrow cell.
 
-    Example: casepool audit cases_by_sex_age.csv --insider org_a_counts.csv
+    Given folders, every table of every folder is read (shares through their numerators and
+    denominators), linked as the catalogue implies (same cells, a year = Σ its quarters) and
+    solved together by the outsider and each --insider organisation.
+
+    Examples: casepool audit cases_by_sex_age.csv --insider org_a_counts.csv;
+    casepool audit pub-2025-Q1 pub-2025-Q2 pub-2025-Q3 pub-2025-Q4 pub-2025
     """
     from casepool.protecting import audit as audit_table
     from casepool.protecting import load_protection_settings, read_tidy_table
+
+    if all(p.is_dir() for p in paths):
+        _audit_folders(paths, k, interval, insider or [], lang, as_json, debug)
+        return
+    if len(paths) != 1:
+        fail("audit-one-table", lang)
+    table = paths[0]
 
     def action():
         settings = load_protection_settings()
@@ -92,6 +117,35 @@ def audit(
         )
     )
     raise typer.Exit(EXIT_REFUSED)
+
+
+def _audit_folders(
+    folders: list[Path],
+    k: int | None,
+    interval: int | None,
+    insiders: list[Path],
+    lang: Lang,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    from casepool.cli.text.audit import render_release_audit
+    from casepool.publishing.audit_release import audit_releases
+
+    report = run(
+        lambda: audit_releases(
+            folders,
+            insiders={p.name: [p] for p in insiders},
+            k=k,
+            protection_interval=interval,
+        ),
+        lang,
+        debug,
+    )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        say(render_release_audit(report, lang.value))
+    raise typer.Exit(EXIT_OK if report.protected else EXIT_REFUSED)
 
 
 def _line(cell, report, code: str) -> str:

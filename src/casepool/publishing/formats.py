@@ -70,6 +70,7 @@ class PublishedTable:
     last: date | None = None
     period_unit: str = "year"
     population: str | None = None  # for a rate: the reference population it divides by
+    coarsened: tuple[str, ...] = ()  # global recoding applied (publishing/recoding.py)
 
     @property
     def cells(self) -> int:
@@ -232,6 +233,8 @@ def table_json(table: PublishedTable, catalogue: IndicatorCatalogue) -> dict[str
         "unit": table.indicator.unit,
         "labels": table.indicator.labels,
         "population": table.population,
+        # Global recoding (publishing/recoding.py), only on a table it coarsened.
+        **({"coarsened": list(table.coarsened)} if table.coarsened else {}),
         "covers": {
             "first": table.first.isoformat() if table.first else None,
             "last": table.last.isoformat() if table.last else None,
@@ -315,6 +318,13 @@ def _notes_lines(
     lines += [("text", f"{SUPPRESSED_TEXT} {code}: {note_text(code, lang)}") for code in NOTES]
     for citation in sorted({t.population for t in tables if t.population}):
         lines.append(("text", render("workbook-notes-population", lang, population=citation)))
+    recoded = [t for t in tables if t.coarsened]
+    if recoded:
+        lines.append(("heading", render("recoding-notes-heading", lang)))
+        lines += [
+            ("text", render("recoding-notes-table", lang, table=t.name, how="; ".join(t.coarsened)))
+            for t in recoded
+        ]
     lines.append(("text", render("workbook-notes-contents", lang)))
     return lines
 

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,13 @@ from casepool.publishing.formats import (
 )
 from casepool.publishing.protect import protect_tabulations, published_table
 from casepool.publishing.rates import apply_rates, without_rates
+from casepool.publishing.recoding import (
+    Coarsening,
+    RecodingSettings,
+    check_steps,
+    load_recoding,
+    recode,
+)
 
 Progress = Callable[[str], None]
 
@@ -48,6 +55,7 @@ class TableOutcome:
     suppressed: int
     written: bool
     audit_failures: list[str] = field(default_factory=list)
+    coarsened: list[str] = field(default_factory=list)  # how global recoding coarsened it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,7 @@ class TableOutcome:
             "suppressed": self.suppressed,
             "written": self.written,
             "audit_failures": self.audit_failures,
+            "coarsened": self.coarsened,
         }
 
 
@@ -69,15 +78,25 @@ class PublishResult:
     tables: list[TableOutcome]
     files: list[Path]
     seconds: float
+    coarsened: list[Coarsening] = field(default_factory=list)  # global recoding, in order
 
     @property
     def ok(self) -> bool:
         return all(t.written for t in self.tables)
 
     @property
+    def cells(self) -> int:
+        """Cells of the tables written."""
+        return sum(t.cells for t in self.tables if t.written)
+
+    @property
+    def suppressed(self) -> int:
+        return sum(t.suppressed for t in self.tables if t.written)
+
+    @property
     def suppressed_share(self) -> float:
-        cells = sum(t.cells for t in self.tables if t.written)
-        return sum(t.suppressed for t in self.tables if t.written) / cells if cells else 0.0
+        """The share of the written cells that are suppressed (the release's utility cost)."""
+        return self.suppressed / self.cells if self.cells else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,8 +104,10 @@ class PublishResult:
             "period": self.period,
             "ok": self.ok,
             "tables": [t.to_dict() for t in self.tables],
-            "cells": sum(t.cells for t in self.tables if t.written),
+            "cells": self.cells,
+            "suppressed": self.suppressed,
             "suppressed_share": round(self.suppressed_share, 4),
+            "coarsened": [c.to_dict() for c in self.coarsened],
             "files": [str(f.relative_to(self.out_dir)) for f in self.files],
             "seconds": round(self.seconds, 3),
         }
@@ -118,6 +139,7 @@ class Publication:
     submissions: list[str] = field(default_factory=list)
     released_before: int = 0
     ledger: bool = True
+    coarsened: list[Coarsening] = field(default_factory=list)  # global recoding, in order
 
     def table(self, name: str) -> PublishedTable:
         return next(t for t in self.tables if t.name == name)
@@ -138,6 +160,7 @@ def build_publication(
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
     ledger: bool = True,
+    recoding: RecodingSettings | None = None,
 ) -> Publication:
     """Tabulate, protect together and audit every table of schemas/publication.yaml (or of
     `tables`) for `period` (a year or quarter, e.g. "2025", "2025-Q3"; None: every period).
@@ -145,11 +168,12 @@ def build_publication(
 
     With `ledger` (the default) the tables are protected together with every earlier release in
     the warehouse's release ledger; `record_publication_release` then records what leaves.
-    Without it, the publication stands alone (a draft for the steward's eyes only)."""
+    Without it, the publication stands alone (a draft for the steward's eyes only).
+
+    `recoding` (default: the `recoding:` section of schemas/protection.yaml): a table withheld
+    or suppressed beyond the set share is recoded one step coarser and the release protected
+    again (casepool.publishing.recoding); `Publication.coarsened` says what was recoded."""
     from casepool import protecting
-    from casepool.publishing.protect import _count_table
-    from casepool.publishing.releases import current_submissions, earlier_tables, release_scope
-    from casepool.warehouse.ledger import data_fingerprint
     from casepool.warehouse.store import open_warehouse
 
     started = time.perf_counter()
@@ -158,58 +182,76 @@ def build_publication(
     requests = tuple(tables) if tables is not None else load_publication(catalogue)
     chosen = parse_period(period) if period else None
     settings = settings or protecting.load_protection_settings()
-    tabulations: list[Tabulation] = []
+    recoding = recoding if recoding is not None else load_recoding()
+    check_steps(recoding, catalogue)
     with open_warehouse(warehouse, read_only=True) as con:
         population = read_population(con)  # rates only with a loaded child population
         requests = without_rates(requests, catalogue, population)
-        source = snapshot(con, catalogue)
-        # Every table covers the same span, so cells they share count the same records.
-        first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
-        for request in requests:
-            if chosen is not None:
-                request = TableRequest(
-                    request.indicator,
-                    request.dimensions,
-                    (("period", (chosen.code,)),),
-                    request.period_unit,
-                    request.name,
+    if chosen is not None:
+        requests = tuple(
+            TableRequest(
+                r.indicator, r.dimensions, (("period", (chosen.code,)),), r.period_unit, r.name
+            )
+            for r in requests
+        )
+    cache: dict[TableRequest, Tabulation] = {}
+    coarsened: list[Coarsening] = []
+    # Global recoding: protect, move every table over the set share one step coarser, protect
+    # the whole release again; at most one round per step.
+    counted: list[str] | None = None
+    rounds = 0
+    while True:
+        tabulations, scope, submissions, earlier, population = _tabulate_release(
+            warehouse, requests, chosen, catalogue, cache, notify, ledger
+        )
+        if counted is not None and submissions != counted:
+            # The data changed between two rounds: count every table again from the same data.
+            cache.clear()
+            tabulations, scope, submissions, earlier, population = _tabulate_release(
+                warehouse, requests, chosen, catalogue, cache, notify, ledger
+            )
+        counted = submissions
+        notify(f"protect {len(tabulations)} tables with {len(earlier)} released before")
+        try:
+            protected = protect_tabulations(
+                tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
+            )
+        except TableError as exc:
+            if not earlier:
+                raise
+            # Fail closed: a release the ledger cannot protect is held, never written.
+            raise TableError("release-held", reason=exc.message("en")) from exc
+        outcomes: list[TableOutcome] = []
+        released: list[PublishedTable] = []
+        for p in protected:
+            table = published_table(p, settings)
+            outcomes.append(
+                TableOutcome(
+                    table.name,
+                    table.indicator.name,
+                    table.cells,
+                    table.suppressed,
+                    p.audit_ok,
+                    p.audit_failures,
                 )
-            notify(f"tabulate {request.table_name}")
-            tabulations.append(
-                tabulate(con, request, first=first, last=last, catalogue=catalogue, source=source)
             )
-        scope = release_scope(chosen.code if chosen else None, first, last)
-        submissions = current_submissions(con)
-        earlier: list[Any] = []
-        if ledger:
-            current = [_count_table(t, catalogue, scope) for t in tabulations]
-            earlier = earlier_tables(con, current, data_fingerprint(submissions))
-    notify(f"protect {len(tabulations)} tables with {len(earlier)} released before")
-    try:
-        protected = protect_tabulations(
-            tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
-        )
-    except TableError as exc:
-        if not earlier:
-            raise
-        # Fail closed: a release the ledger cannot protect is held, never written.
-        raise TableError("release-held", reason=exc.message("en")) from exc
-    outcomes: list[TableOutcome] = []
-    released: list[PublishedTable] = []
-    for p in protected:
-        table = published_table(p, settings)
-        outcomes.append(
-            TableOutcome(
-                table.name,
-                table.indicator.name,
-                table.cells,
-                table.suppressed,
-                p.audit_ok,
-                p.audit_failures,
-            )
-        )
-        if p.audit_ok:
-            released.append(table)
+            if p.audit_ok:
+                released.append(table)
+        if rounds == len(recoding.steps):
+            break  # what was protected last is what is released
+        shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
+        requests_now, done = recode(requests, shares, recoding, catalogue)
+        if not done:
+            break
+        rounds += 1
+        notify(f"recode {len(done)} tables: " + ", ".join(f"{c.table} ({c.how})" for c in done))
+        requests = tuple(requests_now)
+        coarsened += done
+    for outcome in outcomes:
+        outcome.coarsened = [c.how for c in coarsened if c.table == outcome.name]
+    released = [
+        replace(t, coarsened=tuple(c.how for c in coarsened if c.table == t.name)) for t in released
+    ]
     released = apply_rates(released, population)  # from the protected counts only
     return Publication(
         chosen.code if chosen else None,
@@ -223,7 +265,46 @@ def build_publication(
         submissions=list(submissions),
         released_before=len(earlier),
         ledger=ledger,
+        coarsened=coarsened,
     )
+
+
+def _tabulate_release(
+    warehouse: str | Path,
+    requests: Sequence[TableRequest],
+    chosen: Any,
+    catalogue: IndicatorCatalogue,
+    cache: dict[TableRequest, Tabulation],
+    notify: Progress,
+    ledger: bool,
+) -> tuple[list[Tabulation], str, list[str], list[Any], Any]:
+    """Every table of the release counted over one span (cells they share count the same
+    records), its scope, the submissions it covers and, with the ledger, the earlier releases'
+    count tables. Tables already counted (`cache`) are not counted again."""
+    from casepool.publishing.protect import _count_table
+    from casepool.publishing.releases import current_submissions, earlier_tables, release_scope
+    from casepool.warehouse.ledger import data_fingerprint
+    from casepool.warehouse.store import open_warehouse
+
+    tabulations: list[Tabulation] = []
+    with open_warehouse(warehouse, read_only=True) as con:
+        population = read_population(con)
+        source = snapshot(con, catalogue)
+        first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
+        for request in requests:
+            if request not in cache:
+                notify(f"tabulate {request.table_name}")
+                cache[request] = tabulate(
+                    con, request, first=first, last=last, catalogue=catalogue, source=source
+                )
+            tabulations.append(cache[request])
+        scope = release_scope(chosen.code if chosen else None, first, last)
+        submissions = current_submissions(con)
+        earlier: list[Any] = []
+        if ledger:
+            current = [_count_table(t, catalogue, scope) for t in tabulations]
+            earlier = earlier_tables(con, current, data_fingerprint(submissions))
+    return tabulations, scope, submissions, earlier, population
 
 
 def record_publication_release(
@@ -263,6 +344,7 @@ def publish(
     settings: Any = None,
     tables: Sequence[TableRequest] | None = None,
     ledger: bool = True,
+    recoding: RecodingSettings | None = None,
 ) -> PublishResult:
     """Build the publication (`build_publication`) and write every format of it to `out_dir`.
     Returns what was written; a table that fails its audit is left out. With `ledger` (the
@@ -272,7 +354,13 @@ def publish(
     notify = progress or (lambda text: None)
     lang = lang if lang in LANGUAGES else "en"
     publication = build_publication(
-        warehouse, period, progress, settings=settings, tables=tables, ledger=ledger
+        warehouse,
+        period,
+        progress,
+        settings=settings,
+        tables=tables,
+        ledger=ledger,
+        recoding=recoding,
     )
     out = Path(out_dir)
     notify(f"write {len(publication.tables)} tables")
@@ -288,7 +376,9 @@ def publish(
             publication.period,
             publication.settings,
         )
-        result = PublishResult(out, publication.period, publication.outcomes, [], 0.0)
+        result = PublishResult(
+            out, publication.period, publication.outcomes, [], 0.0, publication.coarsened
+        )
         result.seconds = time.perf_counter() - started
         write_manifest(
             staging,
@@ -298,7 +388,12 @@ def publish(
         record_publication_release(
             warehouse,
             publication,
-            {"out": out.name, "suppressed_share": round(result.suppressed_share, 4)},
+            {
+                "out": out.name,
+                "suppressed_share": round(result.suppressed_share, 4),
+                "cells": result.cells,
+                "coarsened": [c.to_dict() for c in publication.coarsened],
+            },
         )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
@@ -411,5 +506,21 @@ def methodology_note(tables: Sequence[PublishedTable], period: str | None, setti
             "Codes: _T is a total. An empty value is suppressed, never zero. Indicator formulas:",
             "docs/indicator-reference.md; method: docs/methodology-indicators.md.",
             "",
+            *_recoding_lines(tables),
         ]
     )
+
+
+def _recoding_lines(tables: Sequence[PublishedTable]) -> list[str]:
+    """The note's account of global recoding: which tables were coarsened and how."""
+    recoded = [t for t in tables if t.coarsened]
+    if not recoded:
+        return []
+    return [
+        "Global recoding: these tables would have hidden too many of their cells at their usual",
+        "detail, so they are published coarser (a dimension replaced by a coarser one, or merged",
+        "into its total) and protected again:",
+        "",
+        *(f"- {t.name}: {'; '.join(t.coarsened)}" for t in recoded),
+        "",
+    ]

@@ -60,10 +60,11 @@ def protected_tables(
     publication = build_publication(Path(warehouse), period)
     if record:
         record_publication_release(warehouse, publication, {"period": period}, kind="report")
-    return {
-        t.name: table_from_rows(t.name, t.frame.to_dicts(), t.dimensions)
-        for t in publication.tables
-    }
+    views = {}
+    for t in publication.tables:
+        views[t.name] = table_from_rows(t.name, t.frame.to_dicts(), t.dimensions)
+        views[t.name].coarsened = t.coarsened
+    return views
 
 
 def write_report(

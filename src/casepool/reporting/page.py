@@ -610,6 +610,12 @@ def _methodology(page: Page) -> str:
         "report-method-periods",
     )
     items = "".join(f"<p>{_e(page.t(k))}</p>" for k in keys)
+    recoded = [t for t in page.tables.values() if t.coarsened]
+    if recoded:  # global recoding: which tables are published coarser, and how
+        items += f"<h3>{_e(page.t('recoding-notes-heading'))}</h3>" + "".join(
+            f"<p>{_e(page.t('recoding-notes-table', table=t.name, how='; '.join(t.coarsened)))}</p>"
+            for t in recoded
+        )
     return (
         f'<section id="methodology"><h2>{_e(page.t("report-method-title"))}</h2>{items}</section>'
     )

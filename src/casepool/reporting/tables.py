@@ -48,6 +48,7 @@ class TableView:
     dimensions: tuple[str, ...]
     cells: list[Cell]
     population: str | None = None  # for a rate: the reference population it divides by
+    coarsened: tuple[str, ...] = ()  # how global recoding coarsened it (publishing/recoding.py)
     _index: dict[tuple[str, ...], Cell] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +143,7 @@ def read_publication(folder: str | Path) -> dict[str, TableView]:
         dims = [str(d["name"]) for d in payload.get("dimensions") or () if isinstance(d, Mapping)]
         tables[name] = table_from_rows(name, _json_rows(payload), dims or wanted.get(name))
         tables[name].population = payload.get("population") or None
+        tables[name].coarsened = tuple(str(c) for c in payload.get("coarsened") or ())
     for path in sorted(root.rglob("*.csv")):
         name = path.stem
         if name in tables or name not in wanted:

@@ -24,6 +24,9 @@ def render_publication(result: PublishResult, lang: str) -> str:
         for t in result.tables
         if not t.written
     ]
+    lines += [
+        render("recoding-coarsened", lang, table=c.table, how=c.how) for c in result.coarsened
+    ]
     lines.append(
         render(
             "publish-done",
@@ -67,6 +70,10 @@ def render_releases(result: LedgerListing, lang: str) -> str:
                 data=r.data_fingerprint or "-",
             )
         )
+        lines += [
+            "  " + render("recoding-coarsened", lang, table=c.get("table"), how=c.get("how"))
+            for c in r.detail.get("coarsened") or []
+        ]
     lines.append(render("releases-total", lang, count=len(result.releases)))
     return "\n".join(lines)
 

@@ -1,0 +1,81 @@
+"""Share of cells suppressed per release on the `make demo` data, with global recoding (issue 12,
+step 4: keep it below 25 % for the quarterly and annual releases).
+
+The warehouse is the demo's (synthetic exports of 6 organisations, validated, signed, ingested:
+`casepool.demo.run_demo` without its own catalogue publication). Each 2025 quarter is then
+published, then 2025, each protected together with the earlier releases in the ledger. Printed
+per release: cells, suppressed share, tables coarsened (and how), tables withheld, seconds.
+
+    .venv/bin/python bench/release_utility_bench.py                 # with recoding
+    .venv/bin/python bench/release_utility_bench.py --no-recoding   # as before recoding
+    .venv/bin/python bench/release_utility_bench.py --periods 2025  # one release alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+from casepool import demo
+from casepool.publishing.publish import publish
+
+QUARTERS_THEN_YEAR = ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4", "2025")
+
+
+def demo_warehouse(folder: Path, orgs: int, records: int) -> Path:
+    """The demo's warehouse before it publishes anything (its ledger is empty)."""
+    with mock.patch.object(demo, "_publish_and_report", lambda *args: None):
+        result = demo.run_demo(folder / "demo", orgs=orgs, records=records)
+    assert result.warehouse is not None
+    return result.warehouse
+
+
+def bench(periods: tuple[str, ...], orgs: int, records: int, recoding: bool) -> list[dict]:
+    from casepool.publishing.recoding import load_recoding
+
+    shipped = load_recoding()  # its steps and share; the bench decides whether it is on
+    settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
+    releases = []
+    with tempfile.TemporaryDirectory(prefix="casepool-utility-bench-") as tmp:
+        warehouse = demo_warehouse(Path(tmp), orgs, records)
+        for period in periods:
+            started = time.perf_counter()
+            result = publish(warehouse, Path(tmp) / f"pub-{period}", period, recoding=settings)
+            row = {
+                "period": period,
+                "cells": result.cells,
+                "suppressed_share": round(result.suppressed_share, 3),
+                "coarsened": [c.to_dict() for c in result.coarsened],
+                "withheld": [t.name for t in result.tables if not t.written],
+                "tables": {t.name: [t.cells, t.suppressed] for t in result.tables if t.written},
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            print(json.dumps(row), flush=True)
+            releases.append(row)
+    return releases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--periods", nargs="+", default=list(QUARTERS_THEN_YEAR))
+    parser.add_argument("--orgs", type=int, default=6)
+    parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument("--no-recoding", action="store_true")
+    args = parser.parse_args()
+    releases = bench(tuple(args.periods), args.orgs, args.records, not args.no_recoding)
+    print(
+        "\n".join(
+            f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"
+            f"  coarsened: {', '.join(c['table'] + ' (' + c['how'] + ')' for c in r['coarsened']) or '-'}"
+            for r in releases
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Global recoding before suppression, as τ-ARGUS does: a table whose suppression would hide more
+than a set share of its cells is counted again at a coarser level and the whole release is
+protected again.
+
+The coarsenings are the ordered `recoding.steps` of schemas/protection.yaml. A step either
+replaces a dimension by a coarser one the catalogue derives from it (governorate → region) or
+merges a dimension into its total (quarters into the release's whole period, age bands into all
+ages). A recoded table keeps its name; its cells are counts of children like any other (the
+indicator's population and one code per remaining dimension), so the engine, the LP audit and the
+release ledger treat them as the cells they are. Every coarsening applied is said in the manifest,
+the methodology note, the workbook's Notes sheet and the report.
+
+The choice to recode depends on the suppression pattern, which depends on the data; it moves a
+table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
+like any other, so the choice itself discloses no cell value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, check_request
+from casepool.core.errors import SchemaError, UsageError
+from casepool.core.schema import read_yaml
+
+SETTINGS_FILE = "protection.yaml"
+WHERE = "protection.yaml: recoding"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One coarsening: `dimension` replaced by `to`, or merged into its total when `to` is None."""
+
+    dimension: str
+    to: str | None = None
+
+    @property
+    def how(self) -> str:
+        return f"{self.dimension} → {self.to}" if self.to else f"{self.dimension} → total"
+
+
+@dataclass(frozen=True)
+class RecodingSettings:
+    """The `recoding:` section of schemas/protection.yaml."""
+
+    enabled: bool = True
+    max_suppressed_share: float = 0.25
+    steps: tuple[Step, ...] = ()
+
+    def disabled(self) -> RecodingSettings:
+        return replace(self, enabled=False)
+
+
+@dataclass(frozen=True)
+class Coarsening:
+    """One table recoded in a release: which dimension went where, and the share of its cells
+    that would have been suppressed at the finer level."""
+
+    table: str
+    indicator: str
+    dimension: str
+    to: str | None
+    suppressed_before: float
+    dimensions_before: tuple[str, ...]
+    dimensions_after: tuple[str, ...]
+
+    @property
+    def how(self) -> str:
+        return Step(self.dimension, self.to).how
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "indicator": self.indicator,
+            "dimension": self.dimension,
+            "to": self.to,
+            "how": self.how,
+            "suppressed_before": round(self.suppressed_before, 4),
+            "dimensions_before": list(self.dimensions_before),
+            "dimensions_after": list(self.dimensions_after),
+        }
+
+
+def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
+    """Check and read the `recoding:` mapping (absent: recoding off)."""
+    if raw is None:
+        return RecodingSettings(enabled=False)
+    if not isinstance(raw, Mapping):
+        raise SchemaError("schema-invalid", file=where, reason="recoding must be a mapping")
+    enabled = raw.get("enabled", True)
+    share = raw.get("max_suppressed_share", 0.25)
+    if not isinstance(enabled, bool):
+        raise SchemaError("schema-invalid", file=where, reason="enabled must be true or false")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise SchemaError(
+            "schema-invalid", file=where, reason="max_suppressed_share must be in [0, 1)"
+        )
+    steps: list[Step] = []
+    for item in raw.get("steps") or ():
+        if not isinstance(item, Mapping) or not isinstance(item.get("dimension"), str):
+            raise SchemaError("schema-invalid", file=where, reason="a step needs a dimension")
+        to = item.get("to")
+        if to is not None and not isinstance(to, str):
+            raise SchemaError("schema-invalid", file=where, reason="`to` is a dimension or null")
+        steps.append(Step(str(item["dimension"]), to))
+    return RecodingSettings(enabled, float(share), tuple(steps))
+
+
+def load_recoding(path: str | Path | None = None) -> RecodingSettings:
+    """The recoding settings of schemas/protection.yaml (or of the YAML file at `path`)."""
+    if path is None:
+        raw = read_yaml(SETTINGS_FILE)
+    else:
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return recoding_from_mapping(raw.get("recoding") if isinstance(raw, Mapping) else None)
+
+
+def check_steps(settings: RecodingSettings, catalogue: IndicatorCatalogue) -> None:
+    """Refuse a step naming a dimension the catalogue does not know."""
+    for step in settings.steps:
+        for name in (step.dimension, step.to):
+            if name is None:
+                continue
+            try:
+                catalogue.dimension(name)
+            except UsageError:
+                raise SchemaError(
+                    "schema-invalid", file=WHERE, reason=f"unknown dimension {name!r}"
+                ) from None
+
+
+def coarser(
+    request: TableRequest,
+    settings: RecodingSettings,
+    catalogue: IndicatorCatalogue,
+    others: Sequence[TableRequest] = (),
+) -> tuple[TableRequest, Step] | None:
+    """The request at the next coarser level: the first step that applies to one of its
+    dimensions, leaves one dimension at least, gives a table the indicator allows and does not
+    repeat another table of the release (same indicator, same dimensions). None when no step
+    applies."""
+    taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
+    for step in settings.steps:
+        if step.dimension not in request.dimensions:
+            continue
+        dims = tuple(
+            d
+            for d in (step.to if d == step.dimension else d for d in request.dimensions)
+            if d is not None
+        )
+        if not dims or len(set(dims)) != len(dims) or (request.indicator, frozenset(dims)) in taken:
+            continue  # a table keeps one dimension at least, and never repeats another
+        candidate = replace(request, dimensions=dims)
+        try:
+            check_request(candidate, catalogue)
+        except UsageError:
+            continue
+        return candidate, step
+    return None
+
+
+def over_share(cells: int, suppressed: int, written: bool, settings: RecodingSettings) -> bool:
+    """A table to recode: withheld by its audit, or more than the set share suppressed."""
+    if not written:
+        return True
+    return cells > 0 and suppressed / cells > settings.max_suppressed_share
+
+
+def recode(
+    requests: Sequence[TableRequest],
+    shares: Mapping[str, tuple[int, int, bool]],
+    settings: RecodingSettings,
+    catalogue: IndicatorCatalogue,
+) -> tuple[list[TableRequest], list[Coarsening]]:
+    """One round: every table over the share (`shares`: name -> cells, suppressed, written)
+    moved one step coarser. Returns the new requests and what was recoded."""
+    if not settings.enabled:
+        return list(requests), []
+    out = list(requests)
+    done: list[Coarsening] = []
+    for i, request in enumerate(requests):
+        cells, suppressed, written = shares.get(request.table_name, (0, 0, True))
+        if not over_share(cells, suppressed, written, settings):
+            continue
+        found = coarser(request, settings, catalogue, out)
+        if found is None:
+            continue
+        candidate, step = found
+        out[i] = candidate
+        done.append(
+            Coarsening(
+                table=request.table_name,
+                indicator=request.indicator,
+                dimension=step.dimension,
+                to=step.to,
+                suppressed_before=suppressed / cells if cells and written else 1.0,
+                dimensions_before=request.dimensions,
+                dimensions_after=candidate.dimensions,
+            )
+        )
+    return out, done

@@ -1,0 +1,145 @@
+"""Global recoding before suppression (issue 12, step 4): a table that would hide more than the
+set share of its cells is published coarser and protected again, and the release says so."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from casepool.catalogue.indicators import TableRequest, load_indicators
+from casepool.core.errors import SchemaError
+from casepool.publishing.audit_release import audit_releases
+from casepool.publishing.publish import publish
+from casepool.publishing.recoding import (
+    RecodingSettings,
+    Step,
+    coarser,
+    load_recoding,
+    recode,
+    recoding_from_mapping,
+)
+from fixtures.indicators.warehouses import build_random
+
+STEPS = (Step("governorate", "region"), Step("period"), Step("age_band"), Step("sex"))
+SETTINGS = RecodingSettings(True, 0.25, STEPS)
+
+
+def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
+    from casepool.publishing.recoding import check_steps
+
+    settings = load_recoding()
+    assert 0 < settings.max_suppressed_share < 1
+    assert Step("governorate", "region") in settings.steps
+    check_steps(settings, load_indicators())
+
+
+def test_a_step_replaces_a_dimension_or_merges_it_and_never_repeats_a_table() -> None:
+    catalogue = load_indicators()
+    by_gov = TableRequest("registered_cases", ("governorate", "sex"), name="g")
+    found = coarser(by_gov, SETTINGS, catalogue)
+    assert found is not None and found[0].dimensions == ("region", "sex")
+    assert found[0].name == "g"  # the table keeps its name
+    # region x sex already published: the next step that applies is taken instead
+    other = TableRequest("registered_cases", ("region", "sex"), name="r")
+    found = coarser(by_gov, SETTINGS, catalogue, [by_gov, other])
+    assert found is not None and found[0].dimensions == ("governorate",)
+    # a table keeps one dimension at least
+    assert coarser(TableRequest("registered_cases", ("sex",)), SETTINGS, catalogue) is None
+    # online cases have no governorate: the step does not apply
+    online = TableRequest("online_cases", ("online_platform", "sex"))
+    assert coarser(online, SETTINGS, catalogue)[0].dimensions == ("online_platform",)
+
+
+def test_only_tables_over_the_share_or_withheld_are_recoded() -> None:
+    catalogue = load_indicators()
+    a = TableRequest("registered_cases", ("governorate",), name="a")
+    b = TableRequest("registered_cases", ("sex", "age_band"), name="b")
+    c = TableRequest("boys_share", ("period", "region"), name="c")
+    shares = {"a": (20, 6, True), "b": (24, 6, True), "c": (8, 0, False)}  # b: exactly 25 %
+    requests, done = recode([a, b, c], shares, SETTINGS, catalogue)
+    assert [r.dimensions for r in requests] == [("region",), ("sex", "age_band"), ("region",)]
+    assert [(d.table, d.how) for d in done] == [
+        ("a", "governorate → region"),
+        ("c", "period → total"),
+    ]
+    assert done[1].suppressed_before == 1.0
+    assert recode([a], shares, SETTINGS.disabled(), catalogue) == ([a], [])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"max_suppressed_share": 1.5},
+        {"enabled": "yes"},
+        {"steps": [{"to": "region"}]},
+        {"steps": [{"dimension": "governorate", "to": 3}]},
+        ["not", "a", "mapping"],
+    ],
+)
+def test_bad_settings_are_refused(raw) -> None:
+    with pytest.raises(SchemaError):
+        recoding_from_mapping(raw)
+
+
+def test_a_release_says_which_tables_it_coarsened_and_passes_the_audit(
+    tmp_path: Path, runner
+) -> None:
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="cases_by_governorate_sex"),
+        TableRequest("registered_cases", ("period", "region"), name="cases_by_period_region"),
+    )
+    # Any suppression: recode, with one step (so the test does not depend on the pattern).
+    settings = replace(SETTINGS, max_suppressed_share=0.0, steps=STEPS[:1])
+    out = tmp_path / "pub"
+    result = publish(warehouse, out, "2025", tables=tables, recoding=settings)
+    assert result.ok
+    coarsened = {c.table: c for c in result.coarsened}
+    assert coarsened["cases_by_governorate_sex"].how == "governorate → region"
+    assert coarsened["cases_by_governorate_sex"].dimensions_after == ("region", "sex")
+    header = (out / "csv" / "cases_by_governorate_sex.csv").read_text(encoding="utf-8-sig")
+    assert header.startswith("indicator,region,sex,")
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["coarsened"][0]["table"] == "cases_by_governorate_sex"
+    assert manifest["cells"] == result.cells and "suppressed_share" in manifest
+    by_name = {t["table"]: t for t in manifest["tables"]}
+    assert by_name["cases_by_governorate_sex"]["coarsened"] == ["governorate → region"]
+    note = (out / "methodology.md").read_text(encoding="utf-8")
+    assert "Global recoding" in note and "- cases_by_governorate_sex: governorate → region" in note
+    sheets = pl.read_excel(out / "publication.xlsx", sheet_id=0, has_header=False)
+    notes = sheets["Notes"].to_series(0).drop_nulls().to_list()
+    assert any("cases_by_governorate_sex: governorate → region" in line for line in notes)
+    # The ledger records it too, and the recoded cells pass the audit of the folder.
+    from casepool.warehouse.ledger import list_releases
+    from casepool.warehouse.store import open_warehouse
+
+    with open_warehouse(warehouse, read_only=True) as con:
+        detail = list_releases(con)[-1].detail
+    assert detail["coarsened"][0]["how"] == "governorate → region"
+    from casepool.cli.main import app
+
+    listed = runner.invoke(app, ["releases", "--warehouse", str(warehouse)])
+    assert listed.exit_code == 0, listed.output
+    assert "coarsened: cases_by_governorate_sex (governorate → region)" in listed.output
+    assert audit_releases([out]).protected
+    # The report drawn from the folder says it in its methodology section.
+    from casepool.reporting import write_report
+
+    write_report(warehouse, tmp_path / "report.html", publication=out, period="2025")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "cases_by_governorate_sex: governorate → region" in page
+
+
+def test_without_recoding_the_tables_keep_their_detail(tmp_path: Path) -> None:
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (TableRequest("registered_cases", ("governorate", "sex"), name="g"),)
+    result = publish(
+        warehouse, tmp_path / "pub", "2025", tables=tables, recoding=SETTINGS.disabled()
+    )
+    assert result.coarsened == []
+    header = (tmp_path / "pub" / "csv" / "g.csv").read_text(encoding="utf-8-sig")
+    assert header.startswith("indicator,governorate,sex,")
