@@ -7,16 +7,17 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Never
 
 import polars as pl
 
 from casepool.core.errors import UnreadableFileError
 
 ROW = "_row"  # row number as the user sees it: the header is row 1, the first record row 2
+BATCH_ROWS = 100_000  # rows of a CSV read and checked at a time (memory stays flat in rows)
 _SAMPLE_BYTES = 1 << 16
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -54,6 +55,7 @@ class Export:
     notes: dict[str, Any] = field(
         default_factory=dict
     )  # how the layout was read (sheet, header row)
+    batched: bool = False  # the rows were read in batches (read_export_batches), not kept here
 
     @property
     def headers(self) -> list[str]:
@@ -64,6 +66,8 @@ class Export:
 
     @property
     def complete(self) -> bool:
+        if self.batched:
+            return False
         return self.all_headers is None or len(self.all_headers) == self.frame.width - 1
 
     @property
@@ -130,6 +134,84 @@ def read_export(
     )
 
 
+def read_export_batches(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    columns: ColumnChoice | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> tuple[Export, Iterator[pl.DataFrame]] | None:
+    """A CSV export read `batch_rows` rows at a time: its Export (with no rows: only the
+    layout) and the batches as text with ROW, numbered as read_export numbers them.
+
+    None when the file is not a CSV read as read_export would (a workbook, Parquet, or a file it
+    refuses before parsing): the caller reads it whole. Refusals found while parsing are raised
+    by the iterator with read_export's keys, the last ones (rows with the wrong number of
+    cells, no rows at all) once every batch was read, as read_export raises them after parsing.
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    suffix = path.suffix.lower()
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if suffix not in _CSV_SUFFIXES and suffix != "":
+        return None
+    if head.startswith((b"PAR1", b"PK\x03\x04", _OLE_MAGIC, *_MAGIC)):
+        return None
+    source, used, separator, options, all_headers = _prepare_csv(path, encoding, columns)
+    try:
+        layout = pl.read_csv(source, **(options | {"n_rows": 0}))
+    except pl.exceptions.NoDataError as exc:
+        raise UnreadableFileError("file-empty", path=path.name) from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    export = Export(
+        path=path,
+        format="csv",
+        encoding=used,
+        separator=separator,
+        frame=layout.with_columns(pl.lit(None, dtype=pl.Int64).alias(ROW)),
+        all_headers=tuple(all_headers) if all_headers is not None else None,
+        batched=True,
+    )
+    return export, _csv_batches(path, source, used, separator, options, batch_rows)
+
+
+def _csv_batches(
+    path: Path,
+    source: Path | io.BytesIO,
+    used: str,
+    separator: str,
+    options: dict[str, Any],
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
+    read = 0
+    scan_options = {k: v for k, v in options.items() if k != "columns"}
+    try:
+        lazy = pl.scan_csv(source, **scan_options)
+        if "columns" in options:
+            lazy = lazy.select(options["columns"])
+        for batch in lazy.collect_batches(chunk_size=batch_rows, maintain_order=True):
+            if batch.height == 0:
+                continue
+            first = read + 2
+            read += batch.height
+            yield batch.with_columns(
+                pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
+            )
+    except pl.exceptions.NoDataError as exc:
+        raise UnreadableFileError("file-empty", path=path.name) from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc)
+    if read == 0:
+        raise UnreadableFileError("file-no-rows", path=path.name)
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        _check_rows(path, source, separator)
+
+
 # --- CSV ---------------------------------------------------------------------------------------
 
 
@@ -178,6 +260,34 @@ def _check_codec(encoding: str) -> str:
 def _read_csv(
     path: Path, encoding: str | None, choose: ColumnChoice | None = None
 ) -> tuple[pl.DataFrame, str, str, list[str] | None]:
+    source, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+    try:
+        frame = pl.read_csv(source, **options)
+    except pl.exceptions.NoDataError as exc:
+        raise UnreadableFileError("file-empty", path=path.name) from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc)
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        _check_rows(path, source, separator)
+    return frame, used, separator, all_headers
+
+
+def _refuse_malformed(
+    path: Path, source: Path | io.BytesIO, separator: str, used: str, exc: Exception
+) -> Never:
+    """The refusal of a CSV polars could not parse: undecodable, ragged, or malformed."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "utf" in reason.lower():
+        raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+    _check_rows(path, source, separator)
+    raise UnreadableFileError("file-not-a-table", path=path.name, reason="malformed CSV") from exc
+
+
+def _prepare_csv(
+    path: Path, encoding: str | None, choose: ColumnChoice | None = None
+) -> tuple[Path | io.BytesIO, str, str, dict[str, Any], list[str] | None]:
+    """The source to parse (the file, or its UTF-8 transcoding), encoding, separator, the
+    options of polars' reader and, when `choose` picked columns, every header."""
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -219,28 +329,19 @@ def _read_csv(
         "raise_if_empty": True,
     }
     all_headers: list[str] | None = None
-    try:
-        if choose is not None:
+    if choose is not None:
+        try:
             all_headers = pl.read_csv(source, n_rows=0, **options).columns
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
-            wanted = choose(all_headers)
-            if len(wanted) < len(all_headers):
-                options["columns"] = wanted
-        frame = pl.read_csv(source, **options)
-    except pl.exceptions.NoDataError as exc:
-        raise UnreadableFileError("file-empty", path=path.name) from exc
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "utf" in reason.lower():
-            raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
-        _check_rows(path, source, separator)
-        raise UnreadableFileError(
-            "file-not-a-table", path=path.name, reason="malformed CSV"
-        ) from exc
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        _check_rows(path, source, separator)
-    return frame, used, separator, all_headers
+        except pl.exceptions.NoDataError as exc:
+            raise UnreadableFileError("file-empty", path=path.name) from exc
+        except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+            _refuse_malformed(path, source, separator, used, exc)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        wanted = choose(all_headers)
+        if len(wanted) < len(all_headers):
+            options["columns"] = wanted
+    return source, used, separator, options, all_headers
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size

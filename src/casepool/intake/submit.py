@@ -22,6 +22,7 @@ from typing import Any
 
 from casepool.core.errors import PackageError
 from casepool.core.periods import parse_period
+from casepool.core.reading import BATCH_ROWS
 from casepool.core.resources import VERSION
 from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.keys import OrgKeys, load_keys, org_code, public_key_id
@@ -171,8 +172,12 @@ def submit_export(
     today: date | None = None,
     created: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    batch_rows: int | None = BATCH_ROWS,
 ) -> SubmitOutcome:
-    """Validate an export exactly as `validate` does, de-identify it, and write a signed package."""
+    """Validate an export exactly as `validate` does, de-identify it, and write a signed package.
+
+    `batch_rows` is validate's (None: the whole file at once); the package is the same.
+    """
     from casepool.intake.validating import validate_export
 
     code = org_code(org)
@@ -181,7 +186,13 @@ def submit_export(
     keys = load_keys(key_dir, code, passphrase)
     schema = load_schema()
     result = validate_export(
-        export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress
+        export,
+        mapping,
+        encoding=encoding,
+        sheet=sheet,
+        today=today,
+        progress=progress,
+        batch_rows=batch_rows,
     )
     if progress:
         progress("de-identify")

@@ -1,0 +1,169 @@
+"""Validate and submit in batches give exactly what they give on the whole file.
+
+Tiny batches (a few rows) make every file cross many batch boundaries: duplicate case numbers
+in different batches, errors on the first and last row of a batch, distinct texts first seen
+in a later batch.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from casepool.core.errors import UnreadableFileError
+from casepool.core.reading import ROW, read_export, read_export_batches
+from casepool.exchange.keys import generate_keys
+from casepool.intake.submit import submit_export
+from casepool.intake.validating import validate_export
+from casepool.synthesis import synthesize
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TODAY = date(2025, 12, 31)
+
+
+def assert_same(batched, whole) -> None:
+    assert batched.export.batched and not whole.export.batched
+    assert batched.to_dict() == whole.to_dict()
+    assert batched.flatten(("row", "field", "type", "params")) == whole.flatten(
+        ("row", "field", "type", "params")
+    )
+    assert batched.records.equals(whole.records)
+    assert batched.findings_frame.equals(whole.findings_frame)
+    assert batched.invalid_rows == whole.invalid_rows
+    assert batched.no_consent_rows == whole.no_consent_rows
+    assert batched.derived_age_rows == whole.derived_age_rows
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    """Synthetic exports with every kind of injected error (about 12% of rows in error)."""
+    out = tmp_path_factory.mktemp("synthetic")
+    synthesize(out, orgs=3, records=300, error_rate=0.01, today=TODAY, fmt="csv")
+    return out
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 64])
+def test_synthetic_exports_give_the_same_result_in_batches(synthetic, batch_rows):
+    exports = sorted(synthetic.glob("*.csv"))
+    assert exports
+    for export in exports:
+        mapping = export.with_suffix(".mapping.yaml")
+        mapping_arg = mapping if mapping.exists() else None
+        whole = validate_export(export, mapping_arg, today=TODAY, batch_rows=None)
+        batched = validate_export(export, mapping_arg, today=TODAY, batch_rows=batch_rows)
+        assert whole.error_count > 0
+        assert_same(batched, whole)
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [
+        ("canonical_valid.csv", None),
+        ("one_error_each.csv", None),
+        ("cp1256_arabic_headers.csv", None),
+        ("utf8_bom_semicolon.csv", None),
+        ("utf16_tab_separated.txt", None),
+        ("sorani_labels_arabic_indic_digits.csv", None),
+        ("kobo_semicolon_select_multiple.csv", "kobo_mapping.yaml"),
+    ],
+)
+def test_fixture_exports_give_the_same_result_one_row_at_a_time(name, mapping):
+    folder = FIXTURES / "validate"
+    mapping_arg = folder / mapping if mapping else None
+    whole = validate_export(folder / name, mapping_arg, today=TODAY, batch_rows=None)
+    batched = validate_export(folder / name, mapping_arg, today=TODAY, batch_rows=1)
+    assert_same(batched, whole)
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    lines = [",".join(header)] + [",".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_duplicates_across_batches_name_the_first_row_in_an_earlier_batch(tmp_path, synthetic):
+    export = next(p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists())
+    frame = pl.read_csv(export, infer_schema=False)
+    case = frame.columns[0]
+    # The third row repeats the first's case number, the last repeats the second's (twice).
+    ids = frame.get_column(case).to_list()
+    ids[2] = ids[0]
+    ids[-1] = ids[1]
+    ids[-2] = ids[1]
+    ids[5] = None  # a missing case number is never a duplicate
+    frame = frame.with_columns(pl.Series(case, ids))
+    path = tmp_path / "dups.csv"
+    frame.write_csv(path)
+    whole = validate_export(path, today=TODAY, batch_rows=None)
+    dups = [f for f in whole.findings if f.type == "duplicate-case-id"]
+    assert {(f.row, f.params["first_row"]) for f in dups} >= {
+        (4, 2),
+        (frame.height, 3),
+        (frame.height + 1, 3),
+    }
+    for batch_rows in (1, 2, 3, 50):
+        assert_same(validate_export(path, today=TODAY, batch_rows=batch_rows), whole)
+
+
+def test_refusals_are_the_same_in_batches(tmp_path):
+    header = ["case_id", "sex"]
+    short = tmp_path / "short.csv"
+    short.write_text("case_id,sex\nA1,male\nB2\nC3,female\n", encoding="utf-8")
+    long = tmp_path / "long.csv"
+    long.write_text("case_id,sex\nA1,male\nB2,male\nC3,female,x\n", encoding="utf-8")
+    quote = tmp_path / "quote.csv"
+    quote.write_text('case_id,sex\nA1,male\n"B2,male\nC3,female\n', encoding="utf-8")
+    header_only = _write(tmp_path / "header_only.csv", header, [])
+    for path in (short, long, quote, header_only):
+        with pytest.raises(UnreadableFileError) as whole:
+            validate_export(path, batch_rows=None)
+        with pytest.raises(UnreadableFileError) as batched:
+            validate_export(path, batch_rows=1)
+        assert (batched.value.key, batched.value.params) == (whole.value.key, whole.value.params)
+
+
+def test_only_csv_is_read_in_batches(tmp_path):
+    workbook = FIXTURES / "validate" / "xlsx_excel_dates_arabic_labels.xlsx"
+    assert read_export_batches(workbook) is None
+    assert read_export_batches(tmp_path / "missing.csv") is None
+    export, batches = read_export_batches(
+        FIXTURES / "validate" / "canonical_valid.csv", batch_rows=2
+    )
+    frames = list(batches)
+    assert [f.height for f in frames] and sum(f.height for f in frames) == 3
+    whole = read_export(FIXTURES / "validate" / "canonical_valid.csv")
+    assert pl.concat(frames).select(whole.frame.columns).equals(whole.frame)
+    assert export.frame.height == 0 and not export.complete
+
+
+def test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic):
+    keys = tmp_path / "keys"
+    export = next(p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists())
+    org = "ORG-01"
+    generate_keys(org, keys)
+    created = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    packages = []
+    for batch_rows, outbox in ((None, "whole"), (5, "batched")):
+        outcome = submit_export(
+            export,
+            org=org,
+            period="2025",
+            key_dir=keys,
+            outbox=tmp_path / outbox,
+            drop_invalid=True,
+            today=TODAY,
+            created=created,
+            batch_rows=batch_rows,
+        )
+        assert outcome.accepted, outcome.to_dict()
+        packages.append(outcome)
+    whole, batched = packages
+    assert batched.validation.export.batched
+    assert batched.to_dict() | {"package": None} == whole.to_dict() | {"package": None}
+    assert batched.package.read_bytes() == whole.package.read_bytes()
+    with zipfile.ZipFile(whole.package) as archive:
+        assert archive.namelist()
