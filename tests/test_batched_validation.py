@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from casepool.core.errors import UnreadableFileError
-from casepool.core.reading import ROW, read_export, read_export_batches
+from casepool.core.reading import read_export, read_export_batches
 from casepool.exchange.keys import generate_keys
 from casepool.intake.submit import submit_export
 from casepool.intake.validating import validate_export
@@ -86,7 +86,9 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def test_duplicates_across_batches_name_the_first_row_in_an_earlier_batch(tmp_path, synthetic):
-    export = next(p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists())
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
     frame = pl.read_csv(export, infer_schema=False)
     case = frame.columns[0]
     # The third row repeats the first's case number, the last repeats the second's (twice).
@@ -142,7 +144,9 @@ def test_only_csv_is_read_in_batches(tmp_path):
 
 def test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic):
     keys = tmp_path / "keys"
-    export = next(p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists())
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
     org = "ORG-01"
     generate_keys(org, keys)
     created = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
