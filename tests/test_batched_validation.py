@@ -128,6 +128,43 @@ def test_refusals_are_the_same_in_batches(tmp_path):
         assert (batched.value.key, batched.value.params) == (whole.value.key, whole.value.params)
 
 
+def _outcome(path: Path, batch_rows: int | None):
+    try:
+        result = validate_export(path, today=TODAY, batch_rows=batch_rows)
+    except UnreadableFileError as refusal:
+        return ("refused", refusal.key, refusal.params)
+    return ("read", result.to_dict(), result.records.to_dicts())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # quoted separators, newlines and doubled quotes inside cells
+        'C1,"a, b",yes,F,7\nC2,"two\nlines",yes,M,8\nC3,"say ""hi""",no,F,9\n',
+        # a quote in the middle of an unquoted cell, then the rows after it
+        'C1,5" tall,yes,F,7\nC2,x,yes,M,8\nC3,y,yes,F,9\n',
+        # two stray quotes, which pair up across lines
+        'C1,a"b,yes,F,7\nC2,c"d,yes,M,8\nC3,e,yes,F,9\n',
+        # a quote never closed
+        'C1,"open,yes,F,7\nC2,x,yes,M,8\n',
+        # Windows line ends, blank lines, no newline at the end
+        "C1,a,yes,F,7\r\n\r\nC2,b,yes,M,8\r\n\nC3,c,no,F,9\n\nC4,d,yes,M,10",
+        # a line of spaces (one cell: refused as ragged)
+        "C1,a,yes,F,7\n   \nC2,b,yes,M,8\n",
+        # a duplicate in the last line
+        "C1,a,yes,F,7\nC2,b,yes,M,8\nC1,c,yes,F,9",
+    ],
+)
+def test_awkward_csv_gives_the_same_outcome_in_batches(tmp_path, body):
+    path = tmp_path / "awkward.csv"
+    path.write_bytes(
+        ("case_id,notes,consent_statistics,survivor_sex,survivor_age\n" + body).encode()
+    )
+    whole = _outcome(path, None)
+    for batch_rows in (1, 2, 3):
+        assert _outcome(path, batch_rows) == whole
+
+
 def test_only_csv_is_read_in_batches(tmp_path):
     workbook = FIXTURES / "validate" / "xlsx_excel_dates_arabic_labels.xlsx"
     assert read_export_batches(workbook) is None
@@ -171,3 +208,13 @@ def test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic):
     assert batched.package.read_bytes() == whole.package.read_bytes()
     with zipfile.ZipFile(whole.package) as archive:
         assert archive.namelist()
+
+
+def test_without_records_the_findings_and_counts_are_the_same(synthetic):
+    export = sorted(synthetic.glob("*.csv"))[0]
+    whole = validate_export(export, today=TODAY, batch_rows=None)
+    lean = validate_export(export, today=TODAY, batch_rows=16, keep_records=False)
+    assert lean.to_dict() == whole.to_dict()
+    assert lean.findings_frame.equals(whole.findings_frame)
+    assert lean.records.columns == ["_row", "case_id", "consent_statistics"]
+    assert lean.records.equals(whole.records.select(lean.records.columns))

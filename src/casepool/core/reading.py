@@ -180,6 +180,9 @@ def read_export_batches(
     return export, _csv_batches(path, source, used, separator, options, batch_rows)
 
 
+_READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
+
+
 def _csv_batches(
     path: Path,
     source: Path | io.BytesIO,
@@ -188,28 +191,85 @@ def _csv_batches(
     options: dict[str, Any],
     batch_rows: int,
 ) -> Iterator[pl.DataFrame]:
+    """Batches of about `batch_rows` records, each parsed by polars as the header plus its lines.
+
+    The file is read with plain reads, never mapped (a mapped file counts in the process's
+    memory as it is read), and cut only after a newline preceded by an even number of quote
+    characters: where polars itself splits records, so no quoted field is ever cut.
+    """
     read = 0
-    scan_options = {k: v for k, v in options.items() if k != "columns"}
+    handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
     try:
-        lazy = pl.scan_csv(source, **scan_options)
-        if "columns" in options:
-            lazy = lazy.select(options["columns"])
-        for batch in lazy.collect_batches(chunk_size=batch_rows, maintain_order=True):
-            if batch.height == 0:
-                continue
-            first = read + 2
-            read += batch.height
-            yield batch.with_columns(
-                pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
-            )
-    except pl.exceptions.NoDataError as exc:
-        raise UnreadableFileError("file-empty", path=path.name) from exc
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        _refuse_malformed(path, source, separator, used, exc)
+        handle.seek(0)
+        header, remainder, at_end = b"", b"", False
+        target = 0  # bytes of a batch: about batch_rows records, once the header is known
+        while not at_end:
+            piece = handle.read(max(_READ_BYTES, target - len(remainder)))
+            at_end = not piece
+            if not header:
+                piece, remainder = remainder + piece, b""
+                cut = _record_end(piece, 0, 0, 0)
+                if cut is None and not at_end:
+                    remainder = piece
+                    continue
+                header, piece = piece[: cut or len(piece)], piece[cut or len(piece) :]
+                per_record = len(piece) / max(piece.count(b"\n"), 1)
+                target = max(1, int(per_record * batch_rows))
+            start = 0  # what of `piece` is not yet in a batch
+            while True:
+                parity = remainder.count(b'"') % 2
+                wanted = start + max(target - len(remainder), 1) - 1
+                cut = _record_end(piece, min(wanted, len(piece)), start, parity)
+                if cut is None:
+                    if not at_end:  # the rest waits for the next piece
+                        remainder += piece[start:]
+                        break
+                    cut = len(piece)
+                if not remainder and cut == start:
+                    break
+                data = b"".join((header, remainder, memoryview(piece)[start:cut]))
+                remainder, start = b"", cut
+                batch = _parse_batch(path, data, source, used, separator, options)
+                if batch.height:
+                    first = read + 2
+                    read += batch.height
+                    yield batch.with_columns(
+                        pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
+                    )
+    finally:
+        if not isinstance(source, io.BytesIO):
+            handle.close()
     if read == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
     if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
         _check_rows(path, source, separator)
+
+
+def _record_end(data: bytes, position: int, begin: int, parity: int) -> int | None:
+    """Just past the first newline at or after `position` in `data` that ends a record: with an
+    even number of quote characters before it since a record began at `begin` (`parity`: the
+    quotes before `begin`, mod 2). None when there is none."""
+    quotes = parity + data.count(b'"', begin, position)
+    while (newline := data.find(b"\n", position)) >= 0:
+        quotes += data.count(b'"', position, newline)
+        if quotes % 2 == 0:
+            return newline + 1
+        position = newline + 1
+    return None
+
+
+def _parse_batch(
+    path: Path,
+    data: bytes,
+    source: Path | io.BytesIO,
+    used: str,
+    separator: str,
+    options: dict[str, Any],
+) -> pl.DataFrame:
+    try:
+        return pl.read_csv(io.BytesIO(data), **(options | {"raise_if_empty": False}))
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc)
 
 
 # --- CSV ---------------------------------------------------------------------------------------

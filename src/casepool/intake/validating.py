@@ -206,12 +206,15 @@ def validate_export(
     today: date | None = None,
     progress: ProgressCallback | None = None,
     batch_rows: int | None = BATCH_ROWS,
+    keep_records: bool = True,
 ) -> ValidationResult:
     """Read, map, normalise and validate an export. Raises only when the file cannot be read.
 
     A CSV is read and checked `batch_rows` rows at a time (None: whole), keeping only the
-    canonical records and findings; what spans the file (duplicate case numbers, the contract
-    check) is decided once at the end, so the result equals the whole-file one exactly.
+    canonical records and findings; what spans the file (duplicate case numbers) is decided
+    once at the end, so the result equals the whole-file one exactly. With `keep_records` false
+    (the validate command: it reports findings, never records) a CSV read in batches keeps of
+    the records only `_row`, the fields of `unique` rules and consent, so memory stays flat.
     """
     notify = progress or (lambda stage: None)
     schema = load_schema()
@@ -230,7 +233,9 @@ def validate_export(
         )
         if batched is not None:
             notify("check")
-            return _validate_batches(*batched, mapping, today=today, schema=schema)
+            return _validate_batches(
+                *batched, mapping, today=today, schema=schema, keep_records=keep_records
+            )
     export = read_export(
         path, encoding=encoding, sheet=sheet, columns=needed, header_score=header_score
     )
@@ -263,10 +268,12 @@ def _validate_batches(
     *,
     today: date | None = None,
     schema: CaseSchema | None = None,
+    keep_records: bool = True,
 ) -> ValidationResult:
-    """Validate an export read in batches (see read_export_batches): each batch is parsed and
-    checked alone, keeping its canonical records and findings; the rules that span the file
-    (`unique`) then run once over the kept records."""
+    """Validate an export read in batches (see read_export_batches): each batch is parsed,
+    checked and its contract checked alone, keeping its canonical records (or, without
+    `keep_records`, the columns named in validate_export) and findings; the rules that span
+    the file (`unique`) then run once over the kept records."""
     schema = schema or load_schema()
     today = today or date.today()
     mapping = mapping or Mapping()
@@ -275,16 +282,18 @@ def _validate_batches(
     kept: list[pl.DataFrame] = []
     found: list[pl.DataFrame] = []
     derived = 0
+    spanning = [r.field for r in schema.rules if r.check == "unique"]
+    needed = list(dict.fromkeys([ROW, *spanning, "consent_statistics"]))
     for raw in batches:
         records, findings, counted = _check_frame(
             raw, resolution, parsers, schema, today, spanning=False
         )
-        kept.append(records)
+        _check_contract(records, schema, parsers.lookups(_recomputed(resolution)))
+        kept.append(records if keep_records else records.select(needed))
         found.append(findings)
         derived += counted
     records = pl.concat(kept, rechunk=False)
     findings = _spanning_findings(records, pl.concat(found), schema)
-    _check_contract(records, schema, parsers.lookups(_recomputed(resolution)))
     return _result(export, resolution, records, findings, derived, schema)
 
 
