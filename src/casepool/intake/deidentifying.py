@@ -384,26 +384,32 @@ def prepare_submission(
         profile=profile,
         min_k=min_k,
     )
-    if invalid_rows:
-        if not drop_invalid:
-            base.status = REFUSED_INVALID
-            dropped["invalid"] = len(invalid_rows)
-            return base
-        kept = records.filter(~pl.col(ROW).is_in(sorted(invalid_rows)))
-        dropped["invalid"] = records.height - kept.height
-        records = kept
-    consented = records.filter(pl.col("consent_statistics") == "yes")
-    dropped["no_consent"] = records.height - consented.height
-    in_period = consented.filter(
-        pl.col("report_date").is_between(pl.lit(period.start), pl.lit(period.end))
+    if invalid_rows and not drop_invalid:
+        base.status = REFUSED_INVALID
+        dropped["invalid"] = len(invalid_rows)
+        return base
+    # One filter, its drops counted in one pass: a copy of the records per step would be
+    # the largest memory of a big submission.
+    valid = ~pl.col(ROW).is_in(sorted(invalid_rows)) if invalid_rows else pl.lit(True)
+    consented = (pl.col("consent_statistics") == "yes").fill_null(False)
+    inside = (
+        pl.col("report_date").is_between(pl.lit(period.start), pl.lit(period.end)).fill_null(False)
     )
-    dropped["outside_period"] = consented.height - in_period.height
+    counts = records.select(
+        (~valid).sum().alias("invalid"),
+        (valid & ~consented).sum().alias("no_consent"),
+        (valid & consented & ~inside).sum().alias("outside_period"),
+    ).row(0, named=True)
+    dropped.update({k: int(v) for k, v in counts.items()})
+    in_period = records.filter(valid & consented & inside)
+    del records  # the caller may have handed over its only reference (submit does)
     if in_period.height == 0:
         base.status = REFUSED_EMPTY
         return base
 
     pseudonyms = pseudonym_series(in_period.get_column("case_id"), secret)
     frame = deidentify(in_period, secret, schema, pseudonyms, profile=profile, period=period)
+    del in_period, pseudonyms
     qis = quasi_identifiers(schema, profile)
     columns = qis.columns
     base.risk_before = k_anonymity(frame, columns, k, profile.risk_threshold)

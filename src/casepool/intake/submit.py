@@ -154,6 +154,15 @@ class SubmitOutcome:
         return out
 
 
+def _hand_over_records(result: Any) -> Any:
+    """The validated records, leaving the result only the columns its report reads (`_row`,
+    case number, consent): de-identification then holds the only reference to the rest and
+    frees it once filtered, instead of keeping a second copy through the whole submission."""
+    records = result.records
+    result.records = records.select(ROW, "case_id", "consent_statistics")
+    return records
+
+
 def submit_export(
     export: str | Path,
     *,
@@ -205,7 +214,7 @@ def submit_export(
         sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
     ]
     submission = prepare_submission(
-        result.records,
+        _hand_over_records(result),
         org=code,
         period=when,
         secret=keys.pseudonym_secret,
