@@ -348,6 +348,20 @@ class Submission:
         }
 
 
+def _filter_freeing(handed: list[pl.DataFrame], keep: pl.Expr) -> pl.DataFrame:
+    """`records.filter(keep)` (the one frame in `handed`, taken out of it) a column at a time,
+    each source column let go once filtered: when nothing else holds the records (submit
+    hands them over), they and their filtered copy never both sit whole in memory."""
+    records = handed.pop()
+    mask = records.select(keep.alias("keep")).get_column("keep")
+    source = records.clone()  # shallow: dropping from it never touches the caller's frame
+    del records
+    columns = []
+    for name in list(source.columns):
+        columns.append(source.drop_in_place(name).filter(mask))
+    return pl.DataFrame(columns)
+
+
 def prepare_submission(
     records: pl.DataFrame,
     *,
@@ -401,8 +415,9 @@ def prepare_submission(
         (valid & consented & ~inside).sum().alias("outside_period"),
     ).row(0, named=True)
     dropped.update({k: int(v) for k, v in counts.items()})
-    in_period = records.filter(valid & consented & inside)
+    handed = [records]
     del records  # the caller may have handed over its only reference (submit does)
+    in_period = _filter_freeing(handed, valid & consented & inside)
     if in_period.height == 0:
         base.status = REFUSED_EMPTY
         return base
