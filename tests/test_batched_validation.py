@@ -218,3 +218,14 @@ def test_without_records_the_findings_and_counts_are_the_same(synthetic):
     assert lean.findings_frame.equals(whole.findings_frame)
     assert lean.records.columns == ["_row", "case_id", "consent_statistics"]
     assert lean.records.equals(whole.records.select(lean.records.columns))
+
+
+def test_pseudonyms_in_batches_equal_the_whole_series(monkeypatch):
+    from casepool.intake import deidentifying
+
+    ids = pl.Series([f"C-{i}" if i % 7 else None for i in range(2_501)] + ["٤٥ ٦"])
+    whole = deidentifying.pseudonym_series(ids, b"k" * 32)
+    monkeypatch.setattr(deidentifying, "_PSEUDONYM_BATCH", 100)
+    batched = deidentifying.pseudonym_series(ids, b"k" * 32)
+    assert batched.equals(whole) and batched.n_chunks() == 1
+    assert batched.null_count() == ids.null_count()

@@ -92,11 +92,26 @@ def pseudonym_series(case_ids: Sequence[str | None] | pl.Series, secret: bytes) 
     The case numbers are normalised in polars (the rare ones outside the common scripts are
     finished in Python), hashed in batches over the cores, and hex-encoded by numpy and polars.
     """
+    series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
+    if series.len() <= _PSEUDONYM_BATCH:
+        return _pseudonyms(series, secret)
+    # A batch at a time: the messages, digests and hex texts of a million rows at once would
+    # be the peak memory of a whole submission.
+    parts = [
+        _pseudonyms(series.slice(start, _PSEUDONYM_BATCH), secret)
+        for start in range(0, series.len(), _PSEUDONYM_BATCH)
+    ]
+    return pl.concat(parts, rechunk=True)
+
+
+_PSEUDONYM_BATCH = 100_000
+
+
+def _pseudonyms(series: pl.Series, secret: bytes) -> pl.Series:
     import numpy as np
 
     from casepool.exchange.hashing import HMAC_SHA256_BYTES, hmac_sha256_many
 
-    series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
     keys = series.to_frame("c").select(_case_key(pl.col("c")).alias("k")).to_series()
     unusual = keys.str.contains(r"[^\x00-\x7F]").fill_null(False)
     if unusual.any():
