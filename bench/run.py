@@ -327,10 +327,10 @@ def _optional_publish(warehouse: Path, work: Path) -> dict[str, tuple[str, str]]
                 "from casepool.publishing.publish import publish",
             ),
         ),
-        "query_cellkey": (
-            "casepool query registered_cases by governorate × sex, cell-key method",
+        "query_dp": (
+            "casepool query registered_cases by governorate × sex (differential privacy)",
             timed(
-                f"query({str(warehouse)!r}, 'registered_cases', by=['governorate', 'sex'], method='cellkey')",
+                f"query({str(warehouse)!r}, 'registered_cases', by=['governorate', 'sex'])",
                 "from casepool.publishing.query import query",
             ),
         ),

@@ -181,6 +181,7 @@ def read_export_batches(
 
 
 _READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
+_MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at the record's end)
 
 
 def _csv_batches(
@@ -214,7 +215,8 @@ def _csv_batches(
                     continue
                 header, piece = piece[: cut or len(piece)], piece[cut or len(piece) :]
                 per_record = len(piece) / max(piece.count(b"\n"), 1)
-                target = max(1, int(per_record * batch_rows))
+                # A batch of giant lines is cut by size (memory stays bounded), not by rows.
+                target = max(1, min(int(per_record * batch_rows), _MAX_BATCH_BYTES))
             start = 0  # what of `piece` is not yet in a batch
             while True:
                 parity = remainder.count(b'"') % 2
@@ -471,6 +473,10 @@ def _check_rows(path: Path, source: Path | io.BytesIO, separator: str) -> None:
                 return
             except csv.Error:
                 raise UnreadableFileError("file-broken-quote", path=path.name, line=start) from None
+            except UnicodeDecodeError:  # a character cut at the end of the file
+                raise UnreadableFileError(
+                    "file-undecodable", path=path.name, encoding="utf-8"
+                ) from None
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             if expected is None:
