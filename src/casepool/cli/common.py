@@ -55,7 +55,7 @@ def run(action: Callable[[], T], lang: Lang | str, debug: bool = False) -> T:
     read-only file is named as such. Unexpected exceptions print their type only: their text
     could hold a cell value. With `debug`, the traceback shows the whole chain of causes.
     """
-    from casepool.warehouse.store import LOCK_WAIT_NOTICE
+    from casepool.warehouse.lock_notice import LOCK_WAIT_NOTICE  # not store: DuckDB's import
 
     code = str(getattr(lang, "value", lang))
     token = LOCK_WAIT_NOTICE.set(

@@ -68,7 +68,12 @@ def validate(
     with progress_stages(export) as notify:
         result = run(
             lambda: validate_export(
-                export, mapping, encoding=encoding, sheet=sheet, progress=notify
+                export,
+                mapping,
+                encoding=encoding,
+                sheet=sheet,
+                progress=notify,
+                keep_records=False,  # the report needs findings only: memory flat in rows
             ),
             lang,
             debug,

@@ -8,16 +8,17 @@ import io
 import re
 import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Never
 
 import polars as pl
 
 from casepool.core.errors import UnreadableFileError
 
 ROW = "_row"  # row number as the user sees it: the header is row 1, the first record row 2
+BATCH_ROWS = 100_000  # rows of a CSV read and checked at a time (memory stays flat in rows)
 _SAMPLE_BYTES = 1 << 16
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -69,6 +70,7 @@ class Export:
         default_factory=dict
     )  # how the layout was read (sheet, header row)
     ragged: tuple[RaggedRow, ...] = ()  # CSV records left out for their number of cells
+    batched: bool = False  # the rows were read in batches (read_export_batches), not kept here
 
     @property
     def headers(self) -> list[str]:
@@ -79,6 +81,8 @@ class Export:
 
     @property
     def complete(self) -> bool:
+        if self.batched:
+            return False
         return self.all_headers is None or len(self.all_headers) == self.frame.width - 1
 
     @property
@@ -148,6 +152,148 @@ def read_export(
     )
 
 
+def read_export_batches(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    columns: ColumnChoice | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> tuple[Export, Iterator[pl.DataFrame]] | None:
+    """A CSV export read `batch_rows` rows at a time: its Export (with no rows: only the
+    layout) and the batches as text with ROW, numbered as read_export numbers them.
+
+    None when the file is not a CSV read as read_export would (a workbook, Parquet, or a file it
+    refuses before parsing): the caller reads it whole. Refusals found while parsing are raised
+    by the iterator with read_export's keys, the last ones (rows with the wrong number of
+    cells, no rows at all) once every batch was read, as read_export raises them after parsing.
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    suffix = path.suffix.lower()
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if suffix not in _CSV_SUFFIXES and suffix != "":
+        return None
+    if head.startswith((b"PAR1", b"PK\x03\x04", _OLE_MAGIC, *_MAGIC)):
+        return None
+    source, used, separator, options, all_headers = _prepare_csv(path, encoding, columns)
+    try:
+        layout = pl.read_csv(source, **(options | {"n_rows": 0}))
+    except pl.exceptions.NoDataError as exc:
+        raise UnreadableFileError("file-empty", path=path.name) from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc, batched=True)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    export = Export(
+        path=path,
+        format="csv",
+        encoding=used,
+        separator=separator,
+        frame=layout.with_columns(pl.lit(None, dtype=pl.Int64).alias(ROW)),
+        all_headers=tuple(all_headers) if all_headers is not None else None,
+        batched=True,
+    )
+    return export, _csv_batches(path, source, used, separator, options, batch_rows)
+
+
+_READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
+_MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at the record's end)
+
+
+def _csv_batches(
+    path: Path,
+    source: Path | io.BytesIO,
+    used: str,
+    separator: str,
+    options: dict[str, Any],
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """Batches of about `batch_rows` records, each parsed by polars as the header plus its lines.
+
+    The file is read with plain reads, never mapped (a mapped file counts in the process's
+    memory as it is read), and cut only after a newline preceded by an even number of quote
+    characters: where polars itself splits records, so no quoted field is ever cut.
+    """
+    read = 0
+    handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
+    try:
+        handle.seek(0)
+        header, remainder, at_end = b"", b"", False
+        target = 0  # bytes of a batch: about batch_rows records, once the header is known
+        while not at_end:
+            piece = handle.read(max(_READ_BYTES, target - len(remainder)))
+            at_end = not piece
+            if not header:
+                piece, remainder = remainder + piece, b""
+                cut = _record_end(piece, 0, 0, 0)
+                if cut is None and not at_end:
+                    remainder = piece
+                    continue
+                header, piece = piece[: cut or len(piece)], piece[cut or len(piece) :]
+                per_record = len(piece) / max(piece.count(b"\n"), 1)
+                # A batch of giant lines is cut by size (memory stays bounded), not by rows.
+                target = max(1, min(int(per_record * batch_rows), _MAX_BATCH_BYTES))
+            start = 0  # what of `piece` is not yet in a batch
+            while True:
+                parity = remainder.count(b'"') % 2
+                wanted = start + max(target - len(remainder), 1) - 1
+                cut = _record_end(piece, min(wanted, len(piece)), start, parity)
+                if cut is None:
+                    if not at_end:  # the rest waits for the next piece
+                        remainder += piece[start:]
+                        break
+                    cut = len(piece)
+                if not remainder and cut == start:
+                    break
+                data = b"".join((header, remainder, memoryview(piece)[start:cut]))
+                remainder, start = b"", cut
+                batch = _parse_batch(path, data, source, used, separator, options)
+                if batch.height:
+                    first = read + 2
+                    read += batch.height
+                    yield batch.with_columns(
+                        pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
+                    )
+    finally:
+        if not isinstance(source, io.BytesIO):
+            handle.close()
+    if read == 0:
+        raise UnreadableFileError("file-no-rows", path=path.name)
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        ragged, _ = _ragged_rows(path, source, separator)
+        if ragged:
+            raise ReadWhole()
+
+
+def _record_end(data: bytes, position: int, begin: int, parity: int) -> int | None:
+    """Just past the first newline at or after `position` in `data` that ends a record: with an
+    even number of quote characters before it since a record began at `begin` (`parity`: the
+    quotes before `begin`, mod 2). None when there is none."""
+    quotes = parity + data.count(b'"', begin, position)
+    while (newline := data.find(b"\n", position)) >= 0:
+        quotes += data.count(b'"', position, newline)
+        if quotes % 2 == 0:
+            return newline + 1
+        position = newline + 1
+    return None
+
+
+def _parse_batch(
+    path: Path,
+    data: bytes,
+    source: Path | io.BytesIO,
+    used: str,
+    separator: str,
+    options: dict[str, Any],
+) -> pl.DataFrame:
+    try:
+        return pl.read_csv(io.BytesIO(data), **(options | {"raise_if_empty": False}))
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, source, separator, used, exc, batched=True)
+
+
 # --- CSV ---------------------------------------------------------------------------------------
 
 
@@ -196,6 +342,84 @@ def _check_codec(encoding: str) -> str:
 def _read_csv(
     path: Path, encoding: str | None, choose: ColumnChoice | None = None
 ) -> tuple[pl.DataFrame, str, str, list[str] | None, list[RaggedRow]]:
+    source, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+
+    def read() -> pl.DataFrame:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        return pl.read_csv(source, **options)
+
+    try:
+        frame = read()
+    except pl.exceptions.NoDataError as exc:
+        raise UnreadableFileError("file-empty", path=path.name) from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "utf" in reason.lower():
+            raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+        ragged, records = _ragged_rows(path, source, separator, none_long=False)
+        if not ragged:
+            raise UnreadableFileError(
+                "file-not-a-table", path=path.name, reason="malformed CSV"
+            ) from exc
+        # Lines with too many cells: read them cut to the header's width, then leave them out.
+        options["truncate_ragged_lines"] = True
+        try:
+            frame = read()
+        except pl.exceptions.PolarsError:  # something else is wrong too: refuse as before
+            raise _ragged_refusal(path, ragged) from exc
+        return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
+    ragged = []
+    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        ragged, records = _ragged_rows(path, source, separator)
+        if ragged:
+            frame = frame_without(path, frame, ragged, records)
+    return frame, used, separator, all_headers, ragged
+
+
+class ReadWhole(Exception):
+    """A CSV read in batches holds records with the wrong number of cells: the caller reads it
+    whole instead (read_export lists those records and reads the others)."""
+
+
+def _ragged_refusal(path: Path, ragged: list[RaggedRow]) -> UnreadableFileError:
+    first = ragged[0]
+    return UnreadableFileError(
+        "file-ragged-rows",
+        path=path.name,
+        line=first.line,
+        found=first.found,
+        expected=first.expected,
+    )
+
+
+def _refuse_malformed(
+    path: Path,
+    source: Path | io.BytesIO,
+    separator: str,
+    used: str,
+    exc: Exception,
+    *,
+    batched: bool = False,
+) -> Never:
+    """The refusal of a CSV polars could not parse: undecodable, ragged, or malformed (read in
+    batches, a ragged file raises ReadWhole: read whole, its ragged records are listed)."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "utf" in reason.lower():
+        raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
+    ragged, _ = _ragged_rows(path, source, separator, none_long=False)
+    if ragged:
+        if batched:
+            raise ReadWhole() from exc
+        raise _ragged_refusal(path, ragged) from exc
+    raise UnreadableFileError("file-not-a-table", path=path.name, reason="malformed CSV") from exc
+
+
+def _prepare_csv(
+    path: Path, encoding: str | None, choose: ColumnChoice | None = None
+) -> tuple[Path | io.BytesIO, str, str, dict[str, Any], list[str] | None]:
+    """The source to parse (the file, or its UTF-8 transcoding), encoding, separator, the
+    options of polars' reader and, when `choose` picked columns, every header."""
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -237,50 +461,19 @@ def _read_csv(
         "raise_if_empty": True,
     }
     all_headers: list[str] | None = None
-
-    def read() -> pl.DataFrame:
+    if choose is not None:
+        try:
+            all_headers = pl.read_csv(source, n_rows=0, **options).columns
+        except pl.exceptions.NoDataError as exc:
+            raise UnreadableFileError("file-empty", path=path.name) from exc
+        except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+            _refuse_malformed(path, source, separator, used, exc)
         if isinstance(source, io.BytesIO):
             source.seek(0)
-        return pl.read_csv(source, **options)
-
-    try:
-        if choose is not None:
-            all_headers = pl.read_csv(source, n_rows=0, **options).columns
-            wanted = choose(all_headers)
-            if len(wanted) < len(all_headers):
-                options["columns"] = wanted
-        frame = read()
-    except pl.exceptions.NoDataError as exc:
-        raise UnreadableFileError("file-empty", path=path.name) from exc
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "utf" in reason.lower():
-            raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
-        ragged, records = _ragged_rows(path, source, separator, none_long=False)
-        if not ragged:
-            raise UnreadableFileError(
-                "file-not-a-table", path=path.name, reason="malformed CSV"
-            ) from exc
-        # Lines with too many cells: read them cut to the header's width, then leave them out.
-        options["truncate_ragged_lines"] = True
-        try:
-            frame = read()
-        except pl.exceptions.PolarsError:  # something else is wrong too: refuse as before
-            first = ragged[0]
-            raise UnreadableFileError(
-                "file-ragged-rows",
-                path=path.name,
-                line=first.line,
-                found=first.found,
-                expected=first.expected,
-            ) from exc
-        return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
-    ragged = []
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        ragged, records = _ragged_rows(path, source, separator)
-        if ragged:
-            frame = frame_without(path, frame, ragged, records)
-    return frame, used, separator, all_headers, ragged
+        wanted = choose(all_headers)
+        if len(wanted) < len(all_headers):
+            options["columns"] = wanted
+    return source, used, separator, options, all_headers
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
@@ -390,6 +583,10 @@ def _ragged_rows(
                 return ragged, records
             except csv.Error:
                 raise UnreadableFileError("file-broken-quote", path=path.name, line=start) from None
+            except UnicodeDecodeError:  # a character cut at the end of the file
+                raise UnreadableFileError(
+                    "file-undecodable", path=path.name, encoding="utf-8"
+                ) from None
             records += 1
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue

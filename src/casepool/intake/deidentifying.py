@@ -92,11 +92,26 @@ def pseudonym_series(case_ids: Sequence[str | None] | pl.Series, secret: bytes) 
     The case numbers are normalised in polars (the rare ones outside the common scripts are
     finished in Python), hashed in batches over the cores, and hex-encoded by numpy and polars.
     """
+    series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
+    if series.len() <= _PSEUDONYM_BATCH:
+        return _pseudonyms(series, secret)
+    # A batch at a time: the messages, digests and hex texts of a million rows at once would
+    # be the peak memory of a whole submission.
+    parts = [
+        _pseudonyms(series.slice(start, _PSEUDONYM_BATCH), secret)
+        for start in range(0, series.len(), _PSEUDONYM_BATCH)
+    ]
+    return pl.concat(parts, rechunk=True)
+
+
+_PSEUDONYM_BATCH = 100_000
+
+
+def _pseudonyms(series: pl.Series, secret: bytes) -> pl.Series:
     import numpy as np
 
     from casepool.exchange.hashing import HMAC_SHA256_BYTES, hmac_sha256_many
 
-    series = case_ids if isinstance(case_ids, pl.Series) else pl.Series(case_ids, dtype=pl.String)
     keys = series.to_frame("c").select(_case_key(pl.col("c")).alias("k")).to_series()
     unusual = keys.str.contains(r"[^\x00-\x7F]").fill_null(False)
     if unusual.any():
@@ -348,6 +363,20 @@ class Submission:
         }
 
 
+def _filter_freeing(handed: list[pl.DataFrame], keep: pl.Expr) -> pl.DataFrame:
+    """`records.filter(keep)` (the one frame in `handed`, taken out of it) a column at a time,
+    each source column let go once filtered: when nothing else holds the records (submit
+    hands them over), they and their filtered copy never both sit whole in memory."""
+    records = handed.pop()
+    mask = records.select(keep.alias("keep")).get_column("keep")
+    source = records.clone()  # shallow: dropping from it never touches the caller's frame
+    del records
+    columns = []
+    for name in list(source.columns):
+        columns.append(source.drop_in_place(name).filter(mask))
+    return pl.DataFrame(columns)
+
+
 def prepare_submission(
     records: pl.DataFrame,
     *,
@@ -388,26 +417,34 @@ def prepare_submission(
         profile=profile,
         min_k=min_k,
     )
-    if invalid_rows:
-        if not drop_invalid:
-            base.status = REFUSED_INVALID
-            dropped["invalid"] = len(invalid_rows)
-            return base
-        kept = records.filter(~pl.col(ROW).is_in(sorted(invalid_rows)))
-        dropped["invalid"] = records.height - kept.height + unread_rows
-        records = kept
-    consented = records.filter(pl.col("consent_statistics") == "yes")
-    dropped["no_consent"] = records.height - consented.height
-    in_period = consented.filter(
-        pl.col("report_date").is_between(pl.lit(period.start), pl.lit(period.end))
+    if invalid_rows and not drop_invalid:
+        base.status = REFUSED_INVALID
+        dropped["invalid"] = len(invalid_rows)
+        return base
+    # One filter, its drops counted in one pass: a copy of the records per step would be
+    # the largest memory of a big submission.
+    valid = ~pl.col(ROW).is_in(sorted(invalid_rows)) if invalid_rows else pl.lit(True)
+    consented = (pl.col("consent_statistics") == "yes").fill_null(False)
+    inside = (
+        pl.col("report_date").is_between(pl.lit(period.start), pl.lit(period.end)).fill_null(False)
     )
-    dropped["outside_period"] = consented.height - in_period.height
+    counts = records.select(
+        (~valid).sum().alias("invalid"),
+        (valid & ~consented).sum().alias("no_consent"),
+        (valid & consented & ~inside).sum().alias("outside_period"),
+    ).row(0, named=True)
+    dropped.update({k: int(v) for k, v in counts.items()})
+    dropped["invalid"] += unread_rows  # ragged CSV lines: rows of the export that are invalid
+    handed = [records]
+    del records  # the caller may have handed over its only reference (submit does)
+    in_period = _filter_freeing(handed, valid & consented & inside)
     if in_period.height == 0:
         base.status = REFUSED_EMPTY
         return base
 
     pseudonyms = pseudonym_series(in_period.get_column("case_id"), secret)
     frame = deidentify(in_period, secret, schema, pseudonyms, profile=profile, period=period)
+    del in_period, pseudonyms
     qis = quasi_identifiers(schema, profile)
     columns = qis.columns
     base.risk_before = k_anonymity(frame, columns, k, profile.risk_threshold)

@@ -24,6 +24,7 @@ import polars as pl
 
 from casepool.core.errors import PackageError
 from casepool.core.periods import parse_period
+from casepool.core.reading import BATCH_ROWS
 from casepool.core.resources import VERSION
 from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.aggregate import AGGREGATE, aggregate_bytes, aggregate_manifest
@@ -169,6 +170,15 @@ class SubmitOutcome:
         return out
 
 
+def _hand_over_records(result: Any) -> Any:
+    """The validated records, leaving the result only the columns its report reads (`_row`,
+    case number, consent): de-identification then holds the only reference to the rest and
+    frees it once filtered, instead of keeping a second copy through the whole submission."""
+    records = result.records
+    result.records = records.select(ROW, "case_id", "consent_statistics")
+    return records
+
+
 def submit_export(
     export: str | Path,
     *,
@@ -188,8 +198,12 @@ def submit_export(
     created: datetime | None = None,
     progress: Callable[[str], None] | None = None,
     aggregate: bool = False,
+    batch_rows: int | None = BATCH_ROWS,
 ) -> SubmitOutcome:
-    """Validate an export exactly as `validate` does, de-identify it, and write a signed package."""
+    """Validate an export exactly as `validate` does, de-identify it, and write a signed package.
+
+    `batch_rows` is validate's (None: the whole file at once); the package is the same.
+    """
     from casepool.intake.validating import validate_export
 
     code = org_code(org)
@@ -198,7 +212,13 @@ def submit_export(
     keys = load_keys(key_dir, code, passphrase)
     schema = load_schema()
     result = validate_export(
-        export, mapping, encoding=encoding, sheet=sheet, today=today, progress=progress
+        export,
+        mapping,
+        encoding=encoding,
+        sheet=sheet,
+        today=today,
+        progress=progress,
+        batch_rows=batch_rows,
     )
     if progress:
         progress("de-identify")
@@ -211,7 +231,7 @@ def submit_export(
         sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
     ]
     submission = prepare_submission(
-        result.records,
+        _hand_over_records(result),
         org=code,
         period=when,
         secret=keys.pseudonym_secret,

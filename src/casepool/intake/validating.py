@@ -8,7 +8,7 @@ few vectorised passes. Bad data gives findings, never exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,7 +17,14 @@ from typing import Any
 import polars as pl
 
 from casepool.core.normalising import fold, parse_date, parse_integer
-from casepool.core.reading import ROW, Export, read_export
+from casepool.core.reading import (
+    BATCH_ROWS,
+    ROW,
+    Export,
+    ReadWhole,
+    read_export,
+    read_export_batches,
+)
 from casepool.core.schema import CaseSchema, Field, load_schema
 from casepool.intake.mapping import (
     Mapping,
@@ -218,8 +225,17 @@ def validate_export(
     sheet: str | None = None,
     today: date | None = None,
     progress: ProgressCallback | None = None,
+    batch_rows: int | None = BATCH_ROWS,
+    keep_records: bool = True,
 ) -> ValidationResult:
-    """Read, map, normalise and validate an export. Raises only when the file cannot be read."""
+    """Read, map, normalise and validate an export. Raises only when the file cannot be read.
+
+    A CSV is read and checked `batch_rows` rows at a time (None: whole), keeping only the
+    canonical records and findings; what spans the file (duplicate case numbers) is decided
+    once at the end, so the result equals the whole-file one exactly. With `keep_records` false
+    (the validate command: it reports findings, never records) a CSV read in batches keeps of
+    the records only `_row`, the fields of `unique` rules and consent, so memory stays flat.
+    """
     notify = progress or (lambda stage: None)
     schema = load_schema()
     if mapping is not None and not isinstance(mapping, Mapping):
@@ -231,6 +247,18 @@ def validate_export(
         used = set(resolution.columns.values()) | set(resolution.detail_columns)
         return [h for h in headers if h in used]
 
+    if batch_rows and sheet is None and _batchable(schema):
+        try:
+            batched = read_export_batches(
+                path, encoding=encoding, columns=needed, batch_rows=batch_rows
+            )
+            if batched is not None:
+                notify("check")
+                return _validate_batches(
+                    *batched, mapping, today=today, schema=schema, keep_records=keep_records
+                )
+        except ReadWhole:
+            pass  # lines with the wrong number of cells: read whole, which lists them
     export = read_export(
         path, encoding=encoding, sheet=sheet, columns=needed, header_score=header_score
     )
@@ -250,18 +278,128 @@ def validate_table(
     today = today or date.today()
     mapping = mapping or Mapping()
     resolution = resolve_columns(export.headers, mapping, schema)
-    raw = export.frame
-    lazy, lookups = _parse_cells(raw, resolution, mapping, schema, today)
+    parsers = _Parsers(schema, mapping, today)
+    records, findings, derived = _check_frame(export.frame, resolution, parsers, schema, today)
+    _check_contract(records, schema, parsers.lookups(_recomputed(resolution)))
+    return _result(export, resolution, records, findings, derived, schema)
+
+
+def _validate_batches(
+    export: Export,
+    batches: Iterator[pl.DataFrame],
+    mapping: Mapping | None = None,
+    *,
+    today: date | None = None,
+    schema: CaseSchema | None = None,
+    keep_records: bool = True,
+) -> ValidationResult:
+    """Validate an export read in batches (see read_export_batches): each batch is parsed,
+    checked and its contract checked alone, keeping its canonical records (or, without
+    `keep_records`, the columns named in validate_export) and findings; the rules that span
+    the file (`unique`) then run once over the kept records."""
+    schema = schema or load_schema()
+    today = today or date.today()
+    mapping = mapping or Mapping()
+    resolution = resolve_columns(export.headers, mapping, schema)
+    parsers = _Parsers(schema, mapping, today)
+    kept: list[pl.DataFrame] = []
+    found: list[pl.DataFrame] = []
+    derived = 0
+    spanning = [r.field for r in schema.rules if r.check == "unique"]
+    needed = list(dict.fromkeys([ROW, *spanning, "consent_statistics"]))
+    for raw in batches:
+        records, findings, counted = _check_frame(
+            raw, resolution, parsers, schema, today, spanning=False
+        )
+        _check_contract(records, schema, parsers.lookups(_recomputed(resolution)))
+        kept.append(records if keep_records else records.select(needed))
+        found.append(findings)
+        derived += counted
+    records = pl.concat(kept, rechunk=False)
+    findings = _spanning_findings(records, pl.concat(found), schema)
+    return _result(export, resolution, records, findings, derived, schema)
+
+
+def _batchable(schema: CaseSchema) -> bool:
+    """A rule spanning the file (`unique`) is checked after the batches: that gives the
+    whole-file result only when it is the last rule on its field (later ones override it)."""
+    for i, rule in enumerate(schema.rules):
+        if rule.check == "unique" and any(r.field == rule.field for r in schema.rules[i + 1 :]):
+            return False
+    return True
+
+
+def _recomputed(resolution: Resolution) -> set[str]:
     # Fields filled from elsewhere than their own lookup are checked on their distinct values.
-    recomputed = {"survivor_age"} | {d.field for d in resolution.detail_columns.values()}
-    lookups = {k: v for k, v in lookups.items() if k not in recomputed}
+    return {"survivor_age"} | {d.field for d in resolution.detail_columns.values()}
+
+
+def _check_frame(
+    raw: pl.DataFrame,
+    resolution: Resolution,
+    parsers: _Parsers,
+    schema: CaseSchema,
+    today: date,
+    *,
+    spanning: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Canonical records, findings and the count of derived ages of rows read as text.
+
+    With `spanning` false the rules over the whole file (`unique`) are left out.
+    """
+    lazy = _parse_cells(raw, resolution, parsers)
     lazy = _derive_age(lazy, schema, resolution)
     sourced = {f.name for f in schema.fields if _has_source(f, resolution, schema)}
-    parsed = _cross_field_rules(lazy, schema, today, sourced).collect(engine="in-memory")
+    parsed = _cross_field_rules(lazy, schema, today, sourced, spanning=spanning).collect(
+        engine="in-memory"
+    )
     derived = int(parsed.get_column(DERIVED_AGE).sum())
     records = parsed.select(ROW, *[f.name for f in schema.fields])
-    _check_contract(records, schema, lookups)
-    findings = _collect_findings(parsed, schema)
+    return records, _collect_findings(parsed, schema), derived
+
+
+def _spanning_findings(
+    records: pl.DataFrame, findings: pl.DataFrame, schema: CaseSchema
+) -> pl.DataFrame:
+    """The findings of batches with the `unique` rules applied over all records: a repeated
+    value is reported on every row after its first (with that first row), replacing what the
+    row's batch said of that field, as the rule does over a whole file."""
+    order = {f.name: i for i, f in enumerate(schema.fields)}
+    for rule in schema.rules:
+        if rule.check != "unique":
+            continue
+        name = rule.field
+        value = pl.col(name)
+        repeated = (
+            records.lazy()
+            .select(ROW, name)
+            .with_columns(pl.col(ROW).min().over(name).alias("first_row"))
+            .filter(value.is_not_null() & ~value.is_first_distinct())
+            .collect(engine="in-memory")
+        )
+        if repeated.height == 0:
+            continue
+        first = pl.col("first_row") if rule.error == "duplicate-case-id" else pl.lit(None)
+        added = repeated.select(
+            pl.col(ROW).alias("row"),
+            pl.lit(name).alias("field"),
+            pl.lit(rule.error).alias("type"),
+            first.cast(pl.Int64).alias("first_row"),
+            pl.lit(None, dtype=pl.String).alias("value"),
+        )
+        replaced = (pl.col("field") == name) & pl.col("row").is_in(repeated.get_column(ROW))
+        findings = pl.concat([findings.filter(~replaced), added.cast(findings.schema)])
+    return findings.sort("row", pl.col("field").replace_strict(order, return_dtype=pl.Int32))
+
+
+def _result(
+    export: Export,
+    resolution: Resolution,
+    records: pl.DataFrame,
+    findings: pl.DataFrame,
+    derived: int,
+    schema: CaseSchema,
+) -> ValidationResult:
     file_findings = [
         Finding(row=None, field=f.name, type="missing-column")
         for f in schema.fields
@@ -362,18 +500,43 @@ def _typed_parser(
     return parse_day
 
 
-def _parse_cells(
-    raw: pl.DataFrame,
-    resolution: Resolution,
-    mapping: Mapping,
-    schema: CaseSchema,
-    today: date,
-) -> tuple[pl.LazyFrame, dict[str, pl.Series]]:
-    """The canonical value and the error slug of every field, as columns beside ROW.
+class _Parsers:
+    """Each field's parser and what it made of every distinct text seen so far (over batches).
 
-    Also returns, per parsed field, every distinct value the parser produced (the lookup the
-    rows were gathered from): the contract check runs on these instead of a million rows.
+    The values the parsers produced are what the contract check runs on (`lookups`) instead
+    of a million rows.
     """
+
+    def __init__(self, schema: CaseSchema, mapping: Mapping, today: date) -> None:
+        self.schema, self.mapping, self.today = schema, mapping, today
+        self._parsers: dict[str, Callable[[str], tuple[Any, str | None]]] = {}
+        self._results: dict[str, dict[str, tuple[Any, str | None]]] = {}
+
+    def parse(self, f: Field, texts: list[str]) -> list[tuple[Any, str | None]]:
+        parse = self._parsers.get(f.name)
+        if parse is None:
+            parse = self._parsers[f.name] = _parser(f, self.schema, self.mapping, self.today)
+        known = self._results.setdefault(f.name, {})
+        out = []
+        for text in texts:
+            result = known.get(text)
+            if result is None:
+                result = known[text] = parse(text)
+            out.append(result)
+        return out
+
+    def lookups(self, leave_out: set[str]) -> dict[str, pl.Series]:
+        """Per parsed field, every distinct value its parser produced."""
+        return {
+            name: pl.Series([v for v, _ in known.values()], dtype=dtype_of(self.schema.field(name)))
+            for name, known in self._results.items()
+            if name not in leave_out
+        }
+
+
+def _parse_cells(raw: pl.DataFrame, resolution: Resolution, parsers: _Parsers) -> pl.LazyFrame:
+    """The canonical value and the error slug of every field, as columns beside ROW."""
+    schema = parsers.schema
     sources = {f.name: resolution.columns.get(f.name) for f in schema.fields}
     coded = [
         (f, h)
@@ -391,7 +554,6 @@ def _parse_cells(
     )
     expressions: list[pl.Expr] = [pl.col(ROW)]
     positions: list[pl.Expr] = []
-    lookups: dict[str, pl.Series] = {}
     for f in schema.fields:
         header = sources[f.name]
         dtype = dtype_of(f)
@@ -404,14 +566,12 @@ def _parse_cells(
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
             continue
         texts: list[str] = distinct[f.name]
-        parse = _parser(f, schema, mapping, today)
-        results = [parse(t) for t in texts]
+        results = parsers.parse(f, texts)
         # Each row's position among the distinct texts, computed once per column (hashing a
         # million strings is the expensive part); values and errors are then gathered from it.
         positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
         position = pl.col(_position(f.name))
         values = pl.Series([v for v, _ in results], dtype=dtype)
-        lookups[f.name] = values
         expressions.append(pl.lit(values).gather(position).alias(f.name))
         if any(e is not None for _, e in results):
             errors = pl.Series([e for _, e in results], dtype=pl.String)
@@ -438,7 +598,7 @@ def _parse_cells(
         )
         .select(expressions)
     )
-    return _apply_detail_columns(frame, resolution, schema), lookups
+    return _apply_detail_columns(frame, resolution, schema)
 
 
 def _word(name: str) -> str:
@@ -524,12 +684,18 @@ def _derive_age(frame: pl.LazyFrame, schema: CaseSchema, resolution: Resolution)
 
 
 def _cross_field_rules(
-    frame: pl.LazyFrame, schema: CaseSchema, today: date, sourced: set[str]
+    frame: pl.LazyFrame,
+    schema: CaseSchema,
+    today: date,
+    sourced: set[str],
+    *,
+    spanning: bool = True,
 ) -> pl.LazyFrame:
     """Rules over several fields, each evaluated only where the fields it needs are valid.
 
     A required field with no column at all is one file-level finding (missing-column), not one
-    missing value per row.
+    missing value per row. With `spanning` false the `unique` rules (which need every row of
+    the file) are left to the caller.
     """
     month_now = today.replace(day=1)
     per_field: list[pl.Expr] = []
@@ -554,6 +720,8 @@ def _cross_field_rules(
     # rule's finding never hides or causes another's; rules on one field apply in file order.
     updates: dict[str, pl.Expr] = {}
     for rule in schema.rules:
+        if not spanning and rule.check == "unique":
+            continue
         error = _err(rule.field)
         current = updates.get(error, pl.col(error))
         updates[error] = (
@@ -643,12 +811,58 @@ def records_schema(schema: CaseSchema | None = None) -> Any:
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name="case_record")
 
 
+class ContractBroken(AssertionError):
+    """The parser's output broke the case record's contract: a bug in casepool, never bad data.
+
+    The message names the field and the check, never a value."""
+
+
+def contract_failures(frame: pl.DataFrame, schema: CaseSchema | None = None) -> list[str]:
+    """What `records_schema` (pandera) would refuse in a canonical records frame, checked with
+    plain polars expressions built from the same YAML: `field: check` for each failure.
+
+    The same checks as the pandera schema (columns and their order, types, ROW unique and
+    never null, codes in their code list, integers in range, multi-codes in their list); tests
+    hold the two to the same verdicts. Used at run time because importing pandera (with the
+    pandas it loads) costs more CPU than validating a 100k-row export.
+    """
+    schema = schema or load_schema()
+    expected = {ROW: pl.Int64(), **{f.name: dtype_of(f) for f in schema.fields}}
+    if frame.columns != list(expected):
+        return ["columns: names and order"]
+    failures = [f"{name}: dtype" for name, dtype in expected.items() if frame.schema[name] != dtype]
+    if failures:
+        return failures
+    checks: dict[str, pl.Expr] = {
+        f"{ROW}: not_nullable": pl.col(ROW).null_count() == 0,
+        f"{ROW}: field_uniqueness": pl.col(ROW).drop_nulls().is_duplicated().not_().all(),
+    }
+    for f in schema.fields:
+        column = pl.col(f.name)
+        if f.type == "code":
+            allowed = list(schema.codelist_of(f).values)
+            checks[f"{f.name}: isin"] = column.drop_nulls().is_in(allowed).all()
+        elif f.type == "integer":
+            inside = pl.lit(True)
+            if f.minimum is not None:
+                inside = inside & (column >= f.minimum)
+            if f.maximum is not None:
+                inside = inside & (column <= f.maximum)
+            checks[f"{f.name}: in_range"] = inside.fill_null(True).all()
+        elif f.type == "codes":
+            allowed = list(schema.codelist_of(f).values)
+            listed = column.list.eval(pl.element().is_in(allowed)).list.all().fill_null(True)
+            checks[f"{f.name}: codes_in_{f.codelist}"] = listed.all()
+    verdicts = frame.select(**{str(i): e for i, e in enumerate(checks.values())}).row(0)
+    return [name for name, ok in zip(checks, verdicts, strict=True) if not ok]
+
+
 def _check_contract(
     records: pl.DataFrame, schema: CaseSchema, lookups: dict[str, pl.Series] | None = None
 ) -> None:
     """The parser's output must satisfy the schema; a failure here is a bug, never bad data.
 
-    pandera checks each column's distinct values (padded with nulls to one length): every check
+    Each column's distinct values are checked (padded with nulls to one length): every check
     is per value, so this covers every cell at a fraction of the cost of a million-row frame.
     A column gathered from a parser lookup is checked on that lookup, a superset of its values.
     Identifiers are checked for type only.
@@ -674,7 +888,9 @@ def _check_contract(
     for name, series in values.items():
         padding = pl.Series([None] * (length - len(series)), dtype=series.dtype)
         columns.append(series.extend(padding).alias(name))
-    records_schema(schema).validate(pl.DataFrame(columns), lazy=True)
+    failures = contract_failures(pl.DataFrame(columns), schema)
+    if failures:
+        raise ContractBroken("case record contract broken: " + "; ".join(failures))
 
 
 def normalise_code(text: str, field_name: str) -> str | None:
@@ -686,8 +902,11 @@ def normalise_code(text: str, field_name: str) -> str | None:
 
 
 __all__ = [
+    "BATCH_ROWS",
+    "ContractBroken",
     "Finding",
     "ValidationResult",
+    "contract_failures",
     "dtype_of",
     "fold",
     "normalise_code",

@@ -17,7 +17,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,9 @@ import duckdb
 from casepool.core.errors import WarehouseError
 from casepool.core.schema import CaseSchema, load_schema
 from casepool.exchange.profile import PSEUDONYM, package_fields
+
+# The CLI sets the lock notice without importing DuckDB: it lives in lock_notice.py.
+from casepool.warehouse.lock_notice import LOCK_WAIT_NOTICE as LOCK_WAIT_NOTICE
 
 WAREHOUSE_FORMAT = 1
 
@@ -112,10 +114,6 @@ class LockHolder:
 
 
 LockWaitNotice = Callable[[Path, LockHolder, float], None]
-LOCK_WAIT_NOTICE: ContextVar[LockWaitNotice | None] = ContextVar(
-    "casepool_lock_wait_notice", default=None
-)
-"""Called once when a command starts waiting for a lock (the CLI sets it to print a line)."""
 
 _LOCK_PID = re.compile(r"lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from casepool.core.i18n import render
 from casepool.core.schema import load_schema
-from casepool.intake.deidentifying import Submission
-from casepool.intake.submit import SubmitOutcome
 from casepool.intake.validating import Finding, ValidationResult, findings_of
 from casepool.intake.validation_report import explain, title
+
+if TYPE_CHECKING:  # validate's report needs neither (their imports load numpy and scipy)
+    from casepool.intake.deidentifying import Submission
+    from casepool.intake.submit import SubmitOutcome
 
 EXAMPLES_PER_TYPE = 20
 
