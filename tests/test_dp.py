@@ -380,7 +380,7 @@ def test_budget_cli_shows_spent_and_left(runner, warehouse):
     assert cli.exit_code == 0, cli.output
     report = json.loads(cli.stdout)
     row = next(r for r in report["periods"] if r["period"] == QUARTER)
-    assert row["spent"] == pytest.approx(0.45) and row["left"] == pytest.approx(0.55)
+    assert row["spent"] == pytest.approx(0.6) and row["left"] == pytest.approx(0.4)
     assert row["measurements"] == "current" and row["revisions"] == 0
     text = runner.invoke(app, ["budget", "-w", str(warehouse)])
     assert QUARTER in text.stdout and "ε ≈" in text.stdout and "current" in text.stdout

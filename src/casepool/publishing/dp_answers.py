@@ -188,8 +188,8 @@ def measure_quarters(
         if restore_quarter(con, q, settings, bases.get(q, ("", 0))[0], actor=actor):
             stale.remove(q)
     plans = {q: revision_plan(con, q, settings) for q in stale}
-    for q, (_, rhos) in plans.items():
-        check_revision_affordable(con, q, sum(rhos.values()), settings)
+    for q, (todo, rhos) in plans.items():
+        plans[q] = (todo, revision_rhos(con, q, settings, rhos))
     done = budget.measured_periods(con)
     missing = [
         q
@@ -291,6 +291,35 @@ def restore_quarter(
     return True
 
 
+def revision_rhos(
+    con: duckdb.DuckDBPyConnection, quarter: str, settings: DPSettings, rhos: dict[str, float]
+) -> dict[str, float]:
+    """The ρ of each table when `quarter` is measured again: the geometric reserve.
+
+    A revision spends `revision_share` of what the quarter has left above `extras_reserve` (never
+    more than the first measurement's `rhos`), every table scaled alike; so revisions spend 1/2,
+    1/4, 1/8 … of the reserve and the quarter's spends, which add up in its budget row, never pass
+    its ρ (sequential composition over the same children). A revision that would get less than
+    `min_revision` of the first measurement's ρ (margins more than √(1/min_revision) times wider)
+    is refused with nothing spent: the steward can raise the budget as a recorded decision.
+    """
+    full = sum(rhos.values())
+    spent = budget.spent_on(con, quarter)
+    available = settings.rho_per_quarter * (1 - settings.extras_reserve) - spent
+    cost = min(settings.revision_share * available, full)
+    least = settings.min_revision * full
+    if full <= 0 or cost < least * (1 - 1e-9):
+        raise RevisionRefused(
+            "dp-revision-over-budget",
+            period=quarter,
+            asked=f"{least / settings.revision_share:.4g}",
+            left=f"{max(available, 0.0):.4g}",
+        )
+    check_revision_affordable(con, quarter, cost, settings)
+    factor = cost / full
+    return {name: rho * factor for name, rho in rhos.items()}
+
+
 def check_revision_affordable(
     con: duckdb.DuckDBPyConnection, quarter: str, cost: float, settings: DPSettings
 ) -> None:
@@ -332,7 +361,7 @@ def remeasure_quarter(
         if restore_quarter(con, quarter, settings, now, actor=actor):
             return []
         todo, rhos = revision_plan(con, quarter, settings)
-        check_revision_affordable(con, quarter, sum(rhos.values()), settings)
+        rhos = revision_rhos(con, quarter, settings, rhos)
         try:
             return _measure(
                 con,
