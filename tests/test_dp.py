@@ -399,3 +399,69 @@ def test_publish_method_dp_writes_the_catalogue_with_margins(runner, warehouse, 
     frame = pl.read_csv(out / "csv" / "cases_by_governorate.csv", infer_schema=False)
     assert "margin" in frame.columns and set(frame.get_column("obs_status")) == {"E"}
     assert (out / "publication.xlsx").stat().st_size > 0
+
+
+@pytest.mark.parametrize("runs", [10, pytest.param(40, marks=pytest.mark.slow)])
+def test_exact_suppressed_tables_beside_dp_answers_recover_no_hidden_cell(template, tmp_path, runs):
+    # One attack with both releases: the exact, suppressed catalogue for the quarter, and DP
+    # answers to the differencing questions around each hidden cell. A hidden governorate ×
+    # sex cell is the DP total of its governorate minus its row's exact published cells; a hidden
+    # governorate is the DP total over it and every published governorate minus their exact sum.
+    from casepool.publishing.publish import publish
+
+    publish(template, tmp_path / "pub", period=QUARTER)
+
+    def published(table: str, dims: list[str]) -> dict[tuple[str, ...], int | None]:
+        frame = pl.read_csv(tmp_path / "pub" / "csv" / f"{table}.csv", infer_schema=False)
+        return {
+            tuple(r[d] for d in dims): None if r["value"] is None else int(r["value"])
+            for r in frame.iter_rows(named=True)
+        }
+
+    cross = published("cases_by_governorate_sex", ["governorate", "sex"])
+    by_gov = published("cases_by_governorate", ["governorate"])
+    truth = true_counts(template, ("governorate", "sex"), (("period", (QUARTER,)),))
+    hidden_cells = [(g, s) for (g, s), v in cross.items() if v is None and TOTAL not in (g, s)]
+    hidden_govs = [g for (g,), v in by_gov.items() if v is None and g != TOTAL]
+    shown_govs = [g for (g,), v in by_gov.items() if v is not None and g != TOTAL]
+    assert hidden_cells and hidden_govs and shown_govs  # the catalogue does hide something
+    workload = small_workload()
+    hits: Counter[str] = Counter()
+    estimates: dict[str, set[int]] = {}
+    for run in range(runs):
+        path = tmp_path / f"w{run}.duckdb"
+        shutil.copy(template, path)
+
+        def dp_total(govs: list[str], where_path: Path = path) -> int:
+            frame = query(
+                where_path,
+                "registered_cases",
+                where=[f"period={QUARTER}", "governorate=" + ",".join(govs)],
+                settings=workload,
+            ).table.frame
+            return int(frame.get_column("value").item())
+
+        for g, s in hidden_cells:
+            siblings = [v for (g2, s2), v in cross.items() if g2 == g and s2 not in (s, TOTAL)]
+            if any(v is None for v in siblings):
+                continue  # another hidden cell in the row: the attack needs two unknowns
+            guess = dp_total([g]) - sum(v for v in siblings if v is not None)
+            key = f"{g}/{s}"
+            hits[key] += guess == truth[(g, s)]
+            estimates.setdefault(key, set()).add(guess)
+        for g in hidden_govs:
+            exact = sum(v for (g2,), v in by_gov.items() if g2 in shown_govs and v is not None)
+            guess = dp_total([g, *shown_govs]) - exact
+            key = g
+            hits[key] += guess == truth[(g, TOTAL)]
+            estimates.setdefault(key, set()).add(guess)
+        path.unlink()
+    assert estimates  # at least one hidden cell was attacked
+    # Each attacked figure is a DP answer less exact numbers: a noisy count, right by chance at
+    # most about 1/(σ√(2π)) of the time for the finest table's σ (plus post-processing's pull
+    # towards small values), never with certainty.
+    scale = min(dp.scale_for(workload.rho_of(m), 1.0) for m in workload.measurements[:4])
+    allowed = 1 / (scale * (2 * 3.14159) ** 0.5)
+    for key, n in hits.items():
+        assert n / runs < allowed + 0.35, (key, n, sorted(estimates[key]))
+    assert sum(hits.values()) < len(hits) * runs  # the attack is not always right
