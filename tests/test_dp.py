@@ -395,7 +395,9 @@ def test_publish_method_dp_writes_the_catalogue_with_margins(runner, warehouse, 
     )
     assert cli.exit_code == 0, cli.output
     result = json.loads(cli.stdout)
-    assert {"table": "months_to_registration_by_sex", "reason": "median"} in result["skipped"]
+    assert "months_to_registration_by_sex" not in {s["table"] for s in result["skipped"]}
+    medians = pl.read_csv(out / "csv" / "months_to_registration_by_sex.csv", infer_schema=False)
+    assert "margin" in medians.columns and set(medians.get_column("obs_status")) == {"E"}
     frame = pl.read_csv(out / "csv" / "cases_by_governorate.csv", infer_schema=False)
     assert "margin" in frame.columns and set(frame.get_column("obs_status")) == {"E"}
     assert (out / "publication.xlsx").stat().st_size > 0
@@ -465,3 +467,59 @@ def test_exact_suppressed_tables_beside_dp_answers_recover_no_hidden_cell(templa
     for key, n in hits.items():
         assert n / runs < allowed + 0.35, (key, n, sorted(estimates[key]))
     assert sum(hits.values()) < len(hits) * runs  # the attack is not always right
+
+
+def test_a_median_is_read_from_a_noisy_histogram_with_its_interval(
+    warehouse, template, monkeypatch
+):
+    from casepool.publishing import dp_medians
+
+    workload = DPSettings(
+        1.0, 0.6, 0.9, 1e-6, (Measurement("months_to_registration", ("sex",), 1),)
+    )
+    first = query(warehouse, "months_to_registration", by="sex", settings=workload)
+    assert first.spent == pytest.approx(0.6 * len(first.periods))
+    again = query(warehouse, "months_to_registration", by="sex", settings=workload)
+    assert again.spent == 0 and again.table.frame.equals(first.table.frame)  # post-processing
+    with open_warehouse(warehouse, read_only=True) as con:
+        tables = budget.load_measurements(con, first.periods, "months_to_registration")
+    # Every bin of every sex is noised, zeros too: the full grid of months is stored.
+    sexes = len(load_indicators().dimension("sex").code_values)
+    assert all(t.cells.height == sexes * len(dp_medians.MONTH_CODES) for t in tables)
+    assert all(t.sensitivity == 1.0 for t in tables)
+    # Without noise the median is the true one (whole months), with a zero-width interval
+    # only when the noise is zero.
+    monkeypatch.setattr(dp, "noisy_counts", lambda values, scale, sensitivity: list(values))
+    exact = DPSettings(1.0, 0.3, 0.9, 1e-6, (Measurement("months_to_registration", (), 1),))
+    copy = warehouse.with_name("exact.duckdb")
+    shutil.copy(template, copy)  # not measured yet
+    answer = query(copy, "months_to_registration", settings=exact).table.frame
+    with open_warehouse(warehouse, read_only=True) as con:
+        truth = tabulate(
+            con, TableRequest("months_to_registration", ()), catalogue=load_indicators()
+        ).medians
+    assert truth is not None
+    true_median = truth.get_column("value").item()
+    # quantile_cont interpolates between the two middle children; the histogram gives the
+    # first whole month that reaches half the children.
+    assert abs(answer.get_column("value").item() - true_median) <= 0.5
+    assert answer.get_column("margin").item() >= 0
+
+
+def test_median_interval_covers_the_truth_as_stated():
+    from casepool.publishing import dp_medians
+
+    rng = __import__("random").Random(7)
+    true = [0] * len(dp_medians.MONTH_CODES)
+    for _ in range(400):
+        true[min(int(rng.expovariate(1 / 4)), len(true) - 1)] += 1
+    cumulative = [sum(true[: i + 1]) for i in range(len(true))]
+    median = next(m for m, c in enumerate(cumulative) if c >= sum(true) / 2)
+    scale = dp.scale_for(0.05, 1.0)
+    inside = 0
+    runs = 200
+    for _ in range(runs):
+        noisy = dp.noisy_counts(true, scale, 1.0)
+        value, margin = dp_medians.median_of(noisy, len(true) * scale**2, 0.9)
+        inside += abs(value - median) <= margin
+    assert inside / runs >= 0.85

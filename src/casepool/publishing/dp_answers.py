@@ -38,10 +38,12 @@ from casepool.core.errors import UsageError
 from casepool.core.periods import parse_period
 from casepool.protecting import dp
 from casepool.protecting.dp_settings import DPSettings, Measurement
+from casepool.publishing import dp_medians
 from casepool.warehouse import budget
 from casepool.warehouse.ledger import cell_identity, ensure_ledger, record_release
 
 VARIANCE = "variance"
+_EXTRA = (OUTCOME, dp_medians.MONTHS)  # stored dimensions that are not the table's `by`
 MARGIN = "margin"
 _RETRIES = 3
 
@@ -136,8 +138,8 @@ def check_workload(settings: DPSettings, catalogue: IndicatorCatalogue) -> None:
     """Refuse a workload that names an unknown indicator or a dimension it does not allow."""
     for m in settings.measurements:
         indicator = catalogue.indicator(m.indicator)
-        if indicator.kind == "median":
-            raise UsageError("dp-median", indicator=m.indicator)
+        if indicator.kind == "median":  # measured as a histogram of months
+            dp_medians.check_median_measurement(m, catalogue)
         for d in m.by:
             catalogue.dimension(d)
             if d not in indicator.dimensions:
@@ -201,6 +203,8 @@ def measure_quarters(
     truths: dict[tuple[str, str], pl.DataFrame] = {}
     counted = [*missing, *plans]
     for m in settings.measurements:
+        if dp_medians.is_median(m, catalogue):
+            continue  # a histogram of months, counted in _measure
         request = TableRequest(
             m.indicator, ("period", *m.by), (("period", tuple(counted)),), "quarter"
         )
@@ -240,7 +244,7 @@ def revision_plan(
         ).fetchall():
             if name in names:
                 continue
-            tables.append(Measurement(indicator, tuple(d for d in dims if d != OUTCOME), 1.0))
+            tables.append(Measurement(indicator, tuple(d for d in dims if d not in _EXTRA), 1.0))
             rhos[name] = stored[name]
             names.add(name)
     return tables, rhos
@@ -508,10 +512,17 @@ def _measure(
     frames: dict[str, pl.DataFrame] = {name: _cells_frame(t) for name, t in stored.items()}
     for m in todo:
         indicator = catalogue.indicator(m.indicator)
+        median = indicator.kind == "median"
         dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + m.by
+        if median:
+            dims = (*m.by, dp_medians.MONTHS)
         truth = truths.get((quarter, m.name))
         if truth is None:
-            truth = _inner_cells(con, m, quarter, catalogue)
+            truth = (
+                dp_medians.histogram_truth(con, m, quarter, catalogue)
+                if median
+                else _inner_cells(con, m, quarter, catalogue)
+            )
         sensitivity = sensitivity_of(m, catalogue)
         rho = rhos.get(m.name) or settings.rho_of(m)
         scale = dp.scale_for(rho, sensitivity)
@@ -522,7 +533,7 @@ def _measure(
         earlier = [
             o for o in ordered[: [x.name for x in ordered].index(m.name)] if o.name in frames
         ]
-        parents = parents_of(m, earlier, catalogue)
+        parents = [] if median else parents_of(m, earlier, catalogue)
         outcome = (OUTCOME,) if indicator.kind == "percent" else ()
         frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
         frames[m.name] = frame
@@ -659,7 +670,7 @@ def stored_workload(con: duckdb.DuckDBPyConnection, indicator: str) -> list[Meas
         "ORDER BY measurement",
         [indicator],
     ).fetchall()
-    return [Measurement(indicator, tuple(d for d in r[1] if d != OUTCOME), 1.0) for r in rows]
+    return [Measurement(indicator, tuple(d for d in r[1] if d not in _EXTRA), 1.0) for r in rows]
 
 
 def covering(

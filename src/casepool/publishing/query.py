@@ -116,7 +116,7 @@ def query(
     workload cannot answer, or a measurement the budget cannot pay for.
     """
     from casepool.protecting.dp_settings import load_dp_settings
-    from casepool.publishing import dp_answers
+    from casepool.publishing import dp_answers, dp_medians
     from casepool.warehouse.ledger import record_release
     from casepool.warehouse.store import current_actor, open_warehouse
 
@@ -141,14 +141,26 @@ def query(
             (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
             request = resolve_latest(request, last)
         # Refuse a question no table can answer before anything is measured or spent.
-        dp_answers.covering(
-            request, dp_settings, catalogue, dp_answers.stored_workload(con, request.indicator)
-        )
+        median = asked.kind == "median"
+        if median:
+            dp_medians.covering_median(request, dp_settings, catalogue)
+        else:
+            dp_answers.covering(
+                request, dp_settings, catalogue, dp_answers.stored_workload(con, request.indicator)
+            )
         quarters = dp_answers.question_quarters(con, request)
         measured = dp_answers.measure_quarters(con, quarters, dp_settings, catalogue, actor=who)
         spent = sum(t.rho for t in measured)
-        answer = dp_answers.answer(con, request, quarters, dp_settings, catalogue)
-        table = dp_table(answer, request, catalogue, dp_settings.confidence)
+        if median:  # from the noisy histogram of months: post-processing, nothing more spent
+            cells = dp_answers.categories(request, quarters, catalogue)
+            frame, used = dp_medians.median_table(
+                con, request, quarters, dp_settings, catalogue, cells
+            )
+            table = median_dp_table(frame, request, catalogue)
+        else:
+            answer = dp_answers.answer(con, request, quarters, dp_settings, catalogue)
+            table = dp_table(answer, request, catalogue, dp_settings.confidence)
+            used = answer.tables
         if asked.unit == "rate":
             table = rates_of(replace(table, indicator=asked), population)
         con.begin()
@@ -161,7 +173,7 @@ def query(
                 cells=ledger_cells(table, request, quarters),
                 periods=quarters,
                 detail={
-                    "measured_tables": answer.tables,
+                    "measured_tables": used,
                     "where": [[n, list(c)] for n, c in request.where],
                     "confidence": dp_settings.confidence,
                 },
@@ -170,9 +182,7 @@ def query(
         except BaseException:
             con.rollback()
             raise
-    return QueryResult(
-        table, "dp", dp_settings.confidence, quarters, answer.tables, spent, release_id
-    )
+    return QueryResult(table, "dp", dp_settings.confidence, quarters, used, spent, release_id)
 
 
 def _counted_by(rate: Indicator, catalogue: IndicatorCatalogue) -> Indicator:
@@ -247,6 +257,31 @@ def dp_table(
             pl.lit(a.cast(pl.Int64)).alias("numerator"),
             pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
         )
+    return PublishedTable(
+        name=request.table_name,
+        indicator=indicator,
+        dimensions=tuple(dims),
+        frame=out,
+        first=None,
+        last=None,
+        period_unit=request.period_unit,
+    )
+
+
+def median_dp_table(
+    frame: pl.DataFrame, request: TableRequest, catalogue: IndicatorCatalogue
+) -> PublishedTable:
+    """The tidy table of a DP median: every category, median months, margin (of error), flags."""
+    indicator = catalogue.indicator(request.indicator)
+    dims = list(request.dimensions)
+    out = frame.select(
+        pl.lit(indicator.name).alias("indicator"),
+        *dims,
+        pl.col(VALUE),
+        pl.col("margin"),
+        pl.lit(ESTIMATED).alias("obs_status"),
+        pl.lit("F").alias("conf_status"),
+    )
     return PublishedTable(
         name=request.table_name,
         indicator=indicator,
