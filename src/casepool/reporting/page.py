@@ -603,7 +603,7 @@ def _is_dp(page: Page) -> bool:
 
 
 def _methodology(page: Page) -> str:
-    keys = (
+    keys: tuple[str, ...] = (
         "report-method-deid",
         "report-method-double",
         "report-method-protect",
