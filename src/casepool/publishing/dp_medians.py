@@ -17,6 +17,7 @@ confidence. The margin shown is the larger distance from the median to an end of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,8 +161,6 @@ def median_table(
     frames = []
     for q in quarters:
         table = stored[q][chosen.name]
-        import json
-
         rows = [json.loads(c) for c in table.cells.get_column("cell").to_list()]
         frame = pl.DataFrame(
             {d: [r[d] for r in rows] for d in table.dimensions}
