@@ -12,6 +12,7 @@ count and of the national total, and the differencing attack of issue 13 under D
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import indicator_values, tabulate
 from casepool.core.errors import UsageError
+from casepool.protecting.dp_settings import load_dp_settings
 from casepool.publishing.publish import publish
 from casepool.publishing.query import query
 from casepool.warehouse.store import open_warehouse
@@ -31,8 +33,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("warehouse", type=Path)
     parser.add_argument("--period", default="2025")
+    parser.add_argument(
+        "--workload-share", type=float, help="instead of protection.yaml's (to compare)"
+    )
     args = parser.parse_args()
     catalogue = load_indicators()
+    settings = load_dp_settings()
+    if args.workload_share:
+        settings = dataclasses.replace(settings, workload_share=args.workload_share)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "warehouse.duckdb"
         shutil.copy(args.warehouse, copy)
@@ -73,6 +81,7 @@ def main() -> None:
                     by=request.dimensions,
                     where=[f"period={args.period}"],
                     period_unit=request.period_unit,
+                    settings=settings,
                 ).table.frame.select(*dims, pl.col("value").alias("dp"), "margin")
             except UsageError as exc:  # the workload does not measure this table
                 skipped.append(f"{request.table_name} ({exc.key})")
@@ -113,10 +122,18 @@ def main() -> None:
         if skipped:
             print("\nNot answered (not in the workload): " + ", ".join(skipped))
         by_gov = query(
-            copy, "registered_cases", by="governorate", where=[f"period={args.period}"]
+            copy,
+            "registered_cases",
+            by="governorate",
+            where=[f"period={args.period}"],
+            settings=settings,
         ).table.frame
         cross = query(
-            copy, "registered_cases", by="governorate,sex", where=[f"period={args.period}"]
+            copy,
+            "registered_cases",
+            by="governorate,sex",
+            where=[f"period={args.period}"],
+            settings=settings,
         ).table.frame
         inner = cross.filter((pl.col("governorate") != TOTAL) & (pl.col("sex") != TOTAL))
         national = by_gov.filter(pl.col("governorate") == TOTAL).row(0, named=True)

@@ -130,7 +130,7 @@ def test_list_shows_indicators_and_dimensions_in_the_chosen_language(runner):
         (["query", "registered_cases", "--by", "region,governorate"], "lies inside region"),
         (["query", "registered_cases", "--format", "xlsx"], "--out"),
         (["query", "registered_cases", "--where", "period=2019"], "No case is registered"),
-        (["query", "months_to_registration"], "is a median"),
+        (["query", "months_to_registration", "--by", "age_band"], "No measured table"),
     ],
 )
 def test_refusals_are_one_line_with_exit_two(runner, hand_made, args, phrase):

@@ -33,6 +33,13 @@ class DPSettings:
     confidence: float
     delta: float
     measurements: tuple[Measurement, ...]
+    # Revisions (a quarter measured again after its data changed): each spends `revision_share`
+    # of what is left of the quarter's budget above `extras_reserve` (a geometric reserve, so a
+    # quarter never runs dry in one step), at most what the first measurement spent; a revision
+    # that would get less than `min_revision` of the first measurement's ρ is refused.
+    revision_share: float = 0.5
+    extras_reserve: float = 0.1
+    min_revision: float = 1 / 16
 
     @property
     def total_weight(self) -> float:
@@ -51,6 +58,9 @@ class DPSettings:
             "workload_share": self.workload_share,
             "confidence": self.confidence,
             "delta": self.delta,
+            "revision_share": self.revision_share,
+            "extras_reserve": self.extras_reserve,
+            "min_revision": self.min_revision,
             "measurements": [
                 {"name": m.name, "indicator": m.indicator, "by": list(m.by), "rho": self.rho_of(m)}
                 for m in self.measurements
@@ -106,6 +116,11 @@ def dp_settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> DPSettings
         confidence=_fraction(raw.get("confidence", 0.9), "confidence", where, upper_open=True),
         delta=_fraction(raw.get("delta", 1e-6), "delta", where, upper_open=True),
         measurements=tuple(measurements),
+        revision_share=_fraction(raw.get("revision_share", 0.5), "revision_share", where),
+        extras_reserve=_fraction(
+            raw.get("extras_reserve", 0.1), "extras_reserve", where, upper_open=True
+        ),
+        min_revision=_fraction(raw.get("min_revision", 1 / 16), "min_revision", where),
     )
 
 

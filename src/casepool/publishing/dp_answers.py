@@ -38,10 +38,12 @@ from casepool.core.errors import UsageError
 from casepool.core.periods import parse_period
 from casepool.protecting import dp
 from casepool.protecting.dp_settings import DPSettings, Measurement
+from casepool.publishing import dp_medians
 from casepool.warehouse import budget
 from casepool.warehouse.ledger import cell_identity, ensure_ledger, record_release
 
 VARIANCE = "variance"
+_EXTRA = (OUTCOME, dp_medians.MONTHS)  # stored dimensions that are not the table's `by`
 MARGIN = "margin"
 _RETRIES = 3
 
@@ -136,8 +138,8 @@ def check_workload(settings: DPSettings, catalogue: IndicatorCatalogue) -> None:
     """Refuse a workload that names an unknown indicator or a dimension it does not allow."""
     for m in settings.measurements:
         indicator = catalogue.indicator(m.indicator)
-        if indicator.kind == "median":
-            raise UsageError("dp-median", indicator=m.indicator)
+        if indicator.kind == "median":  # measured as a histogram of months
+            dp_medians.check_median_measurement(m, catalogue)
         for d in m.by:
             catalogue.dimension(d)
             if d not in indicator.dimensions:
@@ -188,8 +190,8 @@ def measure_quarters(
         if restore_quarter(con, q, settings, bases.get(q, ("", 0))[0], actor=actor):
             stale.remove(q)
     plans = {q: revision_plan(con, q, settings) for q in stale}
-    for q, (_, rhos) in plans.items():
-        check_revision_affordable(con, q, sum(rhos.values()), settings)
+    for q, (todo, rhos) in plans.items():
+        plans[q] = (todo, revision_rhos(con, q, settings, rhos))
     done = budget.measured_periods(con)
     missing = [
         q
@@ -201,6 +203,8 @@ def measure_quarters(
     truths: dict[tuple[str, str], pl.DataFrame] = {}
     counted = [*missing, *plans]
     for m in settings.measurements:
+        if dp_medians.is_median(m, catalogue):
+            continue  # a histogram of months, counted in _measure
         request = TableRequest(
             m.indicator, ("period", *m.by), (("period", tuple(counted)),), "quarter"
         )
@@ -240,7 +244,7 @@ def revision_plan(
         ).fetchall():
             if name in names:
                 continue
-            tables.append(Measurement(indicator, tuple(d for d in dims if d != OUTCOME), 1.0))
+            tables.append(Measurement(indicator, tuple(d for d in dims if d not in _EXTRA), 1.0))
             rhos[name] = stored[name]
             names.add(name)
     return tables, rhos
@@ -291,6 +295,35 @@ def restore_quarter(
     return True
 
 
+def revision_rhos(
+    con: duckdb.DuckDBPyConnection, quarter: str, settings: DPSettings, rhos: dict[str, float]
+) -> dict[str, float]:
+    """The ρ of each table when `quarter` is measured again: the geometric reserve.
+
+    A revision spends `revision_share` of what the quarter has left above `extras_reserve` (never
+    more than the first measurement's `rhos`), every table scaled alike; so revisions spend 1/2,
+    1/4, 1/8 … of the reserve and the quarter's spends, which add up in its budget row, never pass
+    its ρ (sequential composition over the same children). A revision that would get less than
+    `min_revision` of the first measurement's ρ (margins more than √(1/min_revision) times wider)
+    is refused with nothing spent: the steward can raise the budget as a recorded decision.
+    """
+    full = sum(rhos.values())
+    spent = budget.spent_on(con, quarter)
+    available = settings.rho_per_quarter * (1 - settings.extras_reserve) - spent
+    cost = min(settings.revision_share * available, full)
+    least = settings.min_revision * full
+    if full <= 0 or cost < least * (1 - 1e-9):
+        raise RevisionRefused(
+            "dp-revision-over-budget",
+            period=quarter,
+            asked=f"{least / settings.revision_share:.4g}",
+            left=f"{max(available, 0.0):.4g}",
+        )
+    check_revision_affordable(con, quarter, cost, settings)
+    factor = cost / full
+    return {name: rho * factor for name, rho in rhos.items()}
+
+
 def check_revision_affordable(
     con: duckdb.DuckDBPyConnection, quarter: str, cost: float, settings: DPSettings
 ) -> None:
@@ -332,7 +365,7 @@ def remeasure_quarter(
         if restore_quarter(con, quarter, settings, now, actor=actor):
             return []
         todo, rhos = revision_plan(con, quarter, settings)
-        check_revision_affordable(con, quarter, sum(rhos.values()), settings)
+        rhos = revision_rhos(con, quarter, settings, rhos)
         try:
             return _measure(
                 con,
@@ -479,10 +512,17 @@ def _measure(
     frames: dict[str, pl.DataFrame] = {name: _cells_frame(t) for name, t in stored.items()}
     for m in todo:
         indicator = catalogue.indicator(m.indicator)
+        median = indicator.kind == "median"
         dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + m.by
+        if median:
+            dims = (*m.by, dp_medians.MONTHS)
         truth = truths.get((quarter, m.name))
         if truth is None:
-            truth = _inner_cells(con, m, quarter, catalogue)
+            truth = (
+                dp_medians.histogram_truth(con, m, quarter, catalogue)
+                if median
+                else _inner_cells(con, m, quarter, catalogue)
+            )
         sensitivity = sensitivity_of(m, catalogue)
         rho = rhos.get(m.name) or settings.rho_of(m)
         scale = dp.scale_for(rho, sensitivity)
@@ -493,7 +533,7 @@ def _measure(
         earlier = [
             o for o in ordered[: [x.name for x in ordered].index(m.name)] if o.name in frames
         ]
-        parents = parents_of(m, earlier, catalogue)
+        parents = [] if median else parents_of(m, earlier, catalogue)
         outcome = (OUTCOME,) if indicator.kind == "percent" else ()
         frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
         frames[m.name] = frame
@@ -630,7 +670,7 @@ def stored_workload(con: duckdb.DuckDBPyConnection, indicator: str) -> list[Meas
         "ORDER BY measurement",
         [indicator],
     ).fetchall()
-    return [Measurement(indicator, tuple(d for d in r[1] if d != OUTCOME), 1.0) for r in rows]
+    return [Measurement(indicator, tuple(d for d in r[1] if d not in _EXTRA), 1.0) for r in rows]
 
 
 def covering(

@@ -189,7 +189,7 @@ def resolve_question(
 ) -> Question:
     """Check the question and find its quarters (a read-only connection is enough); refuses as
     `query` does, before anything is measured or spent."""
-    from casepool.publishing import dp_answers
+    from casepool.publishing import dp_answers, dp_medians
 
     request = _request(indicator, by, where, period_unit)
     catalogue = load_indicators()
@@ -206,9 +206,12 @@ def resolve_question(
         (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
         request = resolve_latest(request, last)
     # Refuse a question no table can answer before anything is measured or spent.
-    dp_answers.covering(
-        request, settings, catalogue, dp_answers.stored_workload(con, request.indicator)
-    )
+    if asked.kind == "median":
+        dp_medians.covering_median(request, settings, catalogue)
+    else:
+        dp_answers.covering(
+            request, settings, catalogue, dp_answers.stored_workload(con, request.indicator)
+        )
     quarters = tuple(dp_answers.question_quarters(con, request))
     return Question(request, asked.name, quarters)
 
@@ -247,7 +250,7 @@ def answer_measured(
     post-processing, nothing spent or written (a read-only connection is enough). Raises
     NotMeasured when the measurements are missing or stale (`state`: see `quarters_current`,
     when the caller has read it from this connection's data already)."""
-    from casepool.publishing import dp_answers
+    from casepool.publishing import dp_answers, dp_medians
 
     current = (
         quarters_current(question.quarters, settings, state)
@@ -259,17 +262,23 @@ def answer_measured(
     catalogue = load_indicators()
     request, quarters = question.request, list(question.quarters)
     asked = catalogue.indicator(question.asked)
-    answer = dp_answers.answer(con, request, quarters, settings, catalogue)
-    table = dp_table(answer, request, catalogue, settings.confidence)
+    if asked.kind == "median":  # from the noisy histogram of months: nothing more spent
+        cells = dp_answers.categories(request, quarters, catalogue)
+        frame, used = dp_medians.median_table(con, request, quarters, settings, catalogue, cells)
+        table = median_dp_table(frame, request, catalogue)
+    else:
+        answer = dp_answers.answer(con, request, quarters, settings, catalogue)
+        table = dp_table(answer, request, catalogue, settings.confidence)
+        used = answer.tables
     if asked.unit == "rate":
         table = rates_of(replace(table, indicator=asked), read_population(con))
     # Aggregate-only packages are counts, not records: DP answers cannot include them.
     excluded = aggregate_orgs(con)
     result = QueryResult(
-        table, "dp", settings.confidence, quarters, answer.tables, aggregate_excluded=excluded
+        table, "dp", settings.confidence, quarters, used, aggregate_excluded=excluded
     )
     detail = {
-        "measured_tables": answer.tables,
+        "measured_tables": used,
         "where": [[n, list(c)] for n, c in request.where],
         "confidence": settings.confidence,
     }
@@ -363,6 +372,31 @@ def dp_table(
             pl.lit(a.cast(pl.Int64)).alias("numerator"),
             pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
         )
+    return PublishedTable(
+        name=request.table_name,
+        indicator=indicator,
+        dimensions=tuple(dims),
+        frame=out,
+        first=None,
+        last=None,
+        period_unit=request.period_unit,
+    )
+
+
+def median_dp_table(
+    frame: pl.DataFrame, request: TableRequest, catalogue: IndicatorCatalogue
+) -> PublishedTable:
+    """The tidy table of a DP median: every category, median months, margin (of error), flags."""
+    indicator = catalogue.indicator(request.indicator)
+    dims = list(request.dimensions)
+    out = frame.select(
+        pl.lit(indicator.name).alias("indicator"),
+        *dims,
+        pl.col(VALUE),
+        pl.col("margin"),
+        pl.lit(ESTIMATED).alias("obs_status"),
+        pl.lit("F").alias("conf_status"),
+    )
     return PublishedTable(
         name=request.table_name,
         indicator=indicator,

@@ -118,7 +118,11 @@ class Page:
         if cell.suppressed:
             return Bar(None, self.t("report-suppressed-short"), ref, "", cell.conf_status)
         value = float(cell.value or 0.0)
-        return Bar(value, self.show(value, self.unit(table)), ref, f"{value:g}", cell.conf_status)
+        text = self.show(value, self.unit(table))
+        if cell.margin is not None:  # a differentially private estimate: ≈ value (± margin)
+            margin = self.show(cell.margin, self.unit(table))
+            text = self.t("report-dp-estimate", value=text, margin=margin)
+        return Bar(value, text, ref, f"{value:g}", cell.conf_status)
 
     def tick(self, unit: str) -> Callable[[float], str]:
         if unit == "percent":
@@ -600,8 +604,12 @@ def _coverage(page: Page) -> str:
     return "".join(parts)
 
 
+def _is_dp(page: Page) -> bool:
+    return any(c.margin is not None for t in page.tables.values() for c in t.cells)
+
+
 def _methodology(page: Page) -> str:
-    keys = (
+    keys: tuple[str, ...] = (
         "report-method-deid",
         "report-method-double",
         "report-method-protect",
@@ -609,6 +617,8 @@ def _methodology(page: Page) -> str:
         "report-method-multi",
         "report-method-periods",
     )
+    if _is_dp(page):  # a differentially private publication says what its ± means
+        keys = (*keys, "report-method-dp")
     items = "".join(f"<p>{_e(page.t(k))}</p>" for k in keys)
     recoded = [t for t in page.tables.values() if t.coarsened]
     if recoded:  # global recoding: which tables are published coarser, and how

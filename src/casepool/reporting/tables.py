@@ -15,7 +15,16 @@ from casepool.core.vocabulary import STATUS_COLUMNS, TOTAL
 
 # Columns a tidy table may carry besides its dimensions; they are never read as dimensions.
 _NOT_DIMENSIONS = frozenset(
-    {"indicator", *STATUS_COLUMNS, "unit", "table", "unit_mult", "numerator", "denominator"}
+    {
+        "indicator",
+        *STATUS_COLUMNS,
+        "unit",
+        "table",
+        "unit_mult",
+        "numerator",
+        "denominator",
+        "margin",
+    }
 )
 
 
@@ -27,6 +36,7 @@ class Cell:
     value: float | None
     obs_status: str = "A"
     conf_status: str = "F"
+    margin: float | None = None  # margin of error of a differentially private estimate
 
     @property
     def suppressed(self) -> bool:
@@ -112,6 +122,7 @@ def table_from_rows(
                 value=_value(row.get("value")),
                 obs_status=str(row.get("obs_status") or "A").strip(),
                 conf_status=str(row.get("conf_status") or "F").strip(),
+                margin=_value(row.get("margin")),
             )
         )
     return TableView(name=name, indicator=indicator, dimensions=dims, cells=cells)

@@ -324,11 +324,20 @@ def _store_cells(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> None:
 
 
 def stored_rhos(con: duckdb.DuckDBPyConnection, period: str) -> dict[str, float]:
-    """The ρ of each table stored for `period` (what re-measuring it costs)."""
+    """The ρ each table stored for `period` was first measured with (the largest it ever had:
+    revisions of the geometric reserve spend less, and are scaled from this)."""
     if not has_budget(con):
         return {}
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    union = (
+        " UNION ALL SELECT measurement, rho FROM dp_revisions WHERE period = $p"
+        if "dp_revisions" in names
+        else ""
+    )
     rows = con.execute(
-        "SELECT measurement, rho FROM dp_measurements WHERE period = ?", [period]
+        "SELECT measurement, max(rho) FROM (SELECT measurement, rho FROM dp_measurements "
+        f"WHERE period = $p{union}) GROUP BY measurement",
+        {"p": period},
     ).fetchall()
     return {str(r[0]): float(r[1]) for r in rows}
 

@@ -1,0 +1,61 @@
+"""`casepool report` on a differentially private publication (`publish --method dp`): every figure
+is shown as an estimate with its margin of error, ≈ value (± margin), in the reader's language."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from browser.report_html import numbers, split_ref, suppressed_marks
+from casepool.core.i18n import messages
+from casepool.publishing.dp_publish import publish_dp
+from casepool.reporting import write_report
+from casepool.reporting.numerals import parse_number
+from fixtures.indicators.warehouses import build_hand_made
+
+
+@pytest.fixture(scope="module")
+def dp_publication(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("dp-report")
+    warehouse = build_hand_made(root / "warehouse.duckdb")
+    result = publish_dp(warehouse, root / "publication")
+    assert result.ok
+    return warehouse, root / "publication"
+
+
+def _published(folder: Path, table: str) -> dict[tuple[tuple[str, str], ...], dict]:
+    payload = json.loads((folder / "json" / f"{table}.json").read_text("utf-8"))
+    dims = [d["name"] for d in payload["dimensions"]]
+    return {tuple((d, str(r[d])) for d in dims): r for r in payload["rows"]}
+
+
+@pytest.mark.parametrize("lang", ["en", "ar", "ckb", "kmr"])
+def test_a_dp_report_shows_every_figure_with_its_margin(dp_publication, tmp_path, lang):
+    warehouse, folder = dp_publication
+    target = tmp_path / f"report-{lang}.html"
+    write_report(warehouse, target, lang=lang, publication=folder)
+    html = target.read_text("utf-8")
+    shown = numbers(html)
+    assert len(shown) > 50
+    assert not suppressed_marks(html)  # differential privacy withholds nothing
+    for element in shown:
+        table, codes = split_ref(element.attrs["data-ref"])
+        row = _published(folder, table)[tuple(codes.items())]
+        assert row["obs_status"] == "E" and row["margin"] is not None
+        text = element.text
+        assert text.startswith("≈ ") and "(± " in text and text.endswith(")"), text
+        value, margin = (part.strip("%٪) ") for part in text[2:].split(" (± "))
+        assert parse_number(value, lang) == pytest.approx(row["value"], abs=0.051)
+        assert parse_number(margin, lang) == pytest.approx(row["margin"], abs=0.51)
+    # The methodology says what ± means, in the reader's language.
+    assert messages()["report-method-dp"][lang] in html
+
+
+def test_a_suppressed_publication_has_no_margins(tmp_path):
+    warehouse = build_hand_made(tmp_path / "warehouse.duckdb")
+    target = tmp_path / "report.html"
+    write_report(warehouse, target, lang="en")
+    html = target.read_text("utf-8")
+    assert "(± " not in html and "Differential privacy." not in html
