@@ -114,15 +114,21 @@ def _broken(system: CellSystem, corners: np.ndarray, plus: np.ndarray) -> np.nda
 
 
 def _lift(
-    system: CellSystem, corners: np.ndarray, plus: np.ndarray, rounds: int = 4
+    system: CellSystem,
+    corners: np.ndarray,
+    plus: np.ndarray,
+    suppressed: np.ndarray,
+    rounds: int = 6,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Extend a cube whose move breaks rows by moving each broken row's whole (its −1 cell) by
-    the row's residual, until every row holds (e.g. a governorate's move carried to its region);
-    None when that needs a move other than ±t or a cell moved twice."""
+    """Extend a cube whose move breaks rows until every row holds: a broken row's whole (its
+    −1 cell) moves by the row's residual (a governorate's move carried to its region), or, when
+    the whole moves already, one of its parts does (a region's move carried to a governorate:
+    a suppressed one first, else the largest). None when that needs a move other than ±t."""
     if np.unique(corners).size != corners.size:
         return None  # a cell twice in the cube: not a ±t move
     move = dict(zip(corners.tolist(), np.where(plus, 1.0, -1.0).tolist(), strict=True))
     columns, whole = system.lifting()
+    rows = system.equations
     for _ in range(rounds):
         cells = np.fromiter(move, dtype=np.int64)
         residual = columns[:, cells] @ np.fromiter(move.values(), dtype=float)
@@ -132,10 +138,19 @@ def _lift(
         added: dict[int, float] = {}
         for row in bad.tolist():
             target, coef = whole[row]
-            if target < 0:
-                return None
+            if target < 0 or target in move or target in added:
+                members = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+                coefs = rows.data[rows.indptr[row] : rows.indptr[row + 1]]
+                free = [
+                    (not suppressed[c], -int(system.value[c]), int(c), float(a))
+                    for c, a in zip(members.tolist(), coefs.tolist(), strict=True)
+                    if c not in move and c not in added and a > 0
+                ]
+                if not free:
+                    return None
+                _, _, target, coef = min(free)
             step = -float(residual[row]) / coef
-            if abs(abs(step) - 1.0) > 1e-9 or target in move or added.get(target, step) != step:
+            if abs(abs(step) - 1.0) > 1e-9:
                 return None
             added[target] = step
         move.update(added)
@@ -193,7 +208,7 @@ def best_hypercube(
             tried = wide[broken]
             tried = tried[np.lexsort((tried, cost[tried]))][:LIFT_TRIES]
             for index in tried.tolist():
-                lifted = _lift(system, corners[index], plus[index])
+                lifted = _lift(system, corners[index], plus[index], suppressed)
                 if lifted is None:
                     continue
                 l_corners, l_plus = lifted[0][None, :], lifted[1][None, :]
