@@ -30,10 +30,9 @@ from fixtures.indicators.warehouses import build_random
 TABLES = (
     TableRequest("registered_cases", ("governorate",), name="cases_by_governorate"),
     TableRequest("registered_cases", ("governorate", "sex"), name="cases_by_governorate_sex"),
-    # No table by region beside the governorate tables here: the engine does not yet link a region
-    # to its governorates (the "not stated" region is the "not stated" governorate), so publish
-    # would withhold a governorate table that a region table gives away (fail closed; see
-    # test_region_link.py). These tests are about rates and metadata, not that link.
+    # A region table beside the governorate tables: the engine links a region to its
+    # governorates (the "not stated" region is the "not stated" governorate), so none is withheld.
+    TableRequest("registered_cases", ("region", "sex"), name="cases_by_region_sex"),
     TableRequest("registered_cases", ("period", "sex"), period_unit="quarter", name="by_period"),
     TableRequest("registered_cases", ("sex", "age_band"), name="cases_by_sex_age"),
     TableRequest("boys_share", ("age_band",), name="boys_share_by_age"),
@@ -74,6 +73,11 @@ def text_csv(path: Path) -> list[dict[str, str]]:
 
 
 # --- rates --------------------------------------------------------------------------------------
+
+
+def test_a_region_table_beside_the_governorate_tables_withholds_none_of_them(published):
+    assert {t.name for t in published.tables} == {r.name for r in TABLES}
+    assert all(t.written and not t.audit_failures for t in published.tables)
 
 
 def test_rates_are_the_protected_counts_over_the_population_recomputed_by_hand(published):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from casepool.core.errors import TableError
 from casepool.protecting.audit import (
@@ -48,6 +49,114 @@ class Cube:
     down: float
 
 
+LIFT_TRIES = 24  # inconsistent cubes per table tried for lifting, cheapest first
+
+
+def _judge(
+    system: CellSystem,
+    cell: int,
+    corners: np.ndarray,
+    plus: np.ndarray,
+    need: int,
+    suppressed: np.ndarray,
+    insiders: Sequence[Insider],
+    must_add: bool,
+    within: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For cubes [cube, corner]: which are usable, their cost, width, up and down moves."""
+    v = system.value[corners].astype(float)
+    if system.floor is not None:
+        v = v - system.floor[corners]  # a difference cell may go below zero: no bound
+    up = np.where(plus, np.inf, v).min(axis=1)
+    down = np.where(plus, v, np.inf).min(axis=1)
+    width = up + down
+    valid = width >= need
+    new = ~suppressed[corners]
+    if system.blocked is not None:  # released before as published: cannot be hidden now
+        valid &= ~(new & system.blocked[corners]).any(axis=1)
+    if must_add:
+        valid &= new.any(axis=1)
+    if within:  # only cubes made of cells already suppressed
+        valid &= ~new.any(axis=1)
+    for own, fixed, insider_need in insiders:
+        if fixed[cell]:
+            continue  # the insider's own cell: it knows it, nothing to protect from it
+        mine = own[corners]
+        if not mine.any():
+            continue
+        slack_down = v - mine
+        slack_up = np.where(fixed[corners], 0.0, np.inf)
+        up_x = np.where(plus, slack_up, slack_down).min(axis=1)
+        down_x = np.where(plus, slack_down, slack_up).min(axis=1)
+        valid &= (up_x + down_x) >= insider_need[cell]
+    cost = np.where(new, system.cost[corners], 0.0).sum(axis=1)
+    return valid, cost, width, up, down
+
+
+def _broken(system: CellSystem, corners: np.ndarray, plus: np.ndarray) -> np.ndarray:
+    """Which cubes' moves break an additivity row outside their own table (a region and its
+    governorates, a year and its quarters, a difference between releases): those moves are
+    not feasible tables, so such a cube alone proves nothing."""
+    count, width = corners.shape
+    if system.equations.shape[0] == 0 or count == 0:
+        return np.zeros(count, dtype=bool)
+    moves = sparse.csr_matrix(
+        (
+            np.where(plus, 1.0, -1.0).reshape(-1),
+            (corners.reshape(-1), np.repeat(np.arange(count), width)),
+        ),
+        shape=(system.size, count),
+    )
+    residual = (system.equations @ moves).tocoo()
+    broken = np.zeros(count, dtype=bool)
+    broken[residual.col[np.abs(residual.data) > 1e-9]] = True
+    return broken
+
+
+def _lift(
+    system: CellSystem,
+    corners: np.ndarray,
+    plus: np.ndarray,
+    suppressed: np.ndarray,
+    rounds: int = 6,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Extend a cube whose move breaks rows until every row holds: a broken row's whole (its
+    −1 cell) moves by the row's residual (a governorate's move carried to its region), or, when
+    the whole moves already, one of its parts does (a region's move carried to a governorate:
+    a suppressed one first, else the largest). None when that needs a move other than ±t."""
+    if np.unique(corners).size != corners.size:
+        return None  # a cell twice in the cube: not a ±t move
+    move = dict(zip(corners.tolist(), np.where(plus, 1.0, -1.0).tolist(), strict=True))
+    columns, whole = system.lifting()
+    rows = system.equations
+    for _ in range(rounds):
+        cells = np.fromiter(move, dtype=np.int64)
+        residual = columns[:, cells] @ np.fromiter(move.values(), dtype=float)
+        bad = np.flatnonzero(np.abs(residual) > 1e-9)
+        if bad.size == 0:
+            return cells, np.fromiter(move.values(), dtype=float) > 0
+        added: dict[int, float] = {}
+        for row in bad.tolist():
+            target, coef = whole[row]
+            if target < 0 or target in move or target in added:
+                members = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+                coefs = rows.data[rows.indptr[row] : rows.indptr[row + 1]]
+                free = [
+                    (not suppressed[c], -int(system.value[c]), int(c), float(a))
+                    for c, a in zip(members.tolist(), coefs.tolist(), strict=True)
+                    if c not in move and c not in added and a > 0
+                ]
+                if not free:
+                    return None
+                _, _, target, coef = min(free)
+            step = -float(residual[row]) / coef
+            if abs(abs(step) - 1.0) > 1e-9:
+                return None
+            added[target] = step
+        move.update(added)
+    return None
+
+
 def best_hypercube(
     system: CellSystem,
     cell: int,
@@ -64,62 +173,81 @@ def best_hypercube(
     +t and −t in turn (same sign along a category–total pair) keeps every total. The corners
     must absorb the move, so the outsider's width is min(value of the corners moving against
     the cell) + min(value of those moving with it). Already suppressed corners cost nothing.
+    A cube whose move breaks a row linking tables (region = Σ governorates, year = Σ quarters)
+    is lifted: the row's whole moves too (and so on up), so the move stays a feasible table.
+    Cubes consistent with every row come first; an inconsistent one is the last resort.
     """
-    best: tuple[float, float, int] | None = None
+    best: tuple[int, float, float, int] | None = None
     best_cube: Cube | None = None
-    value = system.value
     for table_index, position in system.locations[cell]:
         shapes = _cube_shapes(system, table_index, position)
         if shapes is None:
             continue
         corners, plus = shapes
-        v = value[corners].astype(float)
-        up = np.where(plus, np.inf, v).min(axis=1)
-        down = np.where(plus, v, np.inf).min(axis=1)
-        width = up + down
-        keep = np.flatnonzero(width >= need)
-        if keep.size == 0:
+        valid, cost, width, up, down = _judge(
+            system, cell, corners, plus, need, suppressed, insiders, must_add, within
+        )
+        wide = np.flatnonzero(width >= need)  # lifting only adds corners: never wider
+        if wide.size == 0:
             continue
-        # Insiders and costs only for cubes wide enough for the outsider: most are not.
-        corners_k, plus_k, v_k = corners[keep], plus[keep], v[keep]
-        new = ~suppressed[corners_k]
-        valid = np.ones(keep.size, dtype=bool)
-        if system.blocked is not None:  # released before as published: cannot be hidden now
-            valid &= ~(new & system.blocked[corners_k]).any(axis=1)
-        if must_add:
-            valid &= new.any(axis=1)
-        if within:  # only cubes made of cells already suppressed
-            valid &= ~new.any(axis=1)
-        for own, fixed, insider_need in insiders:
-            if fixed[cell]:
-                continue  # the insider's own cell: it knows it, nothing to protect from it
-            mine = own[corners_k]
-            if not mine.any():
-                continue
-            slack_down = v_k - mine
-            slack_up = np.where(fixed[corners_k], 0.0, np.inf)
-            up_x = np.where(plus_k, slack_up, slack_down).min(axis=1)
-            down_x = np.where(plus_k, slack_down, slack_up).min(axis=1)
-            valid &= (up_x + down_x) >= insider_need[cell]
-        if not valid.any():
-            continue
-        cost = np.where(new, system.cost[corners_k], 0.0).sum(axis=1)
-        candidates = np.flatnonzero(valid)
-        capped = np.minimum(width[keep][candidates], 1e12)
-        order = np.lexsort((keep[candidates], -capped, cost[candidates]))
-        local = int(candidates[order[0]])
-        choice = int(keep[local])
-        cost_choice = float(cost[local])
-        rank = (cost_choice, -float(min(width[choice], 1e12)), table_index)
-        if best is None or rank < best:
-            best = rank
-            best_cube = Cube(
-                corners[choice].astype(np.int64),
-                plus[choice],
-                float(up[choice]),
-                float(down[choice]),
+        broken = _broken(system, corners[wide], plus[wide])
+        choices: list[tuple[int, float, float, Cube]] = []
+        good = wide[~broken & valid[wide]]
+        if good.size:
+            capped = np.minimum(width[good], 1e12)
+            pick = int(good[np.lexsort((good, -capped, cost[good]))[0]])
+            choices.append(
+                (
+                    0,
+                    float(cost[pick]),
+                    -float(min(width[pick], 1e12)),
+                    _cube(corners, plus, pick, up, down),
+                )
             )
+        else:
+            tried = wide[broken]
+            tried = tried[np.lexsort((tried, cost[tried]))][:LIFT_TRIES]
+            for index in tried.tolist():
+                lifted = _lift(system, corners[index], plus[index], suppressed)
+                if lifted is None:
+                    continue
+                l_corners, l_plus = lifted[0][None, :], lifted[1][None, :]
+                ok, l_cost, l_width, l_up, l_down = _judge(
+                    system, cell, l_corners, l_plus, need, suppressed, insiders, must_add, within
+                )
+                if ok[0]:
+                    choices.append(
+                        (
+                            0,
+                            float(l_cost[0]),
+                            -float(min(l_width[0], 1e12)),
+                            Cube(lifted[0], lifted[1], float(l_up[0]), float(l_down[0])),
+                        )
+                    )
+            last = wide[broken & valid[wide]]
+            if not choices and last.size:  # the old way: the audit loop settles the rest
+                capped = np.minimum(width[last], 1e12)
+                order = np.lexsort((last, -capped, cost[last]))
+                pick = int(last[order[0]])
+                choices.append(
+                    (
+                        1,
+                        float(cost[pick]),
+                        -float(capped[order[0]]),
+                        _cube(corners, plus, pick, up, down),
+                    )
+                )
+        for broken_flag, c_cost, c_width, cube in choices:
+            rank = (broken_flag, c_cost, c_width, table_index)
+            if best is None or rank < best:
+                best, best_cube = rank, cube
     return best_cube
+
+
+def _cube(
+    corners: np.ndarray, plus: np.ndarray, pick: int, up: np.ndarray, down: np.ndarray
+) -> Cube:
+    return Cube(corners[pick].astype(np.int64), plus[pick], float(up[pick]), float(down[pick]))
 
 
 def _cube_shapes(

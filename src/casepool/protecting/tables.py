@@ -46,9 +46,19 @@ class CountTable:
     version: str = ""
     version_cells: frozenset[tuple[str, ...]] | None = None  # None: every cell (codes in order)
     statuses: pl.DataFrame | None = None
+    # Hierarchies an attacker knows (e.g. region = Σ its governorates), as (coarse dimension,
+    # fine dimension, ((fine code, coarse code), ...)). A coarse code is the sum of its fine
+    # codes in every table of the same children; one with a single fine code (the "not stated"
+    # region is the "not stated" governorate) is that very cell.
+    rollups: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
+        object.__setattr__(
+            self,
+            "rollups",
+            tuple((c, f, tuple(tuple(p) for p in pairs)) for c, f, pairs in self.rollups),
+        )
         object.__setattr__(self, "multi_valued", frozenset(self.multi_valued))
         object.__setattr__(self, "scope", tuple(tuple(p) for p in self.scope))
 
@@ -123,9 +133,30 @@ class CellSystem:
         default_factory=dict
     )
 
+    # Equations by column and each row's whole (cell, coefficient; −1 when none), for lifting.
+    lift_cache: tuple[sparse.csc_matrix, list[tuple[int, float]]] | None = None
+
     @property
     def size(self) -> int:
         return len(self.keys)
+
+    def lifting(self) -> tuple[sparse.csc_matrix, list[tuple[int, float]]]:
+        """The equations by column, and per row the cell that balances it when the others move:
+        its whole (the one −1 cell; of several, the last: a difference between releases)."""
+        if self.lift_cache is None:
+            rows = self.equations.tocsr()
+            whole: list[tuple[int, float]] = []
+            for r in range(rows.shape[0]):
+                cells = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+                coefs = rows.data[rows.indptr[r] : rows.indptr[r + 1]]
+                negative = cells[coefs < 0]
+                whole.append(
+                    (int(negative.max()), float(coefs[cells == negative.max()][0]))
+                    if negative.size
+                    else (-1, 0.0)
+                )
+            self.lift_cache = (rows.tocsc(), whole)
+        return self.lift_cache
 
     def neighbours(self, cell: int) -> np.ndarray:
         """Cells that share an additivity row with `cell`."""
@@ -260,6 +291,60 @@ def _rows(rows: Iterable[tuple[tuple[int, ...], tuple[int, ...]]], n: int) -> sp
     )
 
 
+def _children(
+    rollup: tuple[str, str, tuple[tuple[str, str], ...]],
+) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for fine, coarse in rollup[2]:
+        found.setdefault(coarse, []).append(fine)
+    return found
+
+
+def _aliases(
+    table: CountTable, rollups: Iterable[tuple[str, str, tuple[tuple[str, str], ...]]]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(coarse dimension, code) -> (fine dimension, code) where the coarse code has one fine code
+    only and the table does not break down by the fine dimension itself: the same children."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for rollup in rollups:
+        coarse_dim, fine_dim, _ = rollup
+        if fine_dim in table.dimensions:
+            continue
+        for coarse, fines in _children(rollup).items():
+            if len(fines) == 1:
+                found[(coarse_dim, coarse)] = (fine_dim, fines[0])
+    return found
+
+
+def _rollup_rows(
+    index: dict[tuple[str, tuple[tuple[str, str], ...]], int], tables: Sequence[CountTable]
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Σ fine cells − coarse cell = 0 for every coarse cell whose fine cells (same children,
+    every other code the same) are all in the system."""
+    rollups = {r for t in tables for r in t.rollups}
+    if not rollups:
+        return []
+    rows: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for rollup in sorted(rollups):
+        coarse_dim, fine_dim, _ = rollup
+        children = _children(rollup)
+        for (tag, codes), cell in index.items():
+            named = dict(codes)
+            coarse = named.get(coarse_dim)
+            if coarse is None or fine_dim in named or len(children.get(coarse, ())) < 2:
+                continue
+            del named[coarse_dim]
+            parts = []
+            for fine in children[coarse]:
+                other = dict(named)
+                other[fine_dim] = fine
+                parts.append(index.get((tag, tuple(sorted(other.items())))))
+            if all(p is not None for p in parts):
+                found = [int(p) for p in parts if p is not None]
+                rows.append(((*found, cell), (*([1] * len(found)), -1)))
+    return rows
+
+
 def build_system(
     tables: Sequence[CountTable], settings: ProtectionSettings, check_margins: bool = True
 ) -> CellSystem:
@@ -278,9 +363,13 @@ def build_system(
     locations: list[list[tuple[int, tuple[int, ...]]]] = []
     grids: list[TableGrid] = []
     owns: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    # Hierarchies hold for every table of the system (tables of earlier releases read back from
+    # the ledger carry none of their own).
+    every_rollup = sorted({r for t in tables for r in t.rollups})
     for t, table in enumerate(tables):
         codes, grid, own = _grid_of(table, total, check_margins)
         k = settings.k_for(table.dimensions, table.sensitive)
+        aliases = _aliases(table, every_rollup)
         ids = np.empty(grid.shape, dtype=np.int64)
         for position in np.ndindex(*grid.shape):
             named = tuple(
@@ -291,6 +380,8 @@ def build_system(
             if table.scope:
                 present = {dim for dim, _ in named}
                 named += tuple((dim, code) for dim, code in table.scope if dim not in present)
+            if aliases:
+                named = tuple(aliases.get(pair, pair) for pair in named)
             tag = table.indicator
             if table.version and (
                 table.version_cells is None
@@ -328,6 +419,10 @@ def build_system(
     if own_all and not np.array_equal(sum(own_all.values()), value):
         raise TableError("protect-contributions-mismatch", table=tables[0].label)
     equations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def value_of(cell: int) -> int:
+        return int(value[cell])
+
     inequalities: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     for g in grids:
         for axis, is_multi in enumerate(g.multi):
@@ -340,8 +435,17 @@ def build_system(
                     continue  # one period released as its own total (scope): the same cell
                 if is_multi:
                     inequalities.extend(((c, total_cell), (1, -1)) for c in categories)
+                    # total ≤ Σ categories when every child counted has a category: an attacker
+                    # may assume it, so the engine does wherever it holds (a further row only
+                    # narrows intervals: protecting against it is conservative). Published
+                    # tables (check_margins off) hide the truth, so their audit leaves it out.
+                    if check_margins and value_of(total_cell) <= sum(map(value_of, categories)):
+                        inequalities.append(
+                            ((total_cell, *categories), (1, *([-1] * len(categories))))
+                        )
                 else:
                     equations.append(((*categories, total_cell), (*([1] * len(categories)), -1)))
+    equations.extend(_rollup_rows(index, tables))
     return CellSystem(
         keys=list(index),
         value=value,

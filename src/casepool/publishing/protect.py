@@ -69,7 +69,19 @@ def _count_table(
         contributions=contributions,
         name=tabulation.name,
         scope=period + codes,
+        rollups=_rollups(catalogue),
     )
+
+
+def _rollups(
+    catalogue: IndicatorCatalogue,
+) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
+    """The hierarchies of derived dimensions an attacker knows: region = Σ its governorates."""
+    found = []
+    for name, dimension in catalogue.dimensions.items():
+        if dimension.derived == "region" and dimension.region_of:
+            found.append((name, "governorate", tuple(sorted(dimension.region_of.items()))))
+    return tuple(found)
 
 
 def protect_tabulations(
