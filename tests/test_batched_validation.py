@@ -242,3 +242,31 @@ def test_pseudonyms_in_batches_equal_the_whole_series(monkeypatch):
     batched = deidentifying.pseudonym_series(ids, b"k" * 32)
     assert batched.equals(whole) and batched.n_chunks() == 1
     assert batched.null_count() == ids.null_count()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_are_not_records_whole_or_in_batches(tmp_path, newline):
+    """A blank line (or one of spaces) in a CSV is no record: no missing-value errors for it, and
+    the records after it keep their own line numbers; the same read in batches or whole."""
+    source = (
+        (FIXTURES / "validate" / "canonical_valid.csv").read_text(encoding="utf-8").splitlines()
+    )
+    lines = [source[0], source[1], "", source[2], "   ", source[3], "", ""]
+    path = tmp_path / "blank_lines.csv"
+    path.write_bytes(newline.join(lines).encode("utf-8"))
+    whole = validate_export(path, today=TODAY, batch_rows=None)
+    assert whole.findings == []
+    assert whole.records.get_column("_row").to_list() == [2, 4, 6]
+    for batch_rows in (1, 2, 50):
+        batched = validate_export(path, today=TODAY, batch_rows=batch_rows)
+        assert batched.to_dict() == whole.to_dict()
+        assert batched.records.to_dicts() == whole.records.to_dicts()
+
+
+def test_a_file_of_blank_lines_has_no_rows_whole_or_in_batches(tmp_path):
+    path = tmp_path / "only_blank.csv"
+    path.write_text("case_id,survivor_sex\n\n  \n\n", encoding="utf-8")
+    for batch_rows in (None, 1):
+        with pytest.raises(UnreadableFileError) as refused:
+            validate_export(path, today=TODAY, batch_rows=batch_rows)
+        assert refused.value.key == "file-no-rows"

@@ -136,6 +136,10 @@ def read_export(
         fmt = "csv"
     else:
         raise UnreadableFileError("file-unsupported", path=path.name, suffix=suffix)
+    if fmt == "csv":  # numbered by line first, so a blank line keeps the numbers after it
+        if ROW not in frame.columns:
+            frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
+        frame = without_blank_rows(frame)
     if frame.height == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
     if ROW not in frame.columns:
@@ -216,7 +220,7 @@ def _csv_batches(
     memory as it is read), and cut only after a newline preceded by an even number of quote
     characters: where polars itself splits records, so no quoted field is ever cut.
     """
-    read = 0
+    read = kept = 0  # records parsed (blank lines included, for numbering), records yielded
     handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
     try:
         handle.seek(0)
@@ -253,13 +257,18 @@ def _csv_batches(
                 if batch.height:
                     first = read + 2
                     read += batch.height
-                    yield batch.with_columns(
-                        pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
+                    batch = without_blank_rows(
+                        batch.with_columns(
+                            pl.int_range(first, first + batch.height, dtype=pl.Int64).alias(ROW)
+                        )
                     )
+                    kept += batch.height
+                    if batch.height:
+                        yield batch
     finally:
         if not isinstance(source, io.BytesIO):
             handle.close()
-    if read == 0:
+    if kept == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
     if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
         ragged, _ = _ragged_rows(path, source, separator)
@@ -476,6 +485,18 @@ def _prepare_csv(
     return source, used, separator, options, all_headers
 
 
+def without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame less its blank lines (every cell empty or spaces): polars reads a blank CSV line
+    as a row of nulls, which is not a record of the export."""
+    cells = [c for c in frame.columns if c != ROW]
+    if not cells:
+        return frame
+    blank = pl.all_horizontal(
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells
+    )
+    return frame.filter(~blank)
+
+
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
 
 
@@ -502,10 +523,7 @@ def frame_without(
         raise refusal
     numbered = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW))
     kept = numbered.filter(~pl.col(ROW).is_in([r.row for r in ragged]))
-    blank = pl.all_horizontal(
-        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns
-    )
-    if kept.filter(~blank).height == 0:
+    if without_blank_rows(kept).height == 0:
         raise refusal
     return kept
 
