@@ -16,6 +16,7 @@ is spent; the same question always gets the same answer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -696,7 +697,11 @@ class StoredMeasurements:
         ]
         workloads = {i: stored_workload(con, i) for i in indicators}
         tables = {i: budget.load_measurements(con, periods, i) for i in indicators}
-        frames = {(t.period, t.measurement): _cells_frame(t) for ts in tables.values() for t in ts}
+        frames = {
+            (t.period, t.measurement): _with_region(_cells_frame(t), t)
+            for ts in tables.values()
+            for t in ts
+        }
         return cls(workloads, tables, frames)
 
     def workload(self, indicator: str) -> list[Measurement]:
@@ -791,11 +796,8 @@ def _pattern_cells(
     catalogue: IndicatorCatalogue,
 ) -> pl.DataFrame:
     """Cells of the question that fix `fixed` (the rest `_T`), summed from one measured table."""
-    if "governorate" in table.dimensions and "region" not in table.dimensions:
-        region_of = catalogue.dimension("region").region_of
-        frame = frame.with_columns(
-            pl.col("governorate").replace_strict(region_of, default=None).alias("region")
-        )
+    if "governorate" in table.dimensions and "region" not in frame.columns:
+        frame = _with_region(frame, table, catalogue)
     for name, codes in request.where:
         if name != "period":
             frame = frame.filter(pl.col(name).is_in(list(codes)))
@@ -804,6 +806,23 @@ def _pattern_cells(
     out = frame.group_by(keys, maintain_order=True).agg(agg) if keys else frame.select(agg)
     others = [d for d in request.dimensions if d != "period" and d not in fixed]
     return out.with_columns(pl.lit(TOTAL).alias(d) for d in others)
+
+
+def _with_region(
+    frame: pl.DataFrame, table: budget.MeasuredTable, catalogue: IndicatorCatalogue | None = None
+) -> pl.DataFrame:
+    """A table by governorate with each cell's region beside it (regions are sums of
+    governorates); other tables as they are."""
+    if "governorate" not in table.dimensions or "region" in table.dimensions:
+        return frame
+    if catalogue is None:
+        from casepool.catalogue.indicators import load_indicators
+
+        catalogue = load_indicators()
+    region_of = catalogue.dimension("region").region_of
+    return frame.with_columns(
+        pl.col("governorate").replace_strict(region_of, default=None).alias("region")
+    )
 
 
 def _chain(
@@ -996,13 +1015,15 @@ def categories(
 
 def margin_column(variance: pl.Series, confidence: float) -> pl.Series:
     """The margin of error of each count from its variance (OpenDP's accuracy function)."""
-    cache: dict[float, float] = {}
-    out = []
-    for v in variance.to_list():
-        if v not in cache:
-            cache[v] = dp.margin_of_variance(v, confidence)
-        out.append(cache[v])
-    return pl.Series(MARGIN, out, pl.Float64)
+    return pl.Series(
+        MARGIN, [_margin_of_variance(v, confidence) for v in variance.to_list()], pl.Float64
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _margin_of_variance(variance: float, confidence: float) -> float:
+    """`dp.margin_of_variance`, remembered: the same few variances recur in every answer."""
+    return dp.margin_of_variance(variance, confidence)
 
 
 def share_margins(
