@@ -5,7 +5,8 @@ The quarters are measured first (by `query` in this process, before the service 
 first question after new data measures, once). Then through the service: each of 8 pairs alone;
 40 concurrent questions none of which was asked before (8 pairs × 5 periods: each read from the
 stored measurements on a read-only connection); 40 concurrent questions among the 8 asked before
-(`--rounds` times: answered from the cache); and the steady load.
+(`--rounds` times: answered from the cache); and the steady load. Before the service starts, the
+CPU one new answer costs in-process (`answer_cpu`: no HTTP, no ledger entry).
 
 The service runs as `casepool serve` in its own process over a copy of the demo warehouse
 (`casepool demo`, or `--warehouse`); the client is plain threads with keep-alive connections.
@@ -168,6 +169,33 @@ def library_times(warehouse: Path) -> dict[str, object]:
     }
 
 
+def answer_cpu(warehouse: Path) -> dict[str, object]:
+    """CPU per new answer in this process (`Answers`, as the service answers; no HTTP, no
+    ledger entry): the 40 questions of the concurrent phase one after another, after one
+    question has read the data version's snapshot; then the 8 pairs over all quarters on a
+    fresh `Answers` (no quarter of theirs computed before: the dearest new questions)."""
+    from casepool.serving.access import Warehouse
+    from casepool.serving.answering import Answers
+
+    def cpu_per(answers: Answers, questions: list[tuple[tuple[str, str], dict[str, str]]]) -> float:
+        started = time.process_time()
+        for by, where in questions:
+            pairs = [(k, [v]) for k, v in where.items()]
+            assert not answers.answer("registered_cases", list(by), pairs, actor="bench").cached
+        return round((time.process_time() - started) * 1000 / len(questions), 2)
+
+    mix = Answers(Warehouse(warehouse))
+    mix.answer("registered_cases", ["sex"], [], actor="bench")
+    fresh = Answers(Warehouse(warehouse))
+    fresh.answer("registered_cases", ["sex"], [], actor="bench")
+    return {
+        "cpu_ms_per_new_answer_40_questions": cpu_per(
+            mix, [(by, where) for where in COLD_PERIODS for by in PAIRS]
+        ),
+        "cpu_ms_per_new_answer_all_quarters_fresh": cpu_per(fresh, [(by, {}) for by in PAIRS]),
+    }
+
+
 def served_times(client: Client, token: str) -> dict[str, object]:
     """Each pair asked alone through the service, the first time (read from the measurements),
     then again (from the cache)."""
@@ -255,6 +283,7 @@ def main() -> None:
             shutil.copyfile(Path(folder) / "demo" / "warehouse.duckdb", warehouse)
         tokens = [add_account(warehouse, f"bench{i}") for i in range(4)]
         library = library_times(warehouse)
+        in_process = answer_cpu(warehouse)
         port = free_port()
         server = subprocess.Popen(
             [
@@ -299,6 +328,7 @@ def main() -> None:
                 "cores": os.cpu_count(),
                 "machine_load_average_1_5_15_min": machine_load,
                 "one_query_at_a_time": one_at_a_time,
+                "answering_in_process": in_process,
                 "concurrent_2d_queries_not_asked_before": cold_result,
                 "concurrent_2d_queries": warm_result,
                 "steady_load": load,

@@ -228,3 +228,118 @@ def test_a_revocation_and_its_undoing_reach_the_cached_answers(tmp_path):
     assert not back.cached and back.spent == 0  # the earlier measurements put back, free
     assert figures(back.result) == figures(first.result)
     assert service.ledger.close(wait=30) == 4
+
+
+# Questions of every kind the snapshot answers (counts, percentages, a region summed from
+# governorates, filters, the latest year, a rate when the warehouse has a population) and a
+# median (read from the warehouse, not the snapshot).
+MEMORY_QUESTIONS = [
+    ("registered_cases", ["governorate", "sex"], [("period", ["2025"])]),
+    ("registered_cases", ["governorate", "sex"], []),
+    ("registered_cases", ["region", "sex"], [("period", ["2024", "2025"])]),
+    ("registered_cases", ["age_band", "sex"], [("sex", ["F"]), ("period", ["2025"])]),
+    ("registered_cases", ["service", "sex"], [("period", ["latest"])]),
+    ("registered_cases", ["period", "sex"], []),
+    ("registered_cases", [], [("region", ["KRI"])]),
+    ("online_cases", ["online_platform", "sex"], []),
+    ("mhpss_share", ["region", "sex"], [("period", ["2025"])]),
+    ("police_dismissed_share", ["violence_type"], []),
+    ("registered_cases_rate", ["governorate"], []),
+    ("months_to_registration", ["region"], []),
+]
+
+
+def reference(warehouse, settings, indicator, by, where):
+    """The question answered as the library does, on its own read-only connection, without any
+    snapshot or memo (None when the question is refused)."""
+    from casepool.core.errors import UsageError
+    from casepool.publishing.query import answer_measured, resolve_question
+
+    # The filters as the service passes them on (sorted, as its cache key has them).
+    where = [(d, tuple(sorted(set(c)))) for d, c in sorted(answering._merged(where).items())]
+    with open_warehouse(warehouse, read_only=True) as con:
+        try:
+            question = resolve_question(con, indicator, by, where, "year", settings)
+        except UsageError as exc:
+            return exc.key
+        return answer_measured(con, question, settings)
+
+
+def same_answer(served, expected) -> None:
+    got = served.answered
+    assert got.result.to_dict() == expected.result.to_dict()
+    assert got.result.table.frame.equals(expected.result.table.frame)
+    assert got.cells.equals(expected.cells)
+    assert got.detail == expected.detail
+    assert got.question == expected.question
+
+
+def test_new_questions_are_answered_from_memory_with_the_warehouse_figures(world, monkeypatch):
+    """After the first question on some data, questions nobody asked before are answered without
+    opening the warehouse (the snapshot of that data version), with exactly the figures read from
+    the warehouse; a median still reads the warehouse."""
+    from casepool.core.errors import UsageError
+
+    monkeypatch.setattr(answering, "VERSION_MAX_AGE", 3600.0)
+    answers = create_app(world.warehouse).app.state.service.answers
+    answers.answer("registered_cases", ["sex"], [], actor="t")  # measures what it must
+    answers.answer("registered_cases", ["sex"], [("period", ["2025"])], actor="t")
+    assert answers.counts.get("snapshots") == 1
+    real_read = answers.warehouse.read
+    opened: list[str] = []
+
+    def counting_read():
+        opened.append("read")
+        return real_read()
+
+    monkeypatch.setattr(answers.warehouse, "read", counting_read)
+    served, refused = {}, {}
+    for i, (indicator, by, where) in enumerate(MEMORY_QUESTIONS):
+        try:
+            served[i] = answers.answer(indicator, by, where, actor="t")
+        except UsageError as exc:
+            refused[i] = exc.key
+    assert len(served) >= 10, refused
+    assert all(not s.cached for s in served.values())
+    medians = [i for i, q in enumerate(MEMORY_QUESTIONS) if q[0] == "months_to_registration"]
+    assert len(opened) == len([i for i in medians if i in served])  # only the median read
+    assert answers.counts.get("snapshots") == 1
+    monkeypatch.setattr(answers.warehouse, "read", real_read)
+    for i, (indicator, by, where) in enumerate(MEMORY_QUESTIONS):
+        expected = reference(world.warehouse, answers.settings, indicator, by, where)
+        if i in refused:
+            assert expected == refused[i]
+        else:
+            same_answer(served[i], expected)
+
+
+def test_a_new_data_version_replaces_the_snapshot(tmp_path, monkeypatch):
+    """An ingest (another connection, as the command line does) makes a new data version: the
+    next question, one nobody asked, is answered from the new data, not the old snapshot."""
+    from casepool.warehouse.ingest import ingest_packages
+    from fixtures.submit.builders import canonical_records, make_package
+
+    monkeypatch.setattr(answering, "VERSION_MAX_AGE", 3600.0)
+    fresh = build_world(tmp_path, records=300)
+    answers = create_app(fresh.warehouse).app.state.service.answers
+    answers.answer("registered_cases", ["sex"], [], actor="t")
+    old = answers.version()
+    assert set(answers._snapshots) == {old}
+    before = answers.answer("registered_cases", ["governorate"], [], actor="t")
+    assert not before.cached and before.key[1] == old
+    package = make_package(tmp_path / "out", fresh.keys["ORG-02"], canonical_records(40, seed=3))
+    assert ingest_packages([package], fresh.warehouse, actor="test").ok
+    new = answers.version()
+    assert new != old
+    after = answers.answer("registered_cases", ["region", "sex"], [], actor="t")
+    assert not after.cached and after.spent > 0  # measured again: a newer version still
+    newest = answers.version()
+    assert after.key[1] == newest and newest not in (old, new)
+    assert set(answers._snapshots) == {newest}
+    fresh_question = answers.answer("registered_cases", ["governorate"], [], actor="t")
+    assert not fresh_question.cached and fresh_question.key[1] == newest
+    for served, by in ((after, ["region", "sex"]), (fresh_question, ["governorate"])):
+        same_answer(
+            served, reference(fresh.warehouse, answers.settings, "registered_cases", by, [])
+        )
+    assert fresh_question.result.table.frame.rows() != before.result.table.frame.rows()

@@ -16,8 +16,9 @@ is spent; the same question always gets the same answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ VARIANCE = "variance"
 _EXTRA = (OUTCOME, dp_medians.MONTHS)  # stored dimensions that are not the table's `by`
 MARGIN = "margin"
 _RETRIES = 3
+MEMO_SIZE = 20_000  # entries of StoredMeasurements.memo
 
 
 class RevisionRefused(UsageError):
@@ -68,15 +70,22 @@ def data_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
     return period_codes(first, last, "quarter")
 
 
-def question_quarters(con: duckdb.DuckDBPyConnection, request: TableRequest) -> list[str]:
+def question_quarters(
+    con: duckdb.DuckDBPyConnection | None,
+    request: TableRequest,
+    available: Sequence[str] | None = None,
+) -> list[str]:
     """The quarters a question covers: its period filter (years or quarters) within the data, or
-    all quarters of the data. A period that lies outside the data is refused."""
-    available = data_quarters(con)
+    all quarters of the data. A period that lies outside the data is refused. `available`: the
+    data's quarters (`data_quarters`) when the caller has read them already."""
+    if available is None:
+        assert con is not None, "the data's quarters are read from the warehouse"
+        available = data_quarters(con)
     periods = filter_periods(request)
     if not periods:
         if not available:
             raise UsageError("dp-period-outside-data", period="-")
-        return available
+        return list(available)
     wanted: list[str] = []
     for period in periods:
         if period.kind == "month":
@@ -647,6 +656,63 @@ def _summed(dims: set[str], need: set[str]) -> set[str]:
     return rest
 
 
+@dataclass(frozen=True)
+class StoredMeasurements:
+    """Every stored measurement read once, for answering many questions from memory (the service
+    keeps one per data version): what `stored_workload` and `budget.load_measurements` would read,
+    with each table's cells already as a frame (`_cells_frame`). Read-only once made."""
+
+    workloads: dict[str, list[Measurement]]
+    tables: dict[str, list[budget.MeasuredTable]]  # by indicator, every quarter, as loaded
+    frames: dict[tuple[str, str], pl.DataFrame]  # (quarter, measurement) -> cells by dimension
+    # A quarter's cells of a question shape (`_quarter_cells`), and a measured table's cells
+    # summed to one pattern (`_pattern_cells`), computed once: the same for every question that
+    # asks them (any period filter). Bounded: emptied when MEMO_SIZE entries are held.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False)
+
+    def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
+        found = self.memo.get(key)
+        if found is None:
+            found = compute()
+            if len(self.memo) >= MEMO_SIZE:
+                self.memo.clear()
+            self.memo[key] = found
+        return found
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection) -> StoredMeasurements:
+        if not budget.has_budget(con):
+            return cls({}, {}, {})
+        indicators = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT indicator FROM dp_measurements ORDER BY indicator"
+            ).fetchall()
+        ]
+        periods = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT period FROM dp_measurements ORDER BY period"
+            ).fetchall()
+        ]
+        workloads = {i: stored_workload(con, i) for i in indicators}
+        tables = {i: budget.load_measurements(con, periods, i) for i in indicators}
+        frames = {
+            (t.period, t.measurement): _with_region(_cells_frame(t), t)
+            for ts in tables.values()
+            for t in ts
+        }
+        return cls(workloads, tables, frames)
+
+    def workload(self, indicator: str) -> list[Measurement]:
+        return list(self.workloads.get(indicator, []))
+
+    def load(self, quarters: Sequence[str], indicator: str) -> list[budget.MeasuredTable]:
+        """`budget.load_measurements(con, quarters, indicator)`, from memory (the same order)."""
+        wanted = set(quarters)
+        return [t for t in self.tables.get(indicator, []) if t.period in wanted]
+
+
 @dataclass
 class Answer:
     """A question's cells, answered from stored measurements: value and variance per cell."""
@@ -730,11 +796,8 @@ def _pattern_cells(
     catalogue: IndicatorCatalogue,
 ) -> pl.DataFrame:
     """Cells of the question that fix `fixed` (the rest `_T`), summed from one measured table."""
-    if "governorate" in table.dimensions and "region" not in table.dimensions:
-        region_of = catalogue.dimension("region").region_of
-        frame = frame.with_columns(
-            pl.col("governorate").replace_strict(region_of, default=None).alias("region")
-        )
+    if "governorate" in table.dimensions and "region" not in frame.columns:
+        frame = _with_region(frame, table, catalogue)
     for name, codes in request.where:
         if name != "period":
             frame = frame.filter(pl.col(name).is_in(list(codes)))
@@ -743,6 +806,23 @@ def _pattern_cells(
     out = frame.group_by(keys, maintain_order=True).agg(agg) if keys else frame.select(agg)
     others = [d for d in request.dimensions if d != "period" and d not in fixed]
     return out.with_columns(pl.lit(TOTAL).alias(d) for d in others)
+
+
+def _with_region(
+    frame: pl.DataFrame, table: budget.MeasuredTable, catalogue: IndicatorCatalogue | None = None
+) -> pl.DataFrame:
+    """A table by governorate with each cell's region beside it (regions are sums of
+    governorates); other tables as they are."""
+    if "governorate" not in table.dimensions or "region" in table.dimensions:
+        return frame
+    if catalogue is None:
+        from casepool.catalogue.indicators import load_indicators
+
+        catalogue = load_indicators()
+    region_of = catalogue.dimension("region").region_of
+    return frame.with_columns(
+        pl.col("governorate").replace_strict(region_of, default=None).alias("region")
+    )
 
 
 def _chain(
@@ -764,12 +844,27 @@ def _quarter_cells(
     request: TableRequest,
     catalogue: IndicatorCatalogue,
     used: set[str],
+    stored: StoredMeasurements | None = None,
 ) -> pl.DataFrame:
     """Every cell of the question for one quarter, with its variance."""
     plain = [d for d in request.dimensions if d != "period"]
     filters = {_needed(n) for n, _ in request.where if n != "period"}
-    frames = {name: _cells_frame(t) for name, t in tables.items()}
+    frames = {
+        name: stored.frames[(t.period, name)] if stored is not None else _cells_frame(t)
+        for name, t in tables.items()
+    }
     parts = []
+    where = tuple((n, tuple(c)) for n, c in request.where if n != "period")
+
+    def pattern(table: budget.MeasuredTable, fixed: tuple[str, ...]) -> pl.DataFrame:
+        frame = frames[table.measurement]
+        if stored is None:
+            return _pattern_cells(frame, table, request, fixed, catalogue)
+        key = ("pattern", table.period, table.measurement, fixed, tuple(plain), where)
+        return stored.remembered(
+            key, lambda: _pattern_cells(frame, table, request, fixed, catalogue)
+        )
+
     for size in range(len(plain), -1, -1):
         for fixed in combinations(plain, size):
             need = {_needed(d) for d in fixed} | filters
@@ -784,16 +879,14 @@ def _quarter_cells(
                         measured="-",
                     )
                 main = min(options, key=lambda t: (len(t.cells) * t.scale**2, t.measurement))
-            cells = _pattern_cells(frames[main.measurement], main, request, fixed, catalogue)
+            cells = pattern(main, fixed)
             used.add(main.measurement)
             # The same cells from each ancestor the table was fitted to are equal; the smallest
             # variance among them is the honest one.
             for ancestor in _chain(main, tables)[1:]:
                 if not _eligible(ancestor, need, catalogue):
                     continue
-                other = _pattern_cells(
-                    frames[ancestor.measurement], ancestor, request, fixed, catalogue
-                )
+                other = pattern(ancestor, fixed)
                 keys = [c for c in other.columns if c not in (VALUE, VARIANCE)]
                 cells = (
                     cells.join(
@@ -820,15 +913,22 @@ def _has_outcome(tables: dict[str, budget.MeasuredTable]) -> bool:
 
 
 def answer(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | None,
     request: TableRequest,
     quarters: Sequence[str],
     settings: DPSettings,
     catalogue: IndicatorCatalogue,
+    memory: StoredMeasurements | None = None,
 ) -> Answer:
-    """The question's cells from the stored measurements of `quarters` (no ρ spent)."""
-    candidates = covering(request, settings, catalogue, stored_workload(con, request.indicator))
-    stored = budget.load_measurements(con, quarters, request.indicator)
+    """The question's cells from the stored measurements of `quarters` (no ρ spent); from
+    `memory` (then `con` is not read) when the caller holds them read already."""
+    if memory is not None:
+        candidates = covering(request, settings, catalogue, memory.workload(request.indicator))
+        stored = memory.load(quarters, request.indicator)
+    else:
+        assert con is not None, "the measurements are read from the warehouse"
+        candidates = covering(request, settings, catalogue, stored_workload(con, request.indicator))
+        stored = budget.load_measurements(con, quarters, request.indicator)
     per_quarter: dict[str, dict[str, budget.MeasuredTable]] = {}
     for t in stored:
         per_quarter.setdefault(t.period, {})[t.measurement] = t
@@ -854,7 +954,25 @@ def answer(
     used: set[str] = set()
     frames = []
     for q in quarters:
-        cells = _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
+        if memory is None:
+            cells = _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
+        else:
+            key = (
+                "quarter",
+                q,
+                request.indicator,
+                chosen.name,
+                tuple(d for d in request.dimensions if d != "period"),
+                tuple((n, tuple(c)) for n, c in request.where if n != "period"),
+            )
+
+            def compute(q: str = q) -> tuple[pl.DataFrame, frozenset[str]]:
+                mine: set[str] = set()
+                found = _quarter_cells(per_quarter[q], chosen, request, catalogue, mine, memory)
+                return found, frozenset(mine)
+
+            cells, names = memory.remembered(key, compute)
+            used |= names
         frames.append(
             cells.with_columns(pl.lit(_period_of(q, request.period_unit)).alias("period"))
         )
@@ -897,13 +1015,15 @@ def categories(
 
 def margin_column(variance: pl.Series, confidence: float) -> pl.Series:
     """The margin of error of each count from its variance (OpenDP's accuracy function)."""
-    cache: dict[float, float] = {}
-    out = []
-    for v in variance.to_list():
-        if v not in cache:
-            cache[v] = dp.margin_of_variance(v, confidence)
-        out.append(cache[v])
-    return pl.Series(MARGIN, out, pl.Float64)
+    return pl.Series(
+        MARGIN, [_margin_of_variance(v, confidence) for v in variance.to_list()], pl.Float64
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _margin_of_variance(variance: float, confidence: float) -> float:
+    """`dp.margin_of_variance`, remembered: the same few variances recur in every answer."""
+    return dp.margin_of_variance(variance, confidence)
 
 
 def share_margins(

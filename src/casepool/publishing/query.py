@@ -174,6 +174,34 @@ class Answered:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What answering reads from the warehouse besides the cases' state, read once in one
+    connection so that many questions on the same data are answered without opening it: the
+    data's quarters, last registration month, reference population, aggregate-only
+    organisations and the stored measurements. Counts and percentages only (a median reads
+    its histograms from the warehouse)."""
+
+    quarters: tuple[str, ...]
+    last_report: Any
+    population: Any
+    excluded: tuple[str, ...]
+    stored: Any  # dp_answers.StoredMeasurements
+
+    @classmethod
+    def read(cls, con: Any) -> Snapshot:
+        from casepool.publishing import dp_answers
+
+        (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
+        return cls(
+            tuple(dp_answers.data_quarters(con)),
+            last,
+            read_population(con),
+            aggregate_orgs(con),
+            dp_answers.StoredMeasurements.read(con),
+        )
+
+
 class NotMeasured(Exception):
     """The question's quarters lack their measurements, or those were taken from data that has
     changed since: answering needs the warehouse for writing (`dp_answers.measure_quarters`)."""
@@ -186,9 +214,11 @@ def resolve_question(
     where: Sequence[str] | Sequence[tuple[str, Sequence[str]]],
     period_unit: str,
     settings: Any,
+    snapshot: Snapshot | None = None,
 ) -> Question:
-    """Check the question and find its quarters (a read-only connection is enough); refuses as
-    `query` does, before anything is measured or spent."""
+    """Check the question and find its quarters (a read-only connection is enough; none with
+    `snapshot`, read from the same data); refuses as `query` does, before anything is measured
+    or spent."""
     from casepool.publishing import dp_answers, dp_medians
 
     request = _request(indicator, by, where, period_unit)
@@ -200,19 +230,27 @@ def resolve_question(
     # population: post-processing, so it costs nothing more than the count.
     if asked.unit == "rate":
         request = replace(request, indicator=_counted_by(asked, catalogue).name)
-        if read_population(con) is None:
+        population = snapshot.population if snapshot is not None else read_population(con)
+        if population is None:
             raise UsageError("rate-needs-population")
     if LATEST in (request.filter_codes("period") or ()):
-        (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
+        if snapshot is not None:
+            last = snapshot.last_report
+        else:
+            (last,) = con.execute("SELECT max(report_date) FROM active_cases").fetchone() or (None,)
         request = resolve_latest(request, last)
     # Refuse a question no table can answer before anything is measured or spent.
     if asked.kind == "median":
         dp_medians.covering_median(request, settings, catalogue)
     else:
-        dp_answers.covering(
-            request, settings, catalogue, dp_answers.stored_workload(con, request.indicator)
+        workload = (
+            snapshot.stored.workload(request.indicator)
+            if snapshot is not None
+            else dp_answers.stored_workload(con, request.indicator)
         )
-    quarters = tuple(dp_answers.question_quarters(con, request))
+        dp_answers.covering(request, settings, catalogue, workload)
+    available = snapshot.quarters if snapshot is not None else None
+    quarters = tuple(dp_answers.question_quarters(con, request, available))
     return Question(request, asked.name, quarters)
 
 
@@ -245,11 +283,13 @@ def answer_measured(
     question: Question,
     settings: Any,
     state: tuple[dict[str, set[str]], set[str]] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Answered:
     """The protected table of a resolved question from the stored measurements only: pure
     post-processing, nothing spent or written (a read-only connection is enough). Raises
     NotMeasured when the measurements are missing or stale (`state`: see `quarters_current`,
-    when the caller has read it from this connection's data already)."""
+    when the caller has read it from this connection's data already). With `snapshot` (and
+    `state`) read from the same data, `con` is read only for a median."""
     from casepool.publishing import dp_answers, dp_medians
 
     current = (
@@ -267,13 +307,15 @@ def answer_measured(
         frame, used = dp_medians.median_table(con, request, quarters, settings, catalogue, cells)
         table = median_dp_table(frame, request, catalogue)
     else:
-        answer = dp_answers.answer(con, request, quarters, settings, catalogue)
+        memory = snapshot.stored if snapshot is not None else None
+        answer = dp_answers.answer(con, request, quarters, settings, catalogue, memory)
         table = dp_table(answer, request, catalogue, settings.confidence)
         used = answer.tables
     if asked.unit == "rate":
-        table = rates_of(replace(table, indicator=asked), read_population(con))
+        population = snapshot.population if snapshot is not None else read_population(con)
+        table = rates_of(replace(table, indicator=asked), population)
     # Aggregate-only packages are counts, not records: DP answers cannot include them.
-    excluded = aggregate_orgs(con)
+    excluded = snapshot.excluded if snapshot is not None else aggregate_orgs(con)
     result = QueryResult(
         table, "dp", settings.confidence, quarters, used, aggregate_excluded=excluded
     )

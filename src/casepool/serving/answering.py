@@ -43,7 +43,9 @@ from casepool.publishing.query import (
     Answered,
     NotMeasured,
     QueryResult,
+    Snapshot,
     answer_measured,
+    quarters_current,
     record_answer,
     resolve_question,
 )
@@ -167,6 +169,7 @@ class Answers:
         self._cache: OrderedDict[tuple[str, str], Answered] = OrderedDict()
         self._bodies: dict[tuple[str, str], bytes] = {}
         self._states: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
+        self._snapshots: dict[str, Snapshot] = {}  # the newest data version's only
         self._cache_lock = threading.Lock()
         self.changes = Changes(warehouse.path)
         self._version: tuple[int, str, float] | None = None
@@ -228,7 +231,7 @@ class Answers:
         if hit is not None:
             return Served(hit, 0.0, True, (key, version))
         try:
-            return self._read(key, indicator, by, filters, period_unit)
+            return self._read(key, indicator, by, filters, period_unit, version)
         except NotMeasured:
             pass
         with self._measuring:
@@ -272,16 +275,65 @@ class Answers:
             return found
 
     def _read(
-        self, key: str, indicator: str, by: Sequence[str], filters: Where, period_unit: str
+        self,
+        key: str,
+        indicator: str,
+        by: Sequence[str],
+        filters: Where,
+        period_unit: str,
+        known: str | None = None,
     ) -> Served:
-        """Answer on one read-only connection, and cache it under the data version read in that
-        same connection (so the answer and its key always describe the same data)."""
+        """Answer from memory when the warehouse's reads for data version `known` (the one
+        `version()` just gave) are held: its `Snapshot` and state, read in one connection whose
+        data version was `known`; else on one read-only connection, reading them there. The
+        answer is cached under the data version it was computed from (so the answer and its key
+        always describe the same data)."""
+        memory = self._memory(known, indicator) if known is not None else None
+        if memory is not None:
+            snapshot, state = memory
+            question = resolve_question(
+                None, indicator, list(by), filters, period_unit, self.settings, snapshot
+            )
+            answered = answer_measured(None, question, self.settings, state, snapshot)
+            return self._keep(key, str(known), answered)
         with self.warehouse.read() as con:
             question = resolve_question(
                 con, indicator, list(by), filters, period_unit, self.settings
             )
             version = data_version(con, self.settings)
-            answered = answer_measured(con, question, self.settings, self._state(con, version))
+            state = self._state(con, version)
+            if not quarters_current(question.quarters, self.settings, state):
+                raise NotMeasured()  # measured first (no snapshot of data about to change)
+            held = self._snapshot(con, version) if not _median(indicator) else None
+            answered = answer_measured(con, question, self.settings, state, held)
+        return self._keep(key, version, answered)
+
+    def _memory(
+        self, version: str, indicator: str
+    ) -> tuple[Snapshot, tuple[dict[str, set[str]], set[str]]] | None:
+        """The snapshot and state held for `version`, when a question on `indicator` can be
+        answered from them alone (not a median)."""
+        if _median(indicator):
+            return None
+        with self._cache_lock:
+            snapshot = self._snapshots.get(version)
+            state = self._states.get(version)
+        return (snapshot, state) if snapshot is not None and state is not None else None
+
+    def _snapshot(self, con: duckdb.DuckDBPyConnection, version: str) -> Snapshot:
+        """The warehouse's reads for answering (`Snapshot`), read from `con`, whose data is that
+        of `version`, once per version; only the newest version's is kept."""
+        with self._cache_lock:
+            known = self._snapshots.get(version)
+        if known is not None:
+            return known
+        snapshot = Snapshot.read(con)
+        with self._cache_lock:
+            self._snapshots = {version: snapshot}
+            self.counts["snapshots"] = self.counts.get("snapshots", 0) + 1
+        return snapshot
+
+    def _keep(self, key: str, version: str, answered: Answered) -> Served:
         with self._cache_lock:
             self.counts["misses"] += 1
             self._cache[(key, version)] = answered
@@ -318,6 +370,13 @@ class Answers:
         with self._cache_lock:
             self.counts["measured"] += 1
         return float(sum(t.rho for t in measured))
+
+
+def _median(indicator: str) -> bool:
+    """Whether `indicator` is a median (answered from its histograms in the warehouse) or not
+    one the catalogue knows (refused on the connection path, as before)."""
+    known = load_indicators().indicators.get(indicator)
+    return known is None or known.kind == "median"
 
 
 def _merged(where: Where) -> dict[str, set[str]]:
