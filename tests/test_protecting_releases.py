@@ -278,3 +278,16 @@ def test_a_year_cell_its_published_quarters_give_away_is_published_not_hidden():
     system.known_before["A"][cell] = True
     _publish_given_away(system, auditor, suppressed, forced, need, attackers)
     assert suppressed[cell]
+
+
+def test_neighbours_of_a_set_is_the_union_of_each_cells_neighbours():
+    # The engine's fallback asks for the neighbours of a whole failing set at once.
+    quarters = {f"2025-Q{q}": {"A": [10 + q, 2, 8, 0], "B": [5, 0, 6, q]} for q in range(1, 5)}
+    tables, frames = publish_in_turn(quarters)
+    earlier = [released(t, f) for t, f in zip(tables[:4], frames[:4], strict=True)]
+    system = link(build_system([_year_by_period(quarters), *earlier], SETTINGS), SETTINGS)
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 5, 17, system.size):
+        cells = rng.choice(system.size, size=size, replace=False)
+        expected = np.unique(np.concatenate([system.neighbours(int(c)) for c in cells]))
+        assert np.array_equal(system.neighbours_of(cells), expected)

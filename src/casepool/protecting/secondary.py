@@ -328,7 +328,7 @@ def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarra
         system.grids[t].ids.reshape(-1) for c in cells.tolist() for t, _ in system.locations[int(c)]
     ]
     pools = [
-        np.concatenate([system.neighbours(int(c)) for c in cells]),
+        system.neighbours_of(cells),
         np.concatenate(in_tables) if in_tables else np.empty(0, dtype=np.int64),
         np.arange(system.size),
     ]
