@@ -199,3 +199,95 @@ def test_a_release_of_one_period_is_its_own_period_total():
     for gov in ("G1", "G2", "G3", "_T"):
         assert status[("2025-Q1", gov)] == status[("_T", gov)]
     assert sum(s != "F" for (p, _), s in status.items() if p == "_T") == 2  # G2 and one partner
+
+
+def _year_by_period(quarters: dict[str, dict[str, list[int]]]) -> CountTable:
+    """The year's release with the period dimension: one row per quarter and the year (_T)."""
+    rows, parts = [], []
+    for period in [*quarters, "_T"]:
+        chosen = list(quarters) if period == "_T" else [period]
+        for g, gov in enumerate([*GOVS, "_T"]):
+            total = 0
+            for org in sorted({o for q in quarters.values() for o in q}):
+                mine = sum(
+                    sum(quarters[q][org]) if gov == "_T" else quarters[q][org][g] for q in chosen
+                )
+                parts.append((period, gov, org, mine))
+                total += mine
+            rows.append((period, gov, total))
+    return CountTable(
+        "cases",
+        ("period", "governorate"),
+        pl.DataFrame(rows, schema=["period", "governorate", "value"], orient="row"),
+        contributions=pl.DataFrame(
+            parts, schema=["period", "governorate", "contributor", "value"], orient="row"
+        ),
+        scope=(("period", "2025"),),
+        name="cases_by_period",
+    )
+
+
+def test_a_year_cell_its_published_quarters_give_away_is_published_not_hidden():
+    # Issue 12: the linked annual release withheld its tables by period. The engine hid a year
+    # cell whose four quarters were all published before (an outsider adds them up), exempted
+    # it as given away by the earlier releases, and the table's own audit, which sees the
+    # quarters beside the year, then found it disclosed. Such a cell is now published.
+    from casepool.protecting import audit as audit_table
+    from casepool.protecting.audit import OUTSIDER
+    from casepool.protecting.secondary import _publish_given_away
+
+    quarters = {f"2025-Q{q}": {"A": [10 + q, 6, 8, 7], "B": [5, 9, 6, 8 + q]} for q in range(1, 5)}
+    tables, frames = publish_in_turn(quarters)
+    assert all((f["conf_status"] == "F").all() for f in frames[:4])  # every quarter published
+    year = _year_by_period(quarters)
+    earlier = [released(t, f) for t, f in zip(tables[:4], frames[:4], strict=True)]
+    system = link(build_system([year, *earlier], SETTINGS), SETTINGS)
+    cell = system.keys.index(("cases", (("governorate", "G1"), ("period", "2025"))))
+    auditor = SystemAudit(system.equations, system.inequalities, system.value, floor=system.floor)
+    attackers = engine_attackers(system, SETTINGS)
+    forced = np.zeros(system.size, dtype=bool)
+    need = np.ones(system.size, dtype=np.int64)
+
+    def year_table_audit(suppressed: np.ndarray) -> bool:
+        grid = system.grids[0]
+        codes = [np.asarray(c, dtype=object) for c in grid.codes]
+        rows = [
+            (codes[0][p], codes[1][g], None if suppressed[grid.ids[p, g]] else value)
+            for p in range(grid.ids.shape[0])
+            for g in range(grid.ids.shape[1])
+            for value in [int(system.value[grid.ids[p, g]])]
+        ]
+        frame = pl.DataFrame(rows, schema=["period", "governorate", "value"], orient="row")
+        frame = frame.with_columns(pl.lit("S").alias("conf_status"))
+        return audit_table(frame, k=K).protected
+
+    # Exempted for the outsider (earlier releases pin it): published again, and the year's
+    # table passes its own audit.
+    suppressed = np.zeros(system.size, dtype=bool)
+    suppressed[cell] = True
+    assert not year_table_audit(suppressed)  # hidden, the year's table fails its audit
+    system.known_before[OUTSIDER] = np.zeros(system.size, dtype=bool)
+    system.known_before[OUTSIDER][cell] = True
+    _publish_given_away(system, auditor, suppressed, forced, need, attackers)
+    assert not suppressed.any()
+    assert year_table_audit(suppressed)
+    # A cell given away to one organisation only stays hidden: the outsider does not know it.
+    suppressed[cell] = True
+    del system.known_before[OUTSIDER]
+    system.known_before["A"] = np.zeros(system.size, dtype=bool)
+    system.known_before["A"][cell] = True
+    _publish_given_away(system, auditor, suppressed, forced, need, attackers)
+    assert suppressed[cell]
+
+
+def test_neighbours_of_a_set_is_the_union_of_each_cells_neighbours():
+    # The engine's fallback asks for the neighbours of a whole failing set at once.
+    quarters = {f"2025-Q{q}": {"A": [10 + q, 2, 8, 0], "B": [5, 0, 6, q]} for q in range(1, 5)}
+    tables, frames = publish_in_turn(quarters)
+    earlier = [released(t, f) for t, f in zip(tables[:4], frames[:4], strict=True)]
+    system = link(build_system([_year_by_period(quarters), *earlier], SETTINGS), SETTINGS)
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 5, 17, system.size):
+        cells = rng.choice(system.size, size=size, replace=False)
+        expected = np.unique(np.concatenate([system.neighbours(int(c)) for c in cells]))
+        assert np.array_equal(system.neighbours_of(cells), expected)

@@ -328,7 +328,7 @@ def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarra
         system.grids[t].ids.reshape(-1) for c in cells.tolist() for t, _ in system.locations[int(c)]
     ]
     pools = [
-        np.concatenate([system.neighbours(int(c)) for c in cells]),
+        system.neighbours_of(cells),
         np.concatenate(in_tables) if in_tables else np.empty(0, dtype=np.int64),
         np.arange(system.size),
     ]
@@ -445,6 +445,33 @@ def _prune_cubes(
         suppressed[cell] = True
 
 
+def _publish_given_away(
+    system: CellSystem,
+    auditor: SystemAudit,
+    suppressed: np.ndarray,
+    forced: np.ndarray,
+    need: np.ndarray,
+    attackers: Sequence[Attacker],
+) -> None:
+    """Publish the secondary cells whose value earlier releases alone give an outsider exactly
+    (`KnownBefore`: a year whose quarters were all published). Hiding them protects nothing,
+    and a table that shows their parts (a year's quarters beside the year) fails its own audit
+    and is withheld. Their value follows from what is already public, so publishing it leaves
+    every attacker's feasible set as it was; the audit confirms it, or they stay suppressed."""
+    given = system.known_before.get(OUTSIDER)
+    if given is None:
+        return
+    # Secondary cells need an interval of 1, so an outsider's exemption means one value left.
+    cells = np.flatnonzero(given & suppressed & ~forced & (need <= 1))
+    if cells.size == 0:
+        return
+    suppressed[cells] = False
+    if _failures(
+        auditor.check(suppressed, need, attackers, truth=system.value), system.known_before
+    ):
+        suppressed[cells] = True
+
+
 def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """Primary and suppressed masks over the system's cells, proven by the LP audit."""
     value = system.value
@@ -513,6 +540,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 suppressed[_fallback_cells(system, component, suppressed)] = True
         if int(suppressed.sum()) == before and not exempted:
             raise TableError("protect-no-complement")
+    _publish_given_away(system, auditor, suppressed, forced, need, attackers)
     if settings.prune_secondary:
         # Pruning re-audits a component per try: kept to components small enough to be quick.
         small = np.zeros(system.size, dtype=bool)
