@@ -414,15 +414,7 @@ def dp_table(
             pl.lit(a.cast(pl.Int64)).alias("numerator"),
             pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
         )
-    return PublishedTable(
-        name=request.table_name,
-        indicator=indicator,
-        dimensions=tuple(dims),
-        frame=out,
-        first=None,
-        last=None,
-        period_unit=request.period_unit,
-    )
+    return _answer_table(request, indicator, out)
 
 
 def median_dp_table(
@@ -439,11 +431,19 @@ def median_dp_table(
         pl.lit(ESTIMATED).alias("obs_status"),
         pl.lit("F").alias("conf_status"),
     )
+    return _answer_table(request, indicator, out)
+
+
+def _answer_table(
+    request: TableRequest, indicator: Indicator, frame: pl.DataFrame
+) -> PublishedTable:
+    """A DP answer's tidy frame as a PublishedTable (an answer has no first or last published
+    period of its own)."""
     return PublishedTable(
         name=request.table_name,
         indicator=indicator,
-        dimensions=tuple(dims),
-        frame=out,
+        dimensions=tuple(request.dimensions),
+        frame=frame,
         first=None,
         last=None,
         period_unit=request.period_unit,
