@@ -4,9 +4,11 @@
 
 - cells already released keep their status: a published cell cannot be suppressed now (it is
   known), a suppressed one stays suppressed (`CountTable.statuses`);
-- a year is the sum of its quarters and of its months, a quarter the sum of its months, for
-  every cell of the same data (same version) whose other codes agree: stacking a year's release
-  on its quarters' releases is one system;
+- a year is the sum of its quarters and of its months, a quarter the sum of its months, and a
+  release over a span of months (the whole data: `2024-01..2025-12`) the sum of the months,
+  quarters and years it meets, for every cell of the same data (same version) whose other codes
+  agree: stacking a year's release on its quarters' releases, or the years' on the cumulative
+  release, is one system;
 - a cell the earlier releases alone already give away to an attacker is no failure of the new
   release (`KnownBefore`): nothing in it could change that;
 - a cell counted again from changed data (a late or superseding package, a new organisation) is a
@@ -72,9 +74,39 @@ def _status_masks(system: CellSystem, n: int) -> tuple[np.ndarray, np.ndarray, n
     return blocked, forced, primary
 
 
+def _span_parts(code: str) -> list[list[str]]:
+    """Ways a release's span of months (`2024-01..2025-12`, casepool.publishing.releases.
+    release_scope) is the sum of periods: its months, the quarters it meets, the years it meets.
+
+    A span is the first to the last registration month of the data it counts, so no child of the
+    same data lies outside it: a quarter or year it only partly covers counts the same children
+    as its part inside the span. An attacker who holds the whole-period release and the
+    releases of its years (or quarters, or months) can therefore subtract; the engine links them.
+    """
+    first, sep, last = code.partition("..")
+    if not sep:
+        return []
+    try:
+        start, end = parse_period(first), parse_period(last)
+    except UsageError:
+        return []
+    if start.kind != "month" or end.kind != "month" or end.start < start.start:
+        return []
+    months = []
+    year, month = start.start.year, start.start.month
+    while (year, month) <= (end.start.year, end.start.month):
+        months.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    quarters = list(dict.fromkeys(f"{y}-Q{(m - 1) // 3 + 1}" for y, m in months))
+    years = list(dict.fromkeys(str(y) for y, _ in months))
+    return [[f"{y}-{m:02d}" for y, m in months], quarters, years]
+
+
 def _period_parts(code: str) -> list[list[str]]:
     """Ways a period is the sum of smaller ones: a year of quarters and of months, a quarter of
-    months."""
+    months, a release's span of months of its months, quarters and years."""
+    if ".." in code:
+        return _span_parts(code)
     try:
         period = parse_period(code)
     except UsageError:
