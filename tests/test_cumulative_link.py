@@ -48,7 +48,9 @@ def test_the_cumulative_release_and_its_years_stacked_give_nothing_away(
     folders = {}
     for period in order:
         folders[period] = tmp_path / (period or "all")
-        publish(warehouse, folders[period], period or None, tables=TABLES, ledger=True, recoding=off)
+        publish(
+            warehouse, folders[period], period or None, tables=TABLES, ledger=True, recoding=off
+        )
     # The attack by hand, independent of the engine's links: cumulative = 2024 + 2025, cell by cell.
     whole, first, second = (_cells(folders[p]) for p in ("", "2024", "2025"))
     for key, value in whole.items():
@@ -71,6 +73,8 @@ def test_without_the_ledger_the_audit_sees_the_subtraction(tmp_path: Path) -> No
     report = audit_releases(folders)
     assert not report.protected
     assert any(
-        f.attacker == "outsider" and "2024-01..2025-12" not in str(f.cell) and f.verdict == "disclosed"
+        f.attacker == "outsider"
+        and "2024-01..2025-12" not in str(f.cell)
+        and f.verdict == "disclosed"
         for f in report.findings
     )
