@@ -78,3 +78,54 @@ def test_without_the_ledger_the_audit_sees_the_subtraction(tmp_path: Path) -> No
         and f.verdict == "disclosed"
         for f in report.findings
     )
+
+
+@pytest.mark.slow
+def test_a_whole_data_republication_after_one_new_record_does_not_give_it_away(
+    tmp_path: Path,
+) -> None:
+    """The span grows with a record registered after it (2024-01..2025-12 → ..2026-01): the two
+    whole-data releases count 'every child' both, so their difference is the new child. Before
+    the link, its sex, age band and governorate were each published + 1 (found in round 4)."""
+    from test_publish_ledger import TABLES as LEDGER_TABLES
+    from test_publish_ledger import _failures
+
+    from casepool.publishing.releases import earlier_tables
+    from casepool.warehouse.ledger import list_releases
+    from casepool.warehouse.store import open_warehouse
+
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    publish(warehouse, tmp_path / "one", tables=LEDGER_TABLES)
+    with open_warehouse(warehouse) as con:
+        con.execute(
+            "INSERT INTO submissions (submission_id, org, period, period_start, period_end, "
+            "package, created_at, ingested_at, ingested_by, rows, manifest) VALUES "
+            "('sub-new', 'ORG-99', '2026', DATE '2026-01-01', DATE '2026-12-31', 'p', "
+            "TIMESTAMP '2026-02-01', TIMESTAMP '2026-02-01', 'test', 1, '{}')"
+        )
+        con.execute(
+            "INSERT INTO cases SELECT * REPLACE ('sub-new' AS submission_id, 'ORG-99' AS org, "
+            "'new-child' AS pseudonym, DATE '2026-01-15' AS report_date, '2026' AS period) "
+            "FROM cases LIMIT 1"
+        )
+    assert publish(warehouse, tmp_path / "two", tables=LEDGER_TABLES).ok
+    for name in ("cases_by_sex_age.csv", "cases_by_governorate.csv"):
+        before = pl.read_csv(tmp_path / "one" / "csv" / name, infer_schema=False)
+        after = pl.read_csv(tmp_path / "two" / "csv" / name, infer_schema=False)
+        dims = [
+            c
+            for c in before.columns
+            if c not in {"indicator", "value", "obs_status", "conf_status"}
+        ]
+        both = before.join(after, on=dims, suffix="_after").filter(
+            pl.col("value").is_not_null() & pl.col("value_after").is_not_null()
+        )
+        change = both["value_after"].cast(pl.Int64) - both["value"].cast(pl.Int64)
+        assert not ((change >= 1) & (change <= 4)).any(), name
+    with open_warehouse(warehouse, read_only=True) as con:
+        releases = list_releases(con)
+        newest = releases[-1]
+        now = earlier_tables(con, [], newest.data_fingerprint or "")
+        current = [t for t in now if t.name and t.name.endswith(newest.release_id[:8])]
+        tables = earlier_tables(con, current, newest.data_fingerprint or "")
+    assert _failures(tables) - _failures(tables, hide_last=True) == set()

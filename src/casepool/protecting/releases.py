@@ -140,18 +140,50 @@ def _hierarchy_rows(keys: list[tuple[str, tuple[tuple[str, str], ...]]]) -> list
     return rows
 
 
+def _without_span(codes: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...] | None:
+    """The codes without their period when the period is a span of months, else None."""
+    named = dict(codes)
+    if ".." not in named.get(PERIOD, ""):
+        return None
+    return tuple(item for item in codes if item[0] != PERIOD)
+
+
+def _current_whole_data_cells(
+    keys: list[tuple[str, tuple[tuple[str, str], ...]]],
+) -> dict[tuple[str, tuple[tuple[str, str], ...] | None], int]:
+    """Current-data cells of a whole-data release, by indicator and codes other than the span.
+
+    The current data have one span; should two appear, neither is used (fail towards more
+    versioned cells without a difference, never towards a wrong equation)."""
+    found: dict[tuple[str, tuple[tuple[str, str], ...] | None], int] = {}
+    spans: set[str] = set()
+    for cell, (tag, codes) in enumerate(keys):
+        rest = _without_span(codes)
+        if "#" in tag or rest is None:
+            continue
+        spans.add(dict(codes)[PERIOD])
+        found[(tag, rest)] = cell
+    return found if len(spans) == 1 else {}
+
+
 def link(system: CellSystem, settings: ProtectionSettings) -> CellSystem:
     """The system with earlier releases' statuses fixed, period hierarchies and difference cells."""
     n = system.size
     blocked, forced, old_primary = _status_masks(system, n)
     index = {key: i for i, key in enumerate(system.keys)}
-    # Difference cells: a versioned cell and the current cell of the same identity.
+    # Difference cells: a versioned cell and the current cell of the same identity. A release
+    # over the whole data is named by its span, which grows with the data (2024-01..2025-12,
+    # then 2024-01..2026-01): its cells and the current whole-data cells count "every child"
+    # both, so they are the same identity for the difference.
+    whole = _current_whole_data_cells(system.keys)
     pairs: list[tuple[int, int, str]] = []
     for cell, (tag, codes) in enumerate(system.keys):
         if "#" not in tag:
             continue
         base, version = tag.split("#", 1)
         current = index.get((base, codes))
+        if current is None:
+            current = whole.get((base, _without_span(codes)))
         if current is not None:
             pairs.append((current, cell, version))
     added_only: dict[str, bool] = {}
