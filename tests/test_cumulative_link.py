@@ -87,12 +87,11 @@ def test_a_whole_data_republication_after_one_new_record_does_not_give_it_away(
     """The span grows with a record registered after it (2024-01..2025-12 → ..2026-01): the two
     whole-data releases count 'every child' both, so their difference is the new child. Before
     the link, its sex, age band and governorate were each published + 1 (found in round 4)."""
-    from test_publish_ledger import TABLES as LEDGER_TABLES
-    from test_publish_ledger import _failures
-
     from casepool.publishing.releases import earlier_tables
     from casepool.warehouse.ledger import list_releases
     from casepool.warehouse.store import open_warehouse
+    from test_publish_ledger import TABLES as LEDGER_TABLES
+    from test_publish_ledger import _failures
 
     warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
     publish(warehouse, tmp_path / "one", tables=LEDGER_TABLES)
