@@ -491,10 +491,21 @@ def without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     cells = [c for c in frame.columns if c != ROW]
     if not cells:
         return frame
-    blank = pl.all_horizontal(
-        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells
-    )
-    return frame.filter(~blank)
+
+    def empty(c: str) -> pl.Expr:
+        return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+
+    # Only a row whose first cell is empty can be blank: the others are checked on those alone.
+    candidates = frame.select(empty(cells[0]).arg_true()).to_series()
+    if candidates.len() == 0:
+        return frame
+    dropped = candidates
+    if len(cells) > 1:
+        rest = frame[candidates].select(pl.all_horizontal(empty(c) for c in cells[1:]))
+        dropped = candidates.filter(rest.to_series())
+    if dropped.len() == 0:
+        return frame
+    return frame.filter(~pl.int_range(pl.len(), dtype=dropped.dtype).is_in(dropped.implode()))
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
@@ -574,6 +585,61 @@ def _unquoted_ragged_rows(
     return ragged, len(ends)
 
 
+# What may come just before a quoted field's opening quote and just after its closing one
+# (besides the separator, and besides the start and end of the file).
+_FIELD_STARTS = frozenset(b"\n")
+_FIELD_ENDS = frozenset(b"\r\n")
+
+
+def _quoted_records_if_even(data: bytes, separator: str) -> int | None:
+    """The fast path of _ragged_rows for a file with quotes that polars has already read: the
+    number of records when provably no record has too few cells, else None (the caller then
+    reads it record by record with the csv module, which lists them exactly).
+
+    Split at every quote, the even pieces lie outside quoted fields and the odd ones inside
+    (an escaped quote leaves an empty even piece between two odd ones). When every quoted field
+    starts a cell and ends one (what csv.reader's strict mode demands), the separators and
+    newlines of the even pieces are the cells and records csv.reader sees; as no record has too
+    many cells (polars refuses those), as many separators as (cells - 1) per non-blank record
+    means none has too few. Anything unusual (a lone carriage return, a CRLF blank line, a field
+    over csv's size limit, a stray quote) returns None. (Bytes that are not UTF-8 were refused
+    by polars already.)
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    sep = separator.encode("utf-8")
+    if len(sep) != 1 or b"\x00" in data:
+        return None
+    pieces = data.split(b'"')
+    if len(pieces) % 2 == 0 or len(pieces) == 1:  # a quote never closed, or none at all
+        return None
+    starts, ends = _FIELD_STARTS | {sep[0]}, _FIELD_ENDS | {sep[0]}
+    outsides = pieces[0::2]
+    first, *middle, last = outsides
+    if first and first[-1] not in starts:
+        return None
+    if last and last[0] not in ends:
+        return None
+    for piece in middle:  # empty: an escaped quote inside a quoted field
+        if piece and (piece[0] not in ends or piece[-1] not in starts):
+            return None
+    limit = csv.field_size_limit()
+    if max(map(len, pieces[1::2])) >= limit:
+        return None
+    outside = b"\x00".join(outsides)  # one NUL where each quoted field was
+    if b"\r" in outside and outside.count(b"\r") != outside.count(b"\r\n"):
+        return None
+    if max(map(len, outsides)) >= limit and max(map(len, outside.split(b"\n"))) >= limit:
+        return None  # a line as long as csv's limit on a cell: let the csv module judge
+    first_end = outside.find(b"\n")
+    header_cells = outside[: first_end if first_end >= 0 else len(outside)].count(sep) + 1
+    records = outside.count(b"\n") + (0 if outside.endswith(b"\n") else 1)
+    blank = outside.startswith(b"\n") + (outside.count(b"\n\n") if b"\n\n" in outside else 0)
+    if outside.count(sep) != (header_cells - 1) * (records - blank):
+        return None
+    return records
+
+
 def _ragged_rows(
     path: Path, source: Path | io.BytesIO, separator: str, *, none_long: bool = True
 ) -> tuple[list[RaggedRow], int]:
@@ -583,6 +649,8 @@ def _ragged_rows(
     data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
     if b'"' not in data:
         return _unquoted_ragged_rows(data, separator.encode("utf-8"), none_long)
+    if none_long and (records := _quoted_records_if_even(data, separator)) is not None:
+        return [], records
     if isinstance(source, io.BytesIO):
         source.seek(0)
         handle: Any = io.TextIOWrapper(source, encoding="utf-8", newline="")
