@@ -221,6 +221,9 @@ def _csv_batches(
     characters: where polars itself splits records, so no quoted field is ever cut.
     """
     read = kept = 0  # records parsed (blank lines included, for numbering), records yielded
+    # Each batch's cells are counted as it passes (no second read of the file); only when that
+    # is unsure is the whole file read again record by record, which lists ragged rows exactly.
+    check_rows, unsure = path.stat().st_size <= ROW_CHECK_MAX_BYTES, False
     handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
     try:
         handle.seek(0)
@@ -254,6 +257,8 @@ def _csv_batches(
                 data = b"".join((header, remainder, memoryview(piece)[start:cut]))
                 remainder, start = b"", cut
                 batch = _parse_batch(path, data, source, used, separator, options)
+                if check_rows and not unsure:
+                    unsure = not _cells_even(data, separator)
                 if batch.height:
                     first = read + 2
                     read += batch.height
@@ -270,7 +275,7 @@ def _csv_batches(
             handle.close()
     if kept == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+    if unsure:
         ragged, _ = _ragged_rows(path, source, separator)
         if ragged:
             raise ReadWhole()
@@ -638,6 +643,19 @@ def _quoted_records_if_even(data: bytes, separator: str) -> int | None:
     if outside.count(sep) != (header_cells - 1) * (records - blank):
         return None
     return records
+
+
+def _cells_even(data: bytes, separator: str) -> bool:
+    """True when no record of `data` (a header and whole records polars has read) provably has
+    too few cells; False when unsure (a closer look is needed, see _ragged_rows)."""
+    if b'"' in data:
+        return _quoted_records_if_even(data, separator) is not None
+    sep = separator.encode("utf-8")
+    end = data.find(b"\n")
+    per_line = (data if end < 0 else data[:end]).count(sep)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    blank = data.startswith(b"\n") + (data.count(b"\n\n") if b"\n\n" in data else 0)
+    return data.count(sep) == per_line * (lines - blank)
 
 
 def _ragged_rows(
