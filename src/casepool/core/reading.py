@@ -510,7 +510,8 @@ def without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
         dropped = candidates.filter(rest.to_series())
     if dropped.len() == 0:
         return frame
-    return frame.filter(~pl.int_range(pl.len(), dtype=dropped.dtype).is_in(dropped.implode()))
+    positions = pl.int_range(pl.len(), dtype=pl.Int64)
+    return frame.filter(~positions.is_in(dropped.cast(pl.Int64).implode()))
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
