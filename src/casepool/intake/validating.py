@@ -595,6 +595,14 @@ def _parse_cells(raw: pl.DataFrame, resolution: Resolution, parsers: _Parsers) -
             continue
         texts: list[str] = distinct[f.name]
         results = parsers.parse(f, texts)
+        if dtype == pl.String and all(
+            e is None and v == t for t, (v, e) in zip(texts, results, strict=True)
+        ):
+            # Every text is already its code (an export of codes): the column is its own
+            # value, no error; no position to look up.
+            expressions.append(pl.col(header).alias(f.name))
+            expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
+            continue
         # Each row's position among the distinct texts, computed once per column (hashing a
         # million strings is the expensive part); values and errors are then gathered from it.
         positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
