@@ -181,13 +181,15 @@ def read_export_batches(
         return None
     if head.startswith((b"PAR1", b"PK\x03\x04", _OLE_MAGIC, *_MAGIC)):
         return None
-    source, used, separator, options, all_headers = _prepare_csv(path, encoding, columns)
+    source, used, separator, options, all_headers = _prepare_csv(
+        path, encoding, columns, stream=True
+    )
     try:
-        layout = pl.read_csv(source, **(options | {"n_rows": 0}))
+        layout = pl.read_csv(_head_of(source), **(options | {"n_rows": 0}))
     except pl.exceptions.NoDataError as exc:
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        _refuse_malformed(path, source, separator, used, exc, batched=True)
+        _refuse_malformed(path, _in_memory(source), separator, used, exc, batched=True)
     if isinstance(source, io.BytesIO):
         source.seek(0)
     export = Export(
@@ -208,7 +210,7 @@ _MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at th
 
 def _csv_batches(
     path: Path,
-    source: Path | io.BytesIO,
+    source: Path | io.BytesIO | _Transcoded,
     used: str,
     separator: str,
     options: dict[str, Any],
@@ -224,9 +226,13 @@ def _csv_batches(
     # Each batch's cells are counted as it passes (no second read of the file); only when that
     # is unsure is the whole file read again record by record, which lists ragged rows exactly.
     check_rows, unsure = path.stat().st_size <= ROW_CHECK_MAX_BYTES, False
-    handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
-    try:
+    handle: Any
+    if isinstance(source, _Transcoded):
+        handle = source.open()
+    else:
+        handle = source if isinstance(source, io.BytesIO) else path.open("rb")
         handle.seek(0)
+    try:
         header, remainder, at_end = b"", b"", False
         target = 0  # bytes of a batch: about batch_rows records, once the header is known
         while not at_end:
@@ -276,7 +282,7 @@ def _csv_batches(
     if kept == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
     if unsure:
-        ragged, _ = _ragged_rows(path, source, separator)
+        ragged, _ = _ragged_rows(path, _in_memory(source), separator)
         if ragged:
             raise ReadWhole()
 
@@ -297,7 +303,7 @@ def _record_end(data: bytes, position: int, begin: int, parity: int) -> int | No
 def _parse_batch(
     path: Path,
     data: bytes,
-    source: Path | io.BytesIO,
+    source: Path | io.BytesIO | _Transcoded,
     used: str,
     separator: str,
     options: dict[str, Any],
@@ -305,7 +311,7 @@ def _parse_batch(
     try:
         return pl.read_csv(io.BytesIO(data), **(options | {"raise_if_empty": False}))
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        _refuse_malformed(path, source, separator, used, exc, batched=True)
+        _refuse_malformed(path, _in_memory(source), separator, used, exc, batched=True)
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -356,7 +362,8 @@ def _check_codec(encoding: str) -> str:
 def _read_csv(
     path: Path, encoding: str | None, choose: ColumnChoice | None = None
 ) -> tuple[pl.DataFrame, str, str, list[str] | None, list[RaggedRow]]:
-    source, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+    prepared, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+    source = _in_memory(prepared)  # read whole: never streamed
 
     def read() -> pl.DataFrame:
         if isinstance(source, io.BytesIO):
@@ -429,11 +436,87 @@ def _refuse_malformed(
     raise UnreadableFileError("file-not-a-table", path=path.name, reason="malformed CSV") from exc
 
 
+class _Transcoded:
+    """A CSV in another encoding than UTF-8, read as UTF-8 a block at a time (`open`), never
+    whole in memory; `whole()` gives the old in-memory transcoding for the rare paths that
+    need every byte at once (a refusal's diagnosis, the exact ragged-row listing)."""
+
+    def __init__(self, path: Path, encoding: str, head: str) -> None:
+        self.path, self.encoding = path, encoding
+        self.head = io.BytesIO(head.encode("utf-8"))  # the layout and headers are read from it
+
+    def open(self) -> _TranscodingReader:
+        return _TranscodingReader(self.path, self.encoding)
+
+    def whole(self) -> io.BytesIO:
+        try:
+            text = self.path.read_bytes().decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise UnreadableFileError(
+                "file-undecodable", path=self.path.name, encoding=self.encoding
+            ) from exc
+        return io.BytesIO(text.removeprefix("\ufeff").encode("utf-8"))
+
+
+class _TranscodingReader:
+    """`read(n)`: about n bytes of the file decoded incrementally and encoded as UTF-8 (a
+    character cut between two reads is finished by the next), the byte-order mark left out,
+    b"" at the end, as path.read_bytes().decode(encoding) would give them."""
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self.path, self.encoding = path, encoding
+        self.handle = path.open("rb")
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.started = self.ended = False
+
+    def read(self, size: int) -> bytes:
+        while not self.ended:
+            block = self.handle.read(size)
+            self.ended = not block
+            try:
+                text = self.decoder.decode(block, final=self.ended)
+            except UnicodeDecodeError as exc:
+                raise UnreadableFileError(
+                    "file-undecodable", path=self.path.name, encoding=self.encoding
+                ) from exc
+            if not self.started and text:
+                text, self.started = text.removeprefix("\ufeff"), True
+            if text:
+                return text.encode("utf-8")
+        return b""
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _decoded_head(path: Path, sample: bytes, encoding: str) -> str:
+    """The sample decoded (a character cut at its end left out), without a byte-order mark."""
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(sample)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError("file-undecodable", path=path.name, encoding=encoding) from exc
+    return text.removeprefix("\ufeff")
+
+
+def _head_of(source: Path | io.BytesIO | _Transcoded) -> Path | io.BytesIO:
+    if isinstance(source, _Transcoded):
+        source.head.seek(0)
+        return source.head
+    return source
+
+
+def _in_memory(source: Path | io.BytesIO | _Transcoded) -> Path | io.BytesIO:
+    return source.whole() if isinstance(source, _Transcoded) else source
+
+
 def _prepare_csv(
-    path: Path, encoding: str | None, choose: ColumnChoice | None = None
-) -> tuple[Path | io.BytesIO, str, str, dict[str, Any], list[str] | None]:
+    path: Path, encoding: str | None, choose: ColumnChoice | None = None, *, stream: bool = False
+) -> tuple[Path | io.BytesIO | _Transcoded, str, str, dict[str, Any], list[str] | None]:
     """The source to parse (the file, or its UTF-8 transcoding), encoding, separator, the
-    options of polars' reader and, when `choose` picked columns, every header."""
+    options of polars' reader and, when `choose` picked columns, every header.
+
+    With `stream` a file in another encoding is transcoded as it is read (a _Transcoded),
+    not whole in memory, when its sample holds the whole header line."""
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -443,13 +526,16 @@ def _prepare_csv(
         )
     if b"\x00" in sample and not used.startswith("utf-16"):
         raise UnreadableFileError("file-not-a-table", path=path.name, reason="binary content")
-    source: Path | io.BytesIO
+    source: Path | io.BytesIO | _Transcoded
     if codecs.lookup(used).name == "utf-8" and not sample.startswith(codecs.BOM_UTF8):
         try:
             text_head = codecs.getincrementaldecoder("utf-8")().decode(sample)
         except UnicodeDecodeError as exc:
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
         source = path
+    elif stream and "\n" in (head := _decoded_head(path, sample, used)):
+        text_head = head
+        source = _Transcoded(path, used, head)
     else:
         # Transcode in memory: polars and duckdb read UTF-8 only (see libraries.md).
         try:
@@ -477,11 +563,11 @@ def _prepare_csv(
     all_headers: list[str] | None = None
     if choose is not None:
         try:
-            all_headers = pl.read_csv(source, n_rows=0, **options).columns
+            all_headers = pl.read_csv(_head_of(source), n_rows=0, **options).columns
         except pl.exceptions.NoDataError as exc:
             raise UnreadableFileError("file-empty", path=path.name) from exc
         except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-            _refuse_malformed(path, source, separator, used, exc)
+            _refuse_malformed(path, _in_memory(source), separator, used, exc)
         if isinstance(source, io.BytesIO):
             source.seek(0)
         wanted = choose(all_headers)
