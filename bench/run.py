@@ -50,6 +50,8 @@ def run_measured(code: str, label: str) -> dict[str, float]:
         # CPU of the whole process (start-up included): on a shared machine, wall time waits
         # for other work while CPU time does not.
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        # CPU of the timed part alone (imports excluded), where the child reports it.
+        **({"task_cpu_seconds": round(inner["cpu"], 3)} if "cpu" in inner else {}),
         "load_average": round(os.getloadavg()[0], 1),
         "peak_mb": round(usage.ru_maxrss / 1024, 1),
     }
@@ -61,9 +63,9 @@ def timed(body: str, setup: str = "") -> str:
         [
             "import json, time",
             setup,
-            "t0 = time.perf_counter()",
+            "t0, c0 = time.perf_counter(), time.process_time()",
             body,
-            'print(json.dumps({"seconds": time.perf_counter() - t0}))',
+            'print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}))',
         ]
     )
 
@@ -433,7 +435,11 @@ def targets(results: dict) -> list[str]:
     v, f = task(rows_1m, "validate_utf8"), task(rows_1m, "polars_read")
     if v and f:
         ratio = v["seconds"] / f["seconds"]
-        checks.append(("validate ≤ 2× a bare polars read at 1M", f"{ratio:.1f}×", ratio <= 2))
+        measured = f"{ratio:.1f}× wall"
+        if v.get("task_cpu_seconds") and f.get("task_cpu_seconds"):
+            # CPU is the steadier guide on a shared machine (wall time waits for other work).
+            measured += f", {v['task_cpu_seconds'] / f['task_cpu_seconds']:.1f}× CPU"
+        checks.append(("validate ≤ 2× a bare polars read at 1M", measured, ratio <= 2))
     r = rate(rows_1m, "validate_utf8")
     checks.append(
         (

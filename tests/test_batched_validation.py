@@ -270,3 +270,41 @@ def test_a_file_of_blank_lines_has_no_rows_whole_or_in_batches(tmp_path):
         with pytest.raises(UnreadableFileError) as refused:
             validate_export(path, today=TODAY, batch_rows=batch_rows)
         assert refused.value.key == "file-no-rows"
+
+
+def test_the_rows_written_through_a_file_make_the_package_the_memory_path_made(tmp_path, synthetic):
+    """write_package streams cases.parquet from a file beside the package: the zip must be
+    byte for byte the one built from the Parquet held in memory (zipfile.writestr)."""
+    import io
+
+    keys = tmp_path / "keys"
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
+    generate_keys("ORG-01", keys)
+    created = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    outcome = submit_export(
+        export,
+        org="ORG-01",
+        period="2025",
+        key_dir=keys,
+        outbox=tmp_path / "out",
+        drop_invalid=True,
+        today=TODAY,
+        created=created,
+    )
+    assert outcome.accepted
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [outcome.package.name]
+    buffer = io.BytesIO()
+    outcome.submission.frame.drop("_row").write_parquet(buffer, compression="zstd", statistics=True)
+    with zipfile.ZipFile(outcome.package) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+        assert members["cases.parquet"] == buffer.getvalue()
+        infos = archive.infolist()
+    rebuilt = io.BytesIO()
+    with zipfile.ZipFile(rebuilt, "w") as archive:
+        for old in infos:
+            info = zipfile.ZipInfo(old.filename, date_time=old.date_time)
+            info.compress_type = old.compress_type
+            archive.writestr(info, members[old.filename])
+    assert rebuilt.getvalue() == outcome.package.read_bytes()

@@ -181,13 +181,15 @@ def read_export_batches(
         return None
     if head.startswith((b"PAR1", b"PK\x03\x04", _OLE_MAGIC, *_MAGIC)):
         return None
-    source, used, separator, options, all_headers = _prepare_csv(path, encoding, columns)
+    source, used, separator, options, all_headers = _prepare_csv(
+        path, encoding, columns, stream=True
+    )
     try:
-        layout = pl.read_csv(source, **(options | {"n_rows": 0}))
+        layout = pl.read_csv(_head_of(source), **(options | {"n_rows": 0}))
     except pl.exceptions.NoDataError as exc:
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        _refuse_malformed(path, source, separator, used, exc, batched=True)
+        _refuse_malformed(path, _in_memory(source), separator, used, exc, batched=True)
     if isinstance(source, io.BytesIO):
         source.seek(0)
     export = Export(
@@ -208,7 +210,7 @@ _MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at th
 
 def _csv_batches(
     path: Path,
-    source: Path | io.BytesIO,
+    source: Path | io.BytesIO | _Transcoded,
     used: str,
     separator: str,
     options: dict[str, Any],
@@ -221,9 +223,16 @@ def _csv_batches(
     characters: where polars itself splits records, so no quoted field is ever cut.
     """
     read = kept = 0  # records parsed (blank lines included, for numbering), records yielded
-    handle: Any = source if isinstance(source, io.BytesIO) else path.open("rb")
-    try:
+    # Each batch's cells are counted as it passes (no second read of the file); only when that
+    # is unsure is the whole file read again record by record, which lists ragged rows exactly.
+    check_rows, unsure = path.stat().st_size <= ROW_CHECK_MAX_BYTES, False
+    handle: Any
+    if isinstance(source, _Transcoded):
+        handle = source.open()
+    else:
+        handle = source if isinstance(source, io.BytesIO) else path.open("rb")
         handle.seek(0)
+    try:
         header, remainder, at_end = b"", b"", False
         target = 0  # bytes of a batch: about batch_rows records, once the header is known
         while not at_end:
@@ -254,6 +263,8 @@ def _csv_batches(
                 data = b"".join((header, remainder, memoryview(piece)[start:cut]))
                 remainder, start = b"", cut
                 batch = _parse_batch(path, data, source, used, separator, options)
+                if check_rows and not unsure:
+                    unsure = not _cells_even(data, separator)
                 if batch.height:
                     first = read + 2
                     read += batch.height
@@ -270,8 +281,8 @@ def _csv_batches(
             handle.close()
     if kept == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        ragged, _ = _ragged_rows(path, source, separator)
+    if unsure:
+        ragged, _ = _ragged_rows(path, _in_memory(source), separator)
         if ragged:
             raise ReadWhole()
 
@@ -292,7 +303,7 @@ def _record_end(data: bytes, position: int, begin: int, parity: int) -> int | No
 def _parse_batch(
     path: Path,
     data: bytes,
-    source: Path | io.BytesIO,
+    source: Path | io.BytesIO | _Transcoded,
     used: str,
     separator: str,
     options: dict[str, Any],
@@ -300,7 +311,7 @@ def _parse_batch(
     try:
         return pl.read_csv(io.BytesIO(data), **(options | {"raise_if_empty": False}))
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        _refuse_malformed(path, source, separator, used, exc, batched=True)
+        _refuse_malformed(path, _in_memory(source), separator, used, exc, batched=True)
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -351,7 +362,8 @@ def _check_codec(encoding: str) -> str:
 def _read_csv(
     path: Path, encoding: str | None, choose: ColumnChoice | None = None
 ) -> tuple[pl.DataFrame, str, str, list[str] | None, list[RaggedRow]]:
-    source, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+    prepared, used, separator, options, all_headers = _prepare_csv(path, encoding, choose)
+    source = _in_memory(prepared)  # read whole: never streamed
 
     def read() -> pl.DataFrame:
         if isinstance(source, io.BytesIO):
@@ -424,11 +436,87 @@ def _refuse_malformed(
     raise UnreadableFileError("file-not-a-table", path=path.name, reason="malformed CSV") from exc
 
 
+class _Transcoded:
+    """A CSV in another encoding than UTF-8, read as UTF-8 a block at a time (`open`), never
+    whole in memory; `whole()` gives the old in-memory transcoding for the rare paths that
+    need every byte at once (a refusal's diagnosis, the exact ragged-row listing)."""
+
+    def __init__(self, path: Path, encoding: str, head: str) -> None:
+        self.path, self.encoding = path, encoding
+        self.head = io.BytesIO(head.encode("utf-8"))  # the layout and headers are read from it
+
+    def open(self) -> _TranscodingReader:
+        return _TranscodingReader(self.path, self.encoding)
+
+    def whole(self) -> io.BytesIO:
+        try:
+            text = self.path.read_bytes().decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise UnreadableFileError(
+                "file-undecodable", path=self.path.name, encoding=self.encoding
+            ) from exc
+        return io.BytesIO(text.removeprefix("\ufeff").encode("utf-8"))
+
+
+class _TranscodingReader:
+    """`read(n)`: about n bytes of the file decoded incrementally and encoded as UTF-8 (a
+    character cut between two reads is finished by the next), the byte-order mark left out,
+    b"" at the end, as path.read_bytes().decode(encoding) would give them."""
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self.path, self.encoding = path, encoding
+        self.handle = path.open("rb")
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.started = self.ended = False
+
+    def read(self, size: int) -> bytes:
+        while not self.ended:
+            block = self.handle.read(size)
+            self.ended = not block
+            try:
+                text = self.decoder.decode(block, final=self.ended)
+            except UnicodeDecodeError as exc:
+                raise UnreadableFileError(
+                    "file-undecodable", path=self.path.name, encoding=self.encoding
+                ) from exc
+            if not self.started and text:
+                text, self.started = text.removeprefix("\ufeff"), True
+            if text:
+                return text.encode("utf-8")
+        return b""
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _decoded_head(path: Path, sample: bytes, encoding: str) -> str:
+    """The sample decoded (a character cut at its end left out), without a byte-order mark."""
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(sample)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError("file-undecodable", path=path.name, encoding=encoding) from exc
+    return text.removeprefix("\ufeff")
+
+
+def _head_of(source: Path | io.BytesIO | _Transcoded) -> Path | io.BytesIO:
+    if isinstance(source, _Transcoded):
+        source.head.seek(0)
+        return source.head
+    return source
+
+
+def _in_memory(source: Path | io.BytesIO | _Transcoded) -> Path | io.BytesIO:
+    return source.whole() if isinstance(source, _Transcoded) else source
+
+
 def _prepare_csv(
-    path: Path, encoding: str | None, choose: ColumnChoice | None = None
-) -> tuple[Path | io.BytesIO, str, str, dict[str, Any], list[str] | None]:
+    path: Path, encoding: str | None, choose: ColumnChoice | None = None, *, stream: bool = False
+) -> tuple[Path | io.BytesIO | _Transcoded, str, str, dict[str, Any], list[str] | None]:
     """The source to parse (the file, or its UTF-8 transcoding), encoding, separator, the
-    options of polars' reader and, when `choose` picked columns, every header."""
+    options of polars' reader and, when `choose` picked columns, every header.
+
+    With `stream` a file in another encoding is transcoded as it is read (a _Transcoded),
+    not whole in memory, when its sample holds the whole header line."""
     with path.open("rb") as handle:
         sample = handle.read(_SAMPLE_BYTES)
     used = _check_codec(encoding) if encoding else detect_encoding(sample)
@@ -438,13 +526,16 @@ def _prepare_csv(
         )
     if b"\x00" in sample and not used.startswith("utf-16"):
         raise UnreadableFileError("file-not-a-table", path=path.name, reason="binary content")
-    source: Path | io.BytesIO
+    source: Path | io.BytesIO | _Transcoded
     if codecs.lookup(used).name == "utf-8" and not sample.startswith(codecs.BOM_UTF8):
         try:
             text_head = codecs.getincrementaldecoder("utf-8")().decode(sample)
         except UnicodeDecodeError as exc:
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
         source = path
+    elif stream and "\n" in (head := _decoded_head(path, sample, used)):
+        text_head = head
+        source = _Transcoded(path, used, head)
     else:
         # Transcode in memory: polars and duckdb read UTF-8 only (see libraries.md).
         try:
@@ -472,11 +563,11 @@ def _prepare_csv(
     all_headers: list[str] | None = None
     if choose is not None:
         try:
-            all_headers = pl.read_csv(source, n_rows=0, **options).columns
+            all_headers = pl.read_csv(_head_of(source), n_rows=0, **options).columns
         except pl.exceptions.NoDataError as exc:
             raise UnreadableFileError("file-empty", path=path.name) from exc
         except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-            _refuse_malformed(path, source, separator, used, exc)
+            _refuse_malformed(path, _in_memory(source), separator, used, exc)
         if isinstance(source, io.BytesIO):
             source.seek(0)
         wanted = choose(all_headers)
@@ -491,10 +582,22 @@ def without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     cells = [c for c in frame.columns if c != ROW]
     if not cells:
         return frame
-    blank = pl.all_horizontal(
-        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells
-    )
-    return frame.filter(~blank)
+
+    def empty(c: str) -> pl.Expr:
+        return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+
+    # Only a row whose first cell is empty can be blank: the others are checked on those alone.
+    candidates = frame.select(empty(cells[0]).arg_true()).to_series()
+    if candidates.len() == 0:
+        return frame
+    dropped = candidates
+    if len(cells) > 1:
+        rest = frame[candidates].select(pl.all_horizontal(empty(c) for c in cells[1:]))
+        dropped = candidates.filter(rest.to_series())
+    if dropped.len() == 0:
+        return frame
+    positions = pl.int_range(pl.len(), dtype=pl.Int64)
+    return frame.filter(~positions.is_in(dropped.cast(pl.Int64).implode()))
 
 
 ROW_CHECK_MAX_BYTES = 256 << 20  # every line's cells are counted in files up to this size
@@ -574,6 +677,74 @@ def _unquoted_ragged_rows(
     return ragged, len(ends)
 
 
+# What may come just before a quoted field's opening quote and just after its closing one
+# (besides the separator, and besides the start and end of the file).
+_FIELD_STARTS = frozenset(b"\n")
+_FIELD_ENDS = frozenset(b"\r\n")
+
+
+def _quoted_records_if_even(data: bytes, separator: str) -> int | None:
+    """The fast path of _ragged_rows for a file with quotes that polars has already read: the
+    number of records when provably no record has too few cells, else None (the caller then
+    reads it record by record with the csv module, which lists them exactly).
+
+    Split at every quote, the even pieces lie outside quoted fields and the odd ones inside
+    (an escaped quote leaves an empty even piece between two odd ones). When every quoted field
+    starts a cell and ends one (what csv.reader's strict mode demands), the separators and
+    newlines of the even pieces are the cells and records csv.reader sees; as no record has too
+    many cells (polars refuses those), as many separators as (cells - 1) per non-blank record
+    means none has too few. Anything unusual (a lone carriage return, a CRLF blank line, a field
+    over csv's size limit, a stray quote) returns None. (Bytes that are not UTF-8 were refused
+    by polars already.)
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    sep = separator.encode("utf-8")
+    if len(sep) != 1 or b"\x00" in data:
+        return None
+    pieces = data.split(b'"')
+    if len(pieces) % 2 == 0 or len(pieces) == 1:  # a quote never closed, or none at all
+        return None
+    starts, ends = _FIELD_STARTS | {sep[0]}, _FIELD_ENDS | {sep[0]}
+    outsides = pieces[0::2]
+    first, *middle, last = outsides
+    if first and first[-1] not in starts:
+        return None
+    if last and last[0] not in ends:
+        return None
+    for piece in middle:  # empty: an escaped quote inside a quoted field
+        if piece and (piece[0] not in ends or piece[-1] not in starts):
+            return None
+    limit = csv.field_size_limit()
+    if max(map(len, pieces[1::2])) >= limit:
+        return None
+    outside = b"\x00".join(outsides)  # one NUL where each quoted field was
+    if b"\r" in outside and outside.count(b"\r") != outside.count(b"\r\n"):
+        return None
+    if max(map(len, outsides)) >= limit and max(map(len, outside.split(b"\n"))) >= limit:
+        return None  # a line as long as csv's limit on a cell: let the csv module judge
+    first_end = outside.find(b"\n")
+    header_cells = outside[: first_end if first_end >= 0 else len(outside)].count(sep) + 1
+    records = outside.count(b"\n") + (0 if outside.endswith(b"\n") else 1)
+    blank = outside.startswith(b"\n") + (outside.count(b"\n\n") if b"\n\n" in outside else 0)
+    if outside.count(sep) != (header_cells - 1) * (records - blank):
+        return None
+    return records
+
+
+def _cells_even(data: bytes, separator: str) -> bool:
+    """True when no record of `data` (a header and whole records polars has read) provably has
+    too few cells; False when unsure (a closer look is needed, see _ragged_rows)."""
+    if b'"' in data:
+        return _quoted_records_if_even(data, separator) is not None
+    sep = separator.encode("utf-8")
+    end = data.find(b"\n")
+    per_line = (data if end < 0 else data[:end]).count(sep)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    blank = data.startswith(b"\n") + (data.count(b"\n\n") if b"\n\n" in data else 0)
+    return data.count(sep) == per_line * (lines - blank)
+
+
 def _ragged_rows(
     path: Path, source: Path | io.BytesIO, separator: str, *, none_long: bool = True
 ) -> tuple[list[RaggedRow], int]:
@@ -583,6 +754,8 @@ def _ragged_rows(
     data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
     if b'"' not in data:
         return _unquoted_ragged_rows(data, separator.encode("utf-8"), none_long)
+    if none_long and (records := _quoted_records_if_even(data, separator)) is not None:
+        return [], records
     if isinstance(source, io.BytesIO):
         source.seek(0)
         handle: Any = io.TextIOWrapper(source, encoding="utf-8", newline="")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -44,12 +44,18 @@ from casepool.intake.deidentifying import Submission, prepare_submission
 def build_manifest(
     submission: Submission,
     keys: OrgKeys,
-    data: bytes,
+    data: bytes | tuple[str, int],
     created: datetime,
     schema: CaseSchema,
 ) -> dict[str, Any]:
-    """The manifest of a package: everything the steward checks before trusting the data."""
+    """The manifest of a package: everything the steward checks before trusting the data.
+
+    `data` is the data member's bytes, or its SHA-256 (hex) and size when it was written to a
+    file rather than held in memory."""
     assert submission.k_anonymity is not None
+    digest, size = (
+        (hashlib.sha256(data).hexdigest(), len(data)) if isinstance(data, bytes) else data
+    )
     return {
         "package_format": FORMAT_VERSION,
         "schema": {"name": schema.name, "version": schema.version},
@@ -72,7 +78,7 @@ def build_manifest(
             submission.risk_before.to_dict() if submission.risk_before else None
         ),
         "columns": [{"name": n, "type": str(t)} for n, t in package_fields(schema)],
-        "data": {"file": DATA, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+        "data": {"file": DATA, "sha256": digest, "bytes": size},
     }
 
 
@@ -92,20 +98,6 @@ def write_package(
         raise PackageError("package-not-ready", status=submission.status)
     created = created or datetime.now(UTC)
     member = DATA if aggregate is None else AGGREGATE
-    if aggregate is None:
-        rows = submission.frame.drop(ROW)
-        buffer = io.BytesIO()
-        rows.write_parquet(buffer, compression="zstd", statistics=True)
-        data = buffer.getvalue()
-    else:
-        data = aggregate_bytes(aggregate)
-    manifest = build_manifest(submission, keys, data, created, schema)
-    if aggregate is not None:
-        manifest |= aggregate_manifest(aggregate, submission.rows_kept)
-        manifest["data"]["file"] = AGGREGATE
-    manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
-    signature = base64.b64encode(keys.sign(manifest_bytes)) + b"\n"
-
     outbox = Path(outbox)
     try:
         outbox.mkdir(parents=True, exist_ok=True)
@@ -113,8 +105,26 @@ def write_package(
     except OSError as exc:
         raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
     temp = Path(temp_name)
-    stamp = created.astimezone(UTC).timetuple()[:6]
+    rows_file: Path | None = None
     try:
+        data: bytes | tuple[str, int]
+        if aggregate is None:
+            # The rows' Parquet goes to a file beside the package, never whole in memory: it is
+            # hashed and copied into the zip a block at a time (the same bytes as in memory).
+            fd, rows_name = tempfile.mkstemp(prefix=".", suffix=".parquet.partial", dir=outbox)
+            os.close(fd)
+            rows_file = Path(rows_name)
+            submission.frame.drop(ROW).write_parquet(rows_file, compression="zstd", statistics=True)
+            data = (_sha256_of(rows_file), rows_file.stat().st_size)
+        else:
+            data = aggregate_bytes(aggregate)
+        manifest = build_manifest(submission, keys, data, created, schema)
+        if aggregate is not None:
+            manifest |= aggregate_manifest(aggregate, submission.rows_kept)
+            manifest["data"]["file"] = AGGREGATE
+        manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
+        signature = base64.b64encode(keys.sign(manifest_bytes)) + b"\n"
+        stamp = created.astimezone(UTC).timetuple()[:6]
         with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w") as archive:
             for name, payload, method in (
                 (MANIFEST, manifest_bytes, zipfile.ZIP_DEFLATED),
@@ -123,7 +133,13 @@ def write_package(
             ):
                 info = zipfile.ZipInfo(name, date_time=stamp)
                 info.compress_type = method
-                archive.writestr(info, payload)
+                if isinstance(payload, bytes):
+                    archive.writestr(info, payload)
+                else:  # as writestr does it: the size set first, then the bytes streamed
+                    assert rows_file is not None
+                    info.file_size = payload[1]
+                    with archive.open(info, "w") as dest, rows_file.open("rb") as source:
+                        shutil.copyfileobj(source, dest, _COPY_BYTES)
             archive.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -133,7 +149,20 @@ def write_package(
         raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
     finally:
         temp.unlink(missing_ok=True)
+        if rows_file is not None:
+            rows_file.unlink(missing_ok=True)
     return target
+
+
+_COPY_BYTES = 1 << 20
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_COPY_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _free_name(outbox: Path, name: str) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from casepool.core.normalising import fold, parse_date, parse_integer
+from casepool.core.normalising import EARLIEST, fold, parse_date, parse_integer
 from casepool.core.reading import (
     BATCH_ROWS,
     ROW,
@@ -370,11 +370,13 @@ def _spanning_findings(
             continue
         name = rule.field
         value = pl.col(name)
+        # The few repeated values first (one pass), then their first rows among those alone.
         repeated = (
             records.lazy()
             .select(ROW, name)
+            .filter(value.is_duplicated() & value.is_not_null())
             .with_columns(pl.col(ROW).min().over(name).alias("first_row"))
-            .filter(value.is_not_null() & ~value.is_first_distinct())
+            .filter(~value.is_first_distinct())
             .collect(engine="in-memory")
         )
         if repeated.height == 0:
@@ -517,6 +519,8 @@ class _Parsers:
         if parse is None:
             parse = self._parsers[f.name] = _parser(f, self.schema, self.mapping, self.today)
         known = self._results.setdefault(f.name, {})
+        if f.type in {"date", "month"}:
+            known.update(_iso_dates(f, [t for t in texts if t not in known]))
         out = []
         for text in texts:
             result = known.get(text)
@@ -532,6 +536,30 @@ class _Parsers:
             for name, known in self._results.items()
             if name not in leave_out
         }
+
+
+_ISO_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_ISO_AT_ONCE = 32  # fewer distinct texts are parsed one by one
+
+
+def _iso_dates(f: Field, texts: list[str]) -> dict[str, tuple[Any, str | None]]:
+    """What the field's parser makes of the texts written exactly yyyy-mm-dd, parsed at once
+    by polars instead of one by one (an export holds thousands of distinct dates): the date
+    (its month's first day for a month field), or bad-date when it is no day of the calendar
+    or lies before EARLIEST, as parse_date says. Other texts are left to the parser."""
+    if len(texts) < _ISO_AT_ONCE:
+        return {}
+    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).filter(
+        pl.col("text").str.contains(_ISO_DAY)
+    )
+    parsed = frame.select("text", pl.col("text").str.to_date("%Y-%m-%d", strict=False).alias("day"))
+    out: dict[str, tuple[Any, str | None]] = {}
+    for text, day in parsed.iter_rows():
+        if day is None or day < EARLIEST:
+            out[text] = (None, "bad-date")
+        else:
+            out[text] = (day.replace(day=1) if f.type == "month" else day, None)
+    return out
 
 
 def _parse_cells(raw: pl.DataFrame, resolution: Resolution, parsers: _Parsers) -> pl.LazyFrame:
@@ -567,6 +595,14 @@ def _parse_cells(raw: pl.DataFrame, resolution: Resolution, parsers: _Parsers) -
             continue
         texts: list[str] = distinct[f.name]
         results = parsers.parse(f, texts)
+        if dtype == pl.String and all(
+            e is None and v == t for t, (v, e) in zip(texts, results, strict=True)
+        ):
+            # Every text is already its code (an export of codes): the column is its own
+            # value, no error; no position to look up.
+            expressions.append(pl.col(header).alias(f.name))
+            expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
+            continue
         # Each row's position among the distinct texts, computed once per column (hashing a
         # million strings is the expensive part); values and errors are then gathered from it.
         positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
