@@ -332,3 +332,22 @@ def test_year_share_is_declared_and_checked():
         dp_settings_from_mapping({**base, "workload_share": 0.7, "year_share": 0.3})
     off = dataclasses.replace(workload(), year_share=0.0)
     assert off.year_rho_of(off.measurements[0]) == 0
+
+
+def test_publishing_a_whole_year_with_dp_measures_the_year_first(template, warehouse, tmp_path):
+    from casepool.publishing.dp_publish import publish_dp
+
+    settings = workload()
+    result = publish_dp(warehouse, tmp_path / "pub", period=YEAR, settings=settings)
+    assert result.ok
+    assert {q: spent(warehouse)[q] for q in QUARTERS} == pytest.approx(dict.fromkeys(QUARTERS, 0.8))
+    frame = pl.read_csv(tmp_path / "pub" / "csv" / "cases_by_governorate.csv")
+    v_q = 4 * dp.scale_for(settings.rho_of(settings.measurements[1]), 1.0) ** 2
+    summed = dp.margin_of_variance(v_q, 0.9)  # what the sum of the quarters would state
+    assert frame.get_column("margin").max() < 0.75 * summed
+    # Too little budget left for the year: published from the quarters, and the notes say why.
+    poor = workload(share=0.85)
+    other = tmp_path / "poor.duckdb"
+    shutil.copy(template, other)
+    again = publish_dp(other, tmp_path / "pub2", period=YEAR, settings=poor)
+    assert again.ok and any(YEAR in n and "ρ" in n for n in again.notes)
