@@ -505,8 +505,8 @@ def _measure_year(
     year_scales: dict[str, float] = {}
     combined_with: set[str] = set()
     stored: dict[str, list[budget.MeasuredTable]] = {}
-    for indicator in {m.indicator for m in todo}:
-        for t in budget.load_measurements(con, quarters, indicator):
+    for name in {m.indicator for m in todo}:
+        for t in budget.load_measurements(con, quarters, name):
             stored.setdefault(t.measurement, []).append(t)
     for m in todo:
         indicator = catalogue.indicator(m.indicator)
@@ -1407,10 +1407,10 @@ def budget_report(
                 # The workload where it is missing, and again where the data changed.
                 done = measure_quarters(con, wanted, settings, catalogue, actor=who)
                 # A whole year asked for: measured directly too, charged to its quarters.
-                years = measure_years(con, wanted, settings, catalogue, actor=who)
-                measured_now += [f"{t.period} {t.measurement}" for t in done + years]
+                whole = measure_years(con, wanted, settings, catalogue, actor=who)
+                measured_now += [f"{t.period} {t.measurement}" for t in done + whole]
                 spent_now += sum(t.rho for t in done)
-                spent_now += sum(t.rho for t in years) * 4  # each of its four quarters pays
+                spent_now += sum(t.rho for t in whole) * 4  # each of its four quarters pays
         spent = {r["period"]: r for r in budget.budget_rows(con)}
         quarters = sorted(set(data_quarters(con)) | set(spent))
         measured = budget.measured_periods(con)
