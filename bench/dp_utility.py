@@ -56,7 +56,11 @@ def dp_side(
                 where=[f"period={period}"],
                 period_unit=request.period_unit,
                 settings=settings,
-            ).table.frame.select(*request.dimensions, pl.col("value").alias("dp"), "margin")
+            ).table.frame
+            extra = ["denominator"] if catalogue.indicator(request.indicator).unit == "rate" else []
+            answers[request.table_name] = answers[request.table_name].select(
+                *request.dimensions, pl.col("value").alias("dp"), "margin", *extra
+            )
         except UsageError as exc:  # the workload does not measure this table
             skipped.append(f"{request.table_name} ({exc.key})")
     by_gov = query(
@@ -168,6 +172,10 @@ def main() -> None:
                     row[f"{key}_{name}"] = 0.0
                 for answers, _, _ in runs:  # means over the runs
                     both = cells.join(answers[request.table_name], on=dims)
+                    if indicator.unit == "rate":  # the tabulated truth is the count: per 100,000
+                        both = both.with_columns(
+                            (pl.col("truth") * 100_000 / pl.col("denominator")).alias("truth")
+                        )
                     usable = (pl.col("margin") <= 0.2 * pl.col("dp")) & (pl.col("dp") > 0)
                     errors = both.select((pl.col("dp") - pl.col("truth")).abs()).to_series()
                     row[f"dp_{name}"] += both.filter(usable).height / len(runs)
