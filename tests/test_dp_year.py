@@ -98,6 +98,9 @@ def test_the_year_is_charged_to_each_of_its_quarters_and_recorded(warehouse):
             "measurements": "current",
         }
     ]
+    from casepool.cli.text.publishing import render_budget
+
+    assert "Year 2025 measured directly: ρ 0.3 from each of its quarters" in render_budget(report)
     rows = {r["period"]: r for r in report.periods}
     assert all(rows[q]["year_spent"] == pytest.approx(rho_year) for q in QUARTERS)
     with open_warehouse(warehouse, read_only=True) as con:
@@ -351,3 +354,20 @@ def test_publishing_a_whole_year_with_dp_measures_the_year_first(template, wareh
     shutil.copy(template, other)
     again = publish_dp(other, tmp_path / "pub2", period=YEAR, settings=poor)
     assert again.ok and any(YEAR in n and "ρ" in n for n in again.notes)
+
+
+def test_budget_cli_measures_the_year_with_the_declared_split(runner, warehouse):
+    import json
+
+    from casepool.cli.main import app
+    from casepool.protecting.dp_settings import load_dp_settings
+
+    declared = load_dp_settings()
+    assert (declared.workload_share, declared.year_share) == (0.5, 0.3)
+    cli = runner.invoke(app, ["budget", "-w", str(warehouse), "--measure", YEAR, "--json"])
+    assert cli.exit_code == 0, cli.output
+    report = json.loads(cli.stdout)
+    assert [y["year"] for y in report["years"]] == [YEAR]
+    rows = {r["period"]: r for r in report["periods"]}
+    assert all(rows[q]["spent"] == pytest.approx(0.8) for q in QUARTERS)
+    assert all(rows[q]["left"] == pytest.approx(0.2) for q in QUARTERS)

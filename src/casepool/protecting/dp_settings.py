@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +46,13 @@ class DPSettings:
     # one quarter), combined with the sum of the quarters by inverse-variance weighting. 0: off.
     year_share: float = 0.0
 
-    def year_rho_of(self, measurement: Measurement) -> float:
-        """The ρ a year measurement of `measurement` charges each of its quarters."""
-        return self.rho_per_quarter * self.year_share * measurement.weight / self.total_weight
+    def year_rho_of(
+        self, measurement: Measurement, among: Sequence[Measurement] | None = None
+    ) -> float:
+        """The ρ a year measurement of `measurement` charges each of its quarters: its weight's
+        share of `year_share`, among the tables the year measures (`among`; all by default)."""
+        total = sum(m.weight for m in among) if among is not None else self.total_weight
+        return self.rho_per_quarter * self.year_share * measurement.weight / total
 
     @property
     def total_weight(self) -> float:

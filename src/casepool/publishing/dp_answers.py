@@ -476,7 +476,7 @@ def measure_year(
                 asked=f"{settings.rho_per_quarter * settings.year_share:.4g}",
                 left=f"{max(left, 0.0):.4g}",
             )
-        rhos = {m.name: settings.year_rho_of(m) * factor for m in todo}
+        rhos = {m.name: settings.year_rho_of(m, todo) * factor for m in todo}
         try:
             return _measure_year(
                 con, year, settings, catalogue, todo, rhos, actor=actor, basis=basis
