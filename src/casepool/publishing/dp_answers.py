@@ -12,6 +12,11 @@ cells of the measured table that serves it with the smallest error, quarter by q
 carries each cell's variance (the number of noisy cells summed × scale²; a cell that is also a
 cell of a parent table takes the parent's smaller variance, since the two agree exactly). Nothing
 is spent; the same question always gets the same answer.
+
+`measure_year` measures a whole year's workload directly once its quarters are in (the steward's
+`casepool budget --measure YEAR`), charged to each of its four quarters, and stores each table
+combined with the sum of the quarters by inverse-variance weighting under the year's code; `answer`
+then reads a year from those tables instead of summing its quarters.
 """
 
 from __future__ import annotations
