@@ -21,7 +21,12 @@ from casepool.catalogue.indicators import TOTAL, TableRequest, load_indicators
 from casepool.catalogue.tabulating import tabulate
 from casepool.core.errors import UsageError
 from casepool.protecting import dp
-from casepool.protecting.dp_settings import DPSettings, Measurement, dp_settings_from_mapping
+from casepool.protecting.dp_settings import (
+    DPSettings,
+    Measurement,
+    dp_settings_from_mapping,
+    load_dp_settings,
+)
 from casepool.publishing import dp_answers
 from casepool.publishing.query import query
 from casepool.warehouse import budget
@@ -380,7 +385,8 @@ def test_budget_cli_shows_spent_and_left(runner, warehouse):
     assert cli.exit_code == 0, cli.output
     report = json.loads(cli.stdout)
     row = next(r for r in report["periods"] if r["period"] == QUARTER)
-    assert row["spent"] == pytest.approx(0.6) and row["left"] == pytest.approx(0.4)
+    share = load_dp_settings().workload_share  # the default of schemas/protection.yaml
+    assert row["spent"] == pytest.approx(share) and row["left"] == pytest.approx(1 - share)
     assert row["measurements"] == "current" and row["revisions"] == 0
     text = runner.invoke(app, ["budget", "-w", str(warehouse)])
     assert QUARTER in text.stdout and "ε ≈" in text.stdout and "current" in text.stdout

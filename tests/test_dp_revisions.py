@@ -47,20 +47,21 @@ def _current_rhos(w) -> dict[str, float]:
 
 def test_late_packages_are_revised_from_a_geometric_reserve_until_one_is_refused(tmp_path):
     settings = load_dp_settings()
-    assert (settings.workload_share, settings.revision_share) == (0.6, 0.5)
+    assert (settings.workload_share, settings.revision_share) == (0.5, 0.5)
+    share = settings.workload_share
     rho = settings.rho_per_quarter
     w = tmp_path / "w.duckdb"
     _send(w, tmp_path, "ORG-01", 30, seed=1)
-    assert query(w, "registered_cases", by="sex").spent == pytest.approx(0.6 * rho)
+    assert query(w, "registered_cases", by="sex").spent == pytest.approx(share * rho)
     first = _current_rhos(w)
-    expected = 0.6 * rho
+    expected = share * rho
     revisions = 0
     for i in range(2, 10):
         _send(w, tmp_path, f"ORG-0{i}", 5, seed=i)  # a late package: the quarter is stale
         spent_before, releases_before, _ = _state(w)
         available = rho * (1 - settings.extras_reserve) - spent_before
         cost = settings.revision_share * available
-        if cost < settings.min_revision * 0.6 * rho * (1 - 1e-9):
+        if cost < settings.min_revision * share * rho * (1 - 1e-9):
             with pytest.raises(UsageError) as caught:
                 query(w, "registered_cases", by="sex")
             message = caught.value.message("en")
@@ -77,15 +78,15 @@ def test_late_packages_are_revised_from_a_geometric_reserve_until_one_is_refused
         assert spent_after == pytest.approx(expected) and spent_after <= rho
         assert releases_after == releases_before + 1
         # Every table is measured again at the same fraction of its first ρ (scaled alike).
-        factor = cost / (0.6 * rho)
+        factor = cost / (share * rho)
         now = _current_rhos(w)
         assert all(now[name] == pytest.approx(first[name] * factor) for name in first)
         # Margins widen as √(1/factor): the answer says so honestly.
         assert answer.table.frame.get_column("margin").min() > 0
     else:
         pytest.fail("no revision was refused")
-    assert revisions == 3  # 0.15, 0.075, 0.0375 of ρ = 1; the fourth would get 0.01875 < 0.0375
-    assert _state(w)[0] == pytest.approx(0.8625 * rho)
+    assert revisions == 3  # 0.2, 0.1, 0.05 of ρ = 1; the fourth would get 0.025 < 0.03125
+    assert _state(w)[0] == pytest.approx(0.85 * rho)
     assert budget_report(w).periods[0]["revisions"] == 3
 
 

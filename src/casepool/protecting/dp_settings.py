@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,18 @@ class DPSettings:
     revision_share: float = 0.5
     extras_reserve: float = 0.1
     min_revision: float = 1 / 16
+    # A year measured directly once its four quarters are in (`casepool budget --measure YEAR`):
+    # its workload tables at `year_share` of ρ, charged to each of its quarters (a child is in
+    # one quarter), combined with the sum of the quarters by inverse-variance weighting. 0: off.
+    year_share: float = 0.0
+
+    def year_rho_of(
+        self, measurement: Measurement, among: Sequence[Measurement] | None = None
+    ) -> float:
+        """The ρ a year measurement of `measurement` charges each of its quarters: its weight's
+        share of `year_share`, among the tables the year measures (`among`; all by default)."""
+        total = sum(m.weight for m in among) if among is not None else self.total_weight
+        return self.rho_per_quarter * self.year_share * measurement.weight / total
 
     @property
     def total_weight(self) -> float:
@@ -61,6 +74,7 @@ class DPSettings:
             "revision_share": self.revision_share,
             "extras_reserve": self.extras_reserve,
             "min_revision": self.min_revision,
+            "year_share": self.year_share,
             "measurements": [
                 {"name": m.name, "indicator": m.indicator, "by": list(m.by), "rho": self.rho_of(m)}
                 for m in self.measurements
@@ -121,7 +135,24 @@ def dp_settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> DPSettings
             raw.get("extras_reserve", 0.1), "extras_reserve", where, upper_open=True
         ),
         min_revision=_fraction(raw.get("min_revision", 1 / 16), "min_revision", where),
+        year_share=_year_share(raw, where),
     )
+
+
+def _year_share(raw: dict[str, Any], where: str) -> float:
+    """`year_share` (0 turns year measurements off); the first measurement, the year and the
+    steward's reserve must fit in one quarter's ρ."""
+    share = raw.get("year_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise SchemaError("schema-invalid", file=where, reason="year_share must be in [0, 1)")
+    used = raw.get("workload_share", 1.0) + share + raw.get("extras_reserve", 0.1)
+    if share and used > 1 + 1e-9:
+        raise SchemaError(
+            "schema-invalid",
+            file=where,
+            reason="workload_share + year_share + extras_reserve must be at most 1",
+        )
+    return float(share)
 
 
 def load_dp_settings() -> DPSettings:

@@ -12,6 +12,11 @@ cells of the measured table that serves it with the smallest error, quarter by q
 carries each cell's variance (the number of noisy cells summed × scale²; a cell that is also a
 cell of a parent table takes the parent's smaller variance, since the two agree exactly). Nothing
 is spent; the same question always gets the same answer.
+
+`measure_year` measures a whole year's workload directly once its quarters are in (the steward's
+`casepool budget --measure YEAR`), charged to each of its four quarters, and stores each table
+combined with the sum of the quarters by inverse-variance weighting under the year's code; `answer`
+then reads a year from those tables instead of summing its quarters.
 """
 
 from __future__ import annotations
@@ -294,6 +299,8 @@ def restore_quarter(
         )
         for name, old in found.items():
             budget.restore_measurement(con, quarter, name, old, release_id)
+        # The year was combined with the quarter's figures as they were: no longer its year.
+        budget.withdraw_period(con, quarter[:4], release_id)
         con.commit()
     except (duckdb.TransactionException, duckdb.ConstraintException):
         con.rollback()
@@ -393,6 +400,246 @@ def remeasure_quarter(
             if attempt == _RETRIES - 1:
                 raise UsageError("dp-busy", period=quarter) from None
     return []
+
+
+class YearRefused(RevisionRefused):
+    """A year cannot be measured: a quarter lacks its current measurements, or the budget its
+    quarters have left cannot pay for the year (the CLI exits 1, nothing spent)."""
+
+
+def year_tables(settings: DPSettings, catalogue: IndicatorCatalogue) -> list[Measurement]:
+    """The workload tables a year measurement takes: all but the medians' histograms."""
+    return [m for m in settings.measurements if not dp_medians.is_median(m, catalogue)]
+
+
+def year_factor(con: duckdb.DuckDBPyConnection, year: str, settings: DPSettings) -> float:
+    """The share of `year_share` the year can take: 1, or less when a quarter has less left
+    above `extras_reserve` (revised before the year was measured); 0 when below a half."""
+    cost = settings.rho_per_quarter * settings.year_share
+    if cost <= 0:
+        return 0.0
+    left = min(
+        settings.rho_per_quarter * (1 - settings.extras_reserve) - budget.spent_on(con, q)
+        for q in budget.year_quarters(year)
+    )
+    factor = min(1.0, left / cost)
+    return factor if factor >= 0.5 - 1e-9 else 0.0
+
+
+def measure_year(
+    con: duckdb.DuckDBPyConnection,
+    year: str,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    *,
+    actor: str,
+) -> list[budget.MeasuredTable]:
+    """Measure a whole year's workload directly and combine it with the sum of its quarters.
+
+    Each table is counted over the year and noised at `year_rho_of` (× `year_factor`), charged to
+    each of the four quarters' budgets (a child is registered in one quarter, so the year table
+    costs every quarter its ρ; parallel composition across quarters, sequential within each).
+    Every cell is then combined with the sum of the quarters' stored (already released) values
+    by inverse-variance weighting: w = V_Q / (V_Q + V_Y), with V_Y the year's noise variance and
+    V_Q the sum of the quarters' (σ² of the cell in each quarter), so the combined cell has
+    variance V_Q·V_Y / (V_Q + V_Y), stored as its scale. The combined tables are fitted top-down
+    as the quarters' are (non-negative whole numbers adding up to their parents) and stored under
+    the year's code; year questions are then answered from them. Quarter answers never change.
+    The spend on the four quarters, the tables and the ledger entry are one transaction. Nothing
+    happens when the year is measured on these data already; YearRefused when a quarter lacks
+    current measurements or the budget cannot pay (nothing spent)."""
+    check_workload(settings, catalogue)
+    budget.ensure_budget(con)
+    ensure_ledger(con)
+    quarters = budget.year_quarters(year)
+    todo = year_tables(settings, catalogue)
+    if settings.year_share <= 0 or not todo:
+        return []
+    for attempt in range(_RETRIES):
+        bases = budget.with_years(budget.current_bases(con))
+        basis = budget.year_basis(bases, year)
+        if basis is None:
+            raise YearRefused("dp-year-incomplete", period=year)
+        done = budget.measured_periods(con)
+        stale = budget.stale_periods(con, bases)
+        if any(
+            q in stale or {m.name for m in settings.measurements} - done.get(q, set())
+            for q in quarters
+        ):
+            raise YearRefused("dp-year-incomplete", period=year)
+        if year in done and year not in stale:
+            return []
+        factor = year_factor(con, year, settings)
+        if factor <= 0:
+            left = min(
+                settings.rho_per_quarter * (1 - settings.extras_reserve) - budget.spent_on(con, q)
+                for q in quarters
+            )
+            raise YearRefused(
+                "dp-year-over-budget",
+                period=year,
+                asked=f"{settings.rho_per_quarter * settings.year_share:.4g}",
+                left=f"{max(left, 0.0):.4g}",
+            )
+        rhos = {m.name: settings.year_rho_of(m, todo) * factor for m in todo}
+        try:
+            return _measure_year(
+                con, year, settings, catalogue, todo, rhos, actor=actor, basis=basis
+            )
+        except (duckdb.TransactionException, duckdb.ConstraintException):
+            if attempt == _RETRIES - 1:
+                raise UsageError("dp-busy", period=year) from None
+    return []
+
+
+def _measure_year(
+    con: duckdb.DuckDBPyConnection,
+    year: str,
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    todo: list[Measurement],
+    rhos: dict[str, float],
+    *,
+    actor: str,
+    basis: str,
+) -> list[budget.MeasuredTable]:
+    quarters = budget.year_quarters(year)
+    tables: list[budget.MeasuredTable] = []
+    frames: dict[str, pl.DataFrame] = {}
+    weights: dict[str, float] = {}
+    year_scales: dict[str, float] = {}
+    combined_with: set[str] = set()
+    stored: dict[str, list[budget.MeasuredTable]] = {}
+    for name in {m.indicator for m in todo}:
+        for t in budget.load_measurements(con, quarters, name):
+            stored.setdefault(t.measurement, []).append(t)
+    for m in todo:
+        indicator = catalogue.indicator(m.indicator)
+        dims = ((OUTCOME,) if indicator.kind == "percent" else ()) + m.by
+        truth = _inner_cells(con, m, year, catalogue)
+        sensitivity = sensitivity_of(m, catalogue)
+        scale = dp.scale_for(rhos[m.name], sensitivity)
+        noisy = dp.noisy_counts(truth.get_column(VALUE).to_list(), scale, sensitivity)
+        cells = _cell_texts(truth, dims)
+        mine = stored.get(m.name, [])
+        if sorted(t.period for t in mine) != quarters:
+            raise YearRefused("dp-year-incomplete", period=year)
+        summed: dict[str, int] = dict.fromkeys(cells, 0)
+        for t in mine:
+            for cell, value in zip(
+                t.cells.get_column("cell").to_list(),
+                t.cells.get_column(VALUE).to_list(),
+                strict=True,
+            ):
+                summed[cell] = summed.get(cell, 0) + int(value)
+            combined_with.add(t.release_id)
+        v_quarters = sum(t.scale**2 for t in mine)
+        v_year = scale**2
+        w = v_quarters / (v_quarters + v_year)
+        combined = [w * y + (1 - w) * summed[c] for y, c in zip(noisy, cells, strict=True)]
+        frame = pl.DataFrame(
+            {
+                **{d: truth.get_column(d) for d in dims},
+                "noisy": pl.Series(combined, dtype=pl.Float64),
+            }
+        )
+        earlier = [o for o in todo[: todo.index(m)] if o.name in frames]
+        parents = parents_of(m, earlier, catalogue)
+        outcome = (OUTCOME,) if indicator.kind == "percent" else ()
+        frame = _post_process(frame, dims, [(frames[p.name], outcome + p.by) for p in parents])
+        frame = frame.with_columns(pl.Series("noisy", noisy, dtype=pl.Int64))
+        frames[m.name] = frame
+        weights[m.name] = round(w, 6)
+        year_scales[m.name] = scale
+        tables.append(
+            budget.MeasuredTable(
+                period=year,
+                measurement=m.name,
+                indicator=m.indicator,
+                dimensions=dims,
+                scale=(v_quarters * v_year / (v_quarters + v_year)) ** 0.5,
+                sensitivity=sensitivity,
+                rho=rhos[m.name],
+                parent="|".join(p.name for p in parents) or None,
+                release_id="",
+                cells=frame.select(pl.Series("cell", cells, pl.String), "noisy", VALUE),
+                basis=basis,
+            )
+        )
+    total_rho = sum(t.rho for t in tables)
+    ledger_cells = pl.concat(
+        [
+            t.cells.select(
+                pl.lit(t.measurement).alias("table_name"),
+                pl.lit(t.indicator).alias("indicator"),
+                pl.Series(
+                    "dimensions",
+                    [_with_period(c, year) for c in t.cells.get_column("cell").to_list()],
+                    pl.String,
+                ),
+                pl.col(VALUE).cast(pl.Float64).alias("value"),
+                pl.lit("E").alias("obs_status"),
+                pl.lit("F").alias("conf_status"),
+                pl.lit(dp.margin_of_scale(t.scale, settings.confidence)).alias("margin"),
+            )
+            for t in tables
+        ]
+    )
+    con.begin()
+    try:
+        now = budget.with_years(budget.current_bases(con))
+        if budget.measured_periods(con).get(year) and year not in budget.stale_periods(con, now):
+            con.rollback()  # another caller measured the year first
+            return []
+        if budget.year_basis(now, year) != basis or budget.release_ids_of(con, year):
+            raise duckdb.TransactionException("the year's data or measurements changed")
+        for q in quarters:
+            budget.spend(con, q, total_rho, settings.rho_per_quarter)
+        release_id = record_release(
+            con,
+            kind="measurement",
+            method="dp",
+            actor=actor,
+            cells=ledger_cells,
+            periods=[year],
+            detail={
+                "rho": total_rho,
+                "year": year,
+                "charged_to": quarters,
+                "tables": [t.measurement for t in tables],
+                "weights": weights,
+                "year_scales": year_scales,
+                "combined_with": sorted(combined_with),
+                "confidence": settings.confidence,
+                "basis": basis,
+            },
+        )
+        for t in tables:
+            t.release_id = release_id
+            budget.store_measurement(con, t)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return tables
+
+
+def measure_years(
+    con: duckdb.DuckDBPyConnection,
+    quarters: Sequence[str],
+    settings: DPSettings,
+    catalogue: IndicatorCatalogue,
+    *,
+    actor: str,
+) -> list[budget.MeasuredTable]:
+    """`measure_year` for every year whose four quarters are all in `quarters`."""
+    asked = set(quarters)
+    years = sorted({q[:4] for q in quarters})
+    out: list[budget.MeasuredTable] = []
+    for year in years:
+        if set(budget.year_quarters(year)) <= asked:
+            out += measure_year(con, year, settings, catalogue, actor=actor)
+    return out
 
 
 def _cell_texts(frame: pl.DataFrame, dims: Sequence[str]) -> list[str]:
@@ -609,6 +856,9 @@ def _measure(
                 budget.replace_measurement(con, t)
             else:
                 budget.store_measurement(con, t)
+        if replace:
+            # A year measured with this quarter's old figures is withdrawn with them.
+            budget.withdraw_period(con, quarter[:4], release_id)
         con.commit()
     except BaseException:
         con.rollback()
@@ -720,6 +970,7 @@ class Answer:
     frame: pl.DataFrame  # dims..., [outcome], value, variance (counts; percent: per outcome)
     quarters: list[str]
     tables: list[str]  # the measured tables used
+    years: list[str] = field(default_factory=list)  # years answered from a year measurement
 
 
 def required_dimensions(request: TableRequest) -> set[str]:
@@ -921,23 +1172,45 @@ def answer(
     memory: StoredMeasurements | None = None,
 ) -> Answer:
     """The question's cells from the stored measurements of `quarters` (no ρ spent); from
-    `memory` (then `con` is not read) when the caller holds them read already."""
+    `memory` (then `con` is not read) when the caller holds them read already.
+
+    A year whose four quarters are all asked and that was measured directly (`measure_year`) is
+    answered from its combined year tables instead of the sum of its quarters; a breakdown by
+    quarter still shows each quarter's own figures (which never change)."""
+    whole = [
+        y
+        for y in sorted({q[:4] for q in quarters})
+        if set(budget.year_quarters(y)) <= set(quarters)
+    ]
     if memory is not None:
         candidates = covering(request, settings, catalogue, memory.workload(request.indicator))
-        stored = memory.load(quarters, request.indicator)
+        stored = memory.load([*quarters, *whole], request.indicator)
     else:
         assert con is not None, "the measurements are read from the warehouse"
         candidates = covering(request, settings, catalogue, stored_workload(con, request.indicator))
-        stored = budget.load_measurements(con, quarters, request.indicator)
+        stored = budget.load_measurements(con, [*quarters, *whole], request.indicator)
     per_quarter: dict[str, dict[str, budget.MeasuredTable]] = {}
     for t in stored:
         per_quarter.setdefault(t.period, {})[t.measurement] = t
+    years = [y for y in whole if y in per_quarter]
+
+    def units_for(m: Measurement) -> list[str]:
+        # Each measured year holding `m` in place of its quarters; the other quarters as they are.
+        mine = {y for y in years if m.name in per_quarter[y]}
+        out: list[str] = []
+        for q in quarters:
+            if q[:4] in mine:
+                if q[:4] not in out:
+                    out.append(q[:4])
+            else:
+                out.append(q)
+        return out
 
     def cost(m: Measurement) -> float:
-        # The variance of one inner cell of the answer: cells summed × scale², per quarter.
+        # The variance of one inner cell of the answer: cells summed × scale², per unit.
         total = 0.0
-        for q in quarters:
-            t = per_quarter.get(q, {}).get(m.name)
+        for unit in units_for(m):
+            t = per_quarter.get(unit, {}).get(m.name)
             if t is None:
                 return float("inf")
             total += len(t.cells) * t.scale**2
@@ -952,44 +1225,55 @@ def answer(
             measured="-",
         )
     used: set[str] = set()
-    frames = []
-    for q in quarters:
+
+    def cells_of(q: str) -> pl.DataFrame:
+        nonlocal used
         if memory is None:
-            cells = _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
-        else:
-            key = (
-                "quarter",
-                q,
-                request.indicator,
-                chosen.name,
-                tuple(d for d in request.dimensions if d != "period"),
-                tuple((n, tuple(c)) for n, c in request.where if n != "period"),
-            )
-
-            def compute(q: str = q) -> tuple[pl.DataFrame, frozenset[str]]:
-                mine: set[str] = set()
-                found = _quarter_cells(per_quarter[q], chosen, request, catalogue, mine, memory)
-                return found, frozenset(mine)
-
-            cells, names = memory.remembered(key, compute)
-            used |= names
-        frames.append(
-            cells.with_columns(pl.lit(_period_of(q, request.period_unit)).alias("period"))
+            return _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
+        key = (
+            "quarter",
+            q,
+            request.indicator,
+            chosen.name,
+            tuple(d for d in request.dimensions if d != "period"),
+            tuple((n, tuple(c)) for n, c in request.where if n != "period"),
         )
-    allq = pl.concat(frames, how="vertical_relaxed")
+
+        def compute() -> tuple[pl.DataFrame, frozenset[str]]:
+            mine: set[str] = set()
+            found = _quarter_cells(per_quarter[q], chosen, request, catalogue, mine, memory)
+            return found, frozenset(mine)
+
+        cells, names = memory.remembered(key, compute)
+        used |= names
+        return cells
+
+    def labelled(codes: Sequence[str]) -> pl.DataFrame:
+        return pl.concat(
+            [
+                cells_of(q).with_columns(pl.lit(_period_of(q, request.period_unit)).alias("period"))
+                for q in codes
+            ],
+            how="vertical_relaxed",
+        )
+
+    units = units_for(chosen)
+    allq = labelled(units)
     keys = [d for d in request.dimensions if d != "period"] + (
         [OUTCOME] if OUTCOME in allq.columns else []
     )
     sums = [pl.col(VALUE).sum().cast(pl.Int64), pl.col(VARIANCE).sum()]
     if "period" in request.dimensions:
-        by_period = allq.group_by([*keys, "period"], maintain_order=True).agg(sums)
+        # By quarter: each quarter's own figures; the total over them from the year if measured.
+        rows = labelled(quarters) if request.period_unit == "quarter" else allq
+        by_period = rows.group_by([*keys, "period"], maintain_order=True).agg(sums)
         overall = (
             allq.group_by(keys, maintain_order=True).agg(sums) if keys else allq.select(sums)
         ).with_columns(pl.lit(TOTAL).alias("period"))
         result = pl.concat([by_period, overall.select(by_period.columns)])
     else:
         result = allq.group_by(keys, maintain_order=True).agg(sums) if keys else allq.select(sums)
-    return Answer(result, list(quarters), sorted(used))
+    return Answer(result, list(quarters), sorted(used), [u for u in units if budget.is_year(u)])
 
 
 def _period_of(quarter: str, unit: str) -> str:
@@ -1063,6 +1347,7 @@ class BudgetReport:
     periods: list[dict[str, Any]]
     measured_now: list[str]
     spent_now: float
+    years: list[dict[str, Any]] = field(default_factory=list)  # years measured directly
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -1126,13 +1411,17 @@ def budget_report(
             else:
                 # The workload where it is missing, and again where the data changed.
                 done = measure_quarters(con, wanted, settings, catalogue, actor=who)
-                measured_now += [f"{t.period} {t.measurement}" for t in done]
+                # A whole year asked for: measured directly too, charged to its quarters.
+                whole = measure_years(con, wanted, settings, catalogue, actor=who)
+                measured_now += [f"{t.period} {t.measurement}" for t in done + whole]
                 spent_now += sum(t.rho for t in done)
+                spent_now += sum(t.rho for t in whole) * 4  # each of its four quarters pays
         spent = {r["period"]: r for r in budget.budget_rows(con)}
         quarters = sorted(set(data_quarters(con)) | set(spent))
         measured = budget.measured_periods(con)
         stale = budget.stale_periods(con)
         revised = budget.revisions(con)
+        year_spent = budget.year_spends(con)
     rows = []
     for q in quarters:
         used = spent.get(q, {}).get("rho_spent", 0.0)
@@ -1146,8 +1435,18 @@ def budget_report(
                 "tables": spent.get(q, {}).get("tables", 0),
                 "measurements": state,
                 "revisions": revised.get(q, 0),
+                "year_spent": round(year_spent.get(q[:4], 0.0), 6),
             }
         )
+    years = [
+        {
+            "year": y,
+            "rho_per_quarter": round(rho_y, 6),
+            "tables": len(measured.get(y, set())),
+            "measurements": "stale" if y in stale else "current",
+        }
+        for y, rho_y in sorted(year_spent.items())
+    ]
     return BudgetReport(
         rho_per_quarter=settings.rho_per_quarter,
         epsilon=dp.rho_to_epsilon(settings.rho_per_quarter, settings.delta),
@@ -1155,4 +1454,5 @@ def budget_report(
         periods=rows,
         measured_now=measured_now,
         spent_now=spent_now,
+        years=years,
     )

@@ -4,6 +4,12 @@ Each table of schemas/publication.yaml is answered like an analyst's question (`
 quarters' stored measurements, spending nothing beyond the workload, every cell an estimate with
 its margin of error, every answer in the release ledger. Written as CSV, HXL, SDMX-CSV, JSON and
 one XLSX workbook. Medians are read from the workload's noisy histograms of months.
+
+Publishing a whole year is the steward's act that closes it: the year is first measured directly
+(`dp_answers.measure_year`, as `casepool budget --measure YEAR` does) when `year_share` is set and
+its four quarters are in, so the annual tables get the year's narrower margins. When the year
+cannot be measured (a quarter missing, or too little budget left) the tables are the sums of the
+quarters and the publication's notes say why.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ def publish_dp(
     out = Path(out_dir)
     result = DPPublication(out, period)
     written: list[PublishedTable] = []
+    year_note = _measure_the_year(warehouse, period, settings, lang)
     for request in load_publication(catalogue):
         where = [*(f"{n}={','.join(c)}" for n, c in request.where)]
         if period:
@@ -88,6 +95,8 @@ def publish_dp(
         result.notes = answer.notes(lang)  # DP reads records: aggregate packages are left out
         written.append(table)
         result.tables.append({"table": table.name, "cells": table.cells})
+    if year_note:
+        result.notes = [*result.notes, year_note]
     for fmt, writer in (
         ("csv", write_table_csv),
         ("hxl", lambda t, p: write_table_hxl(t, p, catalogue)),
@@ -104,3 +113,24 @@ def publish_dp(
         write_workbook(written, book, catalogue, lang, notes=[note_title(lang), *result.notes])
         result.files.append(book)
     return result
+
+
+def _measure_the_year(
+    warehouse: str | Path, period: str | None, settings: Any, lang: str
+) -> str | None:
+    """Measure `period` directly when it is a whole year (the quarters first where missing); the
+    note to publish when it could not be, else None."""
+    from casepool.core.errors import UsageError
+    from casepool.protecting.dp_settings import load_dp_settings
+    from casepool.publishing.dp_answers import YearRefused, budget_report
+
+    settings = settings or load_dp_settings()
+    if not period or not (len(period) == 4 and period.isdigit()) or settings.year_share <= 0:
+        return None
+    try:
+        budget_report(warehouse, measure=[period], settings=settings)
+    except YearRefused as exc:
+        return exc.message(lang)
+    except UsageError:
+        return None  # e.g. a period outside the data: every table says so below
+    return None

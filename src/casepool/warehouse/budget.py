@@ -17,6 +17,12 @@ its measurements are stale and must be taken again: `replace_measurement` keeps 
 in its place; the spend goes to the same `dp_budget` row, so a quarter's revisions compose and
 never pass its budget.
 
+A **year** measured directly (`dp_answers.measure_year`) is stored like a quarter under the
+year's code ("2025"): its spend is charged to each of its four quarters' `dp_budget` rows (a child
+is in one quarter), and its basis is the fingerprint of its quarters' bases. When one of its
+quarters is measured again, the year's tables are withdrawn to `dp_revisions` in that same
+transaction (`withdraw_period`): a year never answers from quarters it was not combined with.
+
 A read-only reader of a warehouse without these tables sees nothing spent and nothing measured.
 """
 
@@ -101,6 +107,34 @@ def current_bases(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
     return out
 
 
+def year_quarters(year: str) -> list[str]:
+    """The four quarter codes of a year code."""
+    return [f"{year}-Q{i}" for i in range(1, 5)]
+
+
+def is_year(period: str) -> bool:
+    return len(period) == 4 and period.isdigit()
+
+
+def year_basis(bases: dict[str, tuple[str, int]], year: str) -> str | None:
+    """The basis of a year: a fingerprint of its four quarters' bases (None when one has no data)."""
+    parts = [bases.get(q) for q in year_quarters(year)]
+    if any(p is None for p in parts):
+        return None
+    text = "\n".join(p[0] for p in parts if p is not None)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def with_years(bases: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """`bases` and, for every year whose four quarters all have data, the year's basis."""
+    out = dict(bases)
+    for year in {q[:4] for q in bases if "-Q" in q}:
+        found = year_basis(bases, year)
+        if found is not None:
+            out[year] = (found, sum(bases[q][1] for q in year_quarters(year)))
+    return out
+
+
 def measured_bases(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     """Each measured quarter with the bases its stored measurements were taken from
     (`UNKNOWN_BASIS` for one taken before bases were recorded)."""
@@ -120,7 +154,7 @@ def stale_periods(
 ) -> set[str]:
     """Measured quarters whose stored measurements were not all taken from the data as it is
     now (a quarter whose cases are all gone is stale too: its measurements count revoked data)."""
-    now = current_bases(con) if current is None else current
+    now = with_years(current_bases(con) if current is None else current)
     return {
         period
         for period, bases in measured_bases(con).items()
@@ -224,6 +258,32 @@ def _archive(
         key,
     )
     con.execute("DELETE FROM dp_cells WHERE period = ? AND measurement = ?", key)
+
+
+def withdraw_period(con: duckdb.DuckDBPyConnection, period: str, replaced_by: str) -> list[str]:
+    """Keep every stored table of `period` in `dp_revisions` and take it out of answering, in the
+    caller's transaction (a year whose quarter is measured again). The names withdrawn."""
+    names = [
+        str(r[0])
+        for r in con.execute(
+            "SELECT measurement FROM dp_measurements WHERE period = ? ORDER BY measurement",
+            [period],
+        ).fetchall()
+    ]
+    for name in names:
+        _archive(con, period, name, replaced_by)
+    con.execute("DELETE FROM dp_measurements WHERE period = ?", [period])
+    return names
+
+
+def year_spends(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """The ρ each year's stored measurement charged each of its quarters (0 when none)."""
+    if not has_budget(con):
+        return {}
+    rows = con.execute(
+        "SELECT period, sum(rho) FROM dp_measurements WHERE length(period) = 4 GROUP BY period"
+    ).fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}
 
 
 def replace_measurement(con: duckdb.DuckDBPyConnection, table: MeasuredTable) -> None:

@@ -132,6 +132,17 @@ def render_budget(report: BudgetReport, lang: str = "en") -> str:
             f"{row['period']:<10} {row['spent']:>8.3f} {row['left']:>8.3f} {row['tables']:>7} "
             f"{row.get('revisions', 0):>8}  {shown}"
         )
+    for year in getattr(report, "years", []):  # years measured directly (issue 13)
+        lines.append(
+            render(
+                "budget-year-line",
+                lang,
+                year=year["year"],
+                rho=f"{year['rho_per_quarter']:.3g}",
+                tables=year["tables"],
+                state=render(f"budget-{year['measurements']}", lang),
+            )
+        )
     if any(row.get("measurements") == "stale" for row in report.periods):
         lines.append(render("budget-stale-note", lang))
     return "\n".join(lines)
