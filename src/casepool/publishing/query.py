@@ -329,10 +329,17 @@ def answer_measured(
 
 def record_answer(con: Any, answered: Answered, actor: str) -> str:
     """Write one answer to the release ledger in the caller's transaction; its release id."""
-    from casepool.warehouse.ledger import record_release
+    from casepool.warehouse.ledger import record_releases
 
-    return record_release(
-        con,
+    return record_releases(con, [answer_release(answered, actor)])[0]
+
+
+def answer_release(answered: Answered, actor: str) -> Any:
+    """An answer's entry in the release ledger (`ledger.NewRelease`), for writing many at once
+    (`ledger.record_releases`)."""
+    from casepool.warehouse.ledger import NewRelease
+
+    return NewRelease(
         kind="query",
         method="dp",
         actor=actor,

@@ -45,14 +45,14 @@ from casepool.publishing.query import (
     QueryResult,
     Snapshot,
     answer_measured,
+    answer_release,
     quarters_current,
-    record_answer,
     resolve_question,
 )
 from casepool.serving.access import Warehouse, WarehouseBusy
 from casepool.warehouse import budget
-from casepool.warehouse.ledger import data_fingerprint
-from casepool.warehouse.store import record_audit
+from casepool.warehouse.ledger import data_fingerprint, record_releases
+from casepool.warehouse.store import record_audits
 
 CACHE_SIZE = 1024
 FLUSH_SECONDS = 0.5
@@ -397,6 +397,20 @@ class Entry:
     at: float = 0.0
 
 
+def _write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[Entry]) -> None:
+    """A batch's releases (one insert into each ledger table) and audit lines (in order), each
+    audit line of an answer naming its release, in the caller's transaction."""
+    releases = [answer_release(e.answered, e.actor) for e in batch if e.answered is not None]
+    ids = iter(record_releases(con, releases))
+    lines = []
+    for e in batch:
+        extra = dict(e.detail)
+        if e.answered is not None:
+            extra["release_id"] = next(ids)
+        lines.append({"action": e.action, "actor": e.actor, "detail": extra})
+    record_audits(con, lines)
+
+
 class LedgerQueue:
     """Ledger entries and audit lines queued by the answering threads and written by one writer,
     in one transaction per batch. A batch that cannot be written (the command line holds the
@@ -437,11 +451,7 @@ class LedgerQueue:
                     opened = _file_signature(self.warehouse.path)
                     con.begin()
                     try:
-                        for e in batch:
-                            extra = dict(e.detail)
-                            if e.answered is not None:
-                                extra["release_id"] = record_answer(con, e.answered, e.actor)
-                            record_audit(con, e.action, actor=e.actor, detail=extra)
+                        _write_batch(con, batch)
                         con.commit()
                     except BaseException:
                         con.rollback()
