@@ -381,3 +381,86 @@ def test_quarterly_answers_from_memory_match_the_warehouse(world, by, where):
         got = dp_answers.answer(None, question.request, quarters, settings, catalogue, memory)
         assert got.frame.equals(expected.frame)
         assert (got.quarters, got.tables) == (expected.quarters, expected.tables)
+
+
+def test_the_ledger_writer_does_not_make_the_service_look_again_but_others_writes_do(
+    tmp_path, world, monkeypatch
+):
+    """The service's own ledger writes leave the epoch (and so the cached accounts, the data
+    version and the snapshot) as they are, also for questions asked while it writes; a write by
+    another process moves it, even when the ledger writer wrote after it before anyone looked."""
+    import shutil
+
+    from casepool.warehouse.store import record_audit
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    service = create_app(warehouse).app.state.service
+    changes = service.answers.changes
+    account = service.account_named("amira")
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])  # measures
+    assert service.flush_audit() == 1
+    start = changes.epoch()
+    seen_while_writing: list[int] = []
+    real_batch = answering._write_batch
+
+    def writing(con, batch):
+        real_batch(con, batch)
+        seen_while_writing.append(changes.epoch())
+
+    monkeypatch.setattr(answering, "_write_batch", writing)
+    for _ in range(2):
+        service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+        assert service.flush_audit() == 1
+    assert seen_while_writing == [start, start] and changes.epoch() == start
+
+    def other_process_writes() -> None:
+        with open_warehouse(warehouse) as con:
+            record_audit(con, "other", actor="cli")
+
+    other_process_writes()
+    moved = changes.epoch()
+    assert moved == start + 1
+    other_process_writes()  # nobody looks before the ledger writer writes
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    assert service.flush_audit() == 1
+    assert seen_while_writing[-1] == moved + 1 and changes.epoch() == moved + 1
+
+
+def test_a_token_revoked_on_the_command_line_stops_at_the_next_request(tmp_path, world, runner):
+    """The token's account is cached (no warehouse read per request), but a revocation by the
+    command line is seen at the next request, also when the ledger writer wrote in between and
+    when the cache is young (the documented bound, ACCOUNT_CACHE_SECONDS, is only the longest)."""
+    import shutil
+
+    from casepool.cli.main import app as cli
+    from casepool.serving.accounts import add_account as add
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    token = add(warehouse, "nadia", "analyst", actor="test").token
+    app = create_app(warehouse)
+    service = app.app.state.service
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.post("/api/query", json=QUESTION, headers=bearer(token)).status_code == 200
+        service.flush_audit()
+        # The first question measured the quarters: the data changed, the account is read again.
+        assert client.get("/api/indicators", headers=bearer(token)).status_code == 200
+        reads: list[int] = []
+        real_read = service.warehouse.read
+
+        def counting_read():
+            reads.append(1)
+            return real_read()
+
+        service.warehouse.read = counting_read  # type: ignore[method-assign]
+        for _ in range(3):  # the cached account: no read of the warehouse
+            assert client.get("/api/indicators", headers=bearer(token)).status_code == 200
+        assert reads == []
+        service.warehouse.read = real_read  # type: ignore[method-assign]
+        service.answer(service.account_named("amira"), "registered_cases", ["sex"], [])
+        revoked = runner.invoke(cli, ["user", "revoke", "nadia", "-w", str(warehouse)])
+        assert revoked.exit_code == 0, revoked.output
+        service.flush_audit()  # the ledger writer writes before the next request
+        assert client.get("/api/indicators", headers=bearer(token)).status_code == 401
+        assert client.post("/api/query", json=QUESTION, headers=bearer(token)).status_code == 401

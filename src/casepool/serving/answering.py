@@ -23,6 +23,7 @@ service therefore:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +31,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ FLUSH_SECONDS = 0.5
 MAX_BATCH = 200
 SHUTDOWN_WAIT_SECONDS = 60.0
 VERSION_MAX_AGE = 10.0  # seconds; a bound on trusting the files' signature
+COMPUTING = 0  # answers computed in memory at once (0: one per core)
 log = logging.getLogger("casepool.serve")
 
 Where = Sequence[tuple[str, Sequence[str]]]
@@ -125,22 +128,40 @@ class Changes:
         self._lock = threading.Lock()
         self._signature = _file_signature(path)
         self._epoch = 0
+        self._own = False
 
     def epoch(self) -> int:
+        with self._lock:
+            if self._own:  # only the service's ledger writer can change the files now
+                return self._epoch
+        signature = _file_signature(self.path)
+        with self._lock:
+            if not self._own and signature != self._signature:
+                self._signature = signature
+                self._epoch += 1
+            return self._epoch
+
+    @contextmanager
+    def own_write(self) -> Iterator[None]:
+        """The ledger writer's write, entered with the warehouse open for writing (no other
+        process can change it until that connection closes). A change found on entering is
+        someone else's: the epoch moves. The changes made inside are the writer's own: the
+        epoch stays, and questions asked meanwhile need not look at the files. (The writer
+        checkpoints inside, so that closing the connection changes nothing more; if it does,
+        the epoch moves at the next look, which is only ever too careful.)"""
         signature = _file_signature(self.path)
         with self._lock:
             if signature != self._signature:
                 self._signature = signature
                 self._epoch += 1
-            return self._epoch
-
-    def own_write(self, opened: tuple[Any, ...], closed: tuple[Any, ...]) -> None:
-        """The ledger writer changed the files from `opened` (taken with the warehouse open for
-        writing: no other process could write then) to `closed`. When nothing else changed them
-        since the epoch was last taken, the epoch stays; else it moves at the next look."""
-        with self._lock:
-            if self._signature == opened:
-                self._signature = closed
+            self._own = True
+        try:
+            yield
+        finally:
+            signature = _file_signature(self.path)
+            with self._lock:
+                self._signature = signature
+                self._own = False
 
 
 @dataclass
@@ -175,6 +196,10 @@ class Answers:
         self._version: tuple[int, str, float] | None = None
         self._version_lock = threading.Lock()
         self._measuring = threading.Lock()
+        # Answers computed in memory at once: one per core. Forty threads computing side by
+        # side each pay for the others (the GIL and polars' pool change hands between them):
+        # twice the CPU per answer, and every answer late; one per core, each done in turn.
+        self._computing = threading.BoundedSemaphore(COMPUTING or os.cpu_count() or 1)
         self.counts = {"hits": 0, "misses": 0, "measured": 0}
 
     # --- the data version ----------------------------------------------------------------------
@@ -256,9 +281,10 @@ class Answers:
                 found = self._bodies.get(served.key)
             if found is not None:
                 return found
-        text = json.dumps(
-            served.result.to_dict(), default=str, ensure_ascii=False, separators=(",", ":")
-        )
+        with self._computing:
+            text = json.dumps(
+                served.result.to_dict(), default=str, ensure_ascii=False, separators=(",", ":")
+            )
         body = text.encode("utf-8")
         if served.spent == 0:
             with self._cache_lock:
@@ -291,10 +317,11 @@ class Answers:
         memory = self._memory(known, indicator) if known is not None else None
         if memory is not None:
             snapshot, state = memory
-            question = resolve_question(
-                None, indicator, list(by), filters, period_unit, self.settings, snapshot
-            )
-            answered = answer_measured(None, question, self.settings, state, snapshot)
+            with self._computing:
+                question = resolve_question(
+                    None, indicator, list(by), filters, period_unit, self.settings, snapshot
+                )
+                answered = answer_measured(None, question, self.settings, state, snapshot)
             return self._keep(key, str(known), answered)
         with self.warehouse.read() as con:
             question = resolve_question(
@@ -433,6 +460,9 @@ class LedgerQueue:
             if len(self._queue) >= MAX_BATCH:
                 self.full.set()
 
+    def _own_write(self) -> contextlib.AbstractContextManager[None]:
+        return self.changes.own_write() if self.changes is not None else contextlib.nullcontext()
+
     def pending(self) -> int:
         with self._lock:
             return len(self._queue)
@@ -447,8 +477,7 @@ class LedgerQueue:
             if not batch:
                 return 0
             try:
-                with self.warehouse.write() as con:
-                    opened = _file_signature(self.warehouse.path)
+                with self.warehouse.write() as con, self._own_write():
                     con.begin()
                     try:
                         _write_batch(con, batch)
@@ -456,14 +485,13 @@ class LedgerQueue:
                     except BaseException:
                         con.rollback()
                         raise
+                    con.execute("CHECKPOINT")
             except BaseException as exc:
                 with self._lock:
                     self._queue[:0] = batch
                 if isinstance(exc, WarehouseBusy):
                     return 0
                 raise
-            if self.changes is not None:
-                self.changes.own_write(opened, _file_signature(self.warehouse.path))
             self.written += len(batch)
             return len(batch)
 
