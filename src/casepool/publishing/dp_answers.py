@@ -1149,7 +1149,7 @@ def _memory_cells(
         if q in shape.refused:
             raise UsageError("dp-not-measured", **shape.refused[q])
         used |= shape.used[q]
-    frame = shape.frame
+    frame = shape.frame.lazy()  # one polars call: the quarters asked, each with its period
     if list(quarters) != list(shape.quarters):
         position = {q: i for i, q in enumerate(quarters)}
         frame = frame.filter(pl.col(_Q).is_in(list(quarters)))
@@ -1158,7 +1158,7 @@ def _memory_cells(
                 pl.col(_Q).replace_strict(position, return_dtype=pl.Int32), maintain_order=True
             )
     period = pl.col(_Q) if request.period_unit == "quarter" else pl.col(_Q).str.slice(0, 4)
-    return frame.with_columns(period.alias("period")).drop(_Q)
+    return frame.with_columns(period.alias("period")).drop(_Q).collect()
 
 
 def _period_of(quarter: str, unit: str) -> str:

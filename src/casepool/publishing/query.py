@@ -13,6 +13,7 @@ catalogue (`casepool publish`) keeps suppression.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -374,10 +375,7 @@ def dp_table(
     indicator = catalogue.indicator(request.indicator)
     dims = list(request.dimensions)
     cats = dp_answers.categories(request, answer.quarters, catalogue)
-    grid = pl.DataFrame({"_": [0]})
-    for d in dims:
-        grid = grid.join(pl.DataFrame({d: list(cats[d])}, schema={d: pl.String}), how="cross")
-    grid = grid.drop("_")
+    grid = _grid(tuple((d, cats[d]) for d in dims))
     frame = answer.frame
     head = [pl.lit(indicator.name).alias("indicator")]
     flags = [pl.lit(ESTIMATED).alias("obs_status"), pl.lit("F").alias("conf_status")]
@@ -422,6 +420,16 @@ def dp_table(
             pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
         )
     return _answer_table(request, indicator, out)
+
+
+@functools.lru_cache(maxsize=512)
+def _grid(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
+    """Every combination of the dimensions' categories, the first dimension slowest (the same
+    few grids recur in every answer; frames are never changed in place)."""
+    grid = pl.DataFrame({"_": [0]})
+    for d, codes in categories:
+        grid = grid.join(pl.DataFrame({d: list(codes)}, schema={d: pl.String}), how="cross")
+    return grid.drop("_")
 
 
 def median_dp_table(

@@ -193,24 +193,28 @@ def record_releases(con: duckdb.DuckDBPyConnection, releases: Sequence[NewReleas
         for release_id, r in zip(ids, releases, strict=True)
     ]
     _insert(con, "releases", pl.DataFrame(rows, schema=_RELEASE_SCHEMA))
-    frames = [
-        _cells_of(release_id, r.cells)
-        for release_id, r in zip(ids, releases, strict=True)
-        if r.cells.height
-    ]
-    if frames:
-        _insert(con, "release_cells", pl.concat(frames) if len(frames) > 1 else frames[0])
+    with_cells = [(i, r.cells) for i, r in zip(ids, releases, strict=True) if r.cells.height]
+    if not with_cells:
+        return ids
+    if len({tuple(c.schema.items()) for _, c in with_cells}) == 1:
+        # Cells of one kind (the service's answers): one frame, one conversion.
+        owner = pl.Series("_release", [i for i, c in with_cells for _ in range(c.height)])
+        cells = pl.concat([c for _, c in with_cells]).with_columns(owner)
+        frame = _cells_of(pl.col("_release"), cells)
+    else:
+        frame = pl.concat([_cells_of(pl.lit(i, pl.String), c) for i, c in with_cells])
+    _insert(con, "release_cells", frame)
     return ids
 
 
-def _cells_of(release_id: str, cells: pl.DataFrame) -> pl.DataFrame:
-    """A release's cells in the columns of release_cells (missing ones null)."""
+def _cells_of(release_id: pl.Expr, cells: pl.DataFrame) -> pl.DataFrame:
+    """Cells in the columns of release_cells (missing ones null), `release_id` their release."""
     columns = _CELL_COLUMNS
     return cells.with_columns(
         [pl.lit(None, pl.String).alias(c) for c in columns if c not in cells.columns]
         + ([] if "margin" in cells.columns else [pl.lit(None, pl.Float64).alias("margin")])
     ).select(
-        pl.lit(release_id, pl.String).alias("release_id"),
+        release_id.cast(pl.String).alias("release_id"),
         *[pl.col(c).cast(pl.String) for c in columns[:3]],
         pl.col("value").cast(pl.Float64),
         pl.col("obs_status").cast(pl.String),
