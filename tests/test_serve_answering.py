@@ -464,3 +464,41 @@ def test_a_token_revoked_on_the_command_line_stops_at_the_next_request(tmp_path,
         service.flush_audit()  # the ledger writer writes before the next request
         assert client.get("/api/indicators", headers=bearer(token)).status_code == 401
         assert client.post("/api/query", json=QUESTION, headers=bearer(token)).status_code == 401
+
+
+def test_a_batch_is_due_after_a_burst_of_answers_and_never_waits_too_long(world, monkeypatch):
+    """The ledger writer lets a burst of new questions be answered before it writes (the write
+    would take their CPU), but writes within MAX_WAIT_SECONDS however busy, at once when
+    MAX_BATCH wait, and keeps a refused batch's age."""
+    now = [100.0]
+    queue = answering.LedgerQueue(
+        create_app(world.warehouse).app.state.service.warehouse, clock=lambda: now[0]
+    )
+    assert not queue.due()  # nothing queued
+
+    def put_at(t: float) -> None:
+        now[0] = t
+        queue.put(answering.Entry("query", "serve:t", {}))
+
+    put_at(100.0)
+    now[0] = 100.3
+    assert not queue.due()  # younger than FLUSH_SECONDS
+    now[0] = 100.0 + answering.FLUSH_SECONDS
+    assert queue.due()  # and nothing came since
+    for i in range(1, 40):  # answers keep coming, one every 0.05 s
+        put_at(100.0 + answering.FLUSH_SECONDS + 0.05 * i)
+        now[0] += 0.01
+        assert queue.due() == (now[0] - 100.0 >= answering.MAX_WAIT_SECONDS)
+    now[0] += answering.QUIET_SECONDS
+    assert queue.due()
+    monkeypatch.setattr(queue.warehouse, "write", lambda: (_ for _ in ()).throw(WarehouseBusy()))
+    assert queue.flush() == 0 and queue.pending() == 40
+    put_at(now[0])  # a new entry behind the refused batch: the batch's age counts
+    assert queue.due()
+
+    fresh = answering.LedgerQueue(queue.warehouse, clock=lambda: now[0])
+    monkeypatch.setattr(answering, "MAX_BATCH", 3)
+    for _ in range(3):
+        assert not fresh.due()
+        fresh.put(answering.Entry("query", "serve:t", {}))
+    assert fresh.due()

@@ -17,8 +17,9 @@ service therefore:
   quarters must be measured (`measure_quarters`); other questions that need it wait for that
   one (a lock), then find the measurements stored and read them;
 - writes the ledger entry of each answer (who asked what, when) and its audit line through
-  `LedgerQueue`: queued at answering, written by one writer in one transaction every
-  FLUSH_SECONDS (or at once when MAX_BATCH are waiting), and at shutdown.
+  `LedgerQueue`: queued at answering, written by one writer in one transaction when a batch is
+  due (`LedgerQueue.due`: FLUSH_SECONDS after its first entry, later while answers keep coming,
+  at most MAX_WAIT_SECONDS; at once when MAX_BATCH are waiting), and at shutdown.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ from casepool.warehouse.ledger import data_fingerprint, record_releases
 from casepool.warehouse.store import record_audits
 
 CACHE_SIZE = 1024
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 0.5  # an entry waits this long for others to join its batch
+QUIET_SECONDS = 0.1  # ... and, while answers keep coming, until none came for this long
+MAX_WAIT_SECONDS = 2.0  # ... but never longer than this
+WRITER_TURN_SECONDS = 0.1  # how often the writer looks whether a batch is due
 MAX_BATCH = 200
 SHUTDOWN_WAIT_SECONDS = 60.0
 VERSION_MAX_AGE = 10.0  # seconds; a bound on trusting the files' signature
@@ -444,9 +448,14 @@ class LedgerQueue:
     warehouse) stays queued, in order, for the next flush; `close` writes what is left, waiting
     up to SHUTDOWN_WAIT_SECONDS for the warehouse."""
 
-    def __init__(self, warehouse: Warehouse, changes: Changes | None = None) -> None:
+    def __init__(
+        self, warehouse: Warehouse, changes: Changes | None = None, clock: Any = time.monotonic
+    ) -> None:
         self.warehouse = warehouse
         self.changes = changes
+        self.clock = clock
+        self._first = 0.0  # when the oldest queued entry was queued (clock)
+        self._last = 0.0  # when the newest was
         self._queue: list[Entry] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one writer at a time
@@ -455,13 +464,30 @@ class LedgerQueue:
 
     def put(self, entry: Entry) -> None:
         entry.at = entry.at or time.time()
+        now = self.clock()
         with self._lock:
+            if not self._queue:
+                self._first = now
+            self._last = now
             self._queue.append(entry)
             if len(self._queue) >= MAX_BATCH:
                 self.full.set()
 
     def _own_write(self) -> contextlib.AbstractContextManager[None]:
         return self.changes.own_write() if self.changes is not None else contextlib.nullcontext()
+
+    def due(self) -> bool:
+        """Whether the writer should write the queue now: MAX_BATCH entries wait, or the oldest
+        has waited FLUSH_SECONDS and no answer came in the last QUIET_SECONDS (a burst of new
+        questions is answered first: the write would take its CPU), or the oldest has waited
+        MAX_WAIT_SECONDS (the most of the ledger a killed process can lose)."""
+        now = self.clock()
+        with self._lock:
+            if not self._queue:
+                return False
+            if len(self._queue) >= MAX_BATCH or now - self._first >= MAX_WAIT_SECONDS:
+                return True
+            return now - self._first >= FLUSH_SECONDS and now - self._last >= QUIET_SECONDS
 
     def pending(self) -> int:
         with self._lock:
@@ -473,6 +499,7 @@ class LedgerQueue:
         with self._writing:
             with self._lock:
                 batch, self._queue = self._queue, []
+                first = self._first
                 self.full.clear()
             if not batch:
                 return 0
@@ -489,6 +516,7 @@ class LedgerQueue:
             except BaseException as exc:
                 with self._lock:
                     self._queue[:0] = batch
+                    self._first = first  # the batch's oldest entry waits on
                 if isinstance(exc, WarehouseBusy):
                     return 0
                 raise
