@@ -502,3 +502,36 @@ def test_a_batch_is_due_after_a_burst_of_answers_and_never_waits_too_long(world,
         assert not fresh.due()
         fresh.put(answering.Entry("query", "serve:t", {}))
     assert fresh.due()
+
+
+def test_forty_first_requests_of_new_accounts_read_the_accounts_once(tmp_path, world):
+    """Accounts are read in one look for every token (no warehouse read per request, nor per new
+    account): forty requests at once of accounts not seen before open the warehouse once; a
+    token that is no account's is refused without reading it again."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from casepool.serving.accounts import add_account as add
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    tokens = [add(warehouse, f"user{i}", "analyst", actor="test").token for i in range(4)]
+    service = create_app(warehouse).app.state.service
+    real_read = service.warehouse.read
+    reads: list[int] = []
+
+    def counting_read():
+        reads.append(1)
+        return real_read()
+
+    service.warehouse.read = counting_read  # type: ignore[method-assign]
+    with ThreadPoolExecutor(40) as pool:
+        found = list(pool.map(lambda i: service.account_for_token(tokens[i % 4]), range(40)))
+    assert [a.name for a in found] == [f"user{i % 4}" for i in range(40)]
+    assert service.account_for_token("cpt_" + "x" * 40) is None
+    assert service.account_for_token("not a token") is None
+    assert service.account_named("user2").name == "user2"
+    assert reads == [1]
+    service.forget("user1")  # as the steward's page does after revoking: read again
+    assert service.account_for_token(tokens[1]).name == "user1"
+    assert reads == [1, 1]
