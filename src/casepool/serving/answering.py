@@ -5,7 +5,8 @@ Every answer is post-processing of the quarters' stored measurements (casepool.p
 service therefore:
 
 - answers from a **read-only** connection when every quarter the question covers holds its
-  measurements, taken from the data as it is now; many questions are answered side by side;
+  measurements, taken from the data as it is now, or from the snapshot of that data held in
+  memory (`Snapshot`), one answer per core at a time (`COMPUTING`);
 - keeps answers in a **cache** keyed by the question (normalised) and the warehouse's *data
   version*: a digest of the active submissions of each quarter, the stored measurements (each
   with its release id) and the reference population, read in the same connection as the answer.
