@@ -665,9 +665,9 @@ class StoredMeasurements:
     workloads: dict[str, list[Measurement]]
     tables: dict[str, list[budget.MeasuredTable]]  # by indicator, every quarter, as loaded
     frames: dict[tuple[str, str], pl.DataFrame]  # (quarter, measurement) -> cells by dimension
-    # A quarter's cells of a question shape (`_quarter_cells`), and a measured table's cells
-    # summed to one pattern (`_pattern_cells`), computed once: the same for every question that
-    # asks them (any period filter). Bounded: emptied when MEMO_SIZE entries are held.
+    # A question shape's cells in every quarter (`_shape_cells`) and a measured table's cells
+    # in every quarter in one frame, computed once: the same for every question that asks them
+    # (any period filter). Bounded: emptied when MEMO_SIZE entries are held.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False)
 
     def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -844,26 +844,15 @@ def _quarter_cells(
     request: TableRequest,
     catalogue: IndicatorCatalogue,
     used: set[str],
-    stored: StoredMeasurements | None = None,
 ) -> pl.DataFrame:
     """Every cell of the question for one quarter, with its variance."""
     plain = [d for d in request.dimensions if d != "period"]
     filters = {_needed(n) for n, _ in request.where if n != "period"}
-    frames = {
-        name: stored.frames[(t.period, name)] if stored is not None else _cells_frame(t)
-        for name, t in tables.items()
-    }
+    frames = {name: _cells_frame(t) for name, t in tables.items()}
     parts = []
-    where = tuple((n, tuple(c)) for n, c in request.where if n != "period")
 
     def pattern(table: budget.MeasuredTable, fixed: tuple[str, ...]) -> pl.DataFrame:
-        frame = frames[table.measurement]
-        if stored is None:
-            return _pattern_cells(frame, table, request, fixed, catalogue)
-        key = ("pattern", table.period, table.measurement, fixed, tuple(plain), where)
-        return stored.remembered(
-            key, lambda: _pattern_cells(frame, table, request, fixed, catalogue)
-        )
+        return _pattern_cells(frames[table.measurement], table, request, fixed, catalogue)
 
     for size in range(len(plain), -1, -1):
         for fixed in combinations(plain, size):
