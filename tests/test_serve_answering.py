@@ -535,3 +535,38 @@ def test_forty_first_requests_of_new_accounts_read_the_accounts_once(tmp_path, w
     service.forget("user1")  # as the steward's page does after revoking: read again
     assert service.account_for_token(tokens[1]).name == "user1"
     assert reads == [1, 1]
+
+
+def test_a_batch_committed_before_closing_fails_is_not_written_twice(tmp_path, world, monkeypatch):
+    """When closing the connection fails after the batch committed (a full disk at the
+    checkpoint), the entries are in the ledger: they are not queued again."""
+    import contextlib
+    import shutil
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    service = create_app(warehouse).app.state.service
+    account = service.account_named("amira")
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    assert service.flush_audit() == 1
+    before = counts(warehouse)
+    real_write = service.warehouse.write
+
+    @contextlib.contextmanager
+    def failing_close():
+        with real_write() as con:
+            yield con
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(service.warehouse, "write", failing_close)
+    for _ in range(2):
+        service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    with pytest.raises(OSError):
+        service.flush_audit()
+    assert service.ledger.pending() == 0
+    monkeypatch.setattr(service.warehouse, "write", real_write)
+    assert service.ledger.close(wait=5) == 0
+    assert counts(warehouse) == {
+        "releases": before["releases"] + 2,
+        "audit": before["audit"] + 2,
+    }

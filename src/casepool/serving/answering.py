@@ -504,6 +504,7 @@ class LedgerQueue:
                 self.full.clear()
             if not batch:
                 return 0
+            committed = False
             try:
                 with self.warehouse.write() as con, self._own_write():
                     con.begin()
@@ -513,8 +514,15 @@ class LedgerQueue:
                     except BaseException:
                         con.rollback()
                         raise
-                    con.execute("CHECKPOINT")
+                    committed = True
+                    # So that closing changes nothing more (`Changes.own_write`); a failure
+                    # here (a full disk) is met again when the connection closes.
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("CHECKPOINT")
             except BaseException as exc:
+                if committed:  # written; only closing failed: never written twice
+                    self.written += len(batch)
+                    raise
                 with self._lock:
                     self._queue[:0] = batch
                     self._first = first  # the batch's oldest entry waits on
