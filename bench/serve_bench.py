@@ -313,11 +313,15 @@ def main() -> None:
             cold = [question(by, where) for where in COLD_PERIODS for by in PAIRS]
             warm = [question(by, {"period": "2025"}) for by in PAIRS]
             time.sleep(2)  # the ledger writer has written the entries of the questions above
+            # The CPU of each phase is taken 2 s after it: it includes writing its ledger
+            # entries (the writer waits for a burst of answers to end).
             before = cpu_ms(pid)
-            cold_result = with_cpu(pid, concurrent_queries(client, tokens, cold, 1), before, 40)
+            cold_result = concurrent_queries(client, tokens, cold, 1)
             time.sleep(2)
+            cold_result = with_cpu(pid, cold_result, before, 40)
             before = cpu_ms(pid)
             warm_result = concurrent_queries(client, tokens, warm, args.rounds)
+            time.sleep(2)
             warm_result = with_cpu(pid, warm_result, before, 40 * args.rounds)
             before = cpu_ms(pid)
             load = steady_load(client, tokens, args.rate, args.seconds)

@@ -246,6 +246,14 @@ MEMORY_QUESTIONS = [
     ("police_dismissed_share", ["violence_type"], []),
     ("registered_cases_rate", ["governorate"], []),
     ("months_to_registration", ["region"], []),
+    # Quarters of one year, several years, several filters, three dimensions: the shapes each
+    # quarter gives are computed for every quarter at once and must match quarter by quarter.
+    ("registered_cases", ["governorate", "sex"], [("period", ["2025-Q1"])]),
+    ("registered_cases", ["age_band", "sex"], [("period", ["2025", "2024"])]),
+    ("registered_cases", ["sex"], [("governorate", ["IQG02", "IQG01"]), ("period", ["2024"])]),
+    ("registered_cases", ["period", "region", "sex"], [("period", ["2024"])]),
+    ("registered_cases", ["period", "age_band"], [("sex", ["M"])]),
+    ("mhpss_share", ["sex"], [("period", ["2024-Q4", "2025-Q1"])]),
 ]
 
 
@@ -299,7 +307,7 @@ def test_new_questions_are_answered_from_memory_with_the_warehouse_figures(world
             served[i] = answers.answer(indicator, by, where, actor="t")
         except UsageError as exc:
             refused[i] = exc.key
-    assert len(served) >= 10, refused
+    assert len(served) >= 17, refused
     assert all(not s.cached for s in served.values())
     medians = [i for i, q in enumerate(MEMORY_QUESTIONS) if q[0] == "months_to_registration"]
     assert len(opened) == len([i for i in medians if i in served])  # only the median read
@@ -343,3 +351,222 @@ def test_a_new_data_version_replaces_the_snapshot(tmp_path, monkeypatch):
             served, reference(fresh.warehouse, answers.settings, "registered_cases", by, [])
         )
     assert fresh_question.result.table.frame.rows() != before.result.table.frame.rows()
+
+
+@pytest.mark.parametrize(
+    ("by", "where"),
+    [
+        (["period", "sex"], []),
+        (["governorate", "sex"], [("period", ("2025-Q2", "2024-Q4"))]),
+        (["period", "region"], [("sex", ("F",)), ("period", ("2025",))]),
+    ],
+)
+def test_quarterly_answers_from_memory_match_the_warehouse(world, by, where):
+    """By quarter (`period_unit="quarter"`), the cells summed for every quarter at once from the
+    snapshot equal those read from the warehouse quarter by quarter, row for row."""
+    from casepool.catalogue.indicators import load_indicators
+    from casepool.protecting.dp_settings import load_dp_settings
+    from casepool.publishing import dp_answers
+    from casepool.publishing.query import Snapshot, resolve_question
+
+    settings, catalogue = load_dp_settings(), load_indicators()
+    answers = create_app(world.warehouse).app.state.service.answers
+    answers.answer("registered_cases", ["sex"], [], actor="t")  # measures what it must
+    with open_warehouse(world.warehouse, read_only=True) as con:
+        memory = Snapshot.read(con).stored
+        question = resolve_question(con, "registered_cases", by, where, "quarter", settings)
+        quarters = list(question.quarters)
+        expected = dp_answers.answer(con, question.request, quarters, settings, catalogue)
+    for _ in range(2):  # computed, then from the memo
+        got = dp_answers.answer(None, question.request, quarters, settings, catalogue, memory)
+        assert got.frame.equals(expected.frame)
+        assert (got.quarters, got.tables) == (expected.quarters, expected.tables)
+
+
+def test_the_ledger_writer_does_not_make_the_service_look_again_but_others_writes_do(
+    tmp_path, world, monkeypatch
+):
+    """The service's own ledger writes leave the epoch (and so the cached accounts, the data
+    version and the snapshot) as they are, also for questions asked while it writes; a write by
+    another process moves it, even when the ledger writer wrote after it before anyone looked."""
+    import shutil
+
+    from casepool.warehouse.store import record_audit
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    service = create_app(warehouse).app.state.service
+    changes = service.answers.changes
+    account = service.account_named("amira")
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])  # measures
+    assert service.flush_audit() == 1
+    start = changes.epoch()
+    seen_while_writing: list[int] = []
+    real_batch = answering._write_batch
+
+    def writing(con, batch):
+        real_batch(con, batch)
+        seen_while_writing.append(changes.epoch())
+
+    monkeypatch.setattr(answering, "_write_batch", writing)
+    for _ in range(2):
+        service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+        assert service.flush_audit() == 1
+    assert seen_while_writing == [start, start] and changes.epoch() == start
+
+    def other_process_writes() -> None:
+        with open_warehouse(warehouse) as con:
+            record_audit(con, "other", actor="cli")
+
+    other_process_writes()
+    moved = changes.epoch()
+    assert moved == start + 1
+    other_process_writes()  # nobody looks before the ledger writer writes
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    assert service.flush_audit() == 1
+    assert seen_while_writing[-1] == moved + 1 and changes.epoch() == moved + 1
+
+
+def test_a_token_revoked_on_the_command_line_stops_at_the_next_request(tmp_path, world, runner):
+    """The token's account is cached (no warehouse read per request), but a revocation by the
+    command line is seen at the next request, also when the ledger writer wrote in between and
+    when the cache is young (the documented bound, ACCOUNT_CACHE_SECONDS, is only the longest)."""
+    import shutil
+
+    from casepool.cli.main import app as cli
+    from casepool.serving.accounts import add_account as add
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    token = add(warehouse, "nadia", "analyst", actor="test").token
+    app = create_app(warehouse)
+    service = app.app.state.service
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.post("/api/query", json=QUESTION, headers=bearer(token)).status_code == 200
+        service.flush_audit()
+        # The first question measured the quarters: the data changed, the account is read again.
+        assert client.get("/api/indicators", headers=bearer(token)).status_code == 200
+        reads: list[int] = []
+        real_read = service.warehouse.read
+
+        def counting_read():
+            reads.append(1)
+            return real_read()
+
+        service.warehouse.read = counting_read  # type: ignore[method-assign]
+        for _ in range(3):  # the cached account: no read of the warehouse
+            assert client.get("/api/indicators", headers=bearer(token)).status_code == 200
+        assert reads == []
+        service.warehouse.read = real_read  # type: ignore[method-assign]
+        service.answer(service.account_named("amira"), "registered_cases", ["sex"], [])
+        revoked = runner.invoke(cli, ["user", "revoke", "nadia", "-w", str(warehouse)])
+        assert revoked.exit_code == 0, revoked.output
+        service.flush_audit()  # the ledger writer writes before the next request
+        assert client.get("/api/indicators", headers=bearer(token)).status_code == 401
+        assert client.post("/api/query", json=QUESTION, headers=bearer(token)).status_code == 401
+
+
+def test_a_batch_is_due_after_a_burst_of_answers_and_never_waits_too_long(world, monkeypatch):
+    """The ledger writer lets a burst of new questions be answered before it writes (the write
+    would take their CPU), but writes within MAX_WAIT_SECONDS however busy, at once when
+    MAX_BATCH wait, and keeps a refused batch's age."""
+    now = [100.0]
+    queue = answering.LedgerQueue(
+        create_app(world.warehouse).app.state.service.warehouse, clock=lambda: now[0]
+    )
+    assert not queue.due()  # nothing queued
+
+    def put_at(t: float) -> None:
+        now[0] = t
+        queue.put(answering.Entry("query", "serve:t", {}))
+
+    put_at(100.0)
+    now[0] = 100.3
+    assert not queue.due()  # younger than FLUSH_SECONDS
+    now[0] = 100.0 + answering.FLUSH_SECONDS
+    assert queue.due()  # and nothing came since
+    for i in range(1, 40):  # answers keep coming, one every 0.05 s
+        put_at(100.0 + answering.FLUSH_SECONDS + 0.05 * i)
+        now[0] += 0.01
+        assert queue.due() == (now[0] - 100.0 >= answering.MAX_WAIT_SECONDS)
+    now[0] += answering.QUIET_SECONDS
+    assert queue.due()
+    monkeypatch.setattr(queue.warehouse, "write", lambda: (_ for _ in ()).throw(WarehouseBusy()))
+    assert queue.flush() == 0 and queue.pending() == 40
+    put_at(now[0])  # a new entry behind the refused batch: the batch's age counts
+    assert queue.due()
+
+    fresh = answering.LedgerQueue(queue.warehouse, clock=lambda: now[0])
+    monkeypatch.setattr(answering, "MAX_BATCH", 3)
+    for _ in range(3):
+        assert not fresh.due()
+        fresh.put(answering.Entry("query", "serve:t", {}))
+    assert fresh.due()
+
+
+def test_forty_first_requests_of_new_accounts_read_the_accounts_once(tmp_path, world):
+    """Accounts are read in one look for every token (no warehouse read per request, nor per new
+    account): forty requests at once of accounts not seen before open the warehouse once; a
+    token that is no account's is refused without reading it again."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from casepool.serving.accounts import add_account as add
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    tokens = [add(warehouse, f"user{i}", "analyst", actor="test").token for i in range(4)]
+    service = create_app(warehouse).app.state.service
+    real_read = service.warehouse.read
+    reads: list[int] = []
+
+    def counting_read():
+        reads.append(1)
+        return real_read()
+
+    service.warehouse.read = counting_read  # type: ignore[method-assign]
+    with ThreadPoolExecutor(40) as pool:
+        found = list(pool.map(lambda i: service.account_for_token(tokens[i % 4]), range(40)))
+    assert [a.name for a in found] == [f"user{i % 4}" for i in range(40)]
+    assert service.account_for_token("cpt_" + "x" * 40) is None
+    assert service.account_for_token("not a token") is None
+    assert service.account_named("user2").name == "user2"
+    assert reads == [1]
+    service.forget("user1")  # as the steward's page does after revoking: read again
+    assert service.account_for_token(tokens[1]).name == "user1"
+    assert reads == [1, 1]
+
+
+def test_a_batch_committed_before_closing_fails_is_not_written_twice(tmp_path, world, monkeypatch):
+    """When closing the connection fails after the batch committed (a full disk at the
+    checkpoint), the entries are in the ledger: they are not queued again."""
+    import contextlib
+    import shutil
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(world.warehouse, warehouse)
+    service = create_app(warehouse).app.state.service
+    account = service.account_named("amira")
+    service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    assert service.flush_audit() == 1
+    before = counts(warehouse)
+    real_write = service.warehouse.write
+
+    @contextlib.contextmanager
+    def failing_close():
+        with real_write() as con:
+            yield con
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(service.warehouse, "write", failing_close)
+    for _ in range(2):
+        service.answer(account, "registered_cases", ["sex"], [("period", ["2025"])])
+    with pytest.raises(OSError):
+        service.flush_audit()
+    assert service.ledger.pending() == 0
+    monkeypatch.setattr(service.warehouse, "write", real_write)
+    assert service.ledger.close(wait=5) == 0
+    assert counts(warehouse) == {
+        "releases": before["releases"] + 2,
+        "audit": before["audit"] + 2,
+    }

@@ -915,9 +915,9 @@ class StoredMeasurements:
     workloads: dict[str, list[Measurement]]
     tables: dict[str, list[budget.MeasuredTable]]  # by indicator, every quarter, as loaded
     frames: dict[tuple[str, str], pl.DataFrame]  # (quarter, measurement) -> cells by dimension
-    # A quarter's cells of a question shape (`_quarter_cells`), and a measured table's cells
-    # summed to one pattern (`_pattern_cells`), computed once: the same for every question that
-    # asks them (any period filter). Bounded: emptied when MEMO_SIZE entries are held.
+    # A question shape's cells in every quarter (`_shape_cells`) and a measured table's cells
+    # in every quarter in one frame, computed once: the same for every question that asks them
+    # (any period filter). Bounded: emptied when MEMO_SIZE entries are held.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False)
 
     def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -1095,26 +1095,15 @@ def _quarter_cells(
     request: TableRequest,
     catalogue: IndicatorCatalogue,
     used: set[str],
-    stored: StoredMeasurements | None = None,
 ) -> pl.DataFrame:
     """Every cell of the question for one quarter, with its variance."""
     plain = [d for d in request.dimensions if d != "period"]
     filters = {_needed(n) for n, _ in request.where if n != "period"}
-    frames = {
-        name: stored.frames[(t.period, name)] if stored is not None else _cells_frame(t)
-        for name, t in tables.items()
-    }
+    frames = {name: _cells_frame(t) for name, t in tables.items()}
     parts = []
-    where = tuple((n, tuple(c)) for n, c in request.where if n != "period")
 
     def pattern(table: budget.MeasuredTable, fixed: tuple[str, ...]) -> pl.DataFrame:
-        frame = frames[table.measurement]
-        if stored is None:
-            return _pattern_cells(frame, table, request, fixed, catalogue)
-        key = ("pattern", table.period, table.measurement, fixed, tuple(plain), where)
-        return stored.remembered(
-            key, lambda: _pattern_cells(frame, table, request, fixed, catalogue)
-        )
+        return _pattern_cells(frames[table.measurement], table, request, fixed, catalogue)
 
     for size in range(len(plain), -1, -1):
         for fixed in combinations(plain, size):
@@ -1161,6 +1150,153 @@ def _quarter_cells(
 
 def _has_outcome(tables: dict[str, budget.MeasuredTable]) -> bool:
     return any(OUTCOME in t.dimensions for t in tables.values())
+
+
+_Q = "_quarter"  # the quarter of each cell, in the frames of every quarter at once
+_S2 = "_scale2"  # the scale² of the measured table a cell comes from
+
+
+@dataclass(frozen=True)
+class _ShapeCells:
+    """A question shape's cells in every stored quarter at once (`_shape_cells`): the rows each
+    quarter's `_quarter_cells` gives, quarter after quarter, with the quarter in `_Q`; the
+    measured tables each quarter used; the refusal of a quarter no table can answer."""
+
+    frame: pl.DataFrame
+    quarters: tuple[str, ...]  # in the order of `frame`
+    used: dict[str, frozenset[str]]
+    refused: dict[str, dict[str, str]]
+
+
+def _quarter_plan(
+    tables: dict[str, budget.MeasuredTable],
+    chosen: Measurement,
+    request: TableRequest,
+    catalogue: IndicatorCatalogue,
+) -> tuple[Any, ...] | dict[str, str]:
+    """What `_quarter_cells` reads for one quarter, by name: for each pattern of fixed
+    dimensions, the measured table summed and the ancestors whose variances it takes; or the
+    refusal (its parameters) when a pattern has no table."""
+    plain = [d for d in request.dimensions if d != "period"]
+    filters = {_needed(n) for n, _ in request.where if n != "period"}
+    steps = []
+    for size in range(len(plain), -1, -1):
+        for fixed in combinations(plain, size):
+            need = {_needed(d) for d in fixed} | filters
+            main = tables.get(chosen.name)
+            if main is None or not _eligible(main, need, catalogue):
+                options = [t for t in tables.values() if _eligible(t, need, catalogue)]
+                if not options:
+                    return {
+                        "indicator": request.indicator,
+                        "dimensions": ", ".join(sorted(need)) or "-",
+                        "measured": "-",
+                    }
+                main = min(options, key=lambda t: (len(t.cells) * t.scale**2, t.measurement))
+            ancestors = tuple(
+                a.measurement for a in _chain(main, tables)[1:] if _eligible(a, need, catalogue)
+            )
+            steps.append((fixed, main.measurement, ancestors))
+    return (tuple(steps), _has_outcome(tables))
+
+
+def _shape_cells(
+    memory: StoredMeasurements,
+    chosen: Measurement,
+    request: TableRequest,
+    catalogue: IndicatorCatalogue,
+) -> _ShapeCells:
+    """`_quarter_cells` of every stored quarter of the indicator at once: quarters that read
+    the same tables the same way are summed in one polars call per pattern, grouped by quarter
+    as well (the same cells, values and variances, in the same order, as quarter by quarter)."""
+    per_quarter: dict[str, dict[str, budget.MeasuredTable]] = {}
+    for t in memory.tables.get(request.indicator, []):
+        per_quarter.setdefault(t.period, {})[t.measurement] = t
+    order = sorted(per_quarter)
+    plain = [d for d in request.dimensions if d != "period"]
+    groups: dict[Any, list[str]] = {}
+    refused: dict[str, dict[str, str]] = {}
+    used: dict[str, frozenset[str]] = {}
+    for q in order:
+        plan = _quarter_plan(per_quarter[q], chosen, request, catalogue)
+        if isinstance(plan, dict):
+            refused[q] = plan
+            continue
+        used[q] = frozenset(main for _, main, _ in plan[0])
+        groups.setdefault(plan, []).append(q)
+    index = {q: i for i, q in enumerate(order)}
+
+    def stacked(name: str, quarters: tuple[str, ...]) -> pl.DataFrame:
+        # One measured table's cells in these quarters, one frame (the same for every shape).
+        parts = [
+            memory.frames[(q, name)].with_columns(
+                pl.lit(q).alias(_Q), pl.lit(float(per_quarter[q][name].scale ** 2)).alias(_S2)
+            )
+            for q in quarters
+        ]
+        return pl.concat(parts, how="vertical_relaxed")
+
+    where = [(n, list(c)) for n, c in request.where if n != "period"]
+    filtered: dict[tuple[str, tuple[str, ...]], pl.DataFrame] = {}
+
+    def pattern(name: str, quarters: tuple[str, ...], fixed: tuple[str, ...]) -> pl.DataFrame:
+        frame = filtered.get((name, quarters))
+        if frame is None:
+            frame = memory.remembered(
+                ("stacked", request.indicator, name, quarters), lambda: stacked(name, quarters)
+            )
+            if where:
+                frame = frame.filter(*[pl.col(n).is_in(c) for n, c in where])
+            filtered[(name, quarters)] = frame
+        outcome = OUTCOME in per_quarter[quarters[0]][name].dimensions
+        keys = [_Q, *fixed] + ([OUTCOME] if outcome else [])
+        out = frame.group_by(keys, maintain_order=True).agg(
+            pl.col(VALUE).sum().cast(pl.Int64),
+            (pl.len() * pl.col(_S2).first()).alias(VARIANCE),
+        )
+        if len(keys) == 1 and out.height < len(quarters):
+            # A quarter none of whose cells passed the filters: one cell of 0, as summing an
+            # empty frame gives.
+            out = (
+                pl.DataFrame({_Q: list(quarters)}, schema={_Q: pl.String})
+                .join(out, on=_Q, how="left", maintain_order="left")
+                .with_columns(pl.col(VALUE).fill_null(0), pl.col(VARIANCE).fill_null(0.0))
+            )
+        others = [d for d in plain if d not in fixed]
+        return out.with_columns(pl.lit(TOTAL).alias(d) for d in others)
+
+    pieces = []
+    for (steps, outcome), members in groups.items():
+        quarters = tuple(members)
+        columns = plain + ([OUTCOME] if outcome else []) + [VALUE, VARIANCE]
+        parts = []
+        for fixed, main, ancestors in steps:
+            cells = pattern(main, quarters, fixed)
+            for ancestor in ancestors:
+                other = pattern(ancestor, quarters, fixed)
+                keys = [c for c in other.columns if c not in (VALUE, VARIANCE)]
+                cells = (
+                    cells.join(
+                        other.select(*keys, pl.col(VARIANCE).alias("_v")),
+                        on=keys,
+                        how="left",
+                        maintain_order="left",
+                    )
+                    .with_columns(
+                        pl.min_horizontal(VARIANCE, pl.col("_v").fill_null(float("inf"))).alias(
+                            VARIANCE
+                        )
+                    )
+                    .drop("_v")
+                )
+            parts.append(cells.select(*columns, _Q))
+        pieces.append(pl.concat(parts, how="vertical_relaxed"))
+    if not pieces:
+        return _ShapeCells(pl.DataFrame(), (), used, refused)
+    allq = pl.concat(pieces, how="diagonal_relaxed") if len(pieces) > 1 else pieces[0]
+    # Quarter after quarter, each quarter's patterns in their order (a stable sort).
+    allq = allq.sort(pl.col(_Q).replace_strict(index, return_dtype=pl.Int32), maintain_order=True)
+    return _ShapeCells(allq, tuple(q for q in order if q in used), used, refused)
 
 
 def answer(
@@ -1226,36 +1362,17 @@ def answer(
         )
     used: set[str] = set()
 
-    def cells_of(q: str) -> pl.DataFrame:
-        nonlocal used
-        if memory is None:
-            return _quarter_cells(per_quarter[q], chosen, request, catalogue, used)
-        key = (
-            "quarter",
-            q,
-            request.indicator,
-            chosen.name,
-            tuple(d for d in request.dimensions if d != "period"),
-            tuple((n, tuple(c)) for n, c in request.where if n != "period"),
-        )
-
-        def compute() -> tuple[pl.DataFrame, frozenset[str]]:
-            mine: set[str] = set()
-            found = _quarter_cells(per_quarter[q], chosen, request, catalogue, mine, memory)
-            return found, frozenset(mine)
-
-        cells, names = memory.remembered(key, compute)
-        used |= names
-        return cells
-
     def labelled(codes: Sequence[str]) -> pl.DataFrame:
-        return pl.concat(
-            [
-                cells_of(q).with_columns(pl.lit(_period_of(q, request.period_unit)).alias("period"))
-                for q in codes
-            ],
-            how="vertical_relaxed",
-        )
+        # Each unit's cells (a quarter, or a year measured directly) with its period column.
+        if memory is not None:
+            return _memory_cells(memory, chosen, request, codes, catalogue, used)
+        frames = [
+            _quarter_cells(per_quarter[q], chosen, request, catalogue, used).with_columns(
+                pl.lit(_period_of(q, request.period_unit)).alias("period")
+            )
+            for q in codes
+        ]
+        return pl.concat(frames, how="vertical_relaxed")
 
     units = units_for(chosen)
     allq = labelled(units)
@@ -1274,6 +1391,43 @@ def answer(
     else:
         result = allq.group_by(keys, maintain_order=True).agg(sums) if keys else allq.select(sums)
     return Answer(result, list(quarters), sorted(used), [u for u in units if budget.is_year(u)])
+
+
+def _memory_cells(
+    memory: StoredMeasurements,
+    chosen: Measurement,
+    request: TableRequest,
+    quarters: Sequence[str],
+    catalogue: IndicatorCatalogue,
+    used: set[str],
+) -> pl.DataFrame:
+    """The question's cells in `quarters`, each with its period, from the shape's cells in every
+    quarter (`_shape_cells`, computed once per shape): what `_quarter_cells` gives quarter by
+    quarter, concatenated."""
+    key = (
+        "shape",
+        request.indicator,
+        chosen.name,
+        tuple(d for d in request.dimensions if d != "period"),
+        tuple((n, tuple(c)) for n, c in request.where if n != "period"),
+    )
+    shape: _ShapeCells = memory.remembered(
+        key, lambda: _shape_cells(memory, chosen, request, catalogue)
+    )
+    for q in quarters:
+        if q in shape.refused:
+            raise UsageError("dp-not-measured", **shape.refused[q])
+        used |= shape.used[q]
+    frame = shape.frame.lazy()  # one polars call: the quarters asked, each with its period
+    if list(quarters) != list(shape.quarters):
+        position = {q: i for i, q in enumerate(quarters)}
+        frame = frame.filter(pl.col(_Q).is_in(list(quarters)))
+        if [q for q in shape.quarters if q in position] != list(quarters):
+            frame = frame.sort(
+                pl.col(_Q).replace_strict(position, return_dtype=pl.Int32), maintain_order=True
+            )
+    period = pl.col(_Q) if request.period_unit == "quarter" else pl.col(_Q).str.slice(0, 4)
+    return frame.with_columns(period.alias("period")).drop(_Q).collect()
 
 
 def _period_of(quarter: str, unit: str) -> str:

@@ -13,6 +13,7 @@ catalogue (`casepool publish`) keeps suppression.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -329,10 +330,17 @@ def answer_measured(
 
 def record_answer(con: Any, answered: Answered, actor: str) -> str:
     """Write one answer to the release ledger in the caller's transaction; its release id."""
-    from casepool.warehouse.ledger import record_release
+    from casepool.warehouse.ledger import record_releases
 
-    return record_release(
-        con,
+    return record_releases(con, [answer_release(answered, actor)])[0]
+
+
+def answer_release(answered: Answered, actor: str) -> Any:
+    """An answer's entry in the release ledger (`ledger.NewRelease`), for writing many at once
+    (`ledger.record_releases`)."""
+    from casepool.warehouse.ledger import NewRelease
+
+    return NewRelease(
         kind="query",
         method="dp",
         actor=actor,
@@ -367,10 +375,7 @@ def dp_table(
     indicator = catalogue.indicator(request.indicator)
     dims = list(request.dimensions)
     cats = dp_answers.categories(request, answer.quarters, catalogue)
-    grid = pl.DataFrame({"_": [0]})
-    for d in dims:
-        grid = grid.join(pl.DataFrame({d: list(cats[d])}, schema={d: pl.String}), how="cross")
-    grid = grid.drop("_")
+    grid = _grid(tuple((d, cats[d]) for d in dims))
     frame = answer.frame
     head = [pl.lit(indicator.name).alias("indicator")]
     flags = [pl.lit(ESTIMATED).alias("obs_status"), pl.lit("F").alias("conf_status")]
@@ -415,6 +420,16 @@ def dp_table(
             pl.lit(denominator.cast(pl.Int64)).alias("denominator"),
         )
     return _answer_table(request, indicator, out)
+
+
+@functools.lru_cache(maxsize=512)
+def _grid(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
+    """Every combination of the dimensions' categories, the first dimension slowest (the same
+    few grids recur in every answer; frames are never changed in place)."""
+    grid = pl.DataFrame({"_": [0]})
+    for d, codes in categories:
+        grid = grid.join(pl.DataFrame({d: list(codes)}, schema={d: pl.String}), how="cross")
+    return grid.drop("_")
 
 
 def median_dp_table(

@@ -205,6 +205,21 @@ def account_by_token(con: duckdb.DuckDBPyConnection, token: str) -> Account | No
     return _account(row[:7])
 
 
+def token_plausible(token: str) -> bool:
+    """Whether `token` could be an API token at all (looked up only then)."""
+    return token.startswith(TOKEN_PREFIX) and len(token) <= 100
+
+
+def active_accounts(con: duckdb.DuckDBPyConnection) -> list[tuple[Account, str]]:
+    """Every active account with the hash of its API token (none without accounts)."""
+    if not has_accounts(con):
+        return []
+    rows = con.execute(
+        f"SELECT {_COLUMNS}, token_hash FROM service_accounts WHERE revoked_at IS NULL"
+    ).fetchall()
+    return [(_account(r[:7]), str(r[7])) for r in rows]
+
+
 def account_by_name(con: duckdb.DuckDBPyConnection, name: str) -> Account | None:
     """The active account of this name, or None."""
     if not has_accounts(con):

@@ -5,7 +5,8 @@ Every answer is post-processing of the quarters' stored measurements (casepool.p
 service therefore:
 
 - answers from a **read-only** connection when every quarter the question covers holds its
-  measurements, taken from the data as it is now; many questions are answered side by side;
+  measurements, taken from the data as it is now, or from the snapshot of that data held in
+  memory (`Snapshot`), one answer per core at a time (`COMPUTING`);
 - keeps answers in a **cache** keyed by the question (normalised) and the warehouse's *data
   version*: a digest of the active submissions of each quarter, the stored measurements (each
   with its release id) and the reference population, read in the same connection as the answer.
@@ -17,12 +18,14 @@ service therefore:
   quarters must be measured (`measure_quarters`); other questions that need it wait for that
   one (a lock), then find the measurements stored and read them;
 - writes the ledger entry of each answer (who asked what, when) and its audit line through
-  `LedgerQueue`: queued at answering, written by one writer in one transaction every
-  FLUSH_SECONDS (or at once when MAX_BATCH are waiting), and at shutdown.
+  `LedgerQueue`: queued at answering, written by one writer in one transaction when a batch is
+  due (`LedgerQueue.due`: FLUSH_SECONDS after its first entry, later while answers keep coming,
+  at most MAX_WAIT_SECONDS; at once when MAX_BATCH are waiting), and at shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +33,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,20 +49,24 @@ from casepool.publishing.query import (
     QueryResult,
     Snapshot,
     answer_measured,
+    answer_release,
     quarters_current,
-    record_answer,
     resolve_question,
 )
 from casepool.serving.access import Warehouse, WarehouseBusy
 from casepool.warehouse import budget
-from casepool.warehouse.ledger import data_fingerprint
-from casepool.warehouse.store import record_audit
+from casepool.warehouse.ledger import data_fingerprint, record_releases
+from casepool.warehouse.store import record_audits
 
 CACHE_SIZE = 1024
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 0.5  # an entry waits this long for others to join its batch
+QUIET_SECONDS = 0.1  # ... and, while answers keep coming, until none came for this long
+MAX_WAIT_SECONDS = 2.0  # ... but never longer than this
+WRITER_TURN_SECONDS = 0.1  # how often the writer looks whether a batch is due
 MAX_BATCH = 200
 SHUTDOWN_WAIT_SECONDS = 60.0
 VERSION_MAX_AGE = 10.0  # seconds; a bound on trusting the files' signature
+COMPUTING = 0  # answers computed in memory at once (0: one per core)
 log = logging.getLogger("casepool.serve")
 
 Where = Sequence[tuple[str, Sequence[str]]]
@@ -125,22 +133,40 @@ class Changes:
         self._lock = threading.Lock()
         self._signature = _file_signature(path)
         self._epoch = 0
+        self._own = False
 
     def epoch(self) -> int:
+        with self._lock:
+            if self._own:  # only the service's ledger writer can change the files now
+                return self._epoch
+        signature = _file_signature(self.path)
+        with self._lock:
+            if not self._own and signature != self._signature:
+                self._signature = signature
+                self._epoch += 1
+            return self._epoch
+
+    @contextmanager
+    def own_write(self) -> Iterator[None]:
+        """The ledger writer's write, entered with the warehouse open for writing (no other
+        process can change it until that connection closes). A change found on entering is
+        someone else's: the epoch moves. The changes made inside are the writer's own: the
+        epoch stays, and questions asked meanwhile need not look at the files. (The writer
+        checkpoints inside, so that closing the connection changes nothing more; if it does,
+        the epoch moves at the next look, which is only ever too careful.)"""
         signature = _file_signature(self.path)
         with self._lock:
             if signature != self._signature:
                 self._signature = signature
                 self._epoch += 1
-            return self._epoch
-
-    def own_write(self, opened: tuple[Any, ...], closed: tuple[Any, ...]) -> None:
-        """The ledger writer changed the files from `opened` (taken with the warehouse open for
-        writing: no other process could write then) to `closed`. When nothing else changed them
-        since the epoch was last taken, the epoch stays; else it moves at the next look."""
-        with self._lock:
-            if self._signature == opened:
-                self._signature = closed
+            self._own = True
+        try:
+            yield
+        finally:
+            signature = _file_signature(self.path)
+            with self._lock:
+                self._signature = signature
+                self._own = False
 
 
 @dataclass
@@ -175,6 +201,10 @@ class Answers:
         self._version: tuple[int, str, float] | None = None
         self._version_lock = threading.Lock()
         self._measuring = threading.Lock()
+        # Answers computed in memory at once: one per core. Forty threads computing side by
+        # side each pay for the others (the GIL and polars' pool change hands between them):
+        # twice the CPU per answer, and every answer late; one per core, each done in turn.
+        self._computing = threading.BoundedSemaphore(COMPUTING or os.cpu_count() or 1)
         self.counts = {"hits": 0, "misses": 0, "measured": 0}
 
     # --- the data version ----------------------------------------------------------------------
@@ -256,9 +286,10 @@ class Answers:
                 found = self._bodies.get(served.key)
             if found is not None:
                 return found
-        text = json.dumps(
-            served.result.to_dict(), default=str, ensure_ascii=False, separators=(",", ":")
-        )
+        with self._computing:
+            text = json.dumps(
+                served.result.to_dict(), default=str, ensure_ascii=False, separators=(",", ":")
+            )
         body = text.encode("utf-8")
         if served.spent == 0:
             with self._cache_lock:
@@ -291,10 +322,11 @@ class Answers:
         memory = self._memory(known, indicator) if known is not None else None
         if memory is not None:
             snapshot, state = memory
-            question = resolve_question(
-                None, indicator, list(by), filters, period_unit, self.settings, snapshot
-            )
-            answered = answer_measured(None, question, self.settings, state, snapshot)
+            with self._computing:
+                question = resolve_question(
+                    None, indicator, list(by), filters, period_unit, self.settings, snapshot
+                )
+                answered = answer_measured(None, question, self.settings, state, snapshot)
             return self._keep(key, str(known), answered)
         with self.warehouse.read() as con:
             question = resolve_question(
@@ -397,15 +429,34 @@ class Entry:
     at: float = 0.0
 
 
+def _write_batch(con: duckdb.DuckDBPyConnection, batch: Sequence[Entry]) -> None:
+    """A batch's releases (one insert into each ledger table) and audit lines (in order), each
+    audit line of an answer naming its release, in the caller's transaction."""
+    releases = [answer_release(e.answered, e.actor) for e in batch if e.answered is not None]
+    ids = iter(record_releases(con, releases))
+    lines = []
+    for e in batch:
+        extra = dict(e.detail)
+        if e.answered is not None:
+            extra["release_id"] = next(ids)
+        lines.append({"action": e.action, "actor": e.actor, "detail": extra})
+    record_audits(con, lines)
+
+
 class LedgerQueue:
     """Ledger entries and audit lines queued by the answering threads and written by one writer,
     in one transaction per batch. A batch that cannot be written (the command line holds the
     warehouse) stays queued, in order, for the next flush; `close` writes what is left, waiting
     up to SHUTDOWN_WAIT_SECONDS for the warehouse."""
 
-    def __init__(self, warehouse: Warehouse, changes: Changes | None = None) -> None:
+    def __init__(
+        self, warehouse: Warehouse, changes: Changes | None = None, clock: Any = time.monotonic
+    ) -> None:
         self.warehouse = warehouse
         self.changes = changes
+        self.clock = clock
+        self._first = 0.0  # when the oldest queued entry was queued (clock)
+        self._last = 0.0  # when the newest was
         self._queue: list[Entry] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one writer at a time
@@ -414,10 +465,30 @@ class LedgerQueue:
 
     def put(self, entry: Entry) -> None:
         entry.at = entry.at or time.time()
+        now = self.clock()
         with self._lock:
+            if not self._queue:
+                self._first = now
+            self._last = now
             self._queue.append(entry)
             if len(self._queue) >= MAX_BATCH:
                 self.full.set()
+
+    def _own_write(self) -> contextlib.AbstractContextManager[None]:
+        return self.changes.own_write() if self.changes is not None else contextlib.nullcontext()
+
+    def due(self) -> bool:
+        """Whether the writer should write the queue now: MAX_BATCH entries wait, or the oldest
+        has waited FLUSH_SECONDS and no answer came in the last QUIET_SECONDS (a burst of new
+        questions is answered first: the write would take its CPU), or the oldest has waited
+        MAX_WAIT_SECONDS (the most of the ledger a killed process can lose)."""
+        now = self.clock()
+        with self._lock:
+            if not self._queue:
+                return False
+            if len(self._queue) >= MAX_BATCH or now - self._first >= MAX_WAIT_SECONDS:
+                return True
+            return now - self._first >= FLUSH_SECONDS and now - self._last >= QUIET_SECONDS
 
     def pending(self) -> int:
         with self._lock:
@@ -429,31 +500,35 @@ class LedgerQueue:
         with self._writing:
             with self._lock:
                 batch, self._queue = self._queue, []
+                first = self._first
                 self.full.clear()
             if not batch:
                 return 0
+            committed = False
             try:
-                with self.warehouse.write() as con:
-                    opened = _file_signature(self.warehouse.path)
+                with self.warehouse.write() as con, self._own_write():
                     con.begin()
                     try:
-                        for e in batch:
-                            extra = dict(e.detail)
-                            if e.answered is not None:
-                                extra["release_id"] = record_answer(con, e.answered, e.actor)
-                            record_audit(con, e.action, actor=e.actor, detail=extra)
+                        _write_batch(con, batch)
                         con.commit()
                     except BaseException:
                         con.rollback()
                         raise
+                    committed = True
+                    # So that closing changes nothing more (`Changes.own_write`); a failure
+                    # here (a full disk) is met again when the connection closes.
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("CHECKPOINT")
             except BaseException as exc:
+                if committed:  # written; only closing failed: never written twice
+                    self.written += len(batch)
+                    raise
                 with self._lock:
                     self._queue[:0] = batch
+                    self._first = first  # the batch's oldest entry waits on
                 if isinstance(exc, WarehouseBusy):
                     return 0
                 raise
-            if self.changes is not None:
-                self.changes.own_write(opened, _file_signature(self.warehouse.path))
             self.written += len(batch)
             return len(batch)
 

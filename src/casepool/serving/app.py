@@ -122,7 +122,7 @@ def routes() -> list[Any]:
 
 def lifespan(service: Service) -> Any:
     """One writer for the ledger entries and audit lines of answers: it writes what is queued
-    every FLUSH_SECONDS (sooner when MAX_BATCH wait), and everything left at shutdown."""
+    when a batch is due (`LedgerQueue.due`), and everything left at shutdown."""
 
     @contextlib.asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[None]:
@@ -130,7 +130,9 @@ def lifespan(service: Service) -> Any:
 
         async def writer() -> None:
             while True:
-                await run_in_threadpool(queue.full.wait, answering.FLUSH_SECONDS)
+                await asyncio.sleep(answering.WRITER_TURN_SECONDS)
+                if not queue.due():
+                    continue
                 try:
                     await run_in_threadpool(queue.flush)
                 except Exception as exc:  # kept queued; tried again at the next turn

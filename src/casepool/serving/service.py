@@ -40,6 +40,17 @@ class Limits:
     max_package: int = 200 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class KnownAccounts:
+    """The active accounts as read at one moment: by the hash of their token and by name."""
+
+    by_token: dict[str, accounts.Account]
+    by_name: dict[str, accounts.Account]
+    read_at: float
+    epoch: int
+    generation: int
+
+
 @dataclass
 class Service:
     """Everything a request handler needs; one per running app."""
@@ -53,8 +64,9 @@ class Service:
         self.requests = RateLimiter(self.limits.requests_per_minute, self.limits.request_burst)
         self.queries = RateLimiter(self.limits.queries_per_minute, self.limits.query_burst)
         self.sign_ins = SignInThrottle()
-        self._tokens: dict[str, tuple[accounts.Account | None, float, int]] = {}
-        self._names: dict[str, tuple[accounts.Account | None, float, int]] = {}
+        self._known: KnownAccounts | None = None
+        self._generation = 0  # moved by `forget`: accounts read before are not kept
+        self._reading_accounts = threading.Lock()
         self._cache_lock = threading.Lock()
         self.answers = Answers(self.warehouse)
         self.ledger = LedgerQueue(self.warehouse, self.answers.changes)
@@ -62,35 +74,55 @@ class Service:
     # --- who is asking -------------------------------------------------------------------------
 
     def account_for_token(self, token: str) -> accounts.Account | None:
-        """The active account of an API token. Cached while the warehouse is unchanged (only the
-        service's own ledger writer wrote to it), at most ACCOUNT_CACHE_SECONDS: a revocation
-        on the command line takes effect at the next request, one on the steward's page at once
-        (`forget`)."""
-        key = accounts.token_hash(token)
-        return self._cached(self._tokens, key, lambda con: accounts.account_by_token(con, token))
+        """The active account of an API token (`known_accounts`)."""
+        if not accounts.token_plausible(token):
+            return None
+        return self.known_accounts().by_token.get(accounts.token_hash(token))
 
     def account_named(self, name: str) -> accounts.Account | None:
-        return self._cached(self._names, name, lambda con: accounts.account_by_name(con, name))
+        return self.known_accounts().by_name.get(name)
 
-    def _cached(self, cache: dict, key: str, look_up: Any) -> accounts.Account | None:
-        epoch = self.answers.changes.epoch()
-        now = time.monotonic()
-        with self._cache_lock:
-            hit = cache.get(key)
-            if hit and hit[2] == epoch and now - hit[1] < ACCOUNT_CACHE_SECONDS:
-                return hit[0]
-        with self.warehouse.read() as con:
-            found = look_up(con)
-        with self._cache_lock:
-            if len(cache) > 10_000:
-                cache.clear()
-            cache[key] = (found, now, epoch)
-        return found
+    def known_accounts(self) -> KnownAccounts:
+        """The active accounts, read in one look at the warehouse and kept while it is
+        unchanged (only the service's own ledger writer wrote to it), at most
+        ACCOUNT_CACHE_SECONDS: a revocation on the command line takes effect at the next
+        request, one on the steward's page at once (`forget`). One reader at a time: forty
+        first requests open the warehouse once (the others wait for its answer)."""
+        known = self._known
+        if known is not None and self._fresh(known):
+            return known
+        with self._reading_accounts:
+            known = self._known
+            if known is not None and self._fresh(known):
+                return known
+            generation = self._generation
+            epoch = self.answers.changes.epoch()
+            now = time.monotonic()
+            with self.warehouse.read() as con:
+                active = accounts.active_accounts(con)
+            known = KnownAccounts(
+                {token_hash: a for a, token_hash in active},
+                {a.name: a for a, _ in active},
+                now,
+                epoch,
+                generation,
+            )
+            with self._cache_lock:
+                if generation == self._generation:  # not forgotten meanwhile
+                    self._known = known
+            return known
+
+    def _fresh(self, known: KnownAccounts) -> bool:
+        return (
+            known.generation == self._generation
+            and known.epoch == self.answers.changes.epoch()
+            and time.monotonic() - known.read_at < ACCOUNT_CACHE_SECONDS
+        )
 
     def forget(self, name: str) -> None:
         with self._cache_lock:
-            self._names.pop(name, None)
-            self._tokens.clear()
+            self._generation += 1
+            self._known = None
         self.sessions.end_user(name)
 
     def audit(self, action: str, *, actor: str, **extra: Any) -> None:

@@ -113,6 +113,36 @@ class Release:
         return out
 
 
+@dataclass
+class NewRelease:
+    """A release to append (`record_releases`): what `record_release` takes."""
+
+    kind: str
+    method: str
+    actor: str
+    cells: pl.DataFrame
+    periods: Sequence[str] = ()
+    submissions: Iterable[str] = ()
+    audience: str | None = None
+    data_fingerprint: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+_CELL_COLUMNS = ("table_name", "indicator", "dimensions", "value", "obs_status", "conf_status")
+_RELEASE_SCHEMA: dict[str, Any] = {
+    "release_id": pl.String,
+    "released_at": pl.Datetime("us"),
+    "kind": pl.String,
+    "method": pl.String,
+    "actor": pl.String,
+    "audience": pl.String,
+    "periods": pl.List(pl.String),
+    "submissions": pl.List(pl.String),
+    "data_fingerprint": pl.String,
+    "detail": pl.String,
+}
+
+
 def record_release(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -131,40 +161,66 @@ def record_release(
     `cells` has columns table_name, indicator, dimensions (from `cell_identity`), value,
     obs_status, conf_status and, for noisy answers, margin (missing columns are stored as null).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown release kind {kind!r}")
-    ensure_ledger(con)
-    release_id = uuid.uuid4().hex
-    con.execute(
-        "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            release_id,
-            utc_now(),
-            kind,
-            method,
-            actor,
-            audience,
-            list(periods),
-            sorted(set(submissions)),
-            data_fingerprint,
-            json.dumps(dict(detail or {}), ensure_ascii=False, default=str),
-        ],
+    release = NewRelease(
+        kind, method, actor, cells, periods, submissions, audience, data_fingerprint, detail
     )
-    if cells.height:
-        columns = ["table_name", "indicator", "dimensions", "value", "obs_status", "conf_status"]
-        frame = cells.with_columns(
-            [pl.lit(None, pl.String).alias(c) for c in columns if c not in cells.columns]
-            + ([] if "margin" in cells.columns else [pl.lit(None, pl.Float64).alias("margin")])
-        ).select(
-            pl.lit(release_id).alias("release_id"),
-            *[pl.col(c).cast(pl.String) for c in columns[:3]],
-            pl.col("value").cast(pl.Float64),
-            pl.col("obs_status").cast(pl.String),
-            pl.col("conf_status").cast(pl.String),
-            pl.col("margin").cast(pl.Float64),
-        )
-        _insert(con, "release_cells", frame)
-    return release_id
+    return record_releases(con, [release])[0]
+
+
+def record_releases(con: duckdb.DuckDBPyConnection, releases: Sequence[NewRelease]) -> list[str]:
+    """Append many releases and their cells in the caller's transaction, in order, with one
+    insert into each table (the service writes its answers' entries in batches); their ids."""
+    for release in releases:
+        if release.kind not in KINDS:
+            raise ValueError(f"unknown release kind {release.kind!r}")
+    if not releases:
+        return []
+    ensure_ledger(con)
+    ids = [uuid.uuid4().hex for _ in releases]
+    rows = [
+        {
+            "release_id": release_id,
+            "released_at": utc_now(),
+            "kind": r.kind,
+            "method": r.method,
+            "actor": r.actor,
+            "audience": r.audience,
+            "periods": list(r.periods),
+            "submissions": sorted(set(r.submissions)),
+            "data_fingerprint": r.data_fingerprint,
+            "detail": json.dumps(dict(r.detail or {}), ensure_ascii=False, default=str),
+        }
+        for release_id, r in zip(ids, releases, strict=True)
+    ]
+    _insert(con, "releases", pl.DataFrame(rows, schema=_RELEASE_SCHEMA))
+    with_cells = [(i, r.cells) for i, r in zip(ids, releases, strict=True) if r.cells.height]
+    if not with_cells:
+        return ids
+    if len({tuple(c.schema.items()) for _, c in with_cells}) == 1:
+        # Cells of one kind (the service's answers): one frame, one conversion.
+        owner = pl.Series("_release", [i for i, c in with_cells for _ in range(c.height)])
+        cells = pl.concat([c for _, c in with_cells]).with_columns(owner)
+        frame = _cells_of(pl.col("_release"), cells)
+    else:
+        frame = pl.concat([_cells_of(pl.lit(i, pl.String), c) for i, c in with_cells])
+    _insert(con, "release_cells", frame)
+    return ids
+
+
+def _cells_of(release_id: pl.Expr, cells: pl.DataFrame) -> pl.DataFrame:
+    """Cells in the columns of release_cells (missing ones null), `release_id` their release."""
+    columns = _CELL_COLUMNS
+    return cells.with_columns(
+        [pl.lit(None, pl.String).alias(c) for c in columns if c not in cells.columns]
+        + ([] if "margin" in cells.columns else [pl.lit(None, pl.Float64).alias("margin")])
+    ).select(
+        release_id.cast(pl.String).alias("release_id"),
+        *[pl.col(c).cast(pl.String) for c in columns[:3]],
+        pl.col("value").cast(pl.Float64),
+        pl.col("obs_status").cast(pl.String),
+        pl.col("conf_status").cast(pl.String),
+        pl.col("margin").cast(pl.Float64),
+    )
 
 
 def list_releases(con: duckdb.DuckDBPyConnection, *, kind: str | None = None) -> list[Release]:
