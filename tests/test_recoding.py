@@ -143,3 +143,51 @@ def test_without_recoding_the_tables_keep_their_detail(tmp_path: Path) -> None:
     assert result.coarsened == []
     header = (tmp_path / "pub" / "csv" / "g.csv").read_text(encoding="utf-8-sig")
     assert header.startswith("indicator,governorate,sex,")
+
+
+def test_every_suppressed_cell_is_given_one_cause(tmp_path: Path) -> None:
+    """The decomposition of a release's suppression (bench/release_utility_bench.py): each hidden
+    cell is counted under exactly one cause, the primary causes of a count follow its true value,
+    and a share over no children is no disclosure-control cost."""
+    from casepool.catalogue.tabulating import VALUE
+    from casepool.publishing.publish import CAUSES, build_publication
+
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="g"),
+        TableRequest("boys_share", ("period", "region"), name="b"),
+        TableRequest("mhpss_share", ("region", "sex"), name="m"),
+    )
+    recoding = SETTINGS.disabled()
+    publication = build_publication(
+        warehouse, "2025", tables=tables, ledger=False, recoding=recoding
+    )
+    assert publication.outcomes and all(o.written for o in publication.outcomes)
+    for outcome in publication.outcomes:
+        assert set(outcome.causes) == set(CAUSES)
+        assert sum(outcome.causes.values()) == outcome.suppressed
+    g = next(p for p in publication.kept if p.tabulation.name == "g")
+    cells = g.counts.join(
+        g.tabulation.counts.select("governorate", "sex", pl.col(VALUE).alias("true")),
+        on=["governorate", "sex"],
+    )
+    small = cells.filter((pl.col("conf_status") == "C") & (pl.col("true") < 5)).height
+    dominated = cells.filter((pl.col("conf_status") == "C") & (pl.col("true") >= 5)).height
+    complements = cells.filter(pl.col("conf_status") == "D").height
+    by = {o.name: o.causes for o in publication.outcomes}
+    assert (by["g"]["threshold"], by["g"]["dominance"], by["g"]["secondary"]) == (
+        small,
+        dominated,
+        complements,
+    )
+    assert small > 0  # 300 children in 18 governorates x sex: small cells exist
+    m = publication.table("m").frame
+    empty = m.filter(pl.col("value").is_null() & (pl.col("denominator") == 0)).height
+    assert by["m"]["no_children"] >= empty
+    # The release adds them up, in the summary and its manifest.
+    out = tmp_path / "pub"
+    result = publish(warehouse, out, "2025", tables=tables, ledger=False, recoding=recoding)
+    assert sum(result.causes.values()) == result.suppressed
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["suppressed_by"] == result.causes
+    assert manifest["tables"][0]["suppressed_by"] == result.tables[0].causes
