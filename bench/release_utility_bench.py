@@ -4,7 +4,8 @@ step 4: keep it below 25 % for the quarterly and annual releases).
 The warehouse is the demo's (synthetic exports of 6 organisations, validated, signed, ingested:
 `casepool.demo.run_demo` without its own catalogue publication). Each 2025 quarter is then
 published, then 2025, each protected together with the earlier releases in the ledger. Printed
-per release: cells, suppressed share, tables coarsened (and how), tables withheld, seconds.
+per release: cells, suppressed share, figures published (cells not suppressed), tables coarsened
+(and how), tables withheld, seconds.
 
     .venv/bin/python bench/release_utility_bench.py                 # with recoding
     .venv/bin/python bench/release_utility_bench.py --no-recoding   # as before recoding
@@ -74,6 +75,7 @@ def bench(
                 "period": period,
                 "cells": result.cells,
                 "suppressed_share": round(result.suppressed_share, 3),
+                "published": result.cells - result.suppressed,  # figures a reader gets
                 "coarsened": [c.to_dict() for c in result.coarsened],
                 "suppressed_by": result.causes,
                 "withheld": [t.name for t in result.tables if not t.written],
@@ -101,6 +103,7 @@ def main() -> None:
     print(
         "\n".join(
             f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"
+            f"  {r['published']:4d} published"
             f"  by cause: {', '.join(f'{k} {v}' for k, v in r['suppressed_by'].items() if v)}"
             f"  coarsened: {', '.join(c['table'] + ' (' + c['how'] + ')' for c in r['coarsened']) or '-'}"
             for r in releases

@@ -37,7 +37,9 @@ def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
     check_steps(settings, load_indicators())
 
 
-def test_a_step_replaces_a_dimension_or_merges_it_and_never_repeats_a_table() -> None:
+def test_a_step_replaces_a_dimension_or_merges_it_and_repeats_a_table_only_as_a_last_resort() -> (
+    None
+):
     catalogue = load_indicators()
     by_gov = TableRequest("registered_cases", ("governorate", "sex"), name="g")
     found = coarser(by_gov, SETTINGS, catalogue)
@@ -47,6 +49,13 @@ def test_a_step_replaces_a_dimension_or_merges_it_and_never_repeats_a_table() ->
     other = TableRequest("registered_cases", ("region", "sex"), name="r")
     found = coarser(by_gov, SETTINGS, catalogue, [by_gov, other])
     assert found is not None and found[0].dimensions == ("governorate",)
+    # no other step: the table repeats the regional one rather than stay hidden by governorate
+    # (cases_by_governorate when cases_by_period_region of a quarter was merged to region)
+    by_region = TableRequest("registered_cases", ("region",), name="r")
+    alone = TableRequest("registered_cases", ("governorate",), name="g")
+    found = coarser(alone, SETTINGS, catalogue, [alone, by_region])
+    assert found is not None and found[0].dimensions == ("region",)
+    assert found[1] == Step("governorate", "region")
     # a table keeps one dimension at least
     assert coarser(TableRequest("registered_cases", ("sex",)), SETTINGS, catalogue) is None
     # online cases have no governorate: the step does not apply
@@ -191,3 +200,31 @@ def test_every_suppressed_cell_is_given_one_cause(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["suppressed_by"] == result.causes
     assert manifest["tables"][0]["suppressed_by"] == result.tables[0].causes
+
+
+def test_a_table_with_no_other_step_repeats_a_coarser_one_instead_of_staying_hidden(
+    tmp_path: Path,
+) -> None:
+    """The case that withheld cases_by_governorate: once the quarter's table by period and region
+    is merged to region, the governorate table's only step would repeat it. It is published as
+    that regional table (same cells, same statuses), and the folder passes the audit."""
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest(
+            "registered_cases", ("period", "region"), period_unit="quarter", name="by_period"
+        ),
+        TableRequest("registered_cases", ("governorate",), name="by_governorate"),
+    )
+    settings = replace(SETTINGS, max_suppressed_share=0.0)  # any suppression: recode
+    out = tmp_path / "pub"
+    result = publish(warehouse, out, "2025-Q2", tables=tables, ledger=False, recoding=settings)
+    assert result.ok
+    how = {c.table: c.how for c in result.coarsened}
+    assert how == {"by_period": "period → total", "by_governorate": "governorate → region"}
+    read = {
+        name: pl.read_csv(out / "csv" / f"{name}.csv", encoding="utf8-lossy")
+        for name in ("by_period", "by_governorate")
+    }
+    assert read["by_period"].columns == read["by_governorate"].columns
+    assert read["by_period"].equals(read["by_governorate"])
+    assert audit_releases([out]).protected

@@ -141,10 +141,13 @@ def coarser(
     others: Sequence[TableRequest] = (),
 ) -> tuple[TableRequest, Step] | None:
     """The request at the next coarser level: the first step that applies to one of its
-    dimensions, leaves one dimension at least, gives a table the indicator allows and does not
-    repeat another table of the release (same indicator, same dimensions). None when no step
-    applies."""
+    dimensions, leaves one dimension at least and gives a table the indicator allows. A step
+    whose table would repeat another table of the release (same indicator, same dimensions) is
+    taken only when no other step applies: the repeated table is then published twice, with
+    the same cells and statuses (the engine gives a shared cell one status), rather than left
+    hidden at its finer level. None when no step applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
+    repeating: tuple[TableRequest, Step] | None = None
     for step in settings.steps:
         if step.dimension not in request.dimensions:
             continue
@@ -153,15 +156,17 @@ def coarser(
             for d in (step.to if d == step.dimension else d for d in request.dimensions)
             if d is not None
         )
-        if not dims or len(set(dims)) != len(dims) or (request.indicator, frozenset(dims)) in taken:
-            continue  # a table keeps one dimension at least, and never repeats another
+        if not dims or len(set(dims)) != len(dims):
+            continue  # a table keeps one dimension at least
         candidate = replace(request, dimensions=dims)
         try:
             check_request(candidate, catalogue)
         except UsageError:
             continue
-        return candidate, step
-    return None
+        if (request.indicator, frozenset(dims)) not in taken:
+            return candidate, step
+        repeating = repeating or (candidate, step)
+    return repeating
 
 
 def over_share(cells: int, suppressed: int, written: bool, settings: RecodingSettings) -> bool:
