@@ -25,7 +25,8 @@ from casepool.publishing.recoding import (
 from fixtures.indicators.warehouses import build_random
 
 STEPS = (Step("governorate", "region"), Step("period"), Step("age_band"), Step("sex"))
-SETTINGS = RecodingSettings(True, 0.25, STEPS)
+# The mechanics of recoding, without undoing a coarsening that costs figures (tested apart).
+SETTINGS = RecodingSettings(True, 0.25, STEPS, keep_figures=False)
 
 
 def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
@@ -84,6 +85,7 @@ def test_only_tables_over_the_share_or_withheld_are_recoded() -> None:
     [
         {"max_suppressed_share": 1.5},
         {"enabled": "yes"},
+        {"keep_figures": 1},
         {"steps": [{"to": "region"}]},
         {"steps": [{"dimension": "governorate", "to": 3}]},
         ["not", "a", "mapping"],
@@ -228,3 +230,63 @@ def test_a_table_with_no_other_step_repeats_a_coarser_one_instead_of_staying_hid
     assert read["by_period"].columns == read["by_governorate"].columns
     assert read["by_period"].equals(read["by_governorate"])
     assert audit_releases([out]).protected
+
+
+def test_a_coarsening_that_costs_figures_is_undone() -> None:
+    """keep_figures: the coarser table must publish at least as many figures as the finer one."""
+    from casepool.publishing.recoding import Coarsening, undo_losses
+
+    fine = TableRequest("registered_cases", ("service", "sex"), name="s")
+    coarse = TableRequest("registered_cases", ("service",), name="s")
+    other_fine = TableRequest("mhpss_share", ("region", "sex"), name="m")
+    other_coarse = TableRequest("mhpss_share", ("region",), name="m")
+    done = [
+        Coarsening("s", "registered_cases", "sex", None, 15 / 32, ("service", "sex"), ("service",)),
+        Coarsening("m", "mhpss_share", "sex", None, 15 / 16, ("region", "sex"), ("region",)),
+    ]
+    baseline = {"s": 17, "m": 1}  # figures published before recoding: 32 - 15, 16 - 15
+    now = {"s": (8, 0, True), "m": (4, 3, True)}  # 8 and 1
+    history = {"s": [fine], "m": [other_fine]}
+    requests, undone = undo_losses([coarse, other_coarse], done, baseline, now, history)
+    assert requests == [fine, other_coarse]  # 17 > 8: back; 1 = 1: kept (fewer cells hidden)
+    assert [c.table for c in undone] == ["s"] and history == {"s": [], "m": [other_fine]}
+    # a table withheld before recoding published nothing: any coarser form is kept
+    history = {"s": [fine], "m": [other_fine]}
+    withheld = {"s": 0, "m": 1}
+    assert undo_losses([coarse, other_coarse], done, withheld, now, history)[1] == []
+
+
+def test_a_release_never_publishes_fewer_figures_for_a_table_it_coarsened(tmp_path: Path) -> None:
+    """With keep_figures, every coarsening a release keeps publishes at least the figures the
+    table had at its finer level (measured against the same release without recoding)."""
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="g"),
+        TableRequest("registered_cases", ("service", "sex"), name="s"),
+        TableRequest("mhpss_share", ("region", "sex"), name="m"),
+    )
+    plain = publish(
+        warehouse,
+        tmp_path / "a",
+        "2025",
+        tables=tables,
+        ledger=False,
+        recoding=SETTINGS.disabled(),
+    )
+    kept = replace(SETTINGS, max_suppressed_share=0.0, keep_figures=True)
+    result = publish(warehouse, tmp_path / "b", "2025", tables=tables, ledger=False, recoding=kept)
+    assert result.ok
+    figures = {t.name: t.cells - t.suppressed for t in plain.tables}
+    for table in result.tables:
+        if table.coarsened:
+            assert table.cells - table.suppressed >= figures[table.name], table.name
+    # and without keep_figures the same settings coarsen every table with a hidden cell
+    loose = publish(
+        warehouse,
+        tmp_path / "c",
+        "2025",
+        tables=tables,
+        ledger=False,
+        recoding=replace(kept, keep_figures=False),
+    )
+    assert {c.table for c in loose.coarsened} >= {c.table for c in result.coarsened}

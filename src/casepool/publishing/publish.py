@@ -44,7 +44,9 @@ from casepool.publishing.recoding import (
     RecodingSettings,
     check_steps,
     load_recoding,
+    published_figures,
     recode,
+    undo_losses,
 )
 
 Progress = Callable[[str], None]
@@ -211,9 +213,15 @@ def build_publication(
     cache: dict[TableRequest, Tabulation] = {}
     coarsened: list[Coarsening] = []
     # Global recoding: protect, move every table over the set share one step coarser, protect
-    # the whole release again; at most one round per step.
+    # the whole release again. With `keep_figures`, a coarsening that made its table publish
+    # fewer figures is undone (and that table never recoded again), then the release is
+    # protected again. What was protected last is what is released.
     counted: list[str] | None = None
     rounds = 0
+    limit = 2 * len(recoding.steps) + 1  # a safety bound: every round coarsens or freezes
+    baseline: dict[str, int] | None = None  # figures per table in the release as asked
+    history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
+    frozen: set[str] = set()
     while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
@@ -252,14 +260,29 @@ def build_publication(
             )
             if p.audit_ok:
                 released.append(table)
-        if rounds == len(recoding.steps):
+        if rounds >= limit:
             break  # what was protected last is what is released
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
-        requests_now, done = recode(requests, shares, recoding, catalogue)
+        if baseline is None:
+            baseline = {name: published_figures(*share) for name, share in shares.items()}
+        if recoding.keep_figures and history:
+            back, undone = undo_losses(requests, coarsened, baseline, shares, history)
+            if undone:
+                frozen |= {c.table for c in undone}
+                coarsened = [c for c in coarsened if c not in undone]
+                requests = tuple(back)
+                rounds += 1
+                notify("undo " + ", ".join(f"{c.table} ({c.how})" for c in undone))
+                continue
+        requests_now, done = recode(requests, shares, recoding, catalogue, frozenset(frozen))
         if not done:
             break
         rounds += 1
         notify(f"recode {len(done)} tables: " + ", ".join(f"{c.table} ({c.how})" for c in done))
+        recoded = {c.table for c in done}
+        for r in requests:
+            if r.table_name in recoded:
+                history.setdefault(r.table_name, []).append(r)
         requests = tuple(requests_now)
         coarsened += done
     for outcome in outcomes:
