@@ -4,17 +4,26 @@ step 4: keep it below 25 % for the quarterly and annual releases).
 The warehouse is the demo's (synthetic exports of 6 organisations, validated, signed, ingested:
 `casepool.demo.run_demo` without its own catalogue publication). Each 2025 quarter is then
 published, then 2025, each protected together with the earlier releases in the ledger. Printed
-per release: cells, suppressed share, tables coarsened (and how), tables withheld, seconds.
+per release: cells, suppressed share, figures published (cells not suppressed), tables coarsened
+(and how), tables withheld, seconds.
 
     .venv/bin/python bench/release_utility_bench.py                 # with recoding
     .venv/bin/python bench/release_utility_bench.py --no-recoding   # as before recoding
     .venv/bin/python bench/release_utility_bench.py --periods 2025  # one release alone
+    .venv/bin/python bench/release_utility_bench.py --periods 2025-Q1 --keep /tmp/wh
+        # builds the demo warehouse once under /tmp/wh (ledger empty) and reuses it next time
+
+Each release's suppressed cells are decomposed by cause (`suppressed_by`, from
+casepool.publishing.publish.suppression_causes): primary by the threshold rule (1..k-1 children),
+primary by contributor dominance, secondary (complements), and for percentages and medians a
+denominator below the minimum or a hidden numerator/denominator count; per table and in total.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -35,14 +44,30 @@ def demo_warehouse(folder: Path, orgs: int, records: int) -> Path:
     return result.warehouse
 
 
-def bench(periods: tuple[str, ...], orgs: int, records: int, recoding: bool) -> list[dict]:
+def kept_warehouse(keep: Path, orgs: int, records: int) -> Path:
+    """The demo warehouse kept under `keep` (built the first time), with its ledger empty."""
+    marker = keep / f"warehouse-{orgs}-{records}.path"
+    if not marker.exists():
+        built = demo_warehouse(keep, orgs, records)
+        marker.write_text(str(built), encoding="utf-8")
+    return Path(marker.read_text(encoding="utf-8"))
+
+
+def bench(
+    periods: tuple[str, ...], orgs: int, records: int, recoding: bool, keep: Path | None = None
+) -> list[dict]:
     from casepool.publishing.recoding import load_recoding
 
     shipped = load_recoding()  # its steps and share; the bench decides whether it is on
     settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
     releases = []
     with tempfile.TemporaryDirectory(prefix="casepool-utility-bench-") as tmp:
-        warehouse = demo_warehouse(Path(tmp), orgs, records)
+        if keep is None:
+            warehouse = demo_warehouse(Path(tmp), orgs, records)
+        else:  # a copy of the kept one: every run starts from an empty ledger
+            source = kept_warehouse(keep, orgs, records)
+            warehouse = Path(tmp) / source.name
+            shutil.copy2(source, warehouse)
         for period in periods:
             started = time.perf_counter()
             result = publish(warehouse, Path(tmp) / f"pub-{period}", period, recoding=settings)
@@ -50,9 +75,15 @@ def bench(periods: tuple[str, ...], orgs: int, records: int, recoding: bool) -> 
                 "period": period,
                 "cells": result.cells,
                 "suppressed_share": round(result.suppressed_share, 3),
+                "published": result.cells - result.suppressed,  # figures a reader gets
                 "coarsened": [c.to_dict() for c in result.coarsened],
+                "suppressed_by": result.causes,
                 "withheld": [t.name for t in result.tables if not t.written],
-                "tables": {t.name: [t.cells, t.suppressed] for t in result.tables if t.written},
+                "tables": {
+                    t.name: {"cells": t.cells, "suppressed": t.suppressed, **t.causes}
+                    for t in result.tables
+                    if t.written
+                },
                 "seconds": round(time.perf_counter() - started, 1),
             }
             print(json.dumps(row), flush=True)
@@ -66,11 +97,14 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=6)
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--no-recoding", action="store_true")
+    parser.add_argument("--keep", type=Path, help="build the demo warehouse here once, reuse it")
     args = parser.parse_args()
-    releases = bench(tuple(args.periods), args.orgs, args.records, not args.no_recoding)
+    releases = bench(tuple(args.periods), args.orgs, args.records, not args.no_recoding, args.keep)
     print(
         "\n".join(
             f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"
+            f"  {r['published']:4d} published"
+            f"  by cause: {', '.join(f'{k} {v}' for k, v in r['suppressed_by'].items() if v)}"
             f"  coarsened: {', '.join(c['table'] + ' (' + c['how'] + ')' for c in r['coarsened']) or '-'}"
             for r in releases
         )

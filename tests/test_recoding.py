@@ -25,7 +25,8 @@ from casepool.publishing.recoding import (
 from fixtures.indicators.warehouses import build_random
 
 STEPS = (Step("governorate", "region"), Step("period"), Step("age_band"), Step("sex"))
-SETTINGS = RecodingSettings(True, 0.25, STEPS)
+# The mechanics of recoding, without undoing a coarsening that costs figures (tested apart).
+SETTINGS = RecodingSettings(True, 0.25, STEPS, keep_figures=False)
 
 
 def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
@@ -37,7 +38,9 @@ def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
     check_steps(settings, load_indicators())
 
 
-def test_a_step_replaces_a_dimension_or_merges_it_and_never_repeats_a_table() -> None:
+def test_a_step_replaces_a_dimension_or_merges_it_and_repeats_a_table_only_as_a_last_resort() -> (
+    None
+):
     catalogue = load_indicators()
     by_gov = TableRequest("registered_cases", ("governorate", "sex"), name="g")
     found = coarser(by_gov, SETTINGS, catalogue)
@@ -47,6 +50,13 @@ def test_a_step_replaces_a_dimension_or_merges_it_and_never_repeats_a_table() ->
     other = TableRequest("registered_cases", ("region", "sex"), name="r")
     found = coarser(by_gov, SETTINGS, catalogue, [by_gov, other])
     assert found is not None and found[0].dimensions == ("governorate",)
+    # no other step: the table repeats the regional one rather than stay hidden by governorate
+    # (cases_by_governorate when cases_by_period_region of a quarter was merged to region)
+    by_region = TableRequest("registered_cases", ("region",), name="r")
+    alone = TableRequest("registered_cases", ("governorate",), name="g")
+    found = coarser(alone, SETTINGS, catalogue, [alone, by_region])
+    assert found is not None and found[0].dimensions == ("region",)
+    assert found[1] == Step("governorate", "region")
     # a table keeps one dimension at least
     assert coarser(TableRequest("registered_cases", ("sex",)), SETTINGS, catalogue) is None
     # online cases have no governorate: the step does not apply
@@ -75,6 +85,7 @@ def test_only_tables_over_the_share_or_withheld_are_recoded() -> None:
     [
         {"max_suppressed_share": 1.5},
         {"enabled": "yes"},
+        {"keep_figures": 1},
         {"steps": [{"to": "region"}]},
         {"steps": [{"dimension": "governorate", "to": 3}]},
         ["not", "a", "mapping"],
@@ -143,3 +154,131 @@ def test_without_recoding_the_tables_keep_their_detail(tmp_path: Path) -> None:
     assert result.coarsened == []
     header = (tmp_path / "pub" / "csv" / "g.csv").read_text(encoding="utf-8-sig")
     assert header.startswith("indicator,governorate,sex,")
+
+
+def test_every_suppressed_cell_is_given_one_cause(tmp_path: Path) -> None:
+    """The decomposition of a release's suppression (bench/release_utility_bench.py): each hidden
+    cell is counted under exactly one cause, the primary causes of a count follow its true value,
+    and a share over no children is no disclosure-control cost."""
+    from casepool.catalogue.tabulating import VALUE
+    from casepool.publishing.publish import CAUSES, build_publication
+
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="g"),
+        TableRequest("boys_share", ("period", "region"), name="b"),
+        TableRequest("mhpss_share", ("region", "sex"), name="m"),
+    )
+    recoding = SETTINGS.disabled()
+    publication = build_publication(
+        warehouse, "2025", tables=tables, ledger=False, recoding=recoding
+    )
+    assert publication.outcomes and all(o.written for o in publication.outcomes)
+    for outcome in publication.outcomes:
+        assert set(outcome.causes) == set(CAUSES)
+        assert sum(outcome.causes.values()) == outcome.suppressed
+    g = next(p for p in publication.kept if p.tabulation.name == "g")
+    cells = g.counts.join(
+        g.tabulation.counts.select("governorate", "sex", pl.col(VALUE).alias("true")),
+        on=["governorate", "sex"],
+    )
+    small = cells.filter((pl.col("conf_status") == "C") & (pl.col("true") < 5)).height
+    dominated = cells.filter((pl.col("conf_status") == "C") & (pl.col("true") >= 5)).height
+    complements = cells.filter(pl.col("conf_status") == "D").height
+    by = {o.name: o.causes for o in publication.outcomes}
+    assert (by["g"]["threshold"], by["g"]["dominance"], by["g"]["secondary"]) == (
+        small,
+        dominated,
+        complements,
+    )
+    assert small > 0  # 300 children in 18 governorates x sex: small cells exist
+    m = publication.table("m").frame
+    empty = m.filter(pl.col("value").is_null() & (pl.col("denominator") == 0)).height
+    assert by["m"]["no_children"] >= empty
+    # The release adds them up, in the summary and its manifest.
+    out = tmp_path / "pub"
+    result = publish(warehouse, out, "2025", tables=tables, ledger=False, recoding=recoding)
+    assert sum(result.causes.values()) == result.suppressed
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["suppressed_by"] == result.causes
+    assert manifest["tables"][0]["suppressed_by"] == result.tables[0].causes
+
+
+def test_a_table_with_no_other_step_repeats_a_coarser_one_instead_of_staying_hidden(
+    tmp_path: Path,
+) -> None:
+    """The case that withheld cases_by_governorate: once the quarter's table by period and region
+    is merged to region, the governorate table's only step would repeat it. It is published as
+    that regional table (same cells, same statuses), and the folder passes the audit."""
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest(
+            "registered_cases", ("period", "region"), period_unit="quarter", name="by_period"
+        ),
+        TableRequest("registered_cases", ("governorate",), name="by_governorate"),
+    )
+    settings = replace(SETTINGS, max_suppressed_share=0.0)  # any suppression: recode
+    out = tmp_path / "pub"
+    result = publish(warehouse, out, "2025-Q2", tables=tables, ledger=False, recoding=settings)
+    assert result.ok
+    how = {c.table: c.how for c in result.coarsened}
+    assert how == {"by_period": "period → total", "by_governorate": "governorate → region"}
+    read = {
+        name: pl.read_csv(out / "csv" / f"{name}.csv", encoding="utf8-lossy")
+        for name in ("by_period", "by_governorate")
+    }
+    assert read["by_period"].columns == read["by_governorate"].columns
+    assert read["by_period"].equals(read["by_governorate"])
+    assert audit_releases([out]).protected
+
+
+def test_a_coarsening_that_costs_figures_is_undone() -> None:
+    """keep_figures: the coarser table must publish at least as many figures as the finer one."""
+    from casepool.publishing.recoding import Coarsening, undo_losses
+
+    fine = TableRequest("registered_cases", ("service", "sex"), name="s")
+    coarse = TableRequest("registered_cases", ("service",), name="s")
+    other_fine = TableRequest("mhpss_share", ("region", "sex"), name="m")
+    other_coarse = TableRequest("mhpss_share", ("region",), name="m")
+    done = [
+        Coarsening("s", "registered_cases", "sex", None, 15 / 32, ("service", "sex"), ("service",)),
+        Coarsening("m", "mhpss_share", "sex", None, 15 / 16, ("region", "sex"), ("region",)),
+    ]
+    baseline = {"s": 17, "m": 1}  # figures published before recoding: 32 - 15, 16 - 15
+    now = {"s": (8, 0, True), "m": (4, 3, True)}  # 8 and 1
+    history = {"s": [fine], "m": [other_fine]}
+    requests, undone = undo_losses([coarse, other_coarse], done, baseline, now, history)
+    assert requests == [fine, other_coarse]  # 17 > 8: back; 1 = 1: kept (fewer cells hidden)
+    assert [c.table for c in undone] == ["s"] and history == {"s": [], "m": [other_fine]}
+    # a table withheld before recoding published nothing: any coarser form is kept
+    history = {"s": [fine], "m": [other_fine]}
+    withheld = {"s": 0, "m": 1}
+    assert undo_losses([coarse, other_coarse], done, withheld, now, history)[1] == []
+
+
+def test_a_release_never_publishes_fewer_figures_for_a_table_it_coarsened(tmp_path: Path) -> None:
+    """With keep_figures, every coarsening a release keeps publishes at least the figures the
+    table had at its finer level (measured against the same release without recoding)."""
+    warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="g"),
+        TableRequest("registered_cases", ("service", "sex"), name="s"),
+        TableRequest("mhpss_share", ("region", "sex"), name="m"),
+        TableRequest("displaced_share", ("governorate",), name="d"),
+    )
+    plain = publish(
+        warehouse,
+        tmp_path / "a",
+        "2025",
+        tables=tables,
+        ledger=False,
+        recoding=SETTINGS.disabled(),
+    )
+    kept = replace(SETTINGS, max_suppressed_share=0.0, keep_figures=True)
+    result = publish(warehouse, tmp_path / "b", "2025", tables=tables, ledger=False, recoding=kept)
+    assert result.ok
+    figures = {t.name: t.cells - t.suppressed for t in plain.tables}
+    for table in result.tables:
+        if table.coarsened:
+            assert table.cells - table.suppressed >= figures[table.name], table.name
+    assert result.coarsened  # something was coarsened and kept: the rule was exercised

@@ -7,14 +7,19 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, load_indicators
+from casepool.catalogue.indicators import (
+    TOTAL,
+    IndicatorCatalogue,
+    TableRequest,
+    load_indicators,
+)
 from casepool.catalogue.population import read_population
 from casepool.catalogue.publication import load_publication
 from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
@@ -39,7 +44,9 @@ from casepool.publishing.recoding import (
     RecodingSettings,
     check_steps,
     load_recoding,
+    published_figures,
     recode,
+    undo_losses,
 )
 
 Progress = Callable[[str], None]
@@ -56,6 +63,8 @@ class TableOutcome:
     written: bool
     audit_failures: list[str] = field(default_factory=list)
     coarsened: list[str] = field(default_factory=list)  # how global recoding coarsened it
+    # Why its cells are suppressed (see `suppression_causes`): cause -> cells.
+    causes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +75,7 @@ class TableOutcome:
             "written": self.written,
             "audit_failures": self.audit_failures,
             "coarsened": self.coarsened,
+            "suppressed_by": dict(self.causes),
         }
 
 
@@ -98,6 +108,11 @@ class PublishResult:
         """The share of the written cells that are suppressed (the release's utility cost)."""
         return self.suppressed / self.cells if self.cells else 0.0
 
+    @property
+    def causes(self) -> dict[str, int]:
+        """Suppressed cells of the written tables by cause (`suppression_causes`)."""
+        return add_causes(t.causes for t in self.tables if t.written)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out_dir),
@@ -107,6 +122,7 @@ class PublishResult:
             "cells": self.cells,
             "suppressed": self.suppressed,
             "suppressed_share": round(self.suppressed_share, 4),
+            "suppressed_by": self.causes,
             "coarsened": [c.to_dict() for c in self.coarsened],
             "files": [str(f.relative_to(self.out_dir)) for f in self.files],
             "seconds": round(self.seconds, 3),
@@ -197,9 +213,15 @@ def build_publication(
     cache: dict[TableRequest, Tabulation] = {}
     coarsened: list[Coarsening] = []
     # Global recoding: protect, move every table over the set share one step coarser, protect
-    # the whole release again; at most one round per step.
+    # the whole release again. With `keep_figures`, a coarsening that made its table publish
+    # fewer figures is undone (and that table never recoded again), then the release is
+    # protected again. What was protected last is what is released.
     counted: list[str] | None = None
     rounds = 0
+    limit = 2 * len(recoding.steps) + 1  # a safety bound: every round coarsens or freezes
+    baseline: dict[str, int] | None = None  # figures per table in the release as asked
+    history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
+    frozen: set[str] = set()
     while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
@@ -233,18 +255,34 @@ def build_publication(
                     table.suppressed,
                     p.audit_ok,
                     p.audit_failures,
+                    causes=suppression_causes(p, table, settings),
                 )
             )
             if p.audit_ok:
                 released.append(table)
-        if rounds == len(recoding.steps):
+        if rounds >= limit:
             break  # what was protected last is what is released
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
-        requests_now, done = recode(requests, shares, recoding, catalogue)
+        if baseline is None:
+            baseline = {name: published_figures(*share) for name, share in shares.items()}
+        if recoding.keep_figures and history:
+            back, undone = undo_losses(requests, coarsened, baseline, shares, history)
+            if undone:
+                frozen |= {c.table for c in undone}
+                coarsened = [c for c in coarsened if c not in undone]
+                requests = tuple(back)
+                rounds += 1
+                notify("undo " + ", ".join(f"{c.table} ({c.how})" for c in undone))
+                continue
+        requests_now, done = recode(requests, shares, recoding, catalogue, frozenset(frozen))
         if not done:
             break
         rounds += 1
         notify(f"recode {len(done)} tables: " + ", ".join(f"{c.table} ({c.how})" for c in done))
+        recoded = {c.table for c in done}
+        for r in requests:
+            if r.table_name in recoded:
+                history.setdefault(r.table_name, []).append(r)
         requests = tuple(requests_now)
         coarsened += done
     for outcome in outcomes:
@@ -267,6 +305,86 @@ def build_publication(
         ledger=ledger,
         coarsened=coarsened,
     )
+
+
+CAUSES = (
+    "threshold",
+    "dominance",
+    "secondary",
+    "no_children",
+    "small_denominator",
+    "primary_part",
+    "secondary_part",
+)
+
+
+def suppression_causes(protected: Any, table: PublishedTable, settings: Any) -> dict[str, int]:
+    """Why each suppressed cell of a published table is hidden, counted by cause:
+
+    - a count: `threshold` (primary, 1..k-1 children), `dominance` (primary, k or more children
+      but one organisation contributed all but 1..k-1 of them) or `secondary` (a complement);
+    - a percentage or median: `no_children` (its denominator is 0: there is no value to show),
+      `small_denominator` (1 to the minimum - 1 children), `primary_part` (enough children, but
+      its numerator or denominator count is primary) or `secondary_part` (that count is a
+      complement: only this kind could shrink with a cheaper choice of complements).
+    Counted from the true counts of the tabulation; only totals leave this function.
+    """
+    import polars as pl
+
+    from casepool.catalogue.tabulating import OUTCOME, VALUE
+
+    found = dict.fromkeys(CAUSES, 0)
+    tab = protected.tabulation
+    k = int(settings.k_for(tab.count_dimensions))
+    if table.indicator.kind != "count":
+        dims = list(tab.dimensions)
+        counts = tab.counts
+        if OUTCOME in counts.columns:
+            counts = counts.filter(pl.col(OUTCOME) == TOTAL).drop(OUTCOME)
+        whole = counts.select(*dims, pl.col(VALUE).alias("_whole"))
+        # A part is primary when the numerator's or the denominator's count is.
+        status = protected.counts.with_columns((pl.col("conf_status") == "C").alias("_primary"))
+        if OUTCOME in status.columns:
+            status = status.group_by(dims or pl.lit(0)).agg(pl.col("_primary").any())
+        hidden = table.frame.filter(pl.col("value").is_null()).select(dims)
+        if dims:
+            cells = hidden.join(whole, on=dims, how="left").join(
+                status.select(*dims, "_primary"), on=dims, how="left"
+            )
+        else:
+            cells = pl.concat(
+                [whole.head(hidden.height), status.select("_primary").head(hidden.height)],
+                how="horizontal",
+            )
+        size = cells.get_column("_whole").fill_null(0)
+        primary = cells.get_column("_primary").fill_null(True)
+        least = settings.ratio_min_denominator or k
+        found["no_children"] = int((size == 0).sum())
+        found["small_denominator"] = int(((size >= 1) & (size < least)).sum())
+        found["primary_part"] = int(((size >= least) & primary).sum())
+        found["secondary_part"] = int(((size >= least) & ~primary).sum())
+        return found
+    dims = list(tab.count_dimensions)
+    truth = tab.counts.select(*dims, pl.col(VALUE).alias("_true"))
+    cells = (
+        protected.counts.join(truth, on=dims, how="left")
+        if dims
+        else protected.counts.with_columns(truth.get_column("_true"))
+    )
+    primary = cells.filter(pl.col("conf_status") == "C").get_column("_true")
+    found["threshold"] = int(((primary >= 1) & (primary < k)).sum())
+    found["dominance"] = int(primary.len() - found["threshold"])
+    found["secondary"] = int((cells.get_column("conf_status") == "D").sum())
+    return found
+
+
+def add_causes(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The causes of several tables added up (every cause present, in CAUSES order)."""
+    total = dict.fromkeys(CAUSES, 0)
+    for part in parts:
+        for cause, cells in part.items():
+            total[cause] = total.get(cause, 0) + cells
+    return total
 
 
 def _tabulate_release(

@@ -49,6 +49,9 @@ class RecodingSettings:
     enabled: bool = True
     max_suppressed_share: float = 0.25
     steps: tuple[Step, ...] = ()
+    # Keep a coarsening only when the coarser table publishes at least as many figures (cells
+    # not suppressed) as the finer one did; otherwise the table goes back to its finer level.
+    keep_figures: bool = True
 
     def disabled(self) -> RecodingSettings:
         return replace(self, enabled=False)
@@ -92,8 +95,11 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         raise SchemaError("schema-invalid", file=where, reason="recoding must be a mapping")
     enabled = raw.get("enabled", True)
     share = raw.get("max_suppressed_share", 0.25)
+    keep_figures = raw.get("keep_figures", True)
     if not isinstance(enabled, bool):
         raise SchemaError("schema-invalid", file=where, reason="enabled must be true or false")
+    if not isinstance(keep_figures, bool):
+        raise SchemaError("schema-invalid", file=where, reason="keep_figures must be true or false")
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
         raise SchemaError(
             "schema-invalid", file=where, reason="max_suppressed_share must be in [0, 1)"
@@ -106,7 +112,7 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         if to is not None and not isinstance(to, str):
             raise SchemaError("schema-invalid", file=where, reason="`to` is a dimension or null")
         steps.append(Step(str(item["dimension"]), to))
-    return RecodingSettings(enabled, float(share), tuple(steps))
+    return RecodingSettings(enabled, float(share), tuple(steps), keep_figures)
 
 
 def load_recoding(path: str | Path | None = None) -> RecodingSettings:
@@ -141,10 +147,13 @@ def coarser(
     others: Sequence[TableRequest] = (),
 ) -> tuple[TableRequest, Step] | None:
     """The request at the next coarser level: the first step that applies to one of its
-    dimensions, leaves one dimension at least, gives a table the indicator allows and does not
-    repeat another table of the release (same indicator, same dimensions). None when no step
-    applies."""
+    dimensions, leaves one dimension at least and gives a table the indicator allows. A step
+    whose table would repeat another table of the release (same indicator, same dimensions) is
+    taken only when no other step applies: the repeated table is then published twice, with
+    the same cells and statuses (the engine gives a shared cell one status), rather than left
+    hidden at its finer level. None when no step applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
+    repeating: tuple[TableRequest, Step] | None = None
     for step in settings.steps:
         if step.dimension not in request.dimensions:
             continue
@@ -153,15 +162,17 @@ def coarser(
             for d in (step.to if d == step.dimension else d for d in request.dimensions)
             if d is not None
         )
-        if not dims or len(set(dims)) != len(dims) or (request.indicator, frozenset(dims)) in taken:
-            continue  # a table keeps one dimension at least, and never repeats another
+        if not dims or len(set(dims)) != len(dims):
+            continue  # a table keeps one dimension at least
         candidate = replace(request, dimensions=dims)
         try:
             check_request(candidate, catalogue)
         except UsageError:
             continue
-        return candidate, step
-    return None
+        if (request.indicator, frozenset(dims)) not in taken:
+            return candidate, step
+        repeating = repeating or (candidate, step)
+    return repeating
 
 
 def over_share(cells: int, suppressed: int, written: bool, settings: RecodingSettings) -> bool:
@@ -171,21 +182,51 @@ def over_share(cells: int, suppressed: int, written: bool, settings: RecodingSet
     return cells > 0 and suppressed / cells > settings.max_suppressed_share
 
 
+def published_figures(cells: int, suppressed: int, written: bool) -> int:
+    """The figures a table gives its readers: its cells not suppressed (none when withheld)."""
+    return cells - suppressed if written else 0
+
+
+def undo_losses(
+    requests: Sequence[TableRequest],
+    coarsened: Sequence[Coarsening],
+    baseline: Mapping[str, int],
+    now: Mapping[str, tuple[int, int, bool]],
+    history: dict[str, list[TableRequest]],
+) -> tuple[list[TableRequest], list[Coarsening]]:
+    """Undo the coarsenings that cost figures: a coarsened table that now (`now`: name ->
+    cells, suppressed, written) publishes fewer figures than it did in the release as asked,
+    before any recoding (`baseline`: name -> figures), goes back one step (its last request in
+    `history`, which is popped). Returns the requests and the coarsenings undone."""
+    out = list(requests)
+    undone: list[Coarsening] = []
+    for i, request in enumerate(out):
+        name = request.table_name
+        steps = history.get(name)
+        if not steps or published_figures(*now.get(name, (0, 0, False))) >= baseline.get(name, 0):
+            continue
+        out[i] = steps.pop()
+        undone.append([c for c in coarsened if c.table == name][-1])
+    return out, undone
+
+
 def recode(
     requests: Sequence[TableRequest],
     shares: Mapping[str, tuple[int, int, bool]],
     settings: RecodingSettings,
     catalogue: IndicatorCatalogue,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[list[TableRequest], list[Coarsening]]:
     """One round: every table over the share (`shares`: name -> cells, suppressed, written)
-    moved one step coarser. Returns the new requests and what was recoded."""
+    moved one step coarser, except the `frozen` ones (a coarsening of theirs cost figures).
+    Returns the new requests and what was recoded."""
     if not settings.enabled:
         return list(requests), []
     out = list(requests)
     done: list[Coarsening] = []
     for i, request in enumerate(requests):
         cells, suppressed, written = shares.get(request.table_name, (0, 0, True))
-        if not over_share(cells, suppressed, written, settings):
+        if request.table_name in frozen or not over_share(cells, suppressed, written, settings):
             continue
         found = coarser(request, settings, catalogue, out)
         if found is None:
