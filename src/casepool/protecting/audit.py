@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from casepool.protecting.tables import (
 )
 
 OUTSIDER = "outsider"
+PARALLEL_MIN_WORK = 600  # cells × attackers in one check below which no helper process is used
 EXACT_LIMIT = 400  # linked suppressed cells up to which the audit reports exact intervals
 SOLE = "sole"  # in an insider's file: the insider knows it is the only contributor to the cell
 # In an insider's file: the insider dominates the cell (the others count 1..k-1 children there),
@@ -100,6 +104,10 @@ class SystemAudit:
     # feasible stays feasible while every cell it moves stays suppressed.
     pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     pool_limit: int = 2000
+    # Processes for the components of one check (None: audit_workers()), and the least work
+    # (cells × attackers to solve) worth sending to a helper process.
+    workers: int | None = None
+    parallel_min_work: int = PARALLEL_MIN_WORK
     _flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def remember(self, cells: np.ndarray, points: Sequence[np.ndarray], truth: np.ndarray) -> None:
@@ -131,19 +139,21 @@ class SystemAudit:
     def _pooled(
         self, components: list[np.ndarray], suppressed: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per component, the pooled entries (table, cell, value) still feasible."""
+        """Per component, the pooled entries (table, cell, value) still feasible, in pool order."""
         cells, values, owner = self._flattened()
         labels = np.full(suppressed.size, -1, dtype=np.int64)
         for i, group in enumerate(components):
             labels[group] = i
-        stale = np.unique(owner[~suppressed[cells]])
-        keep = ~np.isin(owner, stale)
+        stale = np.zeros(len(self.pool), dtype=bool)
+        stale[owner[~suppressed[cells]]] = True  # a table that moves a published cell
         label = labels[cells]
-        out = []
-        for i in range(len(components)):
-            chosen = keep & (label == i)
-            out.append((owner[chosen], cells[chosen], values[chosen]))
-        return out
+        chosen = np.flatnonzero(~stale[owner] & (label >= 0))
+        chosen = chosen[np.argsort(label[chosen], kind="stable")]
+        bounds = np.searchsorted(label[chosen], np.arange(len(components) + 1))
+        return [
+            (owner[part], cells[part], values[part])
+            for part in (chosen[bounds[i] : bounds[i + 1]] for i in range(len(components)))
+        ]
 
     @staticmethod
     def _seen(
@@ -152,7 +162,50 @@ class SystemAudit:
         truth: np.ndarray,
         problem: ComponentProblem,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The range of the pooled tables within `cells` that respect this attacker's bounds."""
+        """The range of the pooled tables within `cells` that respect this attacker's bounds.
+
+        A pooled table is the truth except at the cells it moves; the range is computed from
+        the moved entries alone (`_seen_dense` is the same, one row per table)."""
+        owner, moved, values = entries
+        if owner.size == 0:
+            return None
+        base = truth[cells].astype(float)
+        low, high = problem.lower - 1e-9, problem.upper + 1e-9
+        tables, row = np.unique(owner, return_inverse=True)
+        position = np.searchsorted(cells, moved)
+        # A table moving one cell twice keeps its last value there (as a row assignment does).
+        key = row * cells.size + position
+        last = key.size - 1 - np.unique(key[::-1], return_index=True)[1]
+        row, position, values = row[last], position[last], values[last].astype(float)
+        bad_truth = ~((base >= low) & (base <= high))
+        fine = (values >= low[position]) & (values <= high[position])
+        within = np.bincount(row, weights=(~fine).astype(float), minlength=tables.size) == 0
+        if bad_truth.any():  # the truth breaks a bound: a table must move every such cell
+            covers = np.bincount(
+                row, weights=bad_truth[position].astype(float), minlength=tables.size
+            )
+            within &= covers == bad_truth.sum()
+        if not within.any():
+            return None
+        chosen = within[row]
+        row, position, values = row[chosen], position[chosen], values[chosen]
+        lowest = np.full(cells.size, np.inf)
+        highest = np.full(cells.size, -np.inf)
+        np.minimum.at(lowest, position, values)
+        np.maximum.at(highest, position, values)
+        untouched = np.bincount(position, minlength=cells.size) < int(within.sum())
+        lowest = np.where(untouched, np.minimum(lowest, base), lowest)
+        highest = np.where(untouched, np.maximum(highest, base), highest)
+        return lowest, highest
+
+    @staticmethod
+    def _seen_dense(
+        entries: tuple[np.ndarray, np.ndarray, np.ndarray],
+        cells: np.ndarray,
+        truth: np.ndarray,
+        problem: ComponentProblem,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`_seen` with one dense row per pooled table: the reference its tests compare to."""
         owner, moved, values = entries
         if owner.size == 0:
             return None
@@ -222,9 +275,88 @@ class SystemAudit:
         failure, whose findings are partial and not kept. With `exact_limit`, exact intervals
         are computed only for components of at most that many cells.
         """
-        findings: list[ComponentFinding] = []
         components = self.components(suppressed)
         pooled = self._pooled(components, suppressed) if truth is not None else None
+        if stop_at_failure:
+            return self._check_in_order(
+                components, pooled, suppressed, need, attackers, truth, exact, exact_limit
+            )
+        # Every component's audit is planned first (the pooled tables are those at the start, as
+        # in order), then run here and, for a share of the components, in a helper process;
+        # results are taken in component and attacker order, so the outcome is the same.
+        plans: list[list[ComponentFinding | _Job]] = []
+        for c, cells in enumerate(components):
+            plan: list[ComponentFinding | _Job] = []
+            for attacker in attackers:
+                if attacker.own is not None and not attacker.own[cells].any():
+                    continue  # knows nothing here beyond the outsider: the outsider audit covers it
+                found = self.cache.get((attacker.name, cells.tobytes()))
+                if found is not None:
+                    plan.append(found)
+                    continue
+                job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit)
+                if pooled is not None and truth is not None:
+                    job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                plan.append(job)
+            plans.append(plan)
+        results = _run_jobs(
+            [[j for j in plan if isinstance(j, _Job)] for plan in plans],
+            shared=truth is None,
+            workers=self.workers,
+            min_work=self.parallel_min_work,
+        )
+        findings: list[ComponentFinding] = []
+        for cells, plan, done in zip(components, plans, results, strict=True):
+            made = iter(done)
+            for step in plan:
+                if isinstance(step, ComponentFinding):
+                    findings.append(step)
+                    continue
+                result = next(made)
+                self.solves += result.solves
+                if truth is not None:
+                    self.remember(cells, result.points, truth)
+                found = ComponentFinding(cells, step.attacker, result, step.exact)
+                self.cache[(step.attacker, cells.tobytes())] = found
+                findings.append(found)
+        return findings
+
+    def _job(
+        self,
+        cells: np.ndarray,
+        suppressed: np.ndarray,
+        need: np.ndarray,
+        attacker: Attacker,
+        truth: np.ndarray | None,
+        exact: bool,
+        exact_limit: int | None,
+    ) -> _Job:
+        """One component's audit against one attacker, ready to run anywhere."""
+        problem = self.problem(cells, suppressed, attacker)
+        if attacker.own is None:
+            cell_need = need[cells]
+        elif attacker.need is not None:
+            cell_need = attacker.need[cells].astype(float)
+        else:
+            cell_need = np.ones(cells.size)
+        own = None if attacker.own is None else attacker.own[cells]
+        cell_truth = None if truth is None else truth[cells]
+        exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
+        return _Job(attacker.name, problem, cell_need, own, cell_truth, exact_here)
+
+    def _check_in_order(
+        self,
+        components: list[np.ndarray],
+        pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None,
+        suppressed: np.ndarray,
+        need: np.ndarray,
+        attackers: Sequence[Attacker],
+        truth: np.ndarray | None,
+        exact: bool,
+        exact_limit: int | None,
+    ) -> list[ComponentFinding]:
+        """`check` one audit after the other, returning at the first failure."""
+        findings: list[ComponentFinding] = []
         for c, cells in enumerate(components):
             shared: list[np.ndarray] = []  # without the truth: tables found for earlier attackers
             for attacker in attackers:
@@ -233,36 +365,119 @@ class SystemAudit:
                 key = (attacker.name, cells.tobytes())
                 found = self.cache.get(key)
                 if found is None:
-                    problem = self.problem(cells, suppressed, attacker)
-                    if attacker.own is None:
-                        cell_need = need[cells]
-                    elif attacker.need is not None:
-                        cell_need = attacker.need[cells].astype(float)
-                    else:
-                        cell_need = np.ones(cells.size)
-                    own = None if attacker.own is None else attacker.own[cells]
-                    cell_truth = None if truth is None else truth[cells]
-                    seen = None
+                    job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit)
                     if pooled is not None and truth is not None:
-                        seen = self._seen(pooled[c], cells, truth, problem)
+                        job.seen = self._seen(pooled[c], cells, truth, job.problem)
                     elif shared:
-                        seen = _within(shared, problem)
-                    exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
-                    result = bound_component(
-                        problem, cell_need, own, cell_truth, exact_here, seen, stop_at_failure
-                    )
+                        job.seen = _within(shared, job.problem)
+                    result = job.run(stop_at_failure=True)
                     self.solves += result.solves
                     if truth is not None:
                         self.remember(cells, result.points, truth)
                     else:
                         shared.extend(result.points)
-                    found = ComponentFinding(cells, attacker.name, result, exact_here)
-                    if stop_at_failure and not result.ok:
+                    found = ComponentFinding(cells, attacker.name, result, job.exact)
+                    if not result.ok:
                         findings.append(found)
                         return findings
                     self.cache[key] = found
                 findings.append(found)
         return findings
+
+
+@dataclass(eq=False)
+class _Job:
+    """One component's LP audit against one attacker (picklable: run in a helper process)."""
+
+    attacker: str
+    problem: ComponentProblem
+    need: np.ndarray
+    own: np.ndarray | None
+    truth: np.ndarray | None
+    exact: bool
+    seen: tuple[np.ndarray, np.ndarray] | None = None
+
+    def run(self, stop_at_failure: bool = False) -> ComponentResult:
+        return bound_component(
+            self.problem, self.need, self.own, self.truth, self.exact, self.seen, stop_at_failure
+        )
+
+
+def _run_component(jobs: list[_Job], shared: bool) -> list[ComponentResult]:
+    """One component's jobs in attacker order; with `shared` (the truth unknown), the tables
+    found for one attacker serve the next as feasible points."""
+    points: list[np.ndarray] = []
+    out = []
+    for job in jobs:
+        if shared and points:
+            job.seen = _within(points, job.problem)
+        result = job.run()
+        if shared:
+            points.extend(result.points)
+        out.append(result)
+    return out
+
+
+def _run_components(groups: list[list[_Job]], shared: bool) -> list[list[ComponentResult]]:
+    return [_run_component(jobs, shared) for jobs in groups]
+
+
+def audit_workers() -> int:
+    """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 2 where there are 2 cores
+    (1: everything in this process)."""
+    told = os.environ.get("CASEPOOL_AUDIT_WORKERS", "").strip()
+    if told.isdigit() and int(told) >= 1:
+        return int(told)
+    return min(2, os.cpu_count() or 1)
+
+
+_HELPERS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _helpers(count: int) -> ProcessPoolExecutor:
+    """A pool of `count` helper processes, started once (forkserver: children of a clean
+    process, not of this one with its open warehouse and threads)."""
+    pool = _HELPERS.get(count)
+    if pool is None:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        pool = _HELPERS[count] = ProcessPoolExecutor(max_workers=count, mp_context=context)
+    return pool
+
+
+def _run_jobs(
+    groups: list[list[_Job]], shared: bool, workers: int | None, min_work: int
+) -> list[list[ComponentResult]]:
+    """Every component's results, in order. With more than one worker and enough work, the
+    components are split by size between this process and helper processes; each component is
+    solved exactly as it would be here, so the results do not depend on the split."""
+    count = audit_workers() if workers is None else workers
+    work = [sum(job.problem.lower.size for job in jobs) for jobs in groups]
+    busy = [i for i, w in enumerate(work) if w]
+    if count < 2 or len(busy) < 2 or sum(work) < min_work:
+        return _run_components(groups, shared)
+    # Largest first, each to the least loaded of the processes (0: this one).
+    load = [0] * count
+    share: list[list[int]] = [[] for _ in range(count)]
+    for i in sorted(busy, key=lambda i: (-work[i], i)):
+        target = min(range(count), key=lambda p: (load[p], p))
+        load[target] += work[i]
+        share[target].append(i)
+    pool = _helpers(count - 1)
+    futures = [
+        (part, pool.submit(_run_components, [groups[i] for i in part], shared))
+        for part in share[1:]
+        if part
+    ]
+    results: list[list[ComponentResult]] = [[] for _ in groups]
+    for i, done in zip(
+        share[0], _run_components([groups[i] for i in share[0]], shared), strict=True
+    ):
+        results[i] = done
+    for part, future in futures:
+        for i, done in zip(part, future.result(), strict=True):
+            results[i] = done
+    return results
 
 
 def _within(
