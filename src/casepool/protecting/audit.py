@@ -239,15 +239,28 @@ class SystemAudit:
         groups = [cells[order[bounds[i] : bounds[i + 1]]] for i in range(count)]
         return sorted(groups, key=lambda g: int(g[0]))
 
-    def problem(
-        self, cells: np.ndarray, suppressed: np.ndarray, attacker: Attacker
-    ) -> ComponentProblem:
+    def rows_of(
+        self, cells: np.ndarray, suppressed: np.ndarray
+    ) -> list[tuple[sparse.csr_matrix, np.ndarray]]:
+        """The equations and inequalities of a component: its columns and right-hand sides
+        (the same for every attacker)."""
         published = np.where(suppressed, 0, self.values).astype(float)
         parts = []
         for csc, csr in ((self._eq_csc, self.equations), (self._ub_csc, self.inequalities)):
             rows = np.unique(csc[:, cells].indices)
             block = csr[rows]
             parts.append((block[:, cells].tocsr(), -(block @ published)))
+        return parts
+
+    def problem(
+        self,
+        cells: np.ndarray,
+        suppressed: np.ndarray,
+        attacker: Attacker,
+        rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None,
+    ) -> ComponentProblem:
+        """The attacker's LP over one component (`rows`: `rows_of` it, when already known)."""
+        parts = self.rows_of(cells, suppressed) if rows is None else rows
         n = cells.size
         lower = np.zeros(n) if attacker.own is None else attacker.own[cells].astype(float)
         if self.floor is not None:
@@ -287,6 +300,7 @@ class SystemAudit:
         plans: list[list[ComponentFinding | _Job]] = []
         for c, cells in enumerate(components):
             plan: list[ComponentFinding | _Job] = []
+            rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
@@ -294,7 +308,8 @@ class SystemAudit:
                 if found is not None:
                     plan.append(found)
                     continue
-                job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit)
+                rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit, rows)
                 if pooled is not None and truth is not None:
                     job.seen = self._seen(pooled[c], cells, truth, job.problem)
                 plan.append(job)
@@ -330,9 +345,10 @@ class SystemAudit:
         truth: np.ndarray | None,
         exact: bool,
         exact_limit: int | None,
+        rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None,
     ) -> _Job:
         """One component's audit against one attacker, ready to run anywhere."""
-        problem = self.problem(cells, suppressed, attacker)
+        problem = self.problem(cells, suppressed, attacker, rows)
         if attacker.own is None:
             cell_need = need[cells]
         elif attacker.need is not None:
@@ -359,13 +375,17 @@ class SystemAudit:
         findings: list[ComponentFinding] = []
         for c, cells in enumerate(components):
             shared: list[np.ndarray] = []  # without the truth: tables found for earlier attackers
+            rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
                 key = (attacker.name, cells.tobytes())
                 found = self.cache.get(key)
                 if found is None:
-                    job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit)
+                    rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                    job = self._job(
+                        cells, suppressed, need, attacker, truth, exact, exact_limit, rows
+                    )
                     if pooled is not None and truth is not None:
                         job.seen = self._seen(pooled[c], cells, truth, job.problem)
                     elif shared:
