@@ -1,5 +1,4 @@
-"""The engine's quick paths give what the plain ones give: the pooled tables' range computed from
-the moved cells alone equals the one computed table by table, the equations' columns as lists
+"""The engine's quick paths give what the plain ones give: the equations' columns as lists
 equal the sparse matrix's columns, a cube lifted through those lists is the one the sparse
 matrix lifts, and the components found equal those of the suppressed cells' incidence graph."""
 
@@ -14,8 +13,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from casepool.protecting import CountTable, ProtectionSettings
-from casepool.protecting.audit import Attacker, SystemAudit
-from casepool.protecting.lp import ComponentProblem
+from casepool.protecting.audit import Attacker, SystemAudit, _runs
 from casepool.protecting.secondary import _cube_shapes, _lift
 from casepool.protecting.tables import CellSystem, build_system
 from casepool.publishing.protect import region_of_governorates
@@ -23,37 +21,6 @@ from casepool.publishing.protect import region_of_governorates
 SETTINGS = ProtectionSettings(k=5, k_sensitive=5)
 REGIONS = region_of_governorates()
 ROLLUP = (("region", "governorate", tuple(sorted(REGIONS.items()))),)
-
-
-def _problem(lower: np.ndarray, upper: np.ndarray) -> ComponentProblem:
-    empty = sparse.csr_matrix((0, lower.size))
-    return ComponentProblem(empty, np.zeros(0), empty, np.zeros(0), lower, upper, 1000.0)
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_the_pooled_range_from_moved_cells_equals_the_dense_one(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 30))
-    cells = np.sort(rng.choice(200, size=n, replace=False))
-    truth = np.zeros(200)
-    truth[cells] = rng.integers(0, 12, n)
-    lower = np.where(rng.random(n) < 0.7, 0.0, rng.integers(0, 6, n).astype(float))
-    upper = np.where(rng.random(n) < 0.7, 1000.0, rng.integers(3, 14, n).astype(float))
-    if seed % 3 == 0:  # bounds the truth meets: the usual case
-        lower, upper = np.minimum(lower, truth[cells]), np.maximum(upper, truth[cells])
-    entries = int(rng.integers(0, 120))
-    owner = np.sort(rng.integers(0, 25, entries))
-    moved = cells[rng.integers(0, n, entries)]  # a table may move a cell twice
-    values = rng.integers(0, 15, entries).astype(float)
-    problem = _problem(lower, upper)
-    found = SystemAudit._seen((owner, moved, values), cells, truth, problem)
-    expected = SystemAudit._seen_dense((owner, moved, values), cells, truth, problem)
-    if expected is None:
-        assert found is None
-    else:
-        assert found is not None
-        np.testing.assert_array_equal(found[0], expected[0])
-        np.testing.assert_array_equal(found[1], expected[1])
 
 
 def _linked_tables() -> list[CountTable]:
@@ -233,3 +200,13 @@ def test_the_audit_split_over_processes_finds_what_one_process_finds(truth):
         np.testing.assert_array_equal(a.result.upper, b.result.upper)
     assert one.solves == two.solves
     assert len(one.pool) == len(two.pool)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_table_runs_number_the_tables_as_unique_does(seed):
+    rng = np.random.default_rng(seed)
+    owner = rng.integers(0, 30, int(rng.integers(1, 200)))
+    if seed % 2 == 0:
+        owner = np.sort(owner)  # pooled entries come in order of table
+    expected = np.unique(owner, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(_runs(owner), expected)

@@ -139,21 +139,19 @@ class SystemAudit:
     def _pooled(
         self, components: list[np.ndarray], suppressed: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per component, the pooled entries (table, cell, value) still feasible, in pool order."""
+        """Per component, the pooled entries (table, cell, value) still feasible."""
         cells, values, owner = self._flattened()
         labels = np.full(suppressed.size, -1, dtype=np.int64)
         for i, group in enumerate(components):
             labels[group] = i
-        stale = np.zeros(len(self.pool), dtype=bool)
-        stale[owner[~suppressed[cells]]] = True  # a table that moves a published cell
+        stale = np.unique(owner[~suppressed[cells]])
+        keep = ~np.isin(owner, stale)
         label = labels[cells]
-        chosen = np.flatnonzero(~stale[owner] & (label >= 0))
-        chosen = chosen[np.argsort(label[chosen], kind="stable")]
-        bounds = np.searchsorted(label[chosen], np.arange(len(components) + 1))
-        return [
-            (owner[part], cells[part], values[part])
-            for part in (chosen[bounds[i] : bounds[i + 1]] for i in range(len(components)))
-        ]
+        out = []
+        for i in range(len(components)):
+            chosen = keep & (label == i)
+            out.append((owner[chosen], cells[chosen], values[chosen]))
+        return out
 
     @staticmethod
     def _seen(
@@ -162,55 +160,12 @@ class SystemAudit:
         truth: np.ndarray,
         problem: ComponentProblem,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The range of the pooled tables within `cells` that respect this attacker's bounds.
-
-        A pooled table is the truth except at the cells it moves; the range is computed from
-        the moved entries alone (`_seen_dense` is the same, one row per table)."""
+        """The range of the pooled tables within `cells` that respect this attacker's bounds."""
         owner, moved, values = entries
         if owner.size == 0:
             return None
-        base = truth[cells].astype(float)
-        low, high = problem.lower - 1e-9, problem.upper + 1e-9
-        tables, row = np.unique(owner, return_inverse=True)
-        position = np.searchsorted(cells, moved)
-        # A table moving one cell twice keeps its last value there (as a row assignment does).
-        key = row * cells.size + position
-        last = key.size - 1 - np.unique(key[::-1], return_index=True)[1]
-        row, position, values = row[last], position[last], values[last].astype(float)
-        bad_truth = ~((base >= low) & (base <= high))
-        fine = (values >= low[position]) & (values <= high[position])
-        within = np.bincount(row, weights=(~fine).astype(float), minlength=tables.size) == 0
-        if bad_truth.any():  # the truth breaks a bound: a table must move every such cell
-            covers = np.bincount(
-                row, weights=bad_truth[position].astype(float), minlength=tables.size
-            )
-            within &= covers == bad_truth.sum()
-        if not within.any():
-            return None
-        chosen = within[row]
-        row, position, values = row[chosen], position[chosen], values[chosen]
-        lowest = np.full(cells.size, np.inf)
-        highest = np.full(cells.size, -np.inf)
-        np.minimum.at(lowest, position, values)
-        np.maximum.at(highest, position, values)
-        untouched = np.bincount(position, minlength=cells.size) < int(within.sum())
-        lowest = np.where(untouched, np.minimum(lowest, base), lowest)
-        highest = np.where(untouched, np.maximum(highest, base), highest)
-        return lowest, highest
-
-    @staticmethod
-    def _seen_dense(
-        entries: tuple[np.ndarray, np.ndarray, np.ndarray],
-        cells: np.ndarray,
-        truth: np.ndarray,
-        problem: ComponentProblem,
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """`_seen` with one dense row per pooled table: the reference its tests compare to."""
-        owner, moved, values = entries
-        if owner.size == 0:
-            return None
-        tables, row = np.unique(owner, return_inverse=True)
-        grid = np.tile(truth[cells].astype(float), (tables.size, 1))
+        row = _runs(owner)  # np.unique(owner, return_inverse=True)[1], without sorting
+        grid = np.tile(truth[cells].astype(float), (int(row.max()) + 1, 1))
         grid[row, np.searchsorted(cells, moved)] = values
         within = (grid >= problem.lower - 1e-9).all(axis=1) & (grid <= problem.upper + 1e-9).all(
             axis=1
@@ -455,12 +410,12 @@ _HELPERS: dict[int, ProcessPoolExecutor] = {}
 
 
 def _helpers(count: int) -> ProcessPoolExecutor:
-    """A pool of `count` helper processes, started once (forkserver: children of a clean
-    process, not of this one with its open warehouse and threads)."""
+    """A pool of `count` helper processes, started once. Spawned: fresh interpreters, not forks
+    of this process with its open warehouse and threads; they talk through pipes (a forkserver
+    would open a socket, and nothing here touches the network)."""
     pool = _HELPERS.get(count)
     if pool is None:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        context = multiprocessing.get_context("spawn")
         pool = _HELPERS[count] = ProcessPoolExecutor(max_workers=count, mp_context=context)
     return pool
 
@@ -498,6 +453,17 @@ def _run_jobs(
         for i, done in zip(part, future.result(), strict=True):
             results[i] = done
     return results
+
+
+def _runs(owner: np.ndarray) -> np.ndarray:
+    """Each entry's table as 0, 1, 2, … in order of table: what np.unique(owner,
+    return_inverse=True) gives, in one pass when `owner` is sorted (pooled entries are)."""
+    if owner.size > 1 and bool((owner[1:] < owner[:-1]).any()):
+        return np.unique(owner, return_inverse=True)[1].reshape(-1)
+    starts = np.empty(owner.size, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = owner[1:] != owner[:-1]
+    return np.cumsum(starts)
 
 
 def _within(
