@@ -98,7 +98,7 @@ def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
         "release": YEAR,
         "released_before": publication.released_before,
         "protect_audit_seconds": round(sum(timed), 1),
-        # CPU seconds of this process (and its workers, once they end): less sensitive to the
+        # CPU seconds of this process (helper processes not counted): less sensitive to the
         # machine's load than the wall clock.
         "protect_audit_cpu_seconds": round(sum(cpu), 1),
         "build_seconds": round(total, 1),

@@ -398,12 +398,13 @@ def _run_components(groups: list[list[_Job]], shared: bool) -> list[list[Compone
 
 
 def audit_workers() -> int:
-    """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 2 where there are 2 cores
-    (1: everything in this process)."""
+    """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 1 (everything in this
+    process: on the demo's annual release a helper process saved nothing, as most audits there
+    have one large component or stop at the first failure)."""
     told = os.environ.get("CASEPOOL_AUDIT_WORKERS", "").strip()
     if told.isdigit() and int(told) >= 1:
         return int(told)
-    return min(2, os.cpu_count() or 1)
+    return 1
 
 
 _HELPERS: dict[int, ProcessPoolExecutor] = {}
