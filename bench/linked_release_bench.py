@@ -9,6 +9,9 @@ population), made once without its publication so the ledger starts empty.
     .venv/bin/python bench/linked_release_bench.py                      # make demo's data: 6 orgs
     .venv/bin/python bench/linked_release_bench.py --orgs 3 --records 400
     .venv/bin/python bench/linked_release_bench.py --sequence 2025-Q1 2025   # any order
+
+`bench/annual_release_bench.py` times the annual step alone, from a warehouse saved after the
+quarters.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def releases(
                     "withheld": [t.name for t in result.tables if not t.written],
                     "protect_audit_seconds": round(timed[-1], 1),
                     "publish_seconds": round(time.perf_counter() - started, 1),
+                    # The machine is shared: its load says how far the seconds are to be trusted.
+                    "loadavg": Path("/proc/loadavg").read_text().split()[:3],
                 }
             )
             print(json.dumps(found[-1]), flush=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from casepool.protecting.tables import (
 )
 
 OUTSIDER = "outsider"
+PARALLEL_MIN_WORK = 600  # cells × attackers in one check below which no helper process is used
 EXACT_LIMIT = 400  # linked suppressed cells up to which the audit reports exact intervals
 SOLE = "sole"  # in an insider's file: the insider knows it is the only contributor to the cell
 # In an insider's file: the insider dominates the cell (the others count 1..k-1 children there),
@@ -100,6 +104,10 @@ class SystemAudit:
     # feasible stays feasible while every cell it moves stays suppressed.
     pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     pool_limit: int = 2000
+    # Processes for the components of one check (None: audit_workers()), and the least work
+    # (cells × attackers to solve) worth sending to a helper process.
+    workers: int | None = None
+    parallel_min_work: int = PARALLEL_MIN_WORK
     _flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def remember(self, cells: np.ndarray, points: Sequence[np.ndarray], truth: np.ndarray) -> None:
@@ -156,8 +164,8 @@ class SystemAudit:
         owner, moved, values = entries
         if owner.size == 0:
             return None
-        tables, row = np.unique(owner, return_inverse=True)
-        grid = np.tile(truth[cells].astype(float), (tables.size, 1))
+        row = _runs(owner)  # np.unique(owner, return_inverse=True)[1], without sorting
+        grid = np.tile(truth[cells].astype(float), (int(row.max()) + 1, 1))
         grid[row, np.searchsorted(cells, moved)] = values
         within = (grid >= problem.lower - 1e-9).all(axis=1) & (grid <= problem.upper + 1e-9).all(
             axis=1
@@ -186,15 +194,28 @@ class SystemAudit:
         groups = [cells[order[bounds[i] : bounds[i + 1]]] for i in range(count)]
         return sorted(groups, key=lambda g: int(g[0]))
 
-    def problem(
-        self, cells: np.ndarray, suppressed: np.ndarray, attacker: Attacker
-    ) -> ComponentProblem:
+    def rows_of(
+        self, cells: np.ndarray, suppressed: np.ndarray
+    ) -> list[tuple[sparse.csr_matrix, np.ndarray]]:
+        """The equations and inequalities of a component: its columns and right-hand sides
+        (the same for every attacker)."""
         published = np.where(suppressed, 0, self.values).astype(float)
         parts = []
         for csc, csr in ((self._eq_csc, self.equations), (self._ub_csc, self.inequalities)):
             rows = np.unique(csc[:, cells].indices)
             block = csr[rows]
             parts.append((block[:, cells].tocsr(), -(block @ published)))
+        return parts
+
+    def problem(
+        self,
+        cells: np.ndarray,
+        suppressed: np.ndarray,
+        attacker: Attacker,
+        rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None,
+    ) -> ComponentProblem:
+        """The attacker's LP over one component (`rows`: `rows_of` it, when already known)."""
+        parts = self.rows_of(cells, suppressed) if rows is None else rows
         n = cells.size
         lower = np.zeros(n) if attacker.own is None else attacker.own[cells].astype(float)
         if self.floor is not None:
@@ -222,47 +243,228 @@ class SystemAudit:
         failure, whose findings are partial and not kept. With `exact_limit`, exact intervals
         are computed only for components of at most that many cells.
         """
-        findings: list[ComponentFinding] = []
         components = self.components(suppressed)
         pooled = self._pooled(components, suppressed) if truth is not None else None
+        if stop_at_failure:
+            return self._check_in_order(
+                components, pooled, suppressed, need, attackers, truth, exact, exact_limit
+            )
+        # Every component's audit is planned first (the pooled tables are those at the start, as
+        # in order), then run here and, for a share of the components, in a helper process;
+        # results are taken in component and attacker order, so the outcome is the same.
+        plans: list[list[ComponentFinding | _Job]] = []
+        for c, cells in enumerate(components):
+            plan: list[ComponentFinding | _Job] = []
+            rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None
+            for attacker in attackers:
+                if attacker.own is not None and not attacker.own[cells].any():
+                    continue  # knows nothing here beyond the outsider: the outsider audit covers it
+                found = self.cache.get((attacker.name, cells.tobytes()))
+                if found is not None:
+                    plan.append(found)
+                    continue
+                rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit, rows)
+                if pooled is not None and truth is not None:
+                    job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                plan.append(job)
+            plans.append(plan)
+        results = _run_jobs(
+            [[j for j in plan if isinstance(j, _Job)] for plan in plans],
+            shared=truth is None,
+            workers=self.workers,
+            min_work=self.parallel_min_work,
+        )
+        findings: list[ComponentFinding] = []
+        for cells, plan, done in zip(components, plans, results, strict=True):
+            made = iter(done)
+            for step in plan:
+                if isinstance(step, ComponentFinding):
+                    findings.append(step)
+                    continue
+                result = next(made)
+                self.solves += result.solves
+                if truth is not None:
+                    self.remember(cells, result.points, truth)
+                found = ComponentFinding(cells, step.attacker, result, step.exact)
+                self.cache[(step.attacker, cells.tobytes())] = found
+                findings.append(found)
+        return findings
+
+    def _job(
+        self,
+        cells: np.ndarray,
+        suppressed: np.ndarray,
+        need: np.ndarray,
+        attacker: Attacker,
+        truth: np.ndarray | None,
+        exact: bool,
+        exact_limit: int | None,
+        rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None,
+    ) -> _Job:
+        """One component's audit against one attacker, ready to run anywhere."""
+        problem = self.problem(cells, suppressed, attacker, rows)
+        if attacker.own is None:
+            cell_need = need[cells]
+        elif attacker.need is not None:
+            cell_need = attacker.need[cells].astype(float)
+        else:
+            cell_need = np.ones(cells.size)
+        own = None if attacker.own is None else attacker.own[cells]
+        cell_truth = None if truth is None else truth[cells]
+        exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
+        return _Job(attacker.name, problem, cell_need, own, cell_truth, exact_here)
+
+    def _check_in_order(
+        self,
+        components: list[np.ndarray],
+        pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None,
+        suppressed: np.ndarray,
+        need: np.ndarray,
+        attackers: Sequence[Attacker],
+        truth: np.ndarray | None,
+        exact: bool,
+        exact_limit: int | None,
+    ) -> list[ComponentFinding]:
+        """`check` one audit after the other, returning at the first failure."""
+        findings: list[ComponentFinding] = []
         for c, cells in enumerate(components):
             shared: list[np.ndarray] = []  # without the truth: tables found for earlier attackers
+            rows: list[tuple[sparse.csr_matrix, np.ndarray]] | None = None
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
                 key = (attacker.name, cells.tobytes())
                 found = self.cache.get(key)
                 if found is None:
-                    problem = self.problem(cells, suppressed, attacker)
-                    if attacker.own is None:
-                        cell_need = need[cells]
-                    elif attacker.need is not None:
-                        cell_need = attacker.need[cells].astype(float)
-                    else:
-                        cell_need = np.ones(cells.size)
-                    own = None if attacker.own is None else attacker.own[cells]
-                    cell_truth = None if truth is None else truth[cells]
-                    seen = None
-                    if pooled is not None and truth is not None:
-                        seen = self._seen(pooled[c], cells, truth, problem)
-                    elif shared:
-                        seen = _within(shared, problem)
-                    exact_here = exact and (exact_limit is None or cells.size <= exact_limit)
-                    result = bound_component(
-                        problem, cell_need, own, cell_truth, exact_here, seen, stop_at_failure
+                    rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                    job = self._job(
+                        cells, suppressed, need, attacker, truth, exact, exact_limit, rows
                     )
+                    if pooled is not None and truth is not None:
+                        job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                    elif shared:
+                        job.seen = _within(shared, job.problem)
+                    result = job.run(stop_at_failure=True)
                     self.solves += result.solves
                     if truth is not None:
                         self.remember(cells, result.points, truth)
                     else:
                         shared.extend(result.points)
-                    found = ComponentFinding(cells, attacker.name, result, exact_here)
-                    if stop_at_failure and not result.ok:
+                    found = ComponentFinding(cells, attacker.name, result, job.exact)
+                    if not result.ok:
                         findings.append(found)
                         return findings
                     self.cache[key] = found
                 findings.append(found)
         return findings
+
+
+@dataclass(eq=False)
+class _Job:
+    """One component's LP audit against one attacker (picklable: run in a helper process)."""
+
+    attacker: str
+    problem: ComponentProblem
+    need: np.ndarray
+    own: np.ndarray | None
+    truth: np.ndarray | None
+    exact: bool
+    seen: tuple[np.ndarray, np.ndarray] | None = None
+
+    def run(self, stop_at_failure: bool = False) -> ComponentResult:
+        return bound_component(
+            self.problem, self.need, self.own, self.truth, self.exact, self.seen, stop_at_failure
+        )
+
+
+def _run_component(jobs: list[_Job], shared: bool) -> list[ComponentResult]:
+    """One component's jobs in attacker order; with `shared` (the truth unknown), the tables
+    found for one attacker serve the next as feasible points."""
+    points: list[np.ndarray] = []
+    out = []
+    for job in jobs:
+        if shared and points:
+            job.seen = _within(points, job.problem)
+        result = job.run()
+        if shared:
+            points.extend(result.points)
+        out.append(result)
+    return out
+
+
+def _run_components(groups: list[list[_Job]], shared: bool) -> list[list[ComponentResult]]:
+    return [_run_component(jobs, shared) for jobs in groups]
+
+
+def audit_workers() -> int:
+    """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 1 (everything in this
+    process: on the demo's annual release a helper process saved nothing, as most audits there
+    have one large component or stop at the first failure)."""
+    told = os.environ.get("CASEPOOL_AUDIT_WORKERS", "").strip()
+    if told.isdigit() and int(told) >= 1:
+        return int(told)
+    return 1
+
+
+_HELPERS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _helpers(count: int) -> ProcessPoolExecutor:
+    """A pool of `count` helper processes, started once. Spawned: fresh interpreters, not forks
+    of this process with its open warehouse and threads; they talk through pipes (a forkserver
+    would open a socket, and nothing here touches the network)."""
+    pool = _HELPERS.get(count)
+    if pool is None:
+        context = multiprocessing.get_context("spawn")
+        pool = _HELPERS[count] = ProcessPoolExecutor(max_workers=count, mp_context=context)
+    return pool
+
+
+def _run_jobs(
+    groups: list[list[_Job]], shared: bool, workers: int | None, min_work: int
+) -> list[list[ComponentResult]]:
+    """Every component's results, in order. With more than one worker and enough work, the
+    components are split by size between this process and helper processes; each component is
+    solved exactly as it would be here, so the results do not depend on the split."""
+    count = audit_workers() if workers is None else workers
+    work = [sum(job.problem.lower.size for job in jobs) for jobs in groups]
+    busy = [i for i, w in enumerate(work) if w]
+    if count < 2 or len(busy) < 2 or sum(work) < min_work:
+        return _run_components(groups, shared)
+    # Largest first, each to the least loaded of the processes (0: this one).
+    load = [0] * count
+    share: list[list[int]] = [[] for _ in range(count)]
+    for i in sorted(busy, key=lambda i: (-work[i], i)):
+        target = min(range(count), key=lambda p: (load[p], p))
+        load[target] += work[i]
+        share[target].append(i)
+    pool = _helpers(count - 1)
+    futures = [
+        (part, pool.submit(_run_components, [groups[i] for i in part], shared))
+        for part in share[1:]
+        if part
+    ]
+    results: list[list[ComponentResult]] = [[] for _ in groups]
+    for i, done in zip(
+        share[0], _run_components([groups[i] for i in share[0]], shared), strict=True
+    ):
+        results[i] = done
+    for part, future in futures:
+        for i, done in zip(part, future.result(), strict=True):
+            results[i] = done
+    return results
+
+
+def _runs(owner: np.ndarray) -> np.ndarray:
+    """Each entry's table as 0, 1, 2, … in order of table: what np.unique(owner,
+    return_inverse=True) gives, in one pass when `owner` is sorted (pooled entries are)."""
+    if owner.size > 1 and bool((owner[1:] < owner[:-1]).any()):
+        return np.unique(owner, return_inverse=True)[1].reshape(-1)
+    starts = np.empty(owner.size, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = owner[1:] != owner[:-1]
+    return np.cumsum(starts)
 
 
 def _within(

@@ -54,6 +54,7 @@ class ComponentProblem:
     solver: str = "highs-warm"
     solves: int = 0
     _model: object = None
+    _cost: np.ndarray | None = None
 
     def solve(self, objective: np.ndarray) -> np.ndarray:
         """A minimiser of objective·x by HiGHS; TableError when the table is inconsistent.
@@ -69,10 +70,15 @@ class ComponentProblem:
 
     def _solve_warm(self, objective: np.ndarray) -> np.ndarray:
         model = self._model
-        n = self.lower.size
+        objective = objective.astype(float)
         if model is None:
             model = self._model = self._build()
-        model.changeColsCost(n, np.arange(n, dtype=np.int32), objective.astype(float))  # type: ignore[attr-defined]
+            self._cost = np.zeros(self.lower.size)  # the model's objective: zero when built
+        # Only the costs that change are passed: the model is the same as after a full update.
+        changed = np.flatnonzero(objective != self._cost).astype(np.int32)
+        if changed.size:
+            model.changeColsCost(changed.size, changed, objective[changed])  # type: ignore[attr-defined]
+            self._cost = objective
         model.run()  # type: ignore[attr-defined]
         status = model.getModelStatus()  # type: ignore[attr-defined]
         if status == _highs.HighsModelStatus.kInfeasible:

@@ -31,7 +31,7 @@ from scipy import sparse
 from casepool.core.errors import UsageError
 from casepool.core.periods import parse_period
 from casepool.protecting.audit import SystemAudit, engine_attackers
-from casepool.protecting.lp import PROTECTED, verdict
+from casepool.protecting.lp import PROTECTED, ComponentProblem, verdict
 from casepool.protecting.settings import ProtectionSettings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -281,6 +281,8 @@ class KnownBefore:
         self.width = np.array([settings.interval_for(int(k)) for k in system.k])
         self._components: list[np.ndarray] | None = None
         self._seen: dict[tuple[str, int], bool] = {}
+        self._label = np.empty(0, dtype=np.int64)  # each cell's component (−1: published)
+        self._problems: dict[tuple[str, int], ComponentProblem] = {}
 
     def __call__(self, cell: int, attacker: str, need: int) -> bool:
         key = (attacker, cell)
@@ -291,11 +293,19 @@ class KnownBefore:
     def _given_away(self, cell: int, attacker: str, need: int) -> bool:
         if self._components is None:
             self._components = self.auditor.components(self.hidden)
-        component = next((c for c in self._components if cell in c), None)
-        if component is None:
+            self._label = np.full(self.system.size, -1, dtype=np.int64)
+            for i, group in enumerate(self._components):
+                self._label[group] = i
+        which = int(self._label[cell])
+        if which < 0:
             return True  # published by an earlier release
-        problem = self.auditor.problem(component, self.hidden, self.attackers[attacker])
-        j = int(np.flatnonzero(component == cell)[0])
+        component = self._components[which]
+        # One LP model per component and attacker, re-solved warm for each cell asked about.
+        problem = self._problems.get((attacker, which))
+        if problem is None:
+            problem = self.auditor.problem(component, self.hidden, self.attackers[attacker])
+            self._problems[(attacker, which)] = problem
+        j = int(np.searchsorted(component, cell))
         objective = np.zeros(component.size)
         objective[j] = -1.0
         high = problem.solve(objective)[j]

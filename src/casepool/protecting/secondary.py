@@ -50,6 +50,7 @@ class Cube:
 
 
 LIFT_TRIES = 24  # inconsistent cubes per table tried for lifting, cheapest first
+LIFT_MEMO_ENTRIES = 200_000  # lifted cubes remembered per system
 
 
 def _judge(
@@ -126,29 +127,53 @@ def _lift(
     a suppressed one first, else the largest). None when that needs a move other than ±t."""
     if np.unique(corners).size != corners.size:
         return None  # a cell twice in the cube: not a ±t move
+    # The same cube lifts the same way while the cells whose status it consulted keep theirs.
+    key = corners.astype(np.int64).tobytes() + plus.astype(bool).tobytes() + bytes([rounds])
+    memo = system.lift_memo.get(key)
+    if memo is not None and np.array_equal(suppressed[memo[1]], memo[2]):
+        return memo[0]  # type: ignore[return-value]
+    consulted: list[int] = []
+    found = _lift_once(system, corners, plus, suppressed, rounds, consulted)
+    if len(system.lift_memo) >= LIFT_MEMO_ENTRIES:
+        system.lift_memo.clear()
+    cells = np.asarray(consulted, dtype=np.int64)
+    system.lift_memo[key] = (found, cells, suppressed[cells].copy())
+    return found
+
+
+def _lift_once(
+    system: CellSystem,
+    corners: np.ndarray,
+    plus: np.ndarray,
+    suppressed: np.ndarray,
+    rounds: int,
+    consulted: list[int],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_lift` without the memo; appends to `consulted` every cell whose status it read."""
     move = dict(zip(corners.tolist(), np.where(plus, 1.0, -1.0).tolist(), strict=True))
-    columns, whole = system.lifting()
-    rows = system.equations
+    whole = system.lifting()[1]
+    in_rows, coefficients = system.column_entries()
+    parts = system.row_parts()
     for _ in range(rounds):
-        cells = np.fromiter(move, dtype=np.int64)
-        residual = columns[:, cells] @ np.fromiter(move.values(), dtype=float)
-        bad = np.flatnonzero(np.abs(residual) > 1e-9)
-        if bad.size == 0:
+        residual: dict[int, float] = {}
+        for cell, step in move.items():
+            for row, coef in zip(in_rows[cell], coefficients[cell], strict=True):
+                residual[row] = residual.get(row, 0.0) + coef * step
+        bad = sorted(row for row, left in residual.items() if abs(left) > 1e-9)
+        if not bad:
+            cells = np.fromiter(move, dtype=np.int64)
             return cells, np.fromiter(move.values(), dtype=float) > 0
         added: dict[int, float] = {}
-        for row in bad.tolist():
+        for row in bad:
             target, coef = whole[row]
             if target < 0 or target in move or target in added:
-                members = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
-                coefs = rows.data[rows.indptr[row] : rows.indptr[row + 1]]
-                free = [
-                    (not suppressed[c], -int(system.value[c]), int(c), float(a))
-                    for c, a in zip(members.tolist(), coefs.tolist(), strict=True)
-                    if c not in move and c not in added and a > 0
-                ]
-                if not free:
+                candidates = [(c, a) for c, a in parts[row] if c not in move and c not in added]
+                if not candidates:
                     return None
-                _, _, target, coef = min(free)
+                consulted.extend(c for c, _ in candidates)
+                _, _, target, coef = min(
+                    (not suppressed[c], -int(system.value[c]), c, a) for c, a in candidates
+                )
             step = -float(residual[row]) / coef
             if abs(abs(step) - 1.0) > 1e-9:
                 return None

@@ -135,6 +135,12 @@ class CellSystem:
 
     # Equations by column and each row's whole (cell, coefficient; −1 when none), for lifting.
     lift_cache: tuple[sparse.csc_matrix, list[tuple[int, float]]] | None = None
+    # The equations' rows and coefficients of every cell, as Python lists (`column_entries`),
+    # and every row's parts (`row_parts`).
+    column_cache: tuple[list[list[int]], list[list[float]]] | None = None
+    parts_cache: list[list[tuple[int, float]]] | None = None
+    # Lifted cubes already found (secondary._lift), with the cells whose status they consulted.
+    lift_memo: dict[bytes, tuple[object, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -157,6 +163,40 @@ class CellSystem:
                 )
             self.lift_cache = (rows.tocsc(), whole)
         return self.lift_cache
+
+    def column_entries(self) -> tuple[list[list[int]], list[list[float]]]:
+        """Per cell, the rows of `equations` it is in and its coefficient there (ascending rows):
+        the matrix's columns as plain lists, for loops that touch a few cells at a time."""
+        if self.column_cache is None:
+            columns = self.lifting()[0]
+            starts = columns.indptr.tolist()
+            rows, coefs = columns.indices.tolist(), columns.data.tolist()
+            self.column_cache = (
+                [rows[starts[c] : starts[c + 1]] for c in range(self.size)],
+                [coefs[starts[c] : starts[c + 1]] for c in range(self.size)],
+            )
+        return self.column_cache
+
+    def row_parts(self) -> list[list[tuple[int, float]]]:
+        """Per row of `equations`, its cells with a positive coefficient (the parts of its
+        whole), as (cell, coefficient) in the order of the row."""
+        if self.parts_cache is None:
+            rows = self.equations.tocsr()
+            starts = rows.indptr.tolist()
+            cells, coefs = rows.indices.tolist(), rows.data.tolist()
+            self.parts_cache = [
+                [
+                    (c, a)
+                    for c, a in zip(
+                        cells[starts[r] : starts[r + 1]],
+                        coefs[starts[r] : starts[r + 1]],
+                        strict=True,
+                    )
+                    if a > 0
+                ]
+                for r in range(rows.shape[0])
+            ]
+        return self.parts_cache
 
     def neighbours(self, cell: int) -> np.ndarray:
         """Cells that share an additivity row with `cell`."""

@@ -1,0 +1,138 @@
+"""The annual release alone: 2025 protected and audited together with its four quarterly releases
+already in the ledger (issue 12, goal 5: under 60 s on 2 cores).
+
+`bench/linked_release_bench.py` publishes the quarters and then the year, which takes many
+minutes; this one publishes the quarters once into a saved warehouse (`--prepare`), then runs only
+the year's protect+audit (`publishing.protect_tabulations`) on a copy of it, optionally under
+cProfile. It prints the seconds, the load of the machine and a digest of everything the step
+decides (every cell's value and status, every table's audit verdict): a change meant only for
+speed must leave the digest as it was.
+
+    .venv/bin/python bench/annual_release_bench.py --prepare /tmp/annual     # once: demo + quarters
+    .venv/bin/python bench/annual_release_bench.py --from /tmp/annual       # the year, timed
+    .venv/bin/python bench/annual_release_bench.py --from /tmp/annual --profile 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import json
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from linked_release_bench import demo_warehouse
+
+from casepool.publishing import publish as publishing
+
+QUARTERS = ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4")
+YEAR = "2025"
+SAVED = "quarters.duckdb"
+
+
+def prepare(folder: Path, orgs: int, records: int) -> Path:
+    """The demo's warehouse with the four quarters published and recorded, saved in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    warehouse = demo_warehouse(folder, orgs, records)
+    copy = folder / SAVED
+    shutil.copy(warehouse, copy)
+    for quarter in QUARTERS:
+        publishing.publish(copy, folder / f"pub-{quarter}", quarter)
+    return copy
+
+
+def digest(protected: list[Any]) -> str:
+    """SHA-256 of every table's cells, statuses and audit verdict, in order."""
+    h = hashlib.sha256()
+    for p in protected:
+        h.update(p.tabulation.name.encode())
+        h.update(p.counts.write_csv().encode())
+        h.update(json.dumps([p.audit_ok, p.audit_failures]).encode())
+    return h.hexdigest()
+
+
+def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
+    """Protect and audit the year on a copy of `saved`; seconds, share suppressed and digest."""
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    with tempfile.TemporaryDirectory(prefix="casepool-annual-bench-") as tmp:
+        copy = Path(tmp) / "warehouse.duckdb"
+        shutil.copy(saved, copy)
+        timed: list[float] = []
+        cpu: list[float] = []
+        kept: list[Any] = []
+        protect = publishing.protect_tabulations
+        profiler = cProfile.Profile() if profile else None
+
+        def timing(*args: Any, **kwargs: Any) -> Any:
+            started, used = time.perf_counter(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            try:
+                found = protect(*args, **kwargs)
+                kept.append(found)
+                return found
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+                timed.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - used)
+
+        publishing.protect_tabulations = timing  # type: ignore[assignment]
+        started = time.perf_counter()
+        try:
+            publication = publishing.build_publication(copy, YEAR)
+        finally:
+            publishing.protect_tabulations = protect  # type: ignore[assignment]
+        total = time.perf_counter() - started
+    cells = sum(o.cells for o in publication.outcomes)
+    suppressed = sum(o.suppressed for o in publication.outcomes)
+    out = {
+        "release": YEAR,
+        "released_before": publication.released_before,
+        "protect_audit_seconds": round(sum(timed), 1),
+        # CPU seconds of this process (helper processes not counted): less sensitive to the
+        # machine's load than the wall clock.
+        "protect_audit_cpu_seconds": round(sum(cpu), 1),
+        "build_seconds": round(total, 1),
+        "suppressed_share": round(suppressed / cells, 3) if cells else 0.0,
+        "withheld": [o.name for o in publication.outcomes if not o.written],
+        "digest": digest(kept[-1]),
+        "loadavg_before": load_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    if profiler is not None:
+        for order in ("cumulative", "tottime"):
+            print(f"--- profile by {order} ---", file=sys.stderr)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(profile)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepare", type=Path, help="make the warehouse with the quarters here")
+    parser.add_argument("--from", dest="source", type=Path, help="a folder made by --prepare")
+    parser.add_argument("--orgs", type=int, default=6)
+    parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    if args.prepare:
+        saved = prepare(args.prepare, args.orgs, args.records)
+        print(json.dumps({"prepared": str(saved)}), flush=True)
+    source = args.prepare or args.source
+    if source is None:
+        parser.error("give --prepare DIR or --from DIR")
+    for _ in range(args.repeat):
+        print(json.dumps(annual(source / SAVED, args.profile)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""The engine's quick paths give what the plain ones give: the equations' columns as lists
+equal the sparse matrix's columns, a cube lifted through those lists is the one the sparse
+matrix lifts, and the components found equal those of the suppressed cells' incidence graph."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from casepool.protecting import CountTable, ProtectionSettings
+from casepool.protecting.audit import Attacker, SystemAudit, _runs
+from casepool.protecting.secondary import _cube_shapes, _lift
+from casepool.protecting.tables import CellSystem, build_system
+from casepool.publishing.protect import region_of_governorates
+
+SETTINGS = ProtectionSettings(k=5, k_sensitive=5)
+REGIONS = region_of_governorates()
+ROLLUP = (("region", "governorate", tuple(sorted(REGIONS.items()))),)
+
+
+def _linked_tables() -> list[CountTable]:
+    """Cases by governorate x sex, by region x sex and by region: linked through the rollup."""
+    rng = np.random.default_rng(3)
+    governorates = sorted(REGIONS)
+    rows = [(g, s, int(rng.integers(0, 9))) for g in governorates for s in ("F", "M")]
+    frame = pl.DataFrame(rows, schema=["governorate", "sex", "value"], orient="row")
+    region = frame.with_columns(pl.col("governorate").replace_strict(REGIONS).alias("region"))
+
+    def with_totals(counts: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
+        parts = [counts.group_by(dims).agg(pl.col("value").sum())]
+        for d in dims:
+            keep = [x for x in dims if x != d]
+            total = counts.group_by(keep).agg(pl.col("value").sum()) if keep else None
+            if total is None:
+                total = counts.select(pl.col("value").sum())
+            parts.append(total.with_columns(pl.lit("_T").alias(d)))
+        if len(dims) == 2:
+            parts.append(
+                counts.select(pl.col("value").sum()).with_columns(
+                    pl.lit("_T").alias(dims[0]), pl.lit("_T").alias(dims[1])
+                )
+            )
+        return pl.concat([p.select(*dims, "value") for p in parts]).unique(dims, keep="first")
+
+    return [
+        CountTable(
+            "cases",
+            ("governorate", "sex"),
+            with_totals(frame, ["governorate", "sex"]),
+            rollups=ROLLUP,
+        ),
+        CountTable(
+            "cases",
+            ("region", "sex"),
+            with_totals(region.drop("governorate"), ["region", "sex"]),
+            rollups=ROLLUP,
+        ),
+    ]
+
+
+def _system() -> CellSystem:
+    return build_system(_linked_tables(), SETTINGS)
+
+
+def test_the_column_lists_are_the_equations_columns():
+    system = _system()
+    rows, coefs = system.column_entries()
+    columns = system.equations.tocsc()
+    assert len(rows) == system.size
+    for cell in range(system.size):
+        column = columns[:, [cell]].tocoo()
+        order = np.argsort(column.row)
+        assert rows[cell] == column.row[order].tolist()
+        assert coefs[cell] == column.data[order].tolist()
+
+
+def _lift_sparse(system, corners, plus, suppressed, rounds=6):
+    """`_lift` as it was written on the sparse matrix: the reference."""
+    if np.unique(corners).size != corners.size:
+        return None
+    move = dict(zip(corners.tolist(), np.where(plus, 1.0, -1.0).tolist(), strict=True))
+    columns, whole = system.lifting()
+    rows = system.equations
+    for _ in range(rounds):
+        cells = np.fromiter(move, dtype=np.int64)
+        residual = columns[:, cells] @ np.fromiter(move.values(), dtype=float)
+        bad = np.flatnonzero(np.abs(residual) > 1e-9)
+        if bad.size == 0:
+            return cells, np.fromiter(move.values(), dtype=float) > 0
+        added: dict[int, float] = {}
+        for row in bad.tolist():
+            target, coef = whole[row]
+            if target < 0 or target in move or target in added:
+                members = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+                coefs = rows.data[rows.indptr[row] : rows.indptr[row + 1]]
+                free = [
+                    (not suppressed[c], -int(system.value[c]), int(c), float(a))
+                    for c, a in zip(members.tolist(), coefs.tolist(), strict=True)
+                    if c not in move and c not in added and a > 0
+                ]
+                if not free:
+                    return None
+                _, _, target, coef = min(free)
+            step = -float(residual[row]) / coef
+            if abs(abs(step) - 1.0) > 1e-9:
+                return None
+            added[target] = step
+        move.update(added)
+    return None
+
+
+def _cells_and_masks(system, rng):
+    masks = [rng.random(system.size) < share for share in (0.3, 0.3, 0.6)]
+    masks.append(masks[0])
+    for suppressed in masks:
+        for cell in range(system.size):
+            yield cell, suppressed
+
+
+def test_a_cube_lifted_through_the_lists_is_the_one_the_sparse_matrix_lifts():
+    system = _system()
+    rng = np.random.default_rng(11)
+    lifted = compared = 0
+    # Twice over with other suppressed cells: the memo must notice what changed.
+    for cell, suppressed in _cells_and_masks(system, rng):
+        for table_index, position in system.locations[cell]:
+            shapes = _cube_shapes(system, table_index, position)
+            if shapes is None:
+                continue
+            corners, plus = shapes
+            for index in range(0, corners.shape[0], 3):
+                found = _lift(system, corners[index], plus[index], suppressed)
+                expected = _lift_sparse(system, corners[index], plus[index], suppressed)
+                compared += 1
+                if expected is None:
+                    assert found is None
+                    continue
+                lifted += 1
+                assert found is not None
+                np.testing.assert_array_equal(found[0], expected[0])
+                np.testing.assert_array_equal(found[1], expected[1])
+    assert compared > 400 and lifted > 40  # the region link makes cubes need lifting
+    assert system.lift_memo  # and the memo served
+
+
+def _components_by_incidence(auditor: SystemAudit, suppressed: np.ndarray) -> list[np.ndarray]:
+    cells = np.flatnonzero(suppressed)
+    incidence = sparse.vstack(
+        [auditor.equations.tocsc()[:, cells], auditor.inequalities.tocsc()[:, cells]]
+    ).tocsr()
+    incidence.data[:] = 1.0
+    count, labels = connected_components((incidence.T @ incidence).tocsr(), directed=False)
+    groups = [cells[labels == i] for i in range(count)]
+    return sorted(groups, key=lambda g: int(g[0]))
+
+
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.8])
+def test_components_are_those_of_the_incidence_graph(share):
+    system = _system()
+    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    suppressed = np.random.default_rng(int(share * 100)).random(system.size) < share
+    found = auditor.components(suppressed)
+    expected = _components_by_incidence(auditor, suppressed)
+    assert [g.tolist() for g in found] == [g.tolist() for g in expected]
+
+
+def _findings(workers: int, truth: bool):
+    # Three indicators: three systems of cells that share no row, so several components.
+    tables = [replace(t, indicator=name) for name in "abc" for t in _linked_tables()]
+    system = build_system(tables, SETTINGS)
+    auditor = SystemAudit(
+        system.equations, system.inequalities, system.value, workers=workers, parallel_min_work=0
+    )
+    suppressed = np.random.default_rng(5).random(system.size) < 0.3
+    need = np.where(system.value < 5, 5, 1)
+    rng = np.random.default_rng(8)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [Attacker("outsider"), Attacker("org", own, np.zeros(system.size, dtype=bool))]
+    return auditor, auditor.check(
+        suppressed, need, attackers, truth=system.value if truth else None, exact=not truth
+    )
+
+
+@pytest.mark.parametrize("truth", [True, False])
+def test_the_audit_split_over_processes_finds_what_one_process_finds(truth):
+    one, alone = _findings(1, truth)
+    two, split = _findings(2, truth)
+    assert len({f.cells.tobytes() for f in alone}) > 2  # several components to split
+    assert len(alone) == len(split)
+    for a, b in zip(alone, split, strict=True):
+        assert a.attacker == b.attacker
+        np.testing.assert_array_equal(a.cells, b.cells)
+        assert a.result.verdicts == b.result.verdicts
+        np.testing.assert_array_equal(a.result.lower, b.result.lower)
+        np.testing.assert_array_equal(a.result.upper, b.result.upper)
+    assert one.solves == two.solves
+    assert len(one.pool) == len(two.pool)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_table_runs_number_the_tables_as_unique_does(seed):
+    rng = np.random.default_rng(seed)
+    owner = rng.integers(0, 30, int(rng.integers(1, 200)))
+    if seed % 2 == 0:
+        owner = np.sort(owner)  # pooled entries come in order of table
+    expected = np.unique(owner, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(_runs(owner), expected)
