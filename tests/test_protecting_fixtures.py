@@ -40,7 +40,9 @@ def test_b_one_primary_cell_takes_the_cheapest_rectangle_and_all_margins_stay_pu
     assert margins["value"].null_count() == 0
     report = audit(table.frame, k=3)
     assert report.protected
-    assert _intervals(report)[("A", "female")] == (0, 12)
+    # The reference's interval [0, 12]; a reader of the C flag knows the cell is not 0.
+    assert _intervals(audit(table.frame, k=3, flags_told=False))[("A", "female")] == (0, 12)
+    assert _intervals(report)[("A", "female")] == (1, 12)
 
 
 def test_c_geurts_intervals_from_the_lp_audit(fixtures):
@@ -68,7 +70,13 @@ def _singletons(fixtures):
 def test_d_two_singletons_alone_are_enough_for_an_outsider(fixtures):
     cells, _ = _singletons(fixtures)
     (table,) = protect([CountTable("cases", ("item",), cells)], ProtectionSettings(k=2))
-    assert table.frame.filter(pl.col("obs_status") == "Q")["item"].sort().to_list() == ["a", "c"]
+    # Two singletons flagged C are each ≥ 1 and sum to 2 (4 − b − d): a reader of the flags gets
+    # both exactly, so a third cell hides with them (tests/test_flags_told.py).
+    assert table.frame.filter(pl.col("obs_status") == "Q")["item"].sort().to_list() == [
+        "a",
+        "b",
+        "c",
+    ]
 
 
 def test_d_singletons_of_different_contributors_get_a_further_suppression(fixtures):
@@ -77,8 +85,10 @@ def test_d_singletons_of_different_contributors_get_a_further_suppression(fixtur
         [CountTable("cases", ("item",), cells, contributions=parts)], ProtectionSettings(k=2)
     )
     hidden = table.frame.filter(pl.col("obs_status") == "Q")
-    assert hidden["item"].sort().to_list() == ["a", "c", "d"]  # the zero, cheapest of all
-    assert _status(table, item="d")["conf_status"] == "D"
+    # The zero, cheapest of all, no longer helps: a and c flagged C are ≥ 1 each, so with d
+    # they would still sum to 2 and be pinned; the total hides instead.
+    assert hidden["item"].sort().to_list() == ["_T", "a", "c"]
+    assert _status(table, item="_T")["conf_status"] == "D"
     insider = parts.filter(pl.col("contributor") == "org_x").drop("contributor")
     sole = insider.with_columns(pl.col("item").is_in(["a"]).alias("sole"))
     assert audit(table.frame, k=2, insiders={"org_x": sole}).protected
@@ -87,7 +97,13 @@ def test_d_singletons_of_different_contributors_get_a_further_suppression(fixtur
 def test_d_without_the_further_suppression_the_insider_recovers_the_other_singleton(fixtures):
     frame = read_tidy_table(fixtures / "protecting" / "singletons_d_only_primaries_suppressed.csv")
     own = read_tidy_table(fixtures / "protecting" / "singletons_d_org_x_own.csv")
-    report = audit(frame, k=2, insiders={"org_x": own})
+    # Read without the flags, only the insider subtracts its own singleton; a reader of the
+    # flags (a, c ≥ 1, a + c = 2) gets both from the outside too.
+    assert {f.attacker for f in audit(frame, k=2, insiders={"org_x": own}).failures} == {
+        "outsider",
+        "org_x",
+    }
+    report = audit(frame, k=2, insiders={"org_x": own}, flags_told=False)
     (failure,) = report.failures
     assert (failure.codes, failure.attacker, failure.verdict) == (
         {"item": "c"},

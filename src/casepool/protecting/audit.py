@@ -100,6 +100,9 @@ class SystemAudit:
     solves: int = 0
     # Least value of each cell: 0 for counts, −∞ for a difference that may be negative.
     floor: np.ndarray | None = None
+    # Least value the published flags tell every attacker, where it is above the floor: a
+    # count flagged C (primary) is 1..k-1 or dominated, so never 0 (the engine sets 1 there).
+    at_least: np.ndarray | None = None
     # Feasible tables seen so far, as deviations from the truth (cells, values): a table found
     # feasible stays feasible while every cell it moves stays suppressed.
     pool: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -119,7 +122,10 @@ class SystemAudit:
                 self.add_table(cells[moved], point[moved])
 
     def add_table(self, cells: np.ndarray, values: np.ndarray) -> None:
-        """Keep one feasible table, given by the cells it moves away from the truth."""
+        """Keep one feasible table, given by the cells it moves away from the truth (a table
+        that moves a cell below what the flags tell, `at_least`, is not feasible: dropped)."""
+        if self.at_least is not None and (values < self.at_least[cells] - 1e-9).any():
+            return
         self.pool.append((cells, values.astype(float)))
         if len(self.pool) > self.pool_limit:
             del self.pool[: len(self.pool) - self.pool_limit]
@@ -221,6 +227,9 @@ class SystemAudit:
         if self.floor is not None:
             free = ~np.isfinite(self.floor[cells])
             lower = np.where(free, -self._cap, lower)
+        if self.at_least is not None:
+            told = self.at_least[cells]
+            lower = np.where(told > 0, np.maximum(lower, told), lower)
         upper = np.full(n, self._cap)
         if attacker.fixed is not None:
             upper = np.where(attacker.fixed[cells], lower, upper)
@@ -603,6 +612,7 @@ def audit(
     solver: str = "highs-warm",
     exact_limit: int | None = EXACT_LIMIT,
     dominance: bool = True,
+    flags_told: bool = True,
 ) -> AuditReport:
     """Audit a published tidy table: the LP interval of every suppressed cell, for an outsider and
     for each insider whose own counts are given (dimension columns + `value`, optionally
@@ -616,6 +626,8 @@ def audit(
     C, or every suppressed cell when the column is absent) need an interval at least
     `protection_interval` wide (default k); every suppressed cell must not be recoverable; no
     published count may lie in 1..k-1. Rows absent from the table count as published zeros.
+    With `flags_told`, every attacker also reads the flags: a suppressed count flagged C is
+    primary, so 1..k-1 or dominated, never 0 (its least value is 1).
     `solver` is "highs-warm" (HiGHS with warm starts) or "linprog" (scipy's linprog, HiGHS).
     Intervals are exact for sets of linked suppressed cells up to `exact_limit` cells (None:
     always); beyond, each verdict is proven with as few LPs as it needs and the bounds reported
@@ -629,6 +641,7 @@ def audit(
     )
     tables: list[CountTable] = []
     statuses: list[list[str]] = []
+    told_rows: list[list[bool]] = []
     suppressed_rows: list[np.ndarray] = []
     for name, dims, group in _split_indicators(table):
         counts = _parse_counts(group[VALUE], name)
@@ -645,6 +658,11 @@ def audit(
         multi = frozenset(d for d in multi_valued if d in dims)
         tables.append(CountTable(name, tuple(dims), cells, multi, name=name or "table"))
         statuses.append(conf.to_list())
+        told_rows.append(
+            (group[CONF_STATUS].cast(pl.String) == PRIMARY).fill_null(False).to_list()
+            if flags_told and CONF_STATUS in group.columns
+            else [False] * group.height
+        )
         suppressed_rows.append(hidden.to_numpy())
     system = build_system(tables, settings, check_margins=False)
     n = system.size
@@ -652,13 +670,16 @@ def audit(
     shown_somewhere = np.zeros(n, dtype=bool)
     primary = np.zeros(n, dtype=bool)
     cell_status = [""] * n
-    for grid, table_obj, conf_list, hidden_rows in zip(
-        system.grids, tables, statuses, suppressed_rows, strict=True
+    told = np.zeros(n)
+    for grid, table_obj, conf_list, told_list, hidden_rows in zip(
+        system.grids, tables, statuses, told_rows, suppressed_rows, strict=True
     ):
         ids = _row_ids(system, grid, table_obj, total_code)
-        rows = zip(ids.tolist(), conf_list, hidden_rows.tolist(), strict=True)
-        for cell, status, is_hidden in rows:
+        rows = zip(ids.tolist(), conf_list, told_list, hidden_rows.tolist(), strict=True)
+        for cell, status, flagged, is_hidden in rows:
             shown_somewhere[cell] |= not is_hidden
+            if is_hidden and flagged:
+                told[cell] = 1.0
             if is_hidden:
                 hidden_somewhere[cell] = True
                 status = status if status in (PRIMARY, SECONDARY) else PRIMARY
@@ -684,7 +705,9 @@ def audit(
         need_here = np.where(dominant & suppressed, width, 1) if dominant.any() else None
         attackers.append(Attacker(name, own, sole, need_here))
     need = np.where(primary, width, 1)
-    auditor = SystemAudit(system.equations, system.inequalities, system.value, solver=solver)
+    auditor = SystemAudit(
+        system.equations, system.inequalities, system.value, solver=solver, at_least=told
+    )
     findings = auditor.check(
         suppressed, need, attackers, truth=None, exact=True, exact_limit=exact_limit
     )

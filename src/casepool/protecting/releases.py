@@ -270,12 +270,24 @@ class KnownBefore:
     interval with every cell of the new release hidden. Asked only for cells the engine cannot
     protect, so the big system is solved for a few cells, not for all."""
 
-    def __init__(self, system: CellSystem, settings: ProtectionSettings) -> None:
+    def __init__(
+        self,
+        system: CellSystem,
+        settings: ProtectionSettings,
+        at_least: np.ndarray | None = None,
+    ) -> None:
+        # `at_least`: what the flags tell (a cell flagged C is not 0). A cell those flags and
+        # the earlier releases pin is no more the new release's to protect than one the
+        # earlier releases pin alone: no choice of suppressions can widen it.
         assert system.blocked is not None
         self.system = system
         self.hidden = ~system.blocked
         self.auditor = SystemAudit(
-            system.equations, system.inequalities, system.value, floor=system.floor
+            system.equations,
+            system.inequalities,
+            system.value,
+            floor=system.floor,
+            at_least=at_least,
         )
         self.attackers = {a.name: a for a in engine_attackers(system, settings)}
         self.width = np.array([settings.interval_for(int(k)) for k in system.k])

@@ -505,6 +505,11 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
     for attacker in attackers[1:]:
         if attacker.need is not None:
             primary |= attacker.need > 1  # dominated by this contributor
+    # A published count flagged C (primary) tells every reader it is not 0: by these rules a
+    # primary count is 1..k-1, or dominated (others 1..k-1 beside an organisation's own > 0).
+    flagged = primary & np.array([bool(where) for where in system.locations], dtype=bool)
+    if system.floor is not None:
+        flagged &= np.isfinite(system.floor)
     if system.primary_extra is not None:
         primary |= system.primary_extra
     if system.blocked is not None:
@@ -518,9 +523,14 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         for a in attackers[1:]
         if a.own is not None and a.fixed is not None
     ]
-    auditor = SystemAudit(system.equations, system.inequalities, value, floor=system.floor)
+    if system.blocked is not None:
+        flagged &= ~system.blocked
+    told = np.where(flagged, 1.0, 0.0)
+    auditor = SystemAudit(
+        system.equations, system.inequalities, value, floor=system.floor, at_least=told
+    )
     known = (
-        KnownBefore(system, settings)
+        KnownBefore(system, settings, told)
         if system.blocked is not None and system.blocked.any()
         else None
     )

@@ -111,6 +111,9 @@ class _Read:
     table: Any  # CountTable
     hidden: np.ndarray
     primary: np.ndarray
+    # Hidden counts of a count table flagged C: primary, so never 0 (the methodology's "the
+    # attacker reads the flags too"); not shares, whose C may stand for a small denominator.
+    told: np.ndarray | None = None
 
 
 def _text(frame: pl.DataFrame, column: str) -> list[str | None]:
@@ -223,6 +226,7 @@ def _read_table(
     rows: list[tuple[list[str], int | None, bool]] = []  # codes, count (None hidden), primary
     out_dims = list(dims)
     kind = indicator.kind
+    column: str | None = None  # the count column read (None for a share)
     if kind == "percent":
         outcome = f"{indicator.name}__outcome"
         out_dims.append(outcome)
@@ -263,7 +267,8 @@ def _read_table(
     )
     hidden = np.array([row[1] is None for row in rows], dtype=bool)
     primary = np.array([row[2] for row in rows], dtype=bool)
-    return [_Read(table, hidden, primary)]
+    told = primary & hidden if kind == "count" and column == "value" else None
+    return [_Read(table, hidden, primary, told)]
 
 
 def _row_ids(grid: Any, table: Any) -> np.ndarray:
@@ -314,11 +319,14 @@ def audit_releases(
     hidden_somewhere = np.zeros(n, dtype=bool)
     shown_somewhere = np.zeros(n, dtype=bool)
     primary = np.zeros(n, dtype=bool)
+    told = np.zeros(n, dtype=bool)
     for grid, read in zip(system.grids, reads, strict=True):
         ids = _row_ids(grid, read.table)
         np.logical_or.at(hidden_somewhere, ids, read.hidden)
         np.logical_or.at(shown_somewhere, ids, ~read.hidden)
         np.logical_or.at(primary, ids, read.primary & read.hidden)
+        if read.told is not None:
+            np.logical_or.at(told, ids, read.told)
     suppressed = hidden_somewhere & ~shown_somewhere  # a value shown anywhere is known
     conflict = _conflicting(system, reads)
     if conflict:
@@ -344,7 +352,15 @@ def audit_releases(
                     _finding(system, int(cell), name, "F", value, value, DOMINANCE_PUBLISHED)
                 )
         attackers.append(Attacker(name, own, None, None))
-    auditor = SystemAudit(linked.equations, linked.inequalities, linked.value, floor=linked.floor)
+    at_least = np.zeros(linked.size)
+    at_least[:n] = np.where(told, 1.0, 0.0)
+    auditor = SystemAudit(
+        linked.equations,
+        linked.inequalities,
+        linked.value,
+        floor=linked.floor,
+        at_least=at_least,
+    )
     for finding in auditor.check(
         suppressed, need, attackers, truth=None, exact=True, exact_limit=EXACT_LIMIT
     ):
