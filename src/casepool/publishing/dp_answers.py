@@ -567,24 +567,7 @@ def _measure_year(
             )
         )
     total_rho = sum(t.rho for t in tables)
-    ledger_cells = pl.concat(
-        [
-            t.cells.select(
-                pl.lit(t.measurement).alias("table_name"),
-                pl.lit(t.indicator).alias("indicator"),
-                pl.Series(
-                    "dimensions",
-                    [_with_period(c, year) for c in t.cells.get_column("cell").to_list()],
-                    pl.String,
-                ),
-                pl.col(VALUE).cast(pl.Float64).alias("value"),
-                pl.lit("E").alias("obs_status"),
-                pl.lit("F").alias("conf_status"),
-                pl.lit(dp.margin_of_scale(t.scale, settings.confidence)).alias("margin"),
-            )
-            for t in tables
-        ]
-    )
+    ledger_cells = _ledger_cells(tables, year, settings.confidence)
     con.begin()
     try:
         now = budget.with_years(budget.current_bases(con))
@@ -810,24 +793,7 @@ def _measure(
             )
         )
     total_rho = sum(t.rho for t in tables)
-    ledger_cells = pl.concat(
-        [
-            t.cells.select(
-                pl.lit(t.measurement).alias("table_name"),
-                pl.lit(t.indicator).alias("indicator"),
-                pl.Series(
-                    "dimensions",
-                    [_with_period(c, quarter) for c in t.cells.get_column("cell").to_list()],
-                    pl.String,
-                ),
-                pl.col(VALUE).cast(pl.Float64).alias("value"),
-                pl.lit("E").alias("obs_status"),
-                pl.lit("F").alias("conf_status"),
-                pl.lit(dp.margin_of_scale(t.scale, settings.confidence)).alias("margin"),
-            )
-            for t in tables
-        ]
-    )
+    ledger_cells = _ledger_cells(tables, quarter, settings.confidence)
     old = budget.release_ids_of(con, quarter) if replace else []
     con.begin()
     try:
@@ -1428,6 +1394,30 @@ def _memory_cells(
             )
     period = pl.col(_Q) if request.period_unit == "quarter" else pl.col(_Q).str.slice(0, 4)
     return frame.with_columns(period.alias("period")).drop(_Q).collect()
+
+
+def _ledger_cells(
+    tables: Sequence[budget.MeasuredTable], period: str, confidence: float
+) -> pl.DataFrame:
+    """The release ledger's rows for measured tables of one period: estimates (E) with margins."""
+    return pl.concat(
+        [
+            t.cells.select(
+                pl.lit(t.measurement).alias("table_name"),
+                pl.lit(t.indicator).alias("indicator"),
+                pl.Series(
+                    "dimensions",
+                    [_with_period(c, period) for c in t.cells.get_column("cell").to_list()],
+                    pl.String,
+                ),
+                pl.col(VALUE).cast(pl.Float64).alias("value"),
+                pl.lit("E").alias("obs_status"),
+                pl.lit("F").alias("conf_status"),
+                pl.lit(dp.margin_of_scale(t.scale, confidence)).alias("margin"),
+            )
+            for t in tables
+        ]
+    )
 
 
 def _period_of(quarter: str, unit: str) -> str:
