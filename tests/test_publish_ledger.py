@@ -57,6 +57,17 @@ def _failures(tables, hide_last: bool = False) -> set[str]:
     return found
 
 
+def ledger_tables(warehouse: Path) -> tuple[list, list]:
+    """The releases in the ledger, and every release's count tables linked to the newest's data
+    (the newest release's own tables as the current ones), as the next publish would see them."""
+    with open_warehouse(warehouse, read_only=True) as con:
+        releases = list_releases(con)
+        newest = releases[-1]
+        now = earlier_tables(con, [], newest.data_fingerprint or "")
+        current = [t for t in now if t.name and t.name.endswith(newest.release_id[:8])]
+        return releases, earlier_tables(con, current, newest.data_fingerprint or "")
+
+
 def test_republishing_the_same_data_gives_the_same_figures_and_both_are_recorded(tmp_path, runner):
     warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
     first = publish(warehouse, tmp_path / "one", tables=TABLES)
@@ -90,12 +101,8 @@ def test_a_new_organisations_one_record_is_not_given_away_by_the_republication(t
         )
     result = publish(warehouse, tmp_path / "two", tables=TABLES)
     assert result.ok
-    with open_warehouse(warehouse, read_only=True) as con:
-        releases = list_releases(con)
-        newest = releases[-1]
-        now = earlier_tables(con, [], newest.data_fingerprint or "")
-        current = [t for t in now if t.name and t.name.endswith(newest.release_id[:8])]
-        tables = earlier_tables(con, current, newest.data_fingerprint or "")
+    releases, tables = ledger_tables(warehouse)
+    newest = releases[-1]
     assert len(releases) == 2 and releases[0].data_fingerprint != newest.data_fingerprint
     assert any(t.version for t in tables)  # the first release's changed cells are a version
     added = _failures(tables) - _failures(tables, hide_last=True)
