@@ -308,3 +308,25 @@ def test_the_rows_written_through_a_file_make_the_package_the_memory_path_made(t
             info.compress_type = old.compress_type
             archive.writestr(info, members[old.filename])
     assert rebuilt.getvalue() == outcome.package.read_bytes()
+
+
+def test_a_short_tail_joins_the_last_batch_and_changes_nothing(synthetic):
+    # A file of N records read N - 2 at a time: its last two records would make a batch of their
+    # own; they join the one before (a batch costs a round of fixed work however small it is).
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
+    rows = validate_export(export, today=TODAY, batch_rows=None).rows
+    assert rows > 40
+
+    def heights(batch_rows: int) -> list[int]:
+        batched = read_export_batches(export, batch_rows=batch_rows)
+        assert batched is not None
+        return [b.height for b in batched[1]]
+
+    assert len(heights(rows - 2)) == 1
+    assert sum(heights(rows - 2)) == rows
+    assert len(heights(rows // 2)) >= 2  # a half is no tail
+    whole = validate_export(export, today=TODAY, batch_rows=None)
+    for batch_rows in (rows - 2, rows // 2):
+        assert_same(validate_export(export, today=TODAY, batch_rows=batch_rows), whole)

@@ -206,6 +206,7 @@ def read_export_batches(
 
 _READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
 _MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at the record's end)
+_TAIL_SHARE = 4  # the file's last records join the batch before when under a quarter of one
 
 
 def _csv_batches(
@@ -235,9 +236,12 @@ def _csv_batches(
     try:
         header, remainder, at_end = b"", b"", False
         target = 0  # bytes of a batch: about batch_rows records, once the header is known
+        plain = not isinstance(source, _Transcoded)  # a short read means the end of the file
         while not at_end:
-            piece = handle.read(max(_READ_BYTES, target - len(remainder)))
+            requested = max(_READ_BYTES, target - len(remainder))
+            piece = handle.read(requested)
             at_end = not piece
+            last = plain and 0 < len(piece) < requested
             if not header:
                 piece, remainder = remainder + piece, b""
                 cut = _record_end(piece, 0, 0, 0)
@@ -253,6 +257,8 @@ def _csv_batches(
                 parity = remainder.count(b'"') % 2
                 wanted = start + max(target - len(remainder), 1) - 1
                 cut = _record_end(piece, min(wanted, len(piece)), start, parity)
+                if last and cut is not None and (len(piece) - cut) * _TAIL_SHARE < target:
+                    cut = len(piece)  # a short tail joins this batch rather than making its own
                 if cut is None:
                     if not at_end:  # the rest waits for the next piece
                         remainder += piece[start:]
