@@ -5,18 +5,21 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import queue
 import re
 import struct
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Never
+from typing import Any, Never, TypeVar
 
 import polars as pl
 
 from casepool.core.errors import UnreadableFileError
 
+T = TypeVar("T")
 ROW = "_row"  # row number as the user sees it: the header is row 1, the first record row 2
 BATCH_ROWS = 100_000  # rows of a CSV read and checked at a time (memory stays flat in rows)
 _SAMPLE_BYTES = 1 << 16
@@ -269,8 +272,6 @@ def _csv_batches(
                 data = b"".join((header, remainder, memoryview(piece)[start:cut]))
                 remainder, start = b"", cut
                 batch = _parse_batch(path, data, source, used, separator, options)
-                if check_rows and not unsure:
-                    unsure = not _cells_even(data, separator)
                 if batch.height:
                     first = read + 2
                     read += batch.height
@@ -282,6 +283,10 @@ def _csv_batches(
                     kept += batch.height
                     if batch.height:
                         yield batch
+                # After the batch is handed over: read ahead (read_ahead), this count runs
+                # while the batch is checked.
+                if check_rows and not unsure:
+                    unsure = not _cells_even(data, separator)
     finally:
         if not isinstance(source, io.BytesIO):
             handle.close()
@@ -291,6 +296,53 @@ def _csv_batches(
         ragged, _ = _ragged_rows(path, _in_memory(source), separator)
         if ragged:
             raise ReadWhole()
+
+
+def read_ahead(batches: Iterator[T]) -> Iterator[T]:
+    """The same items in the same order, the next one made in a worker thread while the
+    caller works on this one (the two cores overlap: the cutting, counting and parsing of a
+    CSV's next batch with the checks of this one). At most one item is made ahead, so memory
+    holds one batch more; an exception of the iterator is raised where it would have been.
+    """
+    results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    wanted = threading.Semaphore(1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while True:
+                wanted.acquire()
+                if stop.is_set():
+                    return
+                try:
+                    item = next(batches)
+                except StopIteration:
+                    results.put((False, None))
+                    return
+                except BaseException as exc:  # raised in the caller's thread instead
+                    results.put((False, exc))
+                    return
+                results.put((True, item))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=work, name="casepool-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = results.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            wanted.release()  # the next one is made while this one is used
+            yield item
+    finally:
+        stop.set()
+        wanted.release()
+        worker.join()
 
 
 def _record_end(data: bytes, position: int, begin: int, parity: int) -> int | None:

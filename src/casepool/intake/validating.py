@@ -22,6 +22,7 @@ from casepool.core.reading import (
     ROW,
     Export,
     ReadWhole,
+    read_ahead,
     read_export,
     read_export_batches,
 )
@@ -307,7 +308,7 @@ def _validate_batches(
     derived = 0
     spanning = [r.field for r in schema.rules if r.check == "unique"]
     needed = list(dict.fromkeys([ROW, *spanning, "consent_statistics"]))
-    for raw in batches:
+    for raw in read_ahead(batches):
         records, findings, counted = _check_frame(
             raw, resolution, parsers, schema, today, spanning=False
         )
