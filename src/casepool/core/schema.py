@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import yaml
-
 from casepool.core.errors import SchemaError
 from casepool.core.resources import LANGUAGES as LANGUAGES
 from casepool.core.resources import RTL_LANGUAGES as RTL_LANGUAGES
@@ -24,8 +22,13 @@ def read_yaml(name: str) -> Any:
         return load_yaml(name)
     except FileNotFoundError as exc:
         raise SchemaError("schema-missing", file=name) from exc
-    except yaml.YAMLError as exc:
-        raise SchemaError("schema-invalid", file=name, reason=str(exc).splitlines()[0]) from exc
+    except Exception as exc:
+        import yaml  # only here: a parsed file is usually cached (load_yaml)
+
+        if isinstance(exc, yaml.YAMLError):
+            reason = str(exc).splitlines()[0]
+            raise SchemaError("schema-invalid", file=name, reason=reason) from exc
+        raise
 
 
 def _labels(raw: Any, where: str) -> dict[str, str]:

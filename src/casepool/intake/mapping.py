@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from casepool.core.errors import MappingError
 from casepool.core.i18n import render
@@ -21,6 +19,9 @@ from casepool.intake.matching import (
     match_header,
     weak_header,
 )
+
+if TYPE_CHECKING:
+    import yaml  # imported where a mapping is read: validate without one never needs PyYAML
 
 MAPPING_VERSION = 1
 DRAFT_VALUE_LIMIT = 200  # distinct words listed per coded column when drafting
@@ -71,6 +72,8 @@ class Mapping:
 
 def _key_lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
     """(key path) -> 1-based line of each mapping key in a composed YAML document."""
+    import yaml
+
     lines: dict[tuple[str, ...], int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -97,6 +100,8 @@ def load_mapping(path: str | Path, schema: CaseSchema | None = None) -> Mapping:
         ) from None
     except UnicodeDecodeError as exc:
         raise MappingError("mapping-unreadable", path=path.name, reason="not UTF-8") from exc
+    import yaml
+
     try:
         raw = yaml.safe_load(text)
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
