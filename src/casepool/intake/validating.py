@@ -514,6 +514,7 @@ class _Parsers:
         self.schema, self.mapping, self.today = schema, mapping, today
         self._parsers: dict[str, Callable[[str], tuple[Any, str | None]]] = {}
         self._results: dict[str, dict[str, tuple[Any, str | None]]] = {}
+        self._tables: dict[str, _Table] = {}
 
     def parse(self, f: Field, texts: list[str]) -> list[tuple[Any, str | None]]:
         parse = self._parsers.get(f.name)
@@ -530,13 +531,57 @@ class _Parsers:
             out.append(result)
         return out
 
+    def table(self, f: Field) -> _Table:
+        """What the field's parser made of every text seen so far, as columns in the order the
+        texts were first seen (kept across batches: each batch adds only its new texts)."""
+        known = self._results.get(f.name, {})
+        table = self._tables.get(f.name)
+        if table is None:
+            table = self._tables[f.name] = _Table(dtype_of(f))
+        if table.size < len(known):
+            table.add(list(known.items())[table.size :])
+        return table
+
     def lookups(self, leave_out: set[str]) -> dict[str, pl.Series]:
         """Per parsed field, every distinct value its parser produced."""
         return {
-            name: pl.Series([v for v, _ in known.values()], dtype=dtype_of(self.schema.field(name)))
-            for name, known in self._results.items()
+            name: self.table(self.schema.field(name)).values
+            for name in self._results
             if name not in leave_out
         }
+
+
+class _Table:
+    """One field's distinct texts (an Enum: a row's text is its position) and, at the same
+    positions, the value, the error and the word shown for an ambiguous value."""
+
+    def __init__(self, dtype: pl.DataType) -> None:
+        self.texts: list[str] = []
+        self.values = pl.Series([], dtype=dtype)
+        self.errors = pl.Series([], dtype=pl.String)
+        self.words = pl.Series([], dtype=pl.String)
+        self.enum = pl.Enum([])
+
+    @property
+    def size(self) -> int:
+        return len(self.texts)
+
+    def add(self, results: list[tuple[str, tuple[Any, str | None]]]) -> None:
+        new = [t for t, _ in results]
+        self.texts += new
+        self.enum = pl.Enum(self.texts)
+        added = (
+            pl.Series([v for _, (v, _) in results], dtype=self.values.dtype),
+            pl.Series([e for _, (_, e) in results], dtype=pl.String),
+            pl.Series(
+                [t.strip() if e == "ambiguous-value" else None for t, (_, e) in results],
+                dtype=pl.String,
+            ),
+        )
+        self.values, self.errors, self.words = (
+            pl.concat([old, more], rechunk=True)
+            for old, more in zip((self.values, self.errors, self.words), added, strict=True)
+        )
 
 
 _ISO_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -604,26 +649,20 @@ def _parse_cells(raw: pl.DataFrame, resolution: Resolution, parsers: _Parsers) -
             expressions.append(pl.col(header).alias(f.name))
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
             continue
-        # Each row's position among the distinct texts, computed once per column (hashing a
-        # million strings is the expensive part); values and errors are then gathered from it.
-        positions.append(pl.col(header).cast(pl.Enum(texts)).to_physical().alias(_position(f.name)))
+        # Each row's position among the distinct texts seen so far, computed once per column
+        # (hashing a million strings is the expensive part); values and errors are then
+        # gathered from it.
+        table = parsers.table(f)
+        positions.append(pl.col(header).cast(table.enum).to_physical().alias(_position(f.name)))
         position = pl.col(_position(f.name))
-        values = pl.Series([v for v, _ in results], dtype=dtype)
-        expressions.append(pl.lit(values).gather(position).alias(f.name))
-        if any(e is not None for _, e in results):
-            errors = pl.Series([e for _, e in results], dtype=pl.String)
-            expressions.append(pl.lit(errors).gather(position).alias(_err(f.name)))
+        expressions.append(pl.lit(table.values).gather(position).alias(f.name))
+        errors = {e for _, e in results}
+        if errors - {None}:
+            expressions.append(pl.lit(table.errors).gather(position).alias(_err(f.name)))
             if "ambiguous-value" in errors:
                 # The word itself is shown to the officer: only known placeholders and
                 # vocabulary words are ambiguous, never free text.
-                words = pl.Series(
-                    [
-                        t.strip() if e == "ambiguous-value" else None
-                        for t, (_, e) in zip(texts, results, strict=True)
-                    ],
-                    dtype=pl.String,
-                )
-                expressions.append(pl.lit(words).gather(position).alias(_word(f.name)))
+                expressions.append(pl.lit(table.words).gather(position).alias(_word(f.name)))
         else:
             expressions.append(pl.lit(None, dtype=pl.String).alias(_err(f.name)))
     expressions += [pl.col(_detail(i)) for i in range(len(resolution.detail_columns))]
@@ -923,8 +962,7 @@ def _check_contract(
     length = max([1, *(len(v) for v in values.values())])
     columns = [pl.Series(ROW, range(length), dtype=pl.Int64)]
     for name, series in values.items():
-        padding = pl.Series([None] * (length - len(series)), dtype=series.dtype)
-        columns.append(series.extend(padding).alias(name))
+        columns.append(series.extend_constant(None, length - len(series)).alias(name))
     failures = contract_failures(pl.DataFrame(columns), schema)
     if failures:
         raise ContractBroken("case record contract broken: " + "; ".join(failures))
