@@ -73,3 +73,19 @@ def test_an_error_of_the_caller_stops_the_worker():
             if item == 3:
                 _ = 1 / 0
     assert len(made) <= 5
+
+
+def test_validate_gives_the_same_with_and_without_reading_ahead(monkeypatch):
+    from datetime import date
+    from pathlib import Path
+
+    from casepool.intake.validating import validate_export
+
+    export = Path(__file__).parent / "fixtures" / "validate" / "one_error_each.csv"
+    today = date(2025, 12, 31)
+    ahead = validate_export(export, today=today, batch_rows=2)
+    monkeypatch.setenv("CASEPOOL_READ_AHEAD", "0")
+    plain = validate_export(export, today=today, batch_rows=2)
+    assert ahead.error_count > 0
+    assert ahead.to_dict() == plain.to_dict()
+    assert ahead.records.equals(plain.records)

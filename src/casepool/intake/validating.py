@@ -8,6 +8,7 @@ few vectorised passes. Bad data gives findings, never exceptions.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -308,7 +309,9 @@ def _validate_batches(
     derived = 0
     spanning = [r.field for r in schema.rules if r.check == "unique"]
     needed = list(dict.fromkeys([ROW, *spanning, "consent_statistics"]))
-    for raw in read_ahead(batches):
+    # CASEPOOL_READ_AHEAD=0 reads in the caller's thread (to compare; the results are the same).
+    ahead = os.environ.get("CASEPOOL_READ_AHEAD", "1") != "0"
+    for raw in read_ahead(batches) if ahead else batches:
         records, findings, counted = _check_frame(
             raw, resolution, parsers, schema, today, spanning=False
         )
