@@ -2,8 +2,8 @@
 
 `app` (what tests and the reference pages use) holds every command. The console script
 (`main`) registers only the module of the command it was asked for when that is the first
-argument (`casepool validate …`): building every command's parameters costs more than a small
-validate's checks. Anything else (`casepool`, `casepool --help`, an unknown or misspelt
+argument (`casepool validate …`): importing every command module and building every command
+is paid by each run otherwise. Anything else (`casepool`, `casepool --help`, an unknown or misspelt
 command) gets the whole app, so what is printed never changes.
 """
 
