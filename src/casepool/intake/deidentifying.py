@@ -524,17 +524,12 @@ class BatchedSubmission:
         self.k = min_k or k_threshold or self.profile.k_for(org)
         self.suppress = suppress
         self.qis = quasi_identifiers(self.schema, self.profile)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every batch added (validation fell back to reading the file whole)."""
-        for path, _ in getattr(self, "spills", []):
-            path.unlink(missing_ok=True)
+        self.dtypes = [dict(package_fields(self.schema))[name] for name in self.qis.columns]
         self.rows: list[Any] = []  # numpy int64: `_row` of every record, in order
         self.fates: list[Any] = []  # numpy int8: _KEPT, _NO_CONSENT or _OUTSIDE
         self.codes: list[Any] = []  # numpy int32 (rows x quasi-identifiers): ids in `values`
         self.values: list[dict[Any, int]] = [{} for _ in self.qis.columns]
-        self.spills: list[tuple[Path, int]] = []
+        self.spills: list[tuple[Path, int]] = []  # the spilled pieces and their rows, in order
 
     def add(self, records: pl.DataFrame) -> None:
         """De-identify one batch of canonical records (with `_row`) and spill its package rows."""
@@ -604,15 +599,12 @@ class BatchedSubmission:
             if present.size == 0:
                 continue
             values = list(known)
-            dtype = self.schema_dtype(j)
-            ranks = pl.Series([values[i] for i in present.tolist()], dtype=dtype).rank("dense")
+            ranks = pl.Series([values[i] for i in present.tolist()], dtype=self.dtypes[j])
+            ranks = ranks.rank("dense")
             lookup = np.full(len(values), WILDCARD, dtype=np.int64)
             lookup[present] = (ranks.cast(pl.Int64) - 1).to_numpy()
             out[:, j] = np.where(column >= 0, lookup[np.maximum(column, 0)], WILDCARD)
         return out
-
-    def schema_dtype(self, j: int) -> pl.DataType:
-        return dict(package_fields(self.schema))[self.qis.columns[j]]
 
     def finish(
         self,
