@@ -587,23 +587,39 @@ class BatchedSubmission:
             .to_numpy()
         )
 
-    def _dense(self, ids: Any) -> Any:
-        """Gathered ids as `encode` codes them over the kept rows: dense ranks of the values
-        present (so the codes, and every tie local suppression breaks by them, are the same)."""
+    def _dense(self, keep: Any) -> Any:
+        """The gathered ids of the kept rows (`keep`, over the spilled rows) as `encode` codes
+        them over the whole frame: dense ranks of the values present, so the codes, and every
+        tie local suppression breaks by them, are the same. Filled a batch at a time, each
+        batch's ids let go once copied."""
         import numpy as np
 
-        out = np.full(ids.shape, WILDCARD, dtype=np.int64)
+        m = len(self.values)
+        parts, at = [], 0
+        for codes in self.codes:
+            parts.append(keep[at : at + codes.shape[0]])
+            at += codes.shape[0]
+        present = []  # of each column, the ids the kept rows hold
+        for j in range(m):
+            seen = [np.unique(c[p, j]) for c, p in zip(self.codes, parts, strict=True)]
+            ids = np.unique(np.concatenate(seen)) if seen else np.zeros(0, dtype=np.int32)
+            present.append(ids[ids >= 0])
+        lookups = []
         for j, known in enumerate(self.values):
-            column = ids[:, j]
-            present = np.unique(column[column >= 0])
-            if present.size == 0:
-                continue
-            values = list(known)
-            ranks = pl.Series([values[i] for i in present.tolist()], dtype=self.dtypes[j])
-            ranks = ranks.rank("dense")
-            lookup = np.full(len(values), WILDCARD, dtype=np.int64)
-            lookup[present] = (ranks.cast(pl.Int64) - 1).to_numpy()
-            out[:, j] = np.where(column >= 0, lookup[np.maximum(column, 0)], WILDCARD)
+            lookup = np.full(len(known) + 1, WILDCARD, dtype=np.int64)  # the last: WILDCARD
+            if present[j].size:
+                values = list(known)
+                ranks = pl.Series([values[i] for i in present[j].tolist()], dtype=self.dtypes[j])
+                lookup[present[j]] = (ranks.rank("dense").cast(pl.Int64) - 1).to_numpy()
+            lookups.append(lookup)
+        out = np.empty((int(keep.sum()), m), dtype=np.int64)
+        row = 0
+        codes_left, self.codes = self.codes, []
+        while codes_left:
+            codes = codes_left.pop(0)[parts.pop(0)]
+            for j in range(m):  # WILDCARD (-1) indexes the lookup's last entry, WILDCARD
+                out[row : row + codes.shape[0], j] = lookups[j][codes[:, j]]
+            row += codes.shape[0]
         return out
 
     def finish(
@@ -668,11 +684,8 @@ class BatchedSubmission:
         dropped_columns: Sequence[str],
         identifier_columns: Sequence[str] | None,
     ) -> Submission:
-        import numpy as np
-
         qis, k, risk = self.qis, self.k, self.profile.risk_threshold
-        original = self._dense(np.concatenate(self.codes)[keep])
-        self.codes = []
+        original = self._dense(keep)
         columns = qis.columns
         base.risk_before = _report(original, record_frequencies(original), columns, k, risk)
         blanked = None
