@@ -313,3 +313,19 @@ def test_many_row_groups_and_spill_pieces_give_the_whole_file_package(
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(io.BytesIO(cases)).num_row_groups == -(-got.submission.rows_kept // 10)
+
+
+def test_a_spill_that_cannot_be_written_is_the_package_unwritable(synthetic, tmp_path, monkeypatch):
+    from casepool.core.errors import PackageError
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    keys = tmp_path / "keys"
+    generate_keys("ORG-01", keys)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full_disk)
+    export = sorted(synthetic.glob("*.csv"))[0]
+    with pytest.raises(PackageError) as refused:
+        submit(export, keys, tmp_path / "out", 64, drop_invalid=True)
+    assert refused.value.key == "package-unwritable"
+    assert list((tmp_path / "out").iterdir()) == []  # the spill removed

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from casepool.core.errors import PackageError
 from casepool.core.normalising import DIGIT_SOURCES, DIGIT_TARGETS
 from casepool.core.periods import Period
 from casepool.core.schema import CaseSchema, load_schema
@@ -569,7 +570,12 @@ class BatchedSubmission:
         for start in range(0, frame.height, _SPILL_ROWS):
             piece = frame.slice(start, _SPILL_ROWS)
             path = self.spill_dir / f"spill-{len(self.spills):06d}.parquet"
-            piece.write_parquet(path, compression="lz4", statistics=False)
+            try:
+                piece.write_parquet(path, compression="lz4", statistics=False)
+            except OSError as exc:  # a full disk: the package could not be written either
+                raise PackageError(
+                    "package-unwritable", path=str(self.spill_dir.parent), reason=exc.strerror
+                ) from exc
             self.spills.append((path, piece.height))
 
     @staticmethod
@@ -724,7 +730,12 @@ class BatchedSubmission:
                 scanner.scan(frame)
                 yield frame.drop(ROW)
 
-        written = write(rows_file, scanned_batches())
+        try:
+            written = write(rows_file, scanned_batches())
+        except OSError as exc:
+            raise PackageError(
+                "package-unwritable", path=str(rows_file.parent.parent), reason=exc.strerror
+            ) from exc
         # Values of the dropped columns, and of the case number itself, must not reappear anywhere.
         searched = dropped_columns if identifier_columns is None else identifier_columns
         also_dropped = scanner.also_dropped(raw, searched)
