@@ -50,8 +50,12 @@ def main() -> int:
         paths = generate_keys("BENCH", work / "keys")
 
         marks: list[tuple[str, float]] = []
+        peaks: dict[str, int] = {}  # the process's peak RSS (MB) when each submit stage ended
+        submitting = [True]
 
         def mark(stage: str) -> None:
+            if marks and submitting[0]:
+                peaks[marks[-1][0]] = _peak_mb()
             marks.append((stage.split(":")[0], time.perf_counter()))
 
         started = time.perf_counter()
@@ -66,7 +70,8 @@ def main() -> int:
             progress=mark,
         )
         submit_s = time.perf_counter() - started
-        marks.append(("end", time.perf_counter()))
+        mark("end")
+        submitting[0] = False
         submit_stages = {
             name: round(marks[i + 1][1] - at, 2) for i, (name, at) in enumerate(marks[:-1])
         }
@@ -95,6 +100,10 @@ def main() -> int:
                     "submit_s": round(submit_s, 2),
                     "submit_rows_per_s": round(args.records / submit_s),
                     "submit_stages_s": submit_stages,
+                    "submit_peak_mb_by_stage": peaks,
+                    "submit_peak_x_export": round(
+                        max(peaks.values()) * 2**20 / export.stat().st_size, 2
+                    ),
                     "ingest_s": round(ingest_s, 2),
                     "ingest_rows_per_s": round(kept / ingest_s),
                     "ingest_stages_s": ingest_stages,
@@ -108,6 +117,10 @@ def main() -> int:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _peak_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 if __name__ == "__main__":

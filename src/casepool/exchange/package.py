@@ -14,11 +14,11 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -330,3 +330,57 @@ def _allowed_codes(schema: CaseSchema) -> dict[str, list[str]]:
         if f.type in {"code", "codes"}:
             allowed[f.name] = list(schema.codelist_of(f).values)
     return allowed
+
+
+# --- writing cases.parquet (intake/submit.py) ------------------------------------------------------
+
+# Rows of each Parquet row group of cases.parquet (the last fewer): a row group is built whole in
+# memory (polars, then Arrow), so this bounds what writing a package adds to the peak.
+ROW_GROUP_ROWS = 32_768
+
+
+def write_rows(
+    path: Path | BinaryIO,
+    frames: Iterable[pl.DataFrame],
+    schema: CaseSchema,
+    row_group_rows: int | None = None,
+) -> int:
+    """Write cases.parquet at `path` from package rows (the package columns, in any number of
+    frames) and return how many rows it holds.
+
+    Row groups hold exactly `row_group_rows` (default ROW_GROUP_ROWS) rows (the last fewer), each written from one
+    contiguous block: the bytes depend on the rows alone, not on how they were cut into frames,
+    so a package written batch by batch is byte for byte the one written from a whole frame.
+    """
+    import pyarrow.parquet as pq
+
+    row_group_rows = row_group_rows or ROW_GROUP_ROWS
+    fields = package_fields(schema)
+    columns = [pl.col(name).cast(dtype) for name, dtype in fields]
+    arrow_schema = pl.DataFrame(schema=dict(fields)).to_arrow().schema
+    pending: list[pl.DataFrame] = []
+    pending_rows = written = 0
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd", write_statistics=True) as writer:
+
+        def flush() -> None:
+            block = pl.concat(pending, rechunk=True) if len(pending) > 1 else pending[0].rechunk()
+            table = block.to_arrow().cast(arrow_schema).combine_chunks()
+            writer.write_table(table, row_group_size=block.height)
+            pending.clear()
+
+        for frame in frames:
+            frame = frame.select(columns)
+            start = 0
+            while start < frame.height:
+                take = min(row_group_rows - pending_rows, frame.height - start)
+                pending.append(frame.slice(start, take))
+                pending_rows += take
+                start += take
+                if pending_rows == row_group_rows:
+                    flush()
+                    written += pending_rows
+                    pending_rows = 0
+        if pending_rows:
+            flush()
+            written += pending_rows
+    return written

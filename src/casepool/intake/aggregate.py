@@ -43,13 +43,20 @@ def aggregate_rows(
     rows, for every spec of `requests` (default: the tables of schemas/publication.yaml)."""
     catalogue = catalogue or load_indicators()
     requests = load_publication(catalogue) if requests is None else requests
-    if submission.frame is None or submission.frame.height == 0:
+    if submission.rows_kept == 0:
         return empty_aggregate()
-    records = submission.frame.drop(ROW, PSEUDONYM, strict=False)
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        con.register(_RECORDS, records)
+        if submission.frame is not None:
+            con.register(_RECORDS, submission.frame.drop(ROW, PSEUDONYM, strict=False))
+        else:  # written batch by batch: DuckDB reads the package's Parquet itself
+            assert submission.rows_file is not None
+            path = str(submission.rows_file).replace("'", "''")
+            con.execute(
+                f"CREATE TEMP VIEW {_RECORDS} AS SELECT * EXCLUDE ({PSEUDONYM}) "
+                f"FROM read_parquet('{path}')"
+            )
         # The registration date stands where the organisation stands in a warehouse tabulation:
         # every grouping keeps it, so one pass gives the cells of every date. record_key is not
         # sent: the warehouse keys aggregate rows itself.

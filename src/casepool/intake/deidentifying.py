@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from casepool.core.errors import PackageError
 from casepool.core.normalising import DIGIT_SOURCES, DIGIT_TARGETS
 from casepool.core.periods import Period
 from casepool.core.schema import CaseSchema, load_schema
+from casepool.exchange.package import ROW_GROUP_ROWS
 from casepool.exchange.profile import (
     AGE_BAND,
     MONTHS_BEFORE,
@@ -35,13 +38,21 @@ from casepool.exchange.profile import (
     standard_bands,
 )
 from casepool.intake.local_suppression import (
+    WILDCARD,
     Suppression,
+    blank,
     distinct_rows,
     encode,
     local_suppression,
     record_frequencies,
+    suppress_codes,
 )
-from casepool.intake.pii import PersonalDataHit, ascii_digits_any_script, scan_values
+from casepool.intake.pii import (
+    PersonalDataHit,
+    ValueScanner,
+    ascii_digits_any_script,
+    scan_values,
+)
 
 DEFAULT_K = 3  # the profile's k when it names none; schemas/package_profile.yaml sets it
 
@@ -323,6 +334,9 @@ class Submission:
     dropped: dict[str, int]
     dropped_columns: list[str]
     frame: pl.DataFrame | None = None  # package rows, with `_row` (dropped before writing)
+    # Or, written batch by batch (BatchedSubmission): the package's Parquet and its rows.
+    rows_file: Path | None = None
+    rows_written: int = 0
     profile: PackageProfile | None = None
     k_anonymity: KAnonymity | None = None  # after local suppression
     risk_before: KAnonymity | None = None  # the same measure before local suppression
@@ -336,7 +350,7 @@ class Submission:
 
     @property
     def rows_kept(self) -> int:
-        return 0 if self.frame is None else self.frame.height
+        return self.rows_written if self.frame is None else self.frame.height
 
     @property
     def generalisation(self) -> str:
@@ -452,6 +466,7 @@ def prepare_submission(
         base.suppression = local_suppression(
             frame, qis.suppressible, qis.importance, k, strata=qis.strata
         )
+        assert base.suppression.frame is not None
         frame = base.suppression.frame
         values = encode(frame, columns)
         base.k_anonymity = _report(
@@ -470,3 +485,268 @@ def prepare_submission(
         base.personal_data = hits
         base.frame = None
     return base
+
+
+_KEPT, _NO_CONSENT, _OUTSIDE = 0, 1, 2
+_SPILL_ROWS = ROW_GROUP_ROWS  # what became of each record (before invalid rows)
+
+
+class BatchedSubmission:
+    """`prepare_submission` fed a batch of validated records at a time: the same submission and
+    the same package rows, without the records or the package rows ever whole in memory.
+
+    Each batch (`add`) is de-identified (pseudonyms, profile) at once and its package rows
+    spilled to a Parquet file in `spill_dir`; kept across batches are only what spans the file:
+    each record's `_row` and what became of it (consent, period), and the quasi-identifiers of
+    the spilled rows as small integer codes. `finish` (once validation knows the invalid rows)
+    runs k-anonymity and local suppression over those codes, as prepare_submission does over
+    the whole frame, then reads the spill back a batch at a time, blanks it, scans it for
+    personal data and writes the package's cases.parquet (`Submission.rows_file`).
+    """
+
+    def __init__(
+        self,
+        *,
+        org: str,
+        period: Period,
+        secret: bytes,
+        spill_dir: Path,
+        k_threshold: int | None = None,
+        min_k: int | None = None,
+        schema: CaseSchema | None = None,
+        profile: PackageProfile | None = None,
+        suppress: bool = True,
+    ) -> None:
+        self.org, self.period, self.secret = org, period, secret
+        self.spill_dir = spill_dir
+        self.schema = schema or load_schema()
+        self.profile = profile or load_profile()
+        self.min_k = min_k
+        self.k = min_k or k_threshold or self.profile.k_for(org)
+        self.suppress = suppress
+        self.qis = quasi_identifiers(self.schema, self.profile)
+        self.dtypes = [dict(package_fields(self.schema))[name] for name in self.qis.columns]
+        self.rows: list[Any] = []  # numpy int64: `_row` of every record, in order
+        self.fates: list[Any] = []  # numpy int8: _KEPT, _NO_CONSENT or _OUTSIDE
+        self.codes: list[Any] = []  # numpy int32 (rows x quasi-identifiers): ids in `values`
+        self.values: list[dict[Any, int]] = [{} for _ in self.qis.columns]
+        self.spills: list[tuple[Path, int]] = []  # the spilled pieces and their rows, in order
+
+    def add(self, records: pl.DataFrame) -> None:
+        """De-identify one batch of canonical records (with `_row`) and spill its package rows."""
+        import numpy as np
+
+        consented = (pl.col("consent_statistics") == "yes").fill_null(False)
+        inside = (
+            pl.col("report_date")
+            .is_between(pl.lit(self.period.start), pl.lit(self.period.end))
+            .fill_null(False)
+        )
+        fate = (
+            pl.when(~consented)
+            .then(pl.lit(_NO_CONSENT))
+            .when(~inside)
+            .then(pl.lit(_OUTSIDE))
+            .otherwise(pl.lit(_KEPT))
+            .cast(pl.Int8)
+        )
+        flags = records.select(pl.col(ROW).cast(pl.Int64), fate.alias("fate"))
+        self.rows.append(flags.get_column(ROW).to_numpy())
+        fates = flags.get_column("fate").to_numpy()
+        self.fates.append(fates)
+        if not (fates == _KEPT).any():
+            return
+        kept = records.filter(consented & inside)
+        pseudonyms = pseudonym_series(kept.get_column("case_id"), self.secret)
+        frame = deidentify(
+            kept, self.secret, self.schema, pseudonyms, profile=self.profile, period=self.period
+        )
+        codes = np.empty((frame.height, len(self.qis.columns)), dtype=np.int32)
+        for j, name in enumerate(self.qis.columns):
+            codes[:, j] = self._ids(frame.get_column(name), self.values[j])
+        self.codes.append(codes)
+        # Spilled in pieces no larger than a row group of the package: the last pass holds one
+        # piece at a time, with the row group being written.
+        for start in range(0, frame.height, _SPILL_ROWS):
+            piece = frame.slice(start, _SPILL_ROWS)
+            path = self.spill_dir / f"spill-{len(self.spills):06d}.parquet"
+            try:
+                piece.write_parquet(path, compression="lz4", statistics=False)
+            except OSError as exc:  # a full disk: the package could not be written either
+                raise PackageError(
+                    "package-unwritable", path=str(self.spill_dir.parent), reason=exc.strerror
+                ) from exc
+            self.spills.append((path, piece.height))
+
+    @staticmethod
+    def _ids(column: pl.Series, known: dict[Any, int]) -> Any:
+        """Each value's id in `known` (new values added), WILDCARD for null."""
+        for value in column.drop_nulls().unique(maintain_order=True).to_list():
+            known.setdefault(value, len(known))
+        if not known:
+            return column.is_null().cast(pl.Int32).to_numpy() * WILDCARD
+        keys = pl.Series(list(known), dtype=column.dtype)
+        ids = pl.Series(list(known.values()), dtype=pl.Int32)
+        return (
+            column.replace_strict(keys, ids, default=None, return_dtype=pl.Int32)
+            .fill_null(WILDCARD)
+            .to_numpy()
+        )
+
+    def _dense(self, keep: Any) -> Any:
+        """The gathered ids of the kept rows (`keep`, over the spilled rows) as `encode` codes
+        them over the whole frame: dense ranks of the values present, so the codes, and every
+        tie local suppression breaks by them, are the same. Filled a batch at a time, each
+        batch's ids let go once copied."""
+        import numpy as np
+
+        m = len(self.values)
+        parts, at = [], 0
+        for codes in self.codes:
+            parts.append(keep[at : at + codes.shape[0]])
+            at += codes.shape[0]
+        present = []  # of each column, the ids the kept rows hold
+        for j in range(m):
+            seen = [np.unique(c[p, j]) for c, p in zip(self.codes, parts, strict=True)]
+            ids = np.unique(np.concatenate(seen)) if seen else np.zeros(0, dtype=np.int32)
+            present.append(ids[ids >= 0])
+        lookups = []
+        for j, known in enumerate(self.values):
+            lookup = np.full(len(known) + 1, WILDCARD, dtype=np.int64)  # the last: WILDCARD
+            if present[j].size:
+                values = list(known)
+                ranks = pl.Series([values[i] for i in present[j].tolist()], dtype=self.dtypes[j])
+                lookup[present[j]] = (ranks.rank("dense").cast(pl.Int64) - 1).to_numpy()
+            lookups.append(lookup)
+        out = np.empty((int(keep.sum()), m), dtype=np.int64)
+        row = 0
+        codes_left, self.codes = self.codes, []
+        while codes_left:
+            codes = codes_left.pop(0)[parts.pop(0)]
+            for j in range(m):  # WILDCARD (-1) indexes the lookup's last entry, WILDCARD
+                out[row : row + codes.shape[0], j] = lookups[j][codes[:, j]]
+            row += codes.shape[0]
+        return out
+
+    def finish(
+        self,
+        *,
+        rows_file: Path,
+        write: Callable[[Path, Iterator[pl.DataFrame]], int],
+        invalid_rows: set[int] | frozenset[int] = frozenset(),
+        drop_invalid: bool = False,
+        raw: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
+        dropped_columns: Sequence[str] = (),
+        identifier_columns: Sequence[str] | None = None,
+        unread_rows: int = 0,
+    ) -> Submission:
+        """The submission of every batch added, as prepare_submission makes it of the whole;
+        when ready, its rows written to `rows_file` by `write` (package rows without `_row`)."""
+        import numpy as np
+
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64)
+        fates = np.concatenate(self.fates) if self.fates else np.zeros(0, dtype=np.int8)
+        dropped = {"invalid": 0, "no_consent": 0, "outside_period": 0}
+        base = Submission(
+            status=READY,
+            org=self.org,
+            period=self.period,
+            rows_in_export=len(rows) + unread_rows,
+            dropped=dropped,
+            dropped_columns=list(dropped_columns),
+            profile=self.profile,
+            min_k=self.min_k,
+        )
+        try:
+            if invalid_rows and not drop_invalid:
+                base.status = REFUSED_INVALID
+                dropped["invalid"] = len(invalid_rows)
+                return base
+            if invalid_rows:
+                valid = ~np.isin(rows, np.fromiter(invalid_rows, dtype=np.int64))
+            else:
+                valid = np.ones(len(rows), dtype=bool)
+            dropped["invalid"] = int((~valid).sum()) + unread_rows
+            dropped["no_consent"] = int((valid & (fates == _NO_CONSENT)).sum())
+            dropped["outside_period"] = int((valid & (fates == _OUTSIDE)).sum())
+            keep = valid[fates == _KEPT]  # of the spilled rows, in spill order
+            if not keep.any():
+                base.status = REFUSED_EMPTY
+                return base
+            return self._finish_rows(
+                base, keep, rows_file, write, raw, dropped_columns, identifier_columns
+            )
+        finally:
+            for path, _ in self.spills:
+                path.unlink(missing_ok=True)
+
+    def _finish_rows(
+        self,
+        base: Submission,
+        keep: Any,
+        rows_file: Path,
+        write: Callable[[Path, Iterator[pl.DataFrame]], int],
+        raw: pl.DataFrame | Callable[[], pl.DataFrame] | None,
+        dropped_columns: Sequence[str],
+        identifier_columns: Sequence[str] | None,
+    ) -> Submission:
+        qis, k, risk = self.qis, self.k, self.profile.risk_threshold
+        original = self._dense(keep)
+        columns = qis.columns
+        base.risk_before = _report(original, record_frequencies(original), columns, k, risk)
+        blanked = None
+        if self.suppress:
+            done = suppress_codes(
+                original, qis.suppressible, qis.importance, k, strata=len(qis.strata)
+            )
+            base.suppression = done.suppression(None, k)
+            base.k_anonymity = _report(done.current, done.frequencies, columns, k, risk)
+            blanked = done.blanked
+        else:
+            base.k_anonymity = base.risk_before
+        del original
+
+        def batches() -> Iterator[pl.DataFrame]:
+            at = done_rows = 0
+            for path, n in self.spills:
+                mask = keep[at : at + n]
+                at += n
+                if not mask.any():
+                    continue
+                frame = pl.read_parquet(path)
+                if not mask.all():
+                    frame = frame.filter(pl.Series(mask))
+                if blanked is not None:
+                    part = blanked[done_rows : done_rows + frame.height]
+                    frame = blank(frame, qis.suppressible, part)
+                done_rows += frame.height
+                yield frame
+
+        scanned = [name for name, _ in package_fields(self.schema) if name != PSEUDONYM]
+        scanner = ValueScanner(scanned, self.schema, ROW)
+
+        def scanned_batches() -> Iterator[pl.DataFrame]:
+            for frame in batches():
+                scanner.scan(frame)
+                yield frame.drop(ROW)
+
+        try:
+            written = write(rows_file, scanned_batches())
+        except OSError as exc:
+            raise PackageError(
+                "package-unwritable", path=str(rows_file.parent.parent), reason=exc.strerror
+            ) from exc
+        # Values of the dropped columns, and of the case number itself, must not reappear anywhere.
+        searched = dropped_columns if identifier_columns is None else identifier_columns
+        also_dropped = scanner.also_dropped(raw, searched)
+        if also_dropped:
+            for frame in batches():
+                scanner.scan_dropped(frame, also_dropped)
+        hits = scanner.hits()
+        if hits:
+            rows_file.unlink(missing_ok=True)
+            base.status = REFUSED_PERSONAL_DATA
+            base.personal_data = hits
+            return base
+        base.rows_file, base.rows_written = rows_file, written
+        return base

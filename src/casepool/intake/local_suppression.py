@@ -36,7 +36,7 @@ WILDCARD = -1
 class Suppression:
     """What local suppression did to a package: the frame with blanks, and the cost."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | None  # None when submit wrote the rows batch by batch
     k: int  # the k asked for
     k_reached: int  # the smallest frequency after suppression (the package's k)
     suppressed: dict[str, int]  # blanked values per quasi-identifier column
@@ -256,6 +256,54 @@ def suppress(
     return current
 
 
+@dataclass(frozen=True)
+class SuppressedCodes:
+    """Local suppression over encoded values: which values it blanked, and the records' f after."""
+
+    current: np.ndarray  # the values with blanks (WILDCARD)
+    blanked: np.ndarray  # bool, per record and suppressible column: a value blanked here
+    suppressed: dict[str, int]
+    frequencies: np.ndarray
+
+    def suppression(self, frame: pl.DataFrame | None, k: int) -> Suppression:
+        f = self.frequencies
+        return Suppression(
+            frame=frame,
+            k=k,
+            k_reached=int(f.min()) if f.size else 0,
+            suppressed=self.suppressed,
+            records_touched=int(self.blanked.any(axis=1).sum()),
+            frequencies=f,
+        )
+
+
+def suppress_codes(
+    original: np.ndarray,
+    quasi_identifiers: Sequence[str],
+    importance: Sequence[int],
+    k: int,
+    strata: int = 0,
+) -> SuppressedCodes:
+    """`suppress` over encoded values (the first `strata` columns the strata, then the
+    `quasi_identifiers` in order), with what the package reports of it. Submit in batches
+    calls this on the codes it gathered over the whole file, then blanks each batch."""
+    current = suppress(original, k, importance, strata=strata)
+    blanked = (current[:, strata:] < 0) & (original[:, strata:] >= 0)
+    suppressed = {name: int(blanked[:, j].sum()) for j, name in enumerate(quasi_identifiers)}
+    return SuppressedCodes(current, blanked, suppressed, record_frequencies(current))
+
+
+def blank(frame: pl.DataFrame, columns: Sequence[str], blanked: np.ndarray) -> pl.DataFrame:
+    """`frame` with the values of `columns` where `blanked` (one row per record) set to null."""
+    masks = {
+        name: pl.Series(blanked[:, j]) for j, name in enumerate(columns) if blanked[:, j].any()
+    }
+    return frame.with_columns(
+        pl.when(pl.lit(mask)).then(None).otherwise(pl.col(name)).alias(name)
+        for name, mask in masks.items()
+    )
+
+
 def local_suppression(
     frame: pl.DataFrame,
     quasi_identifiers: Sequence[str],
@@ -265,27 +313,7 @@ def local_suppression(
 ) -> Suppression:
     """Blank quasi-identifier values of `frame` (columns of any type) until every record reaches k."""
     columns = [*strata, *quasi_identifiers]
-    original = encode(frame, columns)
-    current = suppress(original, k, importance, strata=len(strata))
-    blanked = (current < 0) & (original >= 0)
-    suppressed = {
-        name: int(blanked[:, len(strata) + j].sum()) for j, name in enumerate(quasi_identifiers)
-    }
-    masks = {
-        name: pl.Series(blanked[:, len(strata) + j])
-        for j, name in enumerate(quasi_identifiers)
-        if suppressed[name]
-    }
-    out = frame.with_columns(
-        pl.when(pl.lit(mask)).then(None).otherwise(pl.col(name)).alias(name)
-        for name, mask in masks.items()
+    done = suppress_codes(
+        encode(frame, columns), quasi_identifiers, importance, k, strata=len(strata)
     )
-    f = record_frequencies(current)
-    return Suppression(
-        frame=out,
-        k=k,
-        k_reached=int(f.min()) if f.size else 0,
-        suppressed=suppressed,
-        records_touched=int(blanked.any(axis=1).sum()),
-        frequencies=f,
-    )
+    return done.suppression(blank(frame, quasi_identifiers, done.blanked), k)

@@ -152,40 +152,88 @@ def scan_values(
     dropped columns are searched only for distinctive values (codes never identify anyone), and
     `raw` may be a function giving the export, called only then (reading it again costs time).
     """
-    distinct_by_field: dict[str, tuple[bool, list[str]]] = {}
-    for name in fields:
-        dtype = frame.schema[name]
-        column = pl.col(name)
-        if isinstance(dtype, pl.List):
-            distinct = frame.select(column.explode().drop_nulls().unique()).to_series()
-        elif dtype == pl.String:
-            distinct = frame.select(column.drop_nulls().unique()).to_series()
-        else:
-            continue
-        distinct_by_field[name] = (isinstance(dtype, pl.List), distinct.to_list())
+    scanner = ValueScanner(fields, schema, row_column)
+    scanner.scan(frame)
+    also_dropped = scanner.also_dropped(raw, dropped_columns)
+    if also_dropped:
+        scanner.scan_dropped(frame, also_dropped)
+    return scanner.hits()
 
-    flagged: dict[tuple[str, str], str] = {}
-    suspicious: set[str] = set()
-    for name, (_, texts) in distinct_by_field.items():
-        for value in texts:
+
+class ValueScanner:
+    """`scan_values` a batch of package rows at a time, with the same hits as over the whole.
+
+    `scan` each batch (a value's kind is decided once, whatever batch it first shows in), then
+    `also_dropped` once: the values distinctive enough to identify someone that the export's
+    dropped columns hold too. When there are any, `scan_dropped` each batch again for their rows.
+    """
+
+    def __init__(
+        self, fields: Iterable[str], schema: CaseSchema | None = None, row_column: str = "_row"
+    ) -> None:
+        self.fields = list(fields)
+        self.schema = schema
+        self.row_column = row_column
+        self.kinds: dict[str, str | None] = {}  # value -> personal data kind (None: none)
+        self.suspicious: set[str] = set()
+        self._hits: set[PersonalDataHit] = set()
+
+    def _distinct(self, frame: pl.DataFrame) -> dict[str, tuple[bool, list[str]]]:
+        out: dict[str, tuple[bool, list[str]]] = {}
+        for name in self.fields:
+            dtype = frame.schema[name]
+            column = pl.col(name)
+            if isinstance(dtype, pl.List):
+                distinct = frame.select(column.explode().drop_nulls().unique()).to_series()
+            elif dtype == pl.String:
+                distinct = frame.select(column.drop_nulls().unique()).to_series()
+            else:
+                continue
+            out[name] = (isinstance(dtype, pl.List), distinct.to_list())
+        return out
+
+    def _kind(self, value: str) -> str | None:
+        if value not in self.kinds:
             kind = personal_data_kind(value)
-            if kind is not None:
-                flagged[(name, value)] = kind
-            elif could_identify(value, schema):
-                suspicious.add(value)
-    if suspicious and raw is not None:
-        export = raw() if callable(raw) else raw
-        also_dropped = found_in_columns(export, dropped_columns, suspicious)
-        for name, (_, texts) in distinct_by_field.items():
-            for value in texts:
-                if value in also_dropped:
-                    flagged.setdefault((name, value), DROPPED_VALUE)
+            self.kinds[value] = kind
+            if kind is None and could_identify(value, self.schema):
+                self.suspicious.add(value)
+        return self.kinds[value]
 
-    hits: list[PersonalDataHit] = []
-    for (name, value), kind in flagged.items():
+    def _add_rows(
+        self, frame: pl.DataFrame, name: str, is_list: bool, value: str, kind: str
+    ) -> None:
         column = pl.col(name)
-        is_list = distinct_by_field[name][0]
         has = column.list.contains(pl.lit(value)) if is_list else column == value
-        rows = frame.filter(has).get_column(row_column).to_list()
-        hits.extend(PersonalDataHit(row=int(r), field=name, kind=kind) for r in rows)
-    return sorted(set(hits))
+        rows = frame.filter(has).get_column(self.row_column).to_list()
+        self._hits.update(PersonalDataHit(row=int(r), field=name, kind=kind) for r in rows)
+
+    def scan(self, frame: pl.DataFrame) -> None:
+        """Find the values of `frame` (rows with `row_column`) that are personal data."""
+        for name, (is_list, texts) in self._distinct(frame).items():
+            for value in texts:
+                kind = self._kind(value)
+                if kind is not None:
+                    self._add_rows(frame, name, is_list, value, kind)
+
+    def also_dropped(
+        self,
+        raw: pl.DataFrame | Callable[[], pl.DataFrame] | None,
+        dropped_columns: Iterable[str],
+    ) -> set[str]:
+        """The suspicious values seen that the export's `dropped_columns` hold too; `raw` (the
+        export, or a function reading it) is read only when there are suspicious values."""
+        if not self.suspicious or raw is None:
+            return set()
+        export = raw() if callable(raw) else raw
+        return found_in_columns(export, dropped_columns, self.suspicious)
+
+    def scan_dropped(self, frame: pl.DataFrame, values: set[str]) -> None:
+        """Add the rows of `frame` holding one of `values` (from `also_dropped`)."""
+        for name, (is_list, texts) in self._distinct(frame).items():
+            for value in texts:
+                if value in values and self.kinds.get(value) is None:
+                    self._add_rows(frame, name, is_list, value, DROPPED_VALUE)
+
+    def hits(self) -> list[PersonalDataHit]:
+        return sorted(self._hits)

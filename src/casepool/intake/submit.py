@@ -36,9 +36,10 @@ from casepool.exchange.package import (
     SIGNATURE,
     SUFFIX,
     package_name,
+    write_rows,
 )
 from casepool.exchange.profile import ROW, package_fields
-from casepool.intake.deidentifying import Submission, prepare_submission
+from casepool.intake.deidentifying import BatchedSubmission, Submission, prepare_submission
 
 
 def build_manifest(
@@ -94,7 +95,7 @@ def write_package(
     """Write the signed package to `outbox`; a temporary name is renamed only when complete.
     With `aggregate` (intake/aggregate.py) the package carries those counts instead of the rows."""
     schema = schema or load_schema()
-    if not submission.ready or submission.frame is None:
+    if not submission.ready or (submission.frame is None and submission.rows_file is None):
         raise PackageError("package-not-ready", status=submission.status)
     created = created or datetime.now(UTC)
     member = DATA if aggregate is None else AGGREGATE
@@ -106,15 +107,22 @@ def write_package(
         raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
     temp = Path(temp_name)
     rows_file: Path | None = None
+    source: Path | None = None
     try:
         data: bytes | tuple[str, int]
-        if aggregate is None:
+        if aggregate is None and submission.frame is None:
+            # Written batch by batch already (BatchedSubmission); its owner removes the file.
+            source = submission.rows_file
+            assert source is not None
+            data = (_sha256_of(source), source.stat().st_size)
+        elif aggregate is None:
+            assert submission.frame is not None
             # The rows' Parquet goes to a file beside the package, never whole in memory: it is
             # hashed and copied into the zip a block at a time (the same bytes as in memory).
             fd, rows_name = tempfile.mkstemp(prefix=".", suffix=".parquet.partial", dir=outbox)
             os.close(fd)
-            rows_file = Path(rows_name)
-            submission.frame.drop(ROW).write_parquet(rows_file, compression="zstd", statistics=True)
+            rows_file = source = Path(rows_name)
+            write_rows(rows_file, [submission.frame.drop(ROW)], schema)
             data = (_sha256_of(rows_file), rows_file.stat().st_size)
         else:
             data = aggregate_bytes(aggregate)
@@ -136,10 +144,10 @@ def write_package(
                 if isinstance(payload, bytes):
                     archive.writestr(info, payload)
                 else:  # as writestr does it: the size set first, then the bytes streamed
-                    assert rows_file is not None
+                    assert source is not None
                     info.file_size = payload[1]
-                    with archive.open(info, "w") as dest, rows_file.open("rb") as source:
-                        shutil.copyfileobj(source, dest, _COPY_BYTES)
+                    with archive.open(info, "w") as dest, source.open("rb") as block:
+                        shutil.copyfileobj(block, dest, _COPY_BYTES)
             archive.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -231,7 +239,9 @@ def submit_export(
 ) -> SubmitOutcome:
     """Validate an export exactly as `validate` does, de-identify it, and write a signed package.
 
-    `batch_rows` is validate's (None: the whole file at once); the package is the same.
+    `batch_rows` is validate's (None: the whole file at once); the package is the same. Read in
+    batches, each validated batch is de-identified at once and spilled beside the package
+    (BatchedSubmission): neither the records nor the package rows are ever whole in memory.
     """
     from casepool.intake.validating import validate_export
 
@@ -240,52 +250,94 @@ def submit_export(
     # Before reading a big export: fail fast on missing keys or a wrong passphrase.
     keys = load_keys(key_dir, code, passphrase)
     schema = load_schema()
-    result = validate_export(
-        export,
-        mapping,
-        encoding=encoding,
-        sheet=sheet,
-        today=today,
-        progress=progress,
-        batch_rows=batch_rows,
-    )
-    if progress:
-        progress("de-identify")
-    # Input-only columns (date of birth) are dropped too, once turned into what they derive.
-    sources = result.mapped_columns
-    dropped = list(result.extra_columns) + [
-        sources[f.name] for f in schema.fields if f.input_only and f.name in sources
-    ]
-    transformed = [
-        sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
-    ]
-    submission = prepare_submission(
-        _hand_over_records(result),
-        org=code,
-        period=when,
-        secret=keys.pseudonym_secret,
-        invalid_rows=result.invalid_rows,
-        drop_invalid=drop_invalid,
-        raw=lambda: result.raw,  # the whole export is read again only if the scan needs it
-        dropped_columns=dropped,
-        identifier_columns=[*dropped, *transformed],
-        k_threshold=k_threshold,
-        min_k=min_k,
-        schema=schema,
-        suppress=suppress,
-        unread_rows=len(result.export.ragged),
-    )
-    package, counts = None, None
-    if submission.ready:
-        if progress:
-            progress("write")
-        if aggregate:  # counts instead of records (docs/data-officer-guide.md)
-            from casepool.intake.aggregate import aggregate_rows
-
-            counts = aggregate_rows(submission)
-        package = write_package(
-            submission, keys, outbox, created=created, schema=schema, aggregate=counts
+    outbox = Path(outbox)
+    spill: Path | None = None
+    builder: BatchedSubmission | None = None
+    if batch_rows:
+        try:
+            outbox.mkdir(parents=True, exist_ok=True)
+            spill = Path(tempfile.mkdtemp(prefix=".", suffix=".partial", dir=outbox))
+        except OSError as exc:
+            raise PackageError("package-unwritable", path=str(outbox), reason=exc.strerror) from exc
+        builder = BatchedSubmission(
+            org=code,
+            period=when,
+            secret=keys.pseudonym_secret,
+            spill_dir=spill,
+            k_threshold=k_threshold,
+            min_k=min_k,
+            schema=schema,
+            suppress=suppress,
         )
+    try:
+        result = validate_export(
+            export,
+            mapping,
+            encoding=encoding,
+            sheet=sheet,
+            today=today,
+            progress=progress,
+            batch_rows=batch_rows,
+            keep_records=builder is None,
+            on_records=None if builder is None else builder.add,
+        )
+        if builder is not None and not result.export.batched:
+            builder = None  # read whole after all (XLSX, lines with the wrong number of cells)
+        if progress:
+            progress("de-identify")
+        # Input-only columns (date of birth) are dropped too, once turned into what they derive.
+        sources = result.mapped_columns
+        dropped = list(result.extra_columns) + [
+            sources[f.name] for f in schema.fields if f.input_only and f.name in sources
+        ]
+        transformed = [
+            sources[f.name] for f in schema.fields if f.type == "identifier" and f.name in sources
+        ]
+        options: dict[str, Any] = {
+            "invalid_rows": result.invalid_rows,
+            "drop_invalid": drop_invalid,
+            "raw": lambda: result.raw,  # the whole export is read again only if the scan needs it
+            "dropped_columns": dropped,
+            "identifier_columns": [*dropped, *transformed],
+            "unread_rows": len(result.export.ragged),
+        }
+        if builder is not None:
+            assert spill is not None
+            submission = builder.finish(
+                rows_file=spill / DATA,
+                write=lambda path, frames: write_rows(path, frames, schema),
+                **options,
+            )
+        else:
+            if spill is not None:  # a batch or two may have been spilled before the whole read
+                for path in spill.glob("spill-*.parquet"):
+                    path.unlink()
+            submission = prepare_submission(
+                _hand_over_records(result),
+                org=code,
+                period=when,
+                secret=keys.pseudonym_secret,
+                k_threshold=k_threshold,
+                min_k=min_k,
+                schema=schema,
+                suppress=suppress,
+                **options,
+            )
+        package, counts = None, None
+        if submission.ready:
+            if progress:
+                progress("write")
+            if aggregate:  # counts instead of records (docs/data-officer-guide.md)
+                from casepool.intake.aggregate import aggregate_rows
+
+                counts = aggregate_rows(submission)
+            package = write_package(
+                submission, keys, outbox, created=created, schema=schema, aggregate=counts
+            )
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    submission.rows_file = None  # removed with the spill
     return SubmitOutcome(
         validation=result,
         submission=submission,

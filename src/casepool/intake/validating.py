@@ -229,6 +229,7 @@ def validate_export(
     progress: ProgressCallback | None = None,
     batch_rows: int | None = BATCH_ROWS,
     keep_records: bool = True,
+    on_records: Callable[[pl.DataFrame], None] | None = None,
 ) -> ValidationResult:
     """Read, map, normalise and validate an export. Raises only when the file cannot be read.
 
@@ -237,6 +238,7 @@ def validate_export(
     once at the end, so the result equals the whole-file one exactly. With `keep_records` false
     (the validate command: it reports findings, never records) a CSV read in batches keeps of
     the records only `_row`, the fields of `unique` rules and consent, so memory stays flat.
+    `on_records` is given each batch's canonical records as they are checked (submit).
     """
     notify = progress or (lambda stage: None)
     schema = load_schema()
@@ -257,7 +259,12 @@ def validate_export(
             if batched is not None:
                 notify("check")
                 return _validate_batches(
-                    *batched, mapping, today=today, schema=schema, keep_records=keep_records
+                    *batched,
+                    mapping,
+                    today=today,
+                    schema=schema,
+                    keep_records=keep_records,
+                    on_records=on_records,
                 )
         except ReadWhole:
             pass  # lines with the wrong number of cells: read whole, which lists them
@@ -294,6 +301,7 @@ def _validate_batches(
     today: date | None = None,
     schema: CaseSchema | None = None,
     keep_records: bool = True,
+    on_records: Callable[[pl.DataFrame], None] | None = None,
 ) -> ValidationResult:
     """Validate an export read in batches (see read_export_batches): each batch is parsed,
     checked and its contract checked alone, keeping its canonical records (or, without
@@ -316,6 +324,8 @@ def _validate_batches(
             raw, resolution, parsers, schema, today, spanning=False
         )
         _check_contract(records, schema, parsers.lookups(_recomputed(resolution)))
+        if on_records is not None:
+            on_records(records)
         kept.append(records if keep_records else records.select(needed))
         found.append(findings)
         derived += counted
