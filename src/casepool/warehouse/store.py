@@ -228,6 +228,8 @@ def open_warehouse(
     con = _connect(path, read_only and path.exists(), wait)
     failed = False
     try:
+        # A library never prints: DuckDB would draw a progress bar on stdout for long work.
+        con.execute("SET enable_progress_bar = false")
         _ensure_schema(con, path, read_only)
         yield con
     except (duckdb.Error, OSError) as exc:
