@@ -89,15 +89,34 @@ def package_name(org: str, period: Period, created: datetime) -> str:
 
 @dataclass
 class VerifiedPackage:
-    """A package whose signature, checksum, versions and contents have all been checked."""
+    """A package whose signature, checksum, versions and contents have all been checked.
+
+    The rows are checked without being held as a frame: `data` keeps the verified bytes of
+    cases.parquet (ingest hands them to DuckDB's own Parquet reader) and `cases` reads them into
+    polars only when asked.
+    """
 
     path: Path
     submission_id: str  # SHA-256 of the signed manifest: the same package always has the same id
     manifest: dict[str, Any]
     manifest_text: str
-    cases: pl.DataFrame
+    data: bytes  # the verified cases.parquet (empty for an aggregate-only package)
+    rows: int  # the records in cases.parquet (0 for an aggregate-only package)
+    pseudonyms: pl.Series  # the pseudonym column, in the rows' order (checked: hex, unique)
     signature: str = ""  # base64 Ed25519 signature over manifest_text, kept for later checks
     aggregate: pl.DataFrame | None = None  # the counts of an aggregate-only package (no cases)
+
+    @property
+    def cases(self) -> pl.DataFrame:
+        """The rows of cases.parquet as a frame (read from the verified bytes on each call)."""
+        if not self.data:
+            return pl.DataFrame(schema=dict(package_fields(load_schema())))
+        try:
+            return pl.read_parquet(io.BytesIO(self.data))
+        except Exception:
+            raise _refuse(
+                "package-bad-data", self.path, reason="cases.parquet cannot be read"
+            ) from None
 
     @property
     def org(self) -> str:
@@ -252,66 +271,83 @@ def read_package(
         raise _refuse("package-checksum-mismatch", path)
     if aggregate:
         counts = read_aggregate(data, manifest, period, path)
-        cases = pl.DataFrame(schema=dict(package_fields(schema)))
+        data, pseudonyms = b"", pl.Series(PSEUDONYM, [], dtype=pl.String)
     else:
-        counts, cases = None, _read_cases(data, manifest, period, path, schema)
+        counts, pseudonyms = None, _check_cases(data, manifest, period, path, schema)
     return VerifiedPackage(
         path=path,
         submission_id=hashlib.sha256(members[MANIFEST]).hexdigest(),
         manifest=manifest,
         manifest_text=members[MANIFEST].decode("utf-8"),
-        cases=cases,
+        data=data,
+        rows=pseudonyms.len(),
+        pseudonyms=pseudonyms,
         signature=base64.b64encode(signature).decode("ascii"),
         aggregate=counts,
     )
 
 
-def _read_cases(
+def _check_cases(
     data: bytes, manifest: dict[str, Any], period: Period, path: Path, schema: CaseSchema
-) -> pl.DataFrame:
-    """The rows of cases.parquet, checked against the package layout and the manifest."""
+) -> pl.Series:
+    """Check cases.parquet against the package layout and the manifest; its pseudonym column.
+
+    The columns are scanned, not held: the pseudonym column is read whole (ingest derives the
+    record keys from it), every other check reads only each column's distinct values or a count.
+    """
     try:
-        cases = pl.read_parquet(io.BytesIO(data))
+        found = pl.read_parquet_schema(io.BytesIO(data))
     except Exception:  # any decoding failure of a signed but broken file is a refusal
         raise _refuse("package-bad-data", path, reason="cases.parquet cannot be read") from None
     expected = package_fields(schema)
-    if [(n, t) for n, t in cases.schema.items()] != expected:
+    if list(found.items()) != expected:
         raise _refuse("package-bad-data", path, reason="columns differ from the case record")
-    rows = manifest.get("rows") or {}
-    if not isinstance(rows, dict) or rows.get("submitted") != cases.height:
-        raise _refuse("package-bad-data", path, reason="row count differs from the manifest")
     omitted = _omitted_columns(manifest, schema)
-    if omitted and cases.select(pl.col(omitted).null_count()).row(0) != (cases.height,) * len(
-        omitted
-    ):
-        raise _refuse("package-bad-data", path, reason="holds values its profile omits")
     allowed = _allowed_codes(schema)
-    # One parallel pass: every check below reads only its column's distinct values or a flag.
-    facts = cases.select(
-        pl.col(PSEUDONYM).str.contains("^[0-9a-f]{64}$").fill_null(False).all().alias("_hex"),
-        pl.col(PSEUDONYM).n_unique().alias("_unique"),
-        pl.col("report_date").null_count().alias("_no_date"),
-        pl.col("report_date").min().alias("_first"),
-        pl.col("report_date").max().alias("_last"),
-        *[
-            (pl.col(n).explode() if isinstance(cases.schema[n], pl.List) else pl.col(n))
-            .drop_nulls()
-            .unique()
-            .implode()
-            .alias(n)
-            for n in allowed
-        ],
-    ).row(0, named=True)
-    if not facts["_hex"] or facts["_unique"] != cases.height:
+    try:
+        pseudonyms = pl.read_parquet(io.BytesIO(data), columns=[PSEUDONYM]).get_column(PSEUDONYM)
+        # One parallel pass over the other columns: distinct values, null counts, the dates.
+        facts = (
+            pl.scan_parquet(io.BytesIO(data))
+            .select(
+                pl.col("report_date").null_count().alias("_no_date"),
+                pl.col("report_date").min().alias("_first"),
+                pl.col("report_date").max().alias("_last"),
+                *[pl.col(n).null_count().alias(f"_omitted_{n}") for n in omitted],
+                *[
+                    (pl.col(n).explode() if isinstance(found[n], pl.List) else pl.col(n))
+                    .drop_nulls()
+                    .unique()
+                    .implode()
+                    .alias(n)
+                    for n in allowed
+                ],
+            )
+            .collect()
+            .row(0, named=True)
+        )
+    except Exception:
+        raise _refuse("package-bad-data", path, reason="cases.parquet cannot be read") from None
+    height = pseudonyms.len()
+    rows = manifest.get("rows") or {}
+    if not isinstance(rows, dict) or rows.get("submitted") != height:
+        raise _refuse("package-bad-data", path, reason="row count differs from the manifest")
+    if any(facts[f"_omitted_{n}"] != height for n in omitted):
+        raise _refuse("package-bad-data", path, reason="holds values its profile omits")
+    well_formed = height == 0 or (
+        pseudonyms.str.contains("^[0-9a-f]{64}$").fill_null(False).all()
+        and pseudonyms.cast(pl.Binary).n_unique() == height
+    )
+    if not well_formed:
         raise _refuse("package-bad-data", path, reason="pseudonyms malformed or repeated")
     for name, codes in allowed.items():
         if not set(facts[name]) <= set(codes):
             raise _refuse("package-bad-data", path, reason=f"{name} holds unknown codes")
     if facts["_no_date"] or not (
-        cases.height == 0 or period.start <= facts["_first"] <= facts["_last"] <= period.end
+        height == 0 or period.start <= facts["_first"] <= facts["_last"] <= period.end
     ):
         raise _refuse("package-bad-data", path, reason="registrations outside the period")
-    return cases
+    return pseudonyms
 
 
 def _omitted_columns(manifest: dict[str, Any], schema: CaseSchema) -> list[str]:

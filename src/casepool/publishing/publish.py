@@ -22,7 +22,7 @@ from casepool.catalogue.indicators import (
 )
 from casepool.catalogue.population import read_population
 from casepool.catalogue.publication import load_publication
-from casepool.catalogue.tabulating import Tabulation, covered_span, snapshot, tabulate
+from casepool.catalogue.tabulating import Tabulation, covered_span, tabulate
 from casepool.core.errors import TableError, UsageError
 from casepool.core.periods import parse_period
 from casepool.core.schema import LANGUAGES
@@ -399,6 +399,7 @@ def _tabulate_release(
     """Every table of the release counted over one span (cells they share count the same
     records), its scope, the submissions it covers and, with the ledger, the earlier releases'
     count tables. Tables already counted (`cache`) are not counted again."""
+    from casepool.publishing.counted import counted_source
     from casepool.publishing.protect import _count_table
     from casepool.publishing.releases import current_submissions, earlier_tables, release_scope
     from casepool.warehouse.ledger import data_fingerprint
@@ -406,8 +407,9 @@ def _tabulate_release(
 
     tabulations: list[Tabulation] = []
     with open_warehouse(warehouse, read_only=True) as con:
+        con.begin()  # one consistent state of the warehouse for every table (closing ends it)
         population = read_population(con)
-        source = snapshot(con, catalogue)
+        source = counted_source(con, catalogue)
         first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
         for request in requests:
             if request not in cache:

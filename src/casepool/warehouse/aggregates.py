@@ -65,7 +65,7 @@ def store_aggregate(con: duckdb.DuckDBPyConnection, package: VerifiedPackage, se
     """Insert an aggregate package's counts (nothing for a record package), in the caller's
     transaction, after its submission row; returns the records the package holds or counted."""
     if package.aggregate is None:
-        return package.cases.height
+        return package.rows
     ensure_tables(con)
     rows = package.aggregate
     if rows.height:

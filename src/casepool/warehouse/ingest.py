@@ -8,6 +8,7 @@ DuckDB's own file lock keeps a second process out while one writes; it waits, th
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import polars as pl
+import pyarrow as pa
 
 from casepool.core.errors import CasepoolError, PackageError, UsageError, WarehouseError
 from casepool.core.schema import load_schema
 from casepool.exchange.keys import record_keys
 from casepool.exchange.package import SUFFIX, VerifiedPackage, read_package
-from casepool.exchange.profile import PSEUDONYM
 from casepool.warehouse.aggregates import store_aggregate
 from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.store import (
@@ -204,6 +204,7 @@ def ingest_packages(
             try:
                 verified = read_package(path, public_key_of, schema)
                 _refuse_future(verified, skew)
+                outcome = _merge(con, verified, secret, actor, notify)  # rolled back if refused
             except PackageError as refusal:
                 record_audit(
                     con,
@@ -218,7 +219,7 @@ def ingest_packages(
                 outcomes.append(PackageOutcome(path.name, REFUSED, refusal=refusal))
                 notify(outcomes[-1].event())
                 continue
-            outcomes.append(_merge(con, verified, secret, actor, notify))
+            outcomes.append(outcome)
             notify(outcomes[-1].event())
     return IngestReport(Path(warehouse), outcomes)
 
@@ -247,7 +248,7 @@ def _merge(
 ) -> PackageOutcome:
     """Insert one verified package, its cases and its supersessions, all or nothing."""
     sid, org, period = package.submission_id, package.org, package.period
-    outcome = PackageOutcome(package.path.name, LOADED, sid, org, period.code, package.cases.height)
+    outcome = PackageOutcome(package.path.name, LOADED, sid, org, period.code, package.rows)
     outcome.signed_at = package.created.astimezone(UTC).replace(tzinfo=None)
     con.begin()
     try:
@@ -292,7 +293,7 @@ def _merge(
                 created,
                 now,
                 actor,
-                package.cases.height,
+                package.rows,
                 manifest.get("generalisation"),
                 (manifest.get("schema") or {}).get("version"),
                 manifest.get("casepool_version"),
@@ -301,22 +302,8 @@ def _merge(
                 package.manifest_text,
             ],
         )
-        pseudonyms = package.cases.get_column(PSEUDONYM)
-        incoming = package.cases.with_columns(
-            pl.lit(sid).alias("submission_id"),
-            pl.lit(org).alias("org"),
-            pl.lit(period.code).alias("period"),
-            pl.Series("record_key", record_keys(secret, org, pseudonyms), dtype=pl.Float64),
-            # Counted unless the refresh below says otherwise: the usual newest package then
-            # needs no update of its own rows.
-            pl.lit(True).alias(ACTIVE_COLUMN),
-        )
         notify("insert-cases")
-        con.register("incoming_cases", incoming)
-        try:
-            con.execute("INSERT INTO cases BY NAME SELECT * FROM incoming_cases")
-        finally:
-            con.unregister("incoming_cases")
+        _insert_cases(con, package, secret)
         notify("cases-inserted")
         outcome.rows = store_aggregate(con, package, secret)  # counts of an aggregate package
         record_audit(
@@ -328,7 +315,7 @@ def _merge(
             submission_id=sid,
             package=package.path.name,
             detail={
-                "rows": package.cases.height,
+                "rows": package.rows,
                 "created": manifest.get("created"),
                 "new_pseudonym_key": outcome.new_pseudonym_key,
             },
@@ -341,6 +328,59 @@ def _merge(
         rollback(con)
         raise
     return outcome
+
+
+def _insert_cases(con: duckdb.DuckDBPyConnection, package: VerifiedPackage, secret: bytes) -> None:
+    """Insert a verified package's rows with their record keys, in the caller's transaction.
+
+    DuckDB reads the verified cases.parquet itself (from a private temporary copy of the bytes
+    whose checksum the signed manifest gave), so the rows never become a frame in Python. Only
+    the pseudonym column is in Python, for the record keys (keyed BLAKE2b, which DuckDB lacks);
+    the keys are matched to the rows by position, and a row whose pseudonym differs from its
+    key's stops the ingest, so a key can never land on another record.
+    """
+    if not package.rows:
+        return
+    keys = pa.table(
+        {
+            "key_pseudonym": package.pseudonyms.to_arrow(),
+            "record_key": pa.array(
+                record_keys(secret, package.org, package.pseudonyms), pa.float64()
+            ),
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="casepool-ingest-") as folder:
+        data = Path(folder) / "cases.parquet"
+        data.write_bytes(package.data)
+        con.register("incoming_keys", keys)
+        try:
+            # Counted unless the refresh after the insert says otherwise: the usual newest
+            # package then needs no update of its own rows.
+            inserted = scalar(
+                con.execute(
+                    "INSERT INTO cases BY NAME SELECT p.*, k.record_key, "
+                    "?::VARCHAR AS submission_id, ?::VARCHAR AS org, ?::VARCHAR AS period, "
+                    f"true AS {ACTIVE_COLUMN} "
+                    "FROM read_parquet(?, hive_partitioning = false) p "
+                    "POSITIONAL JOIN incoming_keys k WHERE p.pseudonym = k.key_pseudonym",
+                    [package.submission_id, package.org, package.period.code, str(data)],
+                )
+            )
+        except duckdb.Error as exc:
+            rollback(con)  # the failed statement aborted the transaction: end it to go on
+            con.unregister("incoming_keys")
+            if str(data) not in str(exc) and "parquet" not in str(exc).lower():
+                raise
+            # Bytes polars could check but DuckDB cannot decode: the package is refused.
+            raise PackageError(
+                "package-bad-data",
+                package=package.path.name,
+                reason="cases.parquet cannot be read",
+            ) from None
+        con.unregister("incoming_keys")
+    if inserted is None or inserted[0] != package.rows:
+        # A row out of step with its key: never expected (both are the same file's rows in order).
+        raise WarehouseError("warehouse-incompatible", path="cases")
 
 
 def _supersede(

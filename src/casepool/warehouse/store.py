@@ -228,6 +228,8 @@ def open_warehouse(
     con = _connect(path, read_only and path.exists(), wait)
     failed = False
     try:
+        # A library never prints: DuckDB would draw a progress bar on stdout for long work.
+        con.execute("SET enable_progress_bar = false")
         _ensure_schema(con, path, read_only)
         yield con
     except (duckdb.Error, OSError) as exc:
@@ -450,3 +452,16 @@ def _flag(con: duckdb.DuckDBPyConnection, org: str) -> None:
 WHERE cases.rowid = fresh.rid AND cases.{ACTIVE_COLUMN} IS DISTINCT FROM fresh.keep""",
         [org],
     )
+
+
+def active_flags_fresh(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `cases.active` says exactly which rows `active_cases` returns (the flags exist and
+    were computed for today's active submissions), so readers may filter on it directly."""
+    has_flag = scalar(
+        con.execute(
+            "SELECT 1 FROM duckdb_columns() WHERE table_name = 'cases' AND column_name = ?",
+            [ACTIVE_COLUMN],
+        )
+    )
+    has_basis = scalar(con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [BASIS]))
+    return bool(has_flag and has_basis and scalar(con.execute(f"SELECT {_FRESH}"))[0])
