@@ -12,6 +12,10 @@ per release: cells, suppressed share, figures published (cells not suppressed), 
     .venv/bin/python bench/release_utility_bench.py --periods 2025  # one release alone
     .venv/bin/python bench/release_utility_bench.py --periods 2025-Q1 --keep /tmp/wh
         # builds the demo warehouse once under /tmp/wh (ledger empty) and reuses it next time
+    .venv/bin/python bench/release_utility_bench.py --periods 2025-Q1 2025-Q2 2025-Q3 2025-Q4 \
+        --keep /tmp/wh --save /tmp/quarters.duckdb      # the warehouse with the quarters' ledger
+    .venv/bin/python bench/release_utility_bench.py --periods 2025 --start /tmp/quarters.duckdb
+        # the year alone, linked to the quarters already in that warehouse's ledger (a copy)
 
 Each release's suppressed cells are decomposed by cause (`suppressed_by`, from
 casepool.publishing.publish.suppression_causes): primary by the threshold rule (1..k-1 children),
@@ -54,7 +58,13 @@ def kept_warehouse(keep: Path, orgs: int, records: int) -> Path:
 
 
 def bench(
-    periods: tuple[str, ...], orgs: int, records: int, recoding: bool, keep: Path | None = None
+    periods: tuple[str, ...],
+    orgs: int,
+    records: int,
+    recoding: bool,
+    keep: Path | None = None,
+    start: Path | None = None,
+    save: Path | None = None,
 ) -> list[dict]:
     from casepool.publishing.recoding import load_recoding
 
@@ -62,7 +72,10 @@ def bench(
     settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
     releases = []
     with tempfile.TemporaryDirectory(prefix="casepool-utility-bench-") as tmp:
-        if keep is None:
+        if start is not None:  # a copy of a prepared warehouse, its ledger as it is
+            warehouse = Path(tmp) / start.name
+            shutil.copy2(start, warehouse)
+        elif keep is None:
             warehouse = demo_warehouse(Path(tmp), orgs, records)
         else:  # a copy of the kept one: every run starts from an empty ledger
             source = kept_warehouse(keep, orgs, records)
@@ -88,6 +101,8 @@ def bench(
             }
             print(json.dumps(row), flush=True)
             releases.append(row)
+        if save is not None:
+            shutil.copy2(warehouse, save)
     return releases
 
 
@@ -98,8 +113,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--no-recoding", action="store_true")
     parser.add_argument("--keep", type=Path, help="build the demo warehouse here once, reuse it")
+    parser.add_argument("--start", type=Path, help="a copy of this warehouse, ledger and all")
+    parser.add_argument("--save", type=Path, help="copy the warehouse here at the end")
     args = parser.parse_args()
-    releases = bench(tuple(args.periods), args.orgs, args.records, not args.no_recoding, args.keep)
+    releases = bench(
+        tuple(args.periods),
+        args.orgs,
+        args.records,
+        not args.no_recoding,
+        args.keep,
+        args.start,
+        args.save,
+    )
     print(
         "\n".join(
             f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"

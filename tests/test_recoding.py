@@ -68,7 +68,9 @@ def test_only_tables_over_the_share_or_withheld_are_recoded() -> None:
     catalogue = load_indicators()
     a = TableRequest("registered_cases", ("governorate",), name="a")
     b = TableRequest("registered_cases", ("sex", "age_band"), name="b")
-    c = TableRequest("boys_share", ("period", "region"), name="c")
+    c = TableRequest(
+        "boys_share", ("period", "region"), (("period", ("2025-Q2",)),), "quarter", name="c"
+    )
     shares = {"a": (20, 6, True), "b": (24, 6, True), "c": (8, 0, False)}  # b: exactly 25 %
     requests, done = recode([a, b, c], shares, SETTINGS, catalogue)
     assert [r.dimensions for r in requests] == [("region",), ("sex", "age_band"), ("region",)]
@@ -78,6 +80,31 @@ def test_only_tables_over_the_share_or_withheld_are_recoded() -> None:
     ]
     assert done[1].suppressed_before == 1.0
     assert recode([a], shares, SETTINGS.disabled(), catalogue) == ([a], [])
+
+
+def test_the_period_is_merged_only_in_a_release_of_one_of_its_codes() -> None:
+    """`period → total` never takes the time series away: not from a release of the whole data,
+    nor from a year's release of a quarterly table; a quarter's release of a quarterly table (or
+    a year's of a yearly one) has one period, whose cells are the total's."""
+    catalogue = load_indicators()
+    only_period = replace(SETTINGS, steps=(Step("period"),))
+
+    def request(period: str | None, unit: str) -> TableRequest:
+        where = (("period", (period,)),) if period else ()
+        return TableRequest("registered_cases", ("period", "region"), where, unit, name="t")
+
+    for period, unit in ((None, "quarter"), (None, "year"), ("2025", "quarter")):
+        assert coarser(request(period, unit), only_period, catalogue) is None, (period, unit)
+        # the other steps still apply: period x sex → period (sex merged), the period stays
+        by_sex = replace(request(period, unit), dimensions=("period", "sex"))
+        found = coarser(by_sex, SETTINGS, catalogue)
+        assert found is not None and found[0].dimensions == ("period",), (period, unit)
+    for period, unit in (("2025-Q3", "quarter"), ("2025", "year")):
+        found = coarser(request(period, unit), only_period, catalogue)
+        assert found is not None and found[0].dimensions == ("region",), (period, unit)
+    # two quarters asked: several periods, the time series stays
+    two = replace(request(None, "quarter"), where=(("period", ("2025-Q1", "2025-Q2")),))
+    assert coarser(two, only_period, catalogue) is None
 
 
 @pytest.mark.parametrize(
@@ -213,23 +240,37 @@ def test_a_table_with_no_other_step_repeats_a_coarser_one_instead_of_staying_hid
     warehouse = build_random(tmp_path / "w.duckdb", 300, orgs=3)
     tables = (
         TableRequest(
-            "registered_cases", ("period", "region"), period_unit="quarter", name="by_period"
+            "registered_cases",
+            ("period", "region"),
+            period_unit="quarter",
+            name="cases_by_period_region",
         ),
-        TableRequest("registered_cases", ("governorate",), name="by_governorate"),
+        TableRequest("registered_cases", ("governorate",), name="cases_by_governorate"),
     )
     settings = replace(SETTINGS, max_suppressed_share=0.0)  # any suppression: recode
     out = tmp_path / "pub"
     result = publish(warehouse, out, "2025-Q2", tables=tables, ledger=False, recoding=settings)
     assert result.ok
     how = {c.table: c.how for c in result.coarsened}
-    assert how == {"by_period": "period → total", "by_governorate": "governorate → region"}
+    assert how == {
+        "cases_by_period_region": "period → total",
+        "cases_by_governorate": "governorate → region",
+    }
     read = {
         name: pl.read_csv(out / "csv" / f"{name}.csv", encoding="utf8-lossy")
-        for name in ("by_period", "by_governorate")
+        for name in ("cases_by_period_region", "cases_by_governorate")
     }
-    assert read["by_period"].columns == read["by_governorate"].columns
-    assert read["by_period"].equals(read["by_governorate"])
+    assert read["cases_by_period_region"].columns == read["cases_by_governorate"].columns
+    assert read["cases_by_period_region"].equals(read["cases_by_governorate"])
     assert audit_releases([out]).protected
+    # The report draws what the quarter's publication holds: no figure over time (one quarter,
+    # merged into its total), the headline from the total, and says what was coarsened.
+    from casepool.reporting import write_report
+
+    write_report(warehouse, tmp_path / "report.html", publication=out, period="2025-Q2")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'id="fig-time"' not in page
+    assert "cases_by_period_region: period → total" in page
 
 
 def test_a_coarsening_that_costs_figures_is_undone() -> None:
@@ -282,3 +323,48 @@ def test_a_release_never_publishes_fewer_figures_for_a_table_it_coarsened(tmp_pa
         if table.coarsened:
             assert table.cells - table.suppressed >= figures[table.name], table.name
     assert result.coarsened  # something was coarsened and kept: the rule was exercised
+
+
+def test_the_report_draws_what_a_coarsened_publication_holds() -> None:
+    """With recoding on by default, a publication's tables may come coarser than the report's
+    figures expect: a figure whose breakdown was merged away is left out, a table whose sex was
+    merged is drawn as one series of all children, and the methodology says what was coarsened."""
+    from casepool.reporting.page import build_page
+    from casepool.reporting.tables import table_from_rows
+
+    def rows(indicator: str, dims: dict[str, list[str]]) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = [
+            {"indicator": indicator, **{name: "_T" for name in dims}, "value": 40}
+        ]
+        for name, codes in dims.items():
+            out += [{"indicator": indicator, name: c, "value": 10} for c in codes]
+        return out
+
+    time = table_from_rows(
+        "cases_by_period_region",
+        [
+            {"indicator": "registered_cases", "period": p, "region": r, "value": 9}
+            for p in ("2025-Q1", "2025-Q2")
+            for r in ("KRI", "_T")
+        ],
+        ("period", "region"),
+    )
+    governorate = table_from_rows(
+        "cases_by_governorate", rows("registered_cases", {"region": ["KRI"]}), ("region",)
+    )
+    governorate.coarsened = ("governorate → region",)
+    services = table_from_rows(
+        "services_by_sex", rows("registered_cases", {"service": ["mhpss", "legal"]}), ("service",)
+    )
+    services.coarsened = ("sex → total",)
+    sex_age = table_from_rows(
+        "cases_by_sex_age", rows("registered_cases", {"sex": ["F"]}), ("sex",)
+    )
+    sex_age.coarsened = ("age_band → total",)
+    tables = {t.name: t for t in (time, governorate, services, sex_age)}
+    page = build_page(tables, None, lang="en", generated=None)
+    assert 'id="fig-time"' in page  # the time series stays (never merged over several periods)
+    assert 'id="governorate"' not in page and 'id="map"' not in page
+    assert 'id="sex-age"' not in page
+    assert 'id="services"' in page
+    assert "cases_by_governorate: governorate → region" in page

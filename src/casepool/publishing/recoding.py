@@ -24,6 +24,7 @@ from typing import Any
 
 from casepool.catalogue.indicators import IndicatorCatalogue, TableRequest, check_request
 from casepool.core.errors import SchemaError, UsageError
+from casepool.core.periods import parse_period
 from casepool.core.schema import read_yaml
 
 SETTINGS_FILE = "protection.yaml"
@@ -157,6 +158,8 @@ def coarser(
     for step in settings.steps:
         if step.dimension not in request.dimensions:
             continue
+        if not period_step_allowed(request, step, catalogue):
+            continue
         dims = tuple(
             d
             for d in (step.to if d == step.dimension else d for d in request.dimensions)
@@ -173,6 +176,30 @@ def coarser(
             return candidate, step
         repeating = repeating or (candidate, step)
     return repeating
+
+
+def single_period(request: TableRequest) -> bool:
+    """Whether the request covers exactly one of its own period codes: a release for one period
+    (`--period`) of the table's period unit (a quarter for a quarterly table, a year for a
+    yearly one)."""
+    codes = request.filter_codes("period")
+    if not codes or len(codes) != 1:
+        return False
+    try:
+        return parse_period(codes[0]).kind == request.period_unit
+    except UsageError:
+        return False
+
+
+def period_step_allowed(request: TableRequest, step: Step, catalogue: IndicatorCatalogue) -> bool:
+    """A step on the period dimension (`period → total`) applies only to a table whose release
+    covers one of its period codes, where the period's cells are the total's cells and no figure
+    over time is lost. In a release of several of them (the whole data, or a year of a quarterly
+    table) the period breakdown is the time series readers and the report draw: it is never
+    merged away; the table is suppressed at its own level or coarsened by another step."""
+    if catalogue.dimension(step.dimension).derived != "period":
+        return True
+    return single_period(request)
 
 
 def over_share(cells: int, suppressed: int, written: bool, settings: RecodingSettings) -> bool:

@@ -18,7 +18,7 @@ from casepool.core.errors import UnreadableFileError, UsageError
 from casepool.core.periods import is_period
 from casepool.core.writing import atomic_path
 from casepool.reporting.coverage import Coverage, read_coverage
-from casepool.reporting.page import build_page, choose_periods, previous_period
+from casepool.reporting.page import build_page, choose_periods, period_codes, previous_period
 from casepool.reporting.tables import TableView, read_publication, table_from_rows
 
 __all__ = ["ReportResult", "build_page", "protected_tables", "write_report"]
@@ -101,6 +101,10 @@ def write_report(
             previous_tables = protected_tables(warehouse, before)
     filtered = period if not publication else None
     headline = period if publication else None
+    if publication and period and not period_codes(tables):
+        # A publication of that one period whose tables by period global recoding merged into
+        # their total (casepool.publishing.recoding): drawn as a publication of one period.
+        filtered, headline = period, None
     choose_periods(tables, filtered, headline)  # refuse an unknown period before other work
     say("coverage")
     coverage: Coverage = read_coverage(warehouse)

@@ -290,7 +290,9 @@ def _headlines(page: Page) -> str:
 
 def _over_time(page: Page) -> str:
     table = page.tables.get("cases_by_period_region")
-    if table is None:
+    if table is None or "period" not in table.dimensions:
+        # Global recoding merged a one-quarter release's periods into its total: nothing over
+        # time to draw (the headline shows the total; the methodology says what was coarsened).
         return ""
     periods = _order(table, "period")
     regions = _order(table, "region")
@@ -338,8 +340,8 @@ def _over_time(page: Page) -> str:
 
 def _by_governorate(page: Page) -> str:
     table = page.tables.get("cases_by_governorate")
-    if table is None:
-        return ""
+    if table is None or "governorate" not in table.dimensions:
+        return ""  # coarsened to region by global recoding: the methodology says so
     codes = _order(table, "governorate")
     now = {c: page.bar(table, governorate=c) for c in codes}
     ranked = sorted(codes, key=lambda c: (now[c].value is None, -(now[c].value or 0.0)))
@@ -375,9 +377,10 @@ def _map(page: Page) -> str:
     their shade."""
     from casepool.reporting.map import Area, choropleth, governorate_codes, is_uncertain
 
-    table = page.tables.get("cases_rate_by_governorate") or page.tables.get("cases_by_governorate")
+    tables = (page.tables.get(n) for n in ("cases_rate_by_governorate", "cases_by_governorate"))
+    table = next((t for t in tables if t is not None and "governorate" in t.dimensions), None)
     if table is None:
-        return ""
+        return ""  # no table by governorate (or coarsened to region by global recoding)
     rate = page.unit(table) == "rate"
     areas = {}
     bars = []
@@ -436,15 +439,17 @@ def _by_sex(
 ) -> str:
     """Categories of `dimension` as groups, one bar per sex; a table of categories × sex."""
     table = page.tables.get(table_name)
-    if table is None:
-        return ""
+    if table is None or dimension not in table.dimensions:
+        return ""  # its categories merged by global recoding: the methodology says so
     fixed = fixed or {}
     sexes = _order(table, "sex")
+    # A table whose sex global recoding merged has one bar per category: all children.
+    series = sexes or [TOTAL]
     codes = _order(table, dimension)
     groups = [
         Group(
             page.labels.code(dimension, c),
-            [page.bar(table, **fixed, **{dimension: c, "sex": s}) for s in sexes],
+            [page.bar(table, **fixed, **{dimension: c, "sex": s}) for s in series],
         )
         for c in codes
     ]
@@ -452,7 +457,7 @@ def _by_sex(
         f"fig-{fid}",
         title,
         groups,
-        [page.labels.code("sex", s) for s in sexes],
+        [page.labels.code("sex", s) for s in sexes],  # empty: one series
         rtl=page.rtl,
         suppressed_text=page.t("report-suppressed-short"),
         tick_format=page.tick(page.unit(table)),
