@@ -358,3 +358,20 @@ def test_cells_known_before_get_no_lp_and_the_failures_are_the_same(seed):
         for c, a, _ in again[:1]:
             exempt[a][c] = True
         wanted = [(c, a) for c, a, _ in _failures(full, exempt)]
+
+
+def test_a_pooled_table_moving_a_cell_twice_sends_seen_to_the_grid():
+    system, auditor, suppressed, _ = _pooled_auditor(1)
+    assert not auditor._repeats
+    cell = int(np.flatnonzero(suppressed)[0])
+    auditor.add_table(np.array([cell, cell]), np.array([1.0, 2.0]))
+    assert auditor._repeats
+    components = auditor.components(suppressed)
+    for cells, entries in zip(components, auditor._pooled(components, suppressed), strict=True):
+        problem = auditor.problem(cells, suppressed, Attacker("outsider"))
+        found = SystemAudit._seen(entries, cells, system.value, problem, repeats=True)
+        dense = SystemAudit._seen_dense(entries, cells, system.value, problem)
+        assert (found is None) == (dense is None)
+        if found is not None and dense is not None:
+            np.testing.assert_array_equal(found[0], dense[0])
+            np.testing.assert_array_equal(found[1], dense[1])

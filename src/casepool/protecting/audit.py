@@ -115,6 +115,7 @@ class SystemAudit:
     workers: int | None = None
     parallel_min_work: int = PARALLEL_MIN_WORK
     _flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _repeats: bool = False  # a pooled table moves a cell twice (`_seen` then takes the grid)
 
     def remember(self, cells: np.ndarray, points: Sequence[np.ndarray], truth: np.ndarray) -> None:
         """Keep feasible tables (values of `cells`) to settle later audits without an LP."""
@@ -129,6 +130,8 @@ class SystemAudit:
         that moves a cell below what the flags tell, `at_least`, is not feasible: dropped)."""
         if self.at_least is not None and (values < self.at_least[cells] - 1e-9).any():
             return
+        if np.unique(cells).size != cells.size:
+            self._repeats = True
         self.pool.append((cells, values.astype(float)))
         if len(self.pool) > self.pool_limit:
             del self.pool[: len(self.pool) - self.pool_limit]
@@ -174,18 +177,20 @@ class SystemAudit:
         cells: np.ndarray,
         truth: np.ndarray,
         problem: ComponentProblem,
+        repeats: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The range of the pooled tables within `cells` that respect this attacker's bounds,
         and of the truth (`truth[cells]`): what `_seen_dense` gives once the truth is added,
-        which `bound_component` always does. Computed on the moved entries alone."""
+        which `bound_component` always does. Computed on the moved entries alone (`repeats`:
+        some table moves a cell twice, where the grid keeps one value: the grid is used)."""
+        if repeats:
+            return SystemAudit._seen_dense(entries, cells, truth, problem)
         owner, moved, values = entries
         if owner.size == 0:
             return None
         row = _runs(owner)
         tables = int(row[-1]) + 1
         at = np.searchsorted(cells, moved)
-        if np.unique(row * cells.size + at).size != at.size:  # a table moving a cell twice
-            return SystemAudit._seen_dense(entries, cells, truth, problem)
         lower, upper = problem.lower - 1e-9, problem.upper + 1e-9
         base = truth[cells].astype(float)
         bad = np.zeros(tables, dtype=bool)
@@ -332,7 +337,7 @@ class SystemAudit:
                 job.skip = _skip(exempt, attacker.name, cells)
                 job.stop = first_failure
                 if pooled is not None and truth is not None:
-                    job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                    job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
                 plan.append(job)
             plans.append(plan)
         results = _run_jobs(
@@ -432,7 +437,7 @@ class SystemAudit:
                     )
                     job.skip = _skip(exempt, attacker.name, cells)
                     if pooled is not None and truth is not None:
-                        job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                        job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
                     elif shared:
                         job.seen = _within(shared, job.problem)
                     result = job.run(stop_at_failure=True)
