@@ -415,7 +415,6 @@ def _swap(
                 truth=system.value,
                 stop_at_failure=not system.known_before,
                 exempt=system.known_before,
-                first_failure=True,
             ),
             system.known_before,
         )
@@ -440,7 +439,6 @@ def _swap(
             truth=system.value,
             stop_at_failure=not system.known_before,
             exempt=system.known_before,
-            first_failure=True,
         ),
         system.known_before,
     ):
@@ -511,7 +509,6 @@ def _publish_given_away(
             need,
             attackers,
             truth=system.value,
-            stop_at_failure=True,
             exempt=system.known_before,
         ),
         system.known_before,
@@ -575,7 +572,6 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 attackers,
                 truth=value,
                 exempt=system.known_before,
-                first_failure=True,
             ),
             system.known_before,
         )
@@ -624,7 +620,6 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 truth=value,
                 stop_at_failure=not system.known_before,
                 exempt=system.known_before,
-                first_failure=True,
             )
             if _failures(trial, system.known_before) and not _swap(
                 system, auditor, suppressed, cell, need, attackers
@@ -645,7 +640,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 need,
                 attackers,
                 truth=value,
-                stop_at_failure=True,
+                stop_at_failure=not system.known_before,
                 exempt=system.known_before,
             )
             if _failures(trial, system.known_before):
