@@ -415,6 +415,7 @@ def _swap(
                 truth=system.value,
                 stop_at_failure=not system.known_before,
                 exempt=system.known_before,
+                first_failure=True,
             ),
             system.known_before,
         )
@@ -439,6 +440,7 @@ def _swap(
             truth=system.value,
             stop_at_failure=not system.known_before,
             exempt=system.known_before,
+            first_failure=True,
         ),
         system.known_before,
     ):
@@ -509,6 +511,7 @@ def _publish_given_away(
             need,
             attackers,
             truth=system.value,
+            stop_at_failure=True,
             exempt=system.known_before,
         ),
         system.known_before,
@@ -620,6 +623,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 truth=value,
                 stop_at_failure=not system.known_before,
                 exempt=system.known_before,
+                first_failure=True,
             )
             if _failures(trial, system.known_before) and not _swap(
                 system, auditor, suppressed, cell, need, attackers
@@ -640,7 +644,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 need,
                 attackers,
                 truth=value,
-                stop_at_failure=not system.known_before,
+                stop_at_failure=True,
                 exempt=system.known_before,
             )
             if _failures(trial, system.known_before):
