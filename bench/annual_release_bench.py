@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from linked_release_bench import demo_warehouse
 
+from casepool.protecting import lp
 from casepool.publishing import publish as publishing
 
 QUARTERS = ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4")
@@ -85,12 +86,23 @@ def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
                 timed.append(time.perf_counter() - started)
                 cpu.append(time.process_time() - used)
 
+        # Every LP solved (engine, KnownBefore and audits), counted by wrapping the one place
+        # that calls HiGHS.
+        solve = lp.ComponentProblem.solve
+        solves = [0]
+
+        def counted(problem: lp.ComponentProblem, objective: Any) -> Any:
+            solves[0] += 1
+            return solve(problem, objective)
+
         publishing.protect_tabulations = timing  # type: ignore[assignment]
+        lp.ComponentProblem.solve = counted  # type: ignore[method-assign]
         started = time.perf_counter()
         try:
             publication = publishing.build_publication(copy, YEAR)
         finally:
             publishing.protect_tabulations = protect  # type: ignore[assignment]
+            lp.ComponentProblem.solve = solve  # type: ignore[method-assign]
         total = time.perf_counter() - started
     cells = sum(o.cells for o in publication.outcomes)
     suppressed = sum(o.suppressed for o in publication.outcomes)
@@ -102,6 +114,7 @@ def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
         # machine's load than the wall clock.
         "protect_audit_cpu_seconds": round(sum(cpu), 1),
         "build_seconds": round(total, 1),
+        "lp_solves": solves[0],
         "suppressed_share": round(suppressed / cells, 3) if cells else 0.0,
         "withheld": [o.name for o in publication.outcomes if not o.written],
         "digest": digest(kept[-1]),

@@ -210,3 +210,168 @@ def test_table_runs_number_the_tables_as_unique_does(seed):
         owner = np.sort(owner)  # pooled entries come in order of table
     expected = np.unique(owner, return_inverse=True)[1].reshape(-1)
     np.testing.assert_array_equal(_runs(owner), expected)
+
+
+def _pooled_plain(auditor: SystemAudit, components, suppressed):
+    """`SystemAudit._pooled` as it was written, one mask per component: the reference."""
+    cells, values, owner = auditor._flattened()
+    labels = np.full(suppressed.size, -1, dtype=np.int64)
+    for i, group in enumerate(components):
+        labels[group] = i
+    keep = ~np.isin(owner, np.unique(owner[~suppressed[cells]]))
+    label = labels[cells]
+    return [
+        (owner[keep & (label == i)], cells[keep & (label == i)], values[keep & (label == i)])
+        for i in range(len(components))
+    ]
+
+
+def _pooled_auditor(seed: int):
+    """The linked system's auditor with random feasible-looking tables in its pool."""
+    system = _system()
+    rng = np.random.default_rng(seed)
+    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    suppressed = rng.random(system.size) < rng.uniform(0.2, 0.9)
+    hidden = np.flatnonzero(suppressed)
+    for t in range(int(rng.integers(20, 120))):
+        # most tables move suppressed cells only; every fifth also a published one (stale)
+        cells = hidden if t % 5 else np.arange(system.size)
+        moved = np.unique(rng.choice(cells, int(rng.integers(1, 12))))
+        auditor.add_table(moved, system.value[moved] + rng.integers(-3, 4, moved.size))
+    return system, auditor, suppressed, rng
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pooled_entries_in_one_pass_are_those_of_one_mask_per_component(seed):
+    _, auditor, suppressed, _ = _pooled_auditor(seed)
+    components = auditor.components(suppressed)
+    found = auditor._pooled(components, suppressed)
+    expected = _pooled_plain(auditor, components, suppressed)
+    assert len(found) == len(expected)
+    for got, want in zip(found, expected, strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_seen_range_from_the_moved_entries_is_the_dense_grids(seed):
+    system, auditor, suppressed, rng = _pooled_auditor(seed)
+    components = auditor.components(suppressed)
+    own = np.minimum(system.value, rng.integers(0, 3, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker(
+            "org", own, (own == system.value) & (system.value > 0) & (rng.random(system.size) < 0.3)
+        ),
+    ]
+    truth = system.value.astype(float)
+    compared = 0
+    for cells, entries in zip(components, auditor._pooled(components, suppressed), strict=True):
+        for attacker in attackers:
+            problem = auditor.problem(cells, suppressed, attacker)
+            if seed % 3 == 0:  # a bound the truth breaks: only tables moving that cell count
+                problem.lower = problem.lower.copy()
+                problem.lower[0] = truth[cells[0]] + 1
+            found = SystemAudit._seen(entries, cells, truth, problem)
+            dense = SystemAudit._seen_dense(entries, cells, truth, problem)
+            assert (found is None) == (dense is None)
+            if found is None or dense is None:
+                continue
+            compared += 1
+            base = truth[cells]
+            # bound_component adds the truth to whatever range it is given
+            np.testing.assert_array_equal(found[0], np.minimum(base, dense[0]))
+            np.testing.assert_array_equal(found[1], np.maximum(base, dense[1]))
+    assert compared > 0 or seed % 3 == 0  # with the broken bound, often no table is left
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cells_known_before_get_no_lp_and_the_failures_are_the_same(seed):
+    """An exempt cell (earlier releases give it to the attacker) is not solved for: the failures
+    the engine reads (`_failures`, exempt cells left out) are those of the full audit."""
+    from casepool.protecting.secondary import _failures
+
+    system = _system()
+    rng = np.random.default_rng(seed)
+    suppressed = rng.random(system.size) < rng.uniform(0.2, 0.6)
+    need = np.where((system.value > 0) & (system.value < 5), 5, 1)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker("org", own, (own == system.value) & (system.value > 0)),
+    ]
+
+    def auditor() -> SystemAudit:
+        return SystemAudit(system.equations, system.inequalities, system.value)
+
+    plain = auditor()
+    full = plain.check(suppressed, need, attackers, truth=system.value)
+    # Exempt: half the cells that fail (as the engine exempts them) and some random cells.
+    exempt: dict[str, np.ndarray] = {}
+    for finding in full:
+        mask = exempt.setdefault(finding.attacker, rng.random(system.size) < 0.1)
+        for j, verdict in enumerate(finding.result.verdicts):
+            if verdict != "protected" and rng.random() < 0.5:
+                mask[finding.cells[j]] = True
+    expected = _failures(full, exempt)
+    quick = auditor()
+    found = _failures(
+        quick.check(suppressed, need, attackers, truth=system.value, exempt=exempt), exempt
+    )
+    assert [(c, a, cells.tolist()) for c, a, cells in found] == [
+        (c, a, cells.tolist()) for c, a, cells in expected
+    ]
+    assert quick.solves <= plain.solves
+    # Each audit stopped at its first failing cell: the same first failures, from fewer LPs.
+    first = auditor()
+    for _ in range(2):  # the second time from what the first kept
+        found = _failures(
+            first.check(
+                suppressed, need, attackers, truth=system.value, exempt=exempt, first_failure=True
+            ),
+            exempt,
+        )
+        assert [(c, a, cells.tolist()) for c, a, cells in found] == [
+            (c, a, cells.tolist()) for c, a, cells in expected
+        ]
+    assert first.solves <= quick.solves
+    stopped = auditor().check(
+        suppressed, need, attackers, truth=system.value, stop_at_failure=True, exempt=exempt
+    )
+    assert bool(_failures(stopped, exempt)) == bool(expected)
+    # Asked again with more exempt cells, the cached findings still give the full audit's answer.
+    for mask in exempt.values():
+        mask |= rng.random(system.size) < 0.1
+    wanted = [(c, a) for c, a, _ in _failures(full, exempt)]
+    again = _failures(
+        quick.check(suppressed, need, attackers, truth=system.value, exempt=exempt), exempt
+    )
+    assert [(c, a) for c, a, _ in again] == wanted
+    for _ in range(2):  # kept first failures now exempt are solved again
+        again = _failures(
+            first.check(
+                suppressed, need, attackers, truth=system.value, exempt=exempt, first_failure=True
+            ),
+            exempt,
+        )
+        assert [(c, a) for c, a, _ in again] == wanted
+        for c, a, _ in again[:1]:
+            exempt[a][c] = True
+        wanted = [(c, a) for c, a, _ in _failures(full, exempt)]
+
+
+def test_a_pooled_table_moving_a_cell_twice_sends_seen_to_the_grid():
+    system, auditor, suppressed, _ = _pooled_auditor(1)
+    assert not auditor._repeats
+    cell = int(np.flatnonzero(suppressed)[0])
+    auditor.add_table(np.array([cell, cell]), np.array([1.0, 2.0]))
+    assert auditor._repeats
+    components = auditor.components(suppressed)
+    for cells, entries in zip(components, auditor._pooled(components, suppressed), strict=True):
+        problem = auditor.problem(cells, suppressed, Attacker("outsider"))
+        found = SystemAudit._seen(entries, cells, system.value, problem, repeats=True)
+        dense = SystemAudit._seen_dense(entries, cells, system.value, problem)
+        assert (found is None) == (dense is None)
+        if found is not None and dense is not None:
+            np.testing.assert_array_equal(found[0], dense[0])
+            np.testing.assert_array_equal(found[1], dense[1])

@@ -96,6 +96,9 @@ class SystemAudit:
     inequalities: sparse.csr_matrix
     values: np.ndarray  # true or published values; entries of suppressed cells are never read
     cache: dict[tuple[str, bytes], ComponentFinding] = field(default_factory=dict)
+    # Audits that stopped at their first failure (`first_failure`, `stop_at_failure`), with the
+    # failing cell: partial, so only for those modes, and only while that cell is not exempt.
+    failed: dict[tuple[str, bytes], tuple[ComponentFinding, int]] = field(default_factory=dict)
     solver: str = "highs-warm"
     solves: int = 0
     # Least value of each cell: 0 for counts, −∞ for a difference that may be negative.
@@ -112,6 +115,7 @@ class SystemAudit:
     workers: int | None = None
     parallel_min_work: int = PARALLEL_MIN_WORK
     _flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _repeats: bool = False  # a pooled table moves a cell twice (`_seen` then takes the grid)
 
     def remember(self, cells: np.ndarray, points: Sequence[np.ndarray], truth: np.ndarray) -> None:
         """Keep feasible tables (values of `cells`) to settle later audits without an LP."""
@@ -126,6 +130,8 @@ class SystemAudit:
         that moves a cell below what the flags tell, `at_least`, is not feasible: dropped)."""
         if self.at_least is not None and (values < self.at_least[cells] - 1e-9).any():
             return
+        if np.unique(cells).size != cells.size:
+            self._repeats = True
         self.pool.append((cells, values.astype(float)))
         if len(self.pool) > self.pool_limit:
             del self.pool[: len(self.pool) - self.pool_limit]
@@ -145,18 +151,24 @@ class SystemAudit:
     def _pooled(
         self, components: list[np.ndarray], suppressed: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per component, the pooled entries (table, cell, value) still feasible."""
+        """Per component, the pooled entries (table, cell, value) still feasible, in pool order.
+
+        One pass: a table is stale when it moves a cell now published; the entries left are
+        sorted by component (stably, so each keeps the pool's order) and cut."""
         cells, values, owner = self._flattened()
         labels = np.full(suppressed.size, -1, dtype=np.int64)
         for i, group in enumerate(components):
             labels[group] = i
-        stale = np.unique(owner[~suppressed[cells]])
-        keep = ~np.isin(owner, stale)
+        stale = np.zeros(len(self.pool), dtype=bool)
+        stale[owner[~suppressed[cells]]] = True
         label = labels[cells]
+        chosen = np.flatnonzero(~stale[owner] & (label >= 0))
+        chosen = chosen[np.argsort(label[chosen], kind="stable")]
+        edges = np.searchsorted(label[chosen], np.arange(len(components) + 1))
         out = []
         for i in range(len(components)):
-            chosen = keep & (label == i)
-            out.append((owner[chosen], cells[chosen], values[chosen]))
+            part = chosen[edges[i] : edges[i + 1]]
+            out.append((owner[part], cells[part], values[part]))
         return out
 
     @staticmethod
@@ -165,8 +177,44 @@ class SystemAudit:
         cells: np.ndarray,
         truth: np.ndarray,
         problem: ComponentProblem,
+        repeats: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The range of the pooled tables within `cells` that respect this attacker's bounds."""
+        """The range of the pooled tables within `cells` that respect this attacker's bounds,
+        and of the truth (`truth[cells]`): what `_seen_dense` gives once the truth is added,
+        which `bound_component` always does. Computed on the moved entries alone (`repeats`:
+        some table moves a cell twice, where the grid keeps one value: the grid is used)."""
+        if repeats:
+            return SystemAudit._seen_dense(entries, cells, truth, problem)
+        owner, moved, values = entries
+        if owner.size == 0:
+            return None
+        row = _runs(owner)
+        tables = int(row[-1]) + 1
+        at = np.searchsorted(cells, moved)
+        lower, upper = problem.lower - 1e-9, problem.upper + 1e-9
+        base = truth[cells].astype(float)
+        bad = np.zeros(tables, dtype=bool)
+        bad[row[(values < lower[at]) | (values > upper[at])]] = True
+        off = (base < lower) | (base > upper)  # a table must move these cells to be feasible
+        if off.any():
+            bad |= np.bincount(row[off[at]], minlength=tables) < int(off.sum())
+        if bad.all():
+            return None
+        keep = ~bad[row]
+        low, high = base.copy(), base.copy()
+        np.minimum.at(low, at[keep], values[keep])
+        np.maximum.at(high, at[keep], values[keep])
+        return low, high
+
+    @staticmethod
+    def _seen_dense(
+        entries: tuple[np.ndarray, np.ndarray, np.ndarray],
+        cells: np.ndarray,
+        truth: np.ndarray,
+        problem: ComponentProblem,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`_seen` on a dense grid of every pooled table (the plain path, kept for the tests and
+        for a table that moves a cell twice)."""
         owner, moved, values = entries
         if owner.size == 0:
             return None
@@ -245,18 +293,27 @@ class SystemAudit:
         exact: bool = False,
         stop_at_failure: bool = False,
         exact_limit: int | None = None,
+        exempt: Mapping[str, np.ndarray] | None = None,
+        first_failure: bool = False,
     ) -> list[ComponentFinding]:
         """Audit every component for every attacker that knows something in it.
 
         `stop_at_failure` answers only "is everything protected?": it returns at the first
-        failure, whose findings are partial and not kept. With `exact_limit`, exact intervals
-        are computed only for components of at most that many cells.
+        failure, whose findings are partial. `first_failure` audits every component for every
+        attacker but stops each audit at its first failing cell: what `_failures` reads of the
+        findings (each finding's first failing cell, exempt cells left out) is what the full
+        audit gives, for fewer LPs. With `exact_limit`, exact intervals
+        are computed only for components of at most that many cells. `exempt` (per attacker:
+        cells earlier releases already give it) are cells whose verdicts the caller ignores:
+        no LP is spent on them, no failure there stops the work, and their verdicts in the
+        findings are not proven. A caller passing `exempt` must pass, on later calls to the
+        same auditor, the same cells or more (cached findings are re-used).
         """
         components = self.components(suppressed)
         pooled = self._pooled(components, suppressed) if truth is not None else None
         if stop_at_failure:
             return self._check_in_order(
-                components, pooled, suppressed, need, attackers, truth, exact, exact_limit
+                components, pooled, suppressed, need, attackers, truth, exact, exact_limit, exempt
             )
         # Every component's audit is planned first (the pooled tables are those at the start, as
         # in order), then run here and, for a share of the components, in a helper process;
@@ -268,14 +325,19 @@ class SystemAudit:
             for attacker in attackers:
                 if attacker.own is not None and not attacker.own[cells].any():
                     continue  # knows nothing here beyond the outsider: the outsider audit covers it
-                found = self.cache.get((attacker.name, cells.tobytes()))
+                key = (attacker.name, cells.tobytes())
+                found = self.cache.get(key)
+                if found is None and first_failure:
+                    found = self._failed(key, exempt)
                 if found is not None:
                     plan.append(found)
                     continue
                 rows = rows if rows is not None else self.rows_of(cells, suppressed)
                 job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit, rows)
+                job.skip = _skip(exempt, attacker.name, cells)
+                job.stop = first_failure
                 if pooled is not None and truth is not None:
-                    job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                    job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
                 plan.append(job)
             plans.append(plan)
         results = _run_jobs(
@@ -296,9 +358,26 @@ class SystemAudit:
                 if truth is not None:
                     self.remember(cells, result.points, truth)
                 found = ComponentFinding(cells, step.attacker, result, step.exact)
-                self.cache[(step.attacker, cells.tobytes())] = found
+                failing = _first_failing(result, step.skip) if step.stop else None
+                if failing is None:
+                    self.cache[(step.attacker, cells.tobytes())] = found
+                else:
+                    self.failed[(step.attacker, cells.tobytes())] = (found, int(cells[failing]))
                 findings.append(found)
         return findings
+
+    def _failed(
+        self, key: tuple[str, bytes], exempt: Mapping[str, np.ndarray] | None
+    ) -> ComponentFinding | None:
+        """A kept audit that stopped at its first failure, while that cell is still not exempt
+        (exempt cells only ever grow: cells before it stay protected or exempt)."""
+        kept = self.failed.get(key)
+        if kept is None:
+            return None
+        mask = None if exempt is None else exempt.get(key[0])
+        if mask is not None and mask[kept[1]]:
+            return None
+        return kept[0]
 
     def _job(
         self,
@@ -334,8 +413,9 @@ class SystemAudit:
         truth: np.ndarray | None,
         exact: bool,
         exact_limit: int | None,
+        exempt: Mapping[str, np.ndarray] | None = None,
     ) -> list[ComponentFinding]:
-        """`check` one audit after the other, returning at the first failure."""
+        """`check` one audit after the other, returning at the first failure (not in `exempt`)."""
         findings: list[ComponentFinding] = []
         for c, cells in enumerate(components):
             shared: list[np.ndarray] = []  # without the truth: tables found for earlier attackers
@@ -346,12 +426,18 @@ class SystemAudit:
                 key = (attacker.name, cells.tobytes())
                 found = self.cache.get(key)
                 if found is None:
+                    stopped = self._failed(key, exempt)
+                    if stopped is not None:  # what solving it again would find
+                        findings.append(stopped)
+                        return findings
+                if found is None:
                     rows = rows if rows is not None else self.rows_of(cells, suppressed)
                     job = self._job(
                         cells, suppressed, need, attacker, truth, exact, exact_limit, rows
                     )
+                    job.skip = _skip(exempt, attacker.name, cells)
                     if pooled is not None and truth is not None:
-                        job.seen = self._seen(pooled[c], cells, truth, job.problem)
+                        job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
                     elif shared:
                         job.seen = _within(shared, job.problem)
                     result = job.run(stop_at_failure=True)
@@ -361,7 +447,9 @@ class SystemAudit:
                     else:
                         shared.extend(result.points)
                     found = ComponentFinding(cells, attacker.name, result, job.exact)
-                    if not result.ok:
+                    failing = _first_failing(result, job.skip)
+                    if failing is not None:
+                        self.failed[key] = (found, int(cells[failing]))
                         findings.append(found)
                         return findings
                     self.cache[key] = found
@@ -380,11 +468,40 @@ class _Job:
     truth: np.ndarray | None
     exact: bool
     seen: tuple[np.ndarray, np.ndarray] | None = None
+    skip: np.ndarray | None = None  # cells whose verdict nobody reads (see SystemAudit.check)
+    stop: bool = False  # stop at the first failing cell (SystemAudit.check's first_failure)
 
     def run(self, stop_at_failure: bool = False) -> ComponentResult:
         return bound_component(
-            self.problem, self.need, self.own, self.truth, self.exact, self.seen, stop_at_failure
+            self.problem,
+            self.need,
+            self.own,
+            self.truth,
+            self.exact,
+            self.seen,
+            stop_at_failure or self.stop,
+            self.skip,
         )
+
+
+def _skip(
+    exempt: Mapping[str, np.ndarray] | None, attacker: str, cells: np.ndarray
+) -> np.ndarray | None:
+    """The cells of a component exempt for this attacker, or None when there are none."""
+    mask = None if exempt is None else exempt.get(attacker)
+    if mask is None:
+        return None
+    here = mask[cells]
+    return here.copy() if here.any() else None
+
+
+def _first_failing(result: ComponentResult, skip: np.ndarray | None) -> int | None:
+    """The first cell (position in the component) outside `skip` that is unprotected."""
+    bad = np.array([v != PROTECTED for v in result.verdicts], dtype=bool)
+    if skip is not None:
+        bad &= ~skip
+    found = np.flatnonzero(bad)
+    return int(found[0]) if found.size else None
 
 
 def _run_component(jobs: list[_Job], shared: bool) -> list[ComponentResult]:

@@ -168,6 +168,7 @@ def bound_component(
     exact: bool,
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     stop_at_failure: bool = False,
+    skip: np.ndarray | None = None,
 ) -> ComponentResult:
     """Each cell's feasible interval, with as few LPs as the question allows.
 
@@ -177,6 +178,8 @@ def bound_component(
     `exact` intervals are wanted); a seen value at the lower bound or at the cap is an exact
     bound. Only what is left gets its own maximisation and minimisation. With
     `stop_at_failure`, the first cell found unprotected ends the work (its result is partial).
+    Cells in `skip` (the attacker has them from earlier releases already: no verdict on them
+    counts) get no LP of their own and never stop the work; their verdicts are not proven.
     """
     n = problem.lower.size
     fixed = problem.upper <= problem.lower + TOLERANCE
@@ -196,12 +199,13 @@ def bound_component(
     def unsettled() -> np.ndarray:
         both = ~(np.isnan(lo_exact) | np.isnan(hi_exact))
         if exact:
-            return ~both
+            return ~both if skip is None else ~both & ~skip
         lo = np.where(np.isnan(lo_exact), seen_lo, lo_exact)
         hi = np.where(np.isnan(hi_exact), seen_hi, hi_exact)
         hi = np.where(hi >= problem.cap - 0.5, np.inf, hi)
         known = seen_lo <= seen_hi
-        return ~both & ~(known & verdicts_ok(lo, hi, need, own))
+        open_cells = ~both & ~(known & verdicts_ok(lo, hi, need, own))
+        return open_cells if skip is None else open_cells & ~skip
 
     def solve(objective: np.ndarray) -> np.ndarray:
         point = problem.solve(objective)

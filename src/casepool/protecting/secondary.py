@@ -167,13 +167,22 @@ def _lift_once(
         for row in bad:
             target, coef = whole[row]
             if target < 0 or target in move or target in added:
-                candidates = [(c, a) for c, a in parts[row] if c not in move and c not in added]
-                if not candidates:
+                # The first suppressed part, else the first part (parts are ranked by value):
+                # min((not suppressed, −value, cell)). The parts after a suppressed one do not
+                # change the choice, so their status is not consulted.
+                first: tuple[int, float] | None = None
+                for c, a in parts[row]:
+                    if c in move or c in added:
+                        continue
+                    consulted.append(c)
+                    if first is None:
+                        first = (c, a)
+                    if suppressed[c]:
+                        first = (c, a)
+                        break
+                if first is None:
                     return None
-                consulted.extend(c for c, _ in candidates)
-                _, _, target, coef = min(
-                    (not suppressed[c], -int(system.value[c]), c, a) for c, a in candidates
-                )
+                target, coef = first
             step = -float(residual[row]) / coef
             if abs(abs(step) - 1.0) > 1e-9:
                 return None
@@ -405,6 +414,8 @@ def _swap(
                 attackers,
                 truth=system.value,
                 stop_at_failure=not system.known_before,
+                exempt=system.known_before,
+                first_failure=True,
             ),
             system.known_before,
         )
@@ -428,6 +439,8 @@ def _swap(
             attackers,
             truth=system.value,
             stop_at_failure=not system.known_before,
+            exempt=system.known_before,
+            first_failure=True,
         ),
         system.known_before,
     ):
@@ -491,8 +504,17 @@ def _publish_given_away(
     if cells.size == 0:
         return
     suppressed[cells] = False
+    # Only whether anything fails matters here: the audit may stop at the first failure.
     if _failures(
-        auditor.check(suppressed, need, attackers, truth=system.value), system.known_before
+        auditor.check(
+            suppressed,
+            need,
+            attackers,
+            truth=system.value,
+            stop_at_failure=True,
+            exempt=system.known_before,
+        ),
+        system.known_before,
     ):
         suppressed[cells] = True
 
@@ -547,7 +569,14 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             auditor.add_table(moved, values)
     while True:
         failures = _failures(
-            auditor.check(suppressed, need, attackers, truth=value), system.known_before
+            auditor.check(
+                suppressed,
+                need,
+                attackers,
+                truth=value,
+                exempt=system.known_before,
+            ),
+            system.known_before,
         )
         if not failures:
             break
@@ -588,7 +617,13 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 continue
             suppressed[cell] = False
             trial = auditor.check(
-                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+                suppressed,
+                need,
+                attackers,
+                truth=value,
+                stop_at_failure=not system.known_before,
+                exempt=system.known_before,
+                first_failure=True,
             )
             if _failures(trial, system.known_before) and not _swap(
                 system, auditor, suppressed, cell, need, attackers
@@ -603,8 +638,14 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         secondary = np.flatnonzero(suppressed & ~forced & small)
         for cell in secondary[np.lexsort((secondary, -system.cost[secondary]))].tolist():
             suppressed[cell] = False
+            # Only whether anything fails matters: the audit may stop at the first failure.
             trial = auditor.check(
-                suppressed, need, attackers, truth=value, stop_at_failure=not system.known_before
+                suppressed,
+                need,
+                attackers,
+                truth=value,
+                stop_at_failure=True,
+                exempt=system.known_before,
             )
             if _failures(trial, system.known_before):
                 suppressed[cell] = True

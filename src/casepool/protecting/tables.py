@@ -179,21 +179,26 @@ class CellSystem:
 
     def row_parts(self) -> list[list[tuple[int, float]]]:
         """Per row of `equations`, its cells with a positive coefficient (the parts of its
-        whole), as (cell, coefficient) in the order of the row."""
+        whole), as (cell, coefficient), largest value first (then lowest cell): the order in
+        which lifting prefers a part when none of them is suppressed."""
         if self.parts_cache is None:
             rows = self.equations.tocsr()
             starts = rows.indptr.tolist()
             cells, coefs = rows.indices.tolist(), rows.data.tolist()
+            value = self.value.tolist()
             self.parts_cache = [
-                [
-                    (c, a)
-                    for c, a in zip(
-                        cells[starts[r] : starts[r + 1]],
-                        coefs[starts[r] : starts[r + 1]],
-                        strict=True,
-                    )
-                    if a > 0
-                ]
+                sorted(
+                    (
+                        (c, a)
+                        for c, a in zip(
+                            cells[starts[r] : starts[r + 1]],
+                            coefs[starts[r] : starts[r + 1]],
+                            strict=True,
+                        )
+                        if a > 0
+                    ),
+                    key=lambda part: (-int(value[part[0]]), part[0]),
+                )
                 for r in range(rows.shape[0])
             ]
         return self.parts_cache
