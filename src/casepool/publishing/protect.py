@@ -138,6 +138,10 @@ def _complement_table(
         whole.counts.select(*dims, VALUE),
         dims,
     )
+    if cells.filter(pl.col(VALUE) < 0).height:
+        # The population counted fewer children than its part: aggregate packages made before
+        # they carried the population's cells for this table. The relation cannot be stated.
+        return None
     mine = [*dims, CONTRIBUTOR]
     contributions = layered(
         _denominators(tabulation, tabulation.contributions).select(*mine, VALUE),
