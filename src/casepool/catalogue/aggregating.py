@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 
 from casepool.catalogue.indicators import (
+    IndicatorCatalogue,
     TableRequest,
     filter_periods,
 )
@@ -53,11 +54,22 @@ def spec_of(request: TableRequest) -> str:
     return f"{request.indicator}:{','.join(spec_dimensions(request))}"
 
 
-def catalogue_specs(requests: Sequence[TableRequest]) -> list[TableRequest]:
-    """One request per distinct spec of `requests` (the publication), dimensions sorted."""
+def catalogue_specs(
+    requests: Sequence[TableRequest], catalogue: IndicatorCatalogue | None = None
+) -> list[TableRequest]:
+    """One request per distinct spec of `requests` (the publication), dimensions sorted; with
+    `catalogue`, also the whole population by the dimensions of every table over a `known:` /
+    `recorded:` part of it (the steward's protection states part + complement = population)."""
+    from casepool.catalogue.relations import subpopulation
+
     seen: dict[str, TableRequest] = {}
     for request in requests:
         seen.setdefault(spec_of(request), TableRequest(request.indicator, spec_dimensions(request)))
+        if catalogue is not None:
+            part = subpopulation(catalogue.indicator(request.indicator), catalogue)
+            if part is not None:
+                whole = TableRequest(part.base, spec_dimensions(request))
+                seen.setdefault(spec_of(whole), whole)
     return list(seen.values())
 
 

@@ -29,6 +29,7 @@ PERIOD_UNITS = ("year", "quarter")
 MAX_DIMENSIONS = 4
 # Package columns that are not case-record fields under their own name.
 _COLUMN_OF_FIELD = {"survivor_age": "age_band"}
+COLUMN_OF_FIELD = _COLUMN_OF_FIELD  # a case field -> its active_cases column
 # The record key in [0, 1) as a 32-bit integer: sums of integers are exact in any order, so a
 # cell's key (and its cell-key noise) is the same in every query, whatever the thread schedule.
 

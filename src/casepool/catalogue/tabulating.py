@@ -57,6 +57,9 @@ class Tabulation:
     medians: pl.DataFrame | None = None  # dimensions, value (Float64; null when no record)
     first: date | None = None
     last: date | None = None
+    # For a table over a part of the population (`known:` / `recorded:`): the whole population
+    # counted by the same dimensions, so protection can hold the part's complement.
+    population: Tabulation | None = None
 
     @property
     def name(self) -> str:

@@ -77,7 +77,7 @@ def cells_of(
 ) -> pl.DataFrame:
     """Aggregate rows of the records in `source`, whose `org` column holds the registration date."""
     frames = []
-    for spec in catalogue_specs(requests):
+    for spec in catalogue_specs(requests, catalogue):
         indicator = catalogue.indicator(spec.indicator)
         dims = list(spec.dimensions)
         multi = [d for d in dims if catalogue.dimension(d).multi]

@@ -619,6 +619,8 @@ def engine_attackers(
             if dominated.any():
                 width = np.array([settings.interval_for(int(k)) for k in system.k])
                 need = np.where(dominated, width, 1)
+        if system.unpublished is not None:  # a cell never published: nothing asked of it
+            need = np.where(system.unpublished, 0, 1 if need is None else need)
         attackers.append(Attacker(name, own, (own == system.value) & (system.value > 0), need))
     return attackers
 

@@ -34,6 +34,8 @@ def verdict(lower: float, upper: float, need: int, own: float | None) -> str:
     `own` is an insider's own count in the cell: learning that nobody else contributed to a
     cell is no more than a published zero, so a cell pinned at exactly `own` is not disclosed.
     """
+    if need <= 0:
+        return PROTECTED  # nothing asked of this cell (one never published: see tables.py)
     lo, hi = integer_bounds(lower, upper)
     if hi <= lo:
         return PROTECTED if own is not None and lo == round(own) else DISCLOSED
@@ -157,7 +159,7 @@ def verdicts_ok(
         ok = ~pinned & (hi - lo >= need)
     if own is not None:
         ok |= pinned & (lo == np.round(own))
-    return ok
+    return ok | (need <= 0)
 
 
 def bound_component(

@@ -48,6 +48,13 @@ def needs_linking(tables: Sequence[CountTable]) -> bool:
     return any(t.statuses is not None or t.version or t.scope for t in tables)
 
 
+def _unpublished(system: CellSystem, blocked: np.ndarray, extra: int) -> np.ndarray | None:
+    """Cells only hidden tables hold, less any released before as published (those are known)."""
+    if system.unpublished is None:
+        return None
+    return np.concatenate([system.unpublished & ~blocked, np.zeros(extra, dtype=bool)])
+
+
 def _status_masks(system: CellSystem, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cells released before as published (blocked), as suppressed (forced), and as primary."""
     blocked = np.zeros(n, dtype=bool)
@@ -170,6 +177,8 @@ def link(system: CellSystem, settings: ProtectionSettings) -> CellSystem:
     """The system with earlier releases' statuses fixed, period hierarchies and difference cells."""
     n = system.size
     blocked, forced, old_primary = _status_masks(system, n)
+    if system.unpublished is not None:
+        forced |= system.unpublished & ~blocked
     index = {key: i for i, key in enumerate(system.keys)}
     # Difference cells: a versioned cell and the current cell of the same identity. A release
     # over the whole data is named by its span, which grows with the data (2024-01..2025-12,
@@ -261,6 +270,7 @@ def link(system: CellSystem, settings: ProtectionSettings) -> CellSystem:
         forced=np.concatenate([forced, np.ones(m, dtype=bool)]),
         floor=floor,
         primary_extra=primary_extra,
+        unpublished=_unpublished(system, blocked, m),
     )
     return linked
 

@@ -214,6 +214,8 @@ def best_hypercube(
     best: tuple[int, float, float, int] | None = None
     best_cube: Cube | None = None
     for table_index, position in system.locations[cell]:
+        if system.grids[table_index].table.hidden:
+            continue  # relations only: its cubes would hide published cells for unpublished ones
         shapes = _cube_shapes(system, table_index, position)
         if shapes is None:
             continue
@@ -359,7 +361,10 @@ def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndar
 def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
     """The cheapest published cell next to the failing ones (then anywhere in their tables)."""
     in_tables = [
-        system.grids[t].ids.reshape(-1) for c in cells.tolist() for t, _ in system.locations[int(c)]
+        system.grids[t].ids.reshape(-1)
+        for c in cells.tolist()
+        for t, _ in system.locations[int(c)]
+        if not system.grids[t].table.hidden
     ]
     pools = [
         system.neighbours_of(cells),
@@ -530,15 +535,23 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
     # A published count flagged C (primary) tells every reader it is not 0: by these rules a
     # primary count is 1..k-1, or dominated (others 1..k-1 beside an organisation's own > 0).
     flagged = primary & np.array([bool(where) for where in system.locations], dtype=bool)
+    if system.unpublished is not None:
+        flagged &= ~system.unpublished  # no reader sees a status for a cell never published
     if system.floor is not None:
         flagged &= np.isfinite(system.floor)
     if system.primary_extra is not None:
         primary |= system.primary_extra
     if system.blocked is not None:
         primary &= ~system.blocked  # released before as published: nothing left to protect
+    if system.unpublished is not None:
+        # A cell no table publishes (a `known:` complement, a population cell of a hidden table)
+        # holds relations between published cells; nothing is asked of it itself.
+        primary &= ~system.unpublished
     forced = primary if system.forced is None else primary | system.forced
     intervals = np.array([settings.interval_for(int(k)) for k in system.k], dtype=np.int64)
     need = np.where(primary, intervals, 1)
+    if system.unpublished is not None:
+        need[system.unpublished] = 0
     suppressed = forced.copy()
     insiders: list[Insider] = [
         (a.own, a.fixed, a.need if a.need is not None else np.ones(system.size))

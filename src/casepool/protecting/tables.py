@@ -51,6 +51,15 @@ class CountTable:
     # codes in every table of the same children; one with a single fine code (the "not stated"
     # region is the "not stated" governorate) is that very cell.
     rollups: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
+    # A hidden table is never published: it states relations an attacker knows between cells
+    # of other tables (a share's denominator + its complement = the population's cell). Its
+    # cells that no published table holds are suppressed from the start, and primary by the
+    # same rules as any count (casepool.publishing.protect: the `known:` complements).
+    hidden: bool = False
+    # (dimension, code) -> (dimension, code): a cell of this table that is the same children as
+    # a cell named otherwise (the complement of `known: population_group` is the category
+    # `population_group: unknown`).
+    aliases: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
@@ -61,6 +70,7 @@ class CountTable:
         )
         object.__setattr__(self, "multi_valued", frozenset(self.multi_valued))
         object.__setattr__(self, "scope", tuple(tuple(p) for p in self.scope))
+        object.__setattr__(self, "aliases", tuple((tuple(a), tuple(b)) for a, b in self.aliases))
 
     @property
     def label(self) -> str:
@@ -126,6 +136,9 @@ class CellSystem:
     forced: np.ndarray | None = None
     floor: np.ndarray | None = None
     primary_extra: np.ndarray | None = None  # cells primary for a reason beyond their count
+    # Cells only hidden tables hold: never published, so suppressed from the start and never
+    # read by their flags (no reader sees a status for them).
+    unpublished: np.ndarray | None = None
     # Per attacker, cells earlier releases already give away (nothing in this release can help).
     known_before: dict[str, np.ndarray] = field(default_factory=dict)
     # Hypercube corners and signs around a cell, by (table, position): they never change.
@@ -437,6 +450,9 @@ def build_system(
         codes, grid, own = _grid_of(table, total, check_margins)
         k = settings.k_for(table.dimensions, table.sensitive)
         aliases = _aliases(table, every_rollup)
+        aliases.update(  # the table's own; never onto a dimension it breaks down by itself
+            (a, b) for a, b in table.aliases if b[0] not in table.dimensions
+        )
         ids = np.empty(grid.shape, dtype=np.int64)
         for position in np.ndindex(*grid.shape):
             named = tuple(
@@ -475,6 +491,12 @@ def build_system(
         owns.append((ids, own))
     n = len(values)
     value = np.asarray(values, dtype=np.int64)
+    unpublished = None
+    if any(t.hidden for t in tables):
+        unpublished = np.ones(n, dtype=bool)
+        for g in grids:
+            if not g.table.hidden:
+                unpublished[g.ids.reshape(-1)] = False
     cost = (settings.cost_per_cell + settings.cost_per_count * value) * (
         settings.margin_factor ** np.asarray(margins, dtype=float)
     )
@@ -523,4 +545,6 @@ def build_system(
         equations=_rows(equations, n),
         inequalities=_rows(inequalities, n),
         own=own_all,
+        forced=None if unpublished is None else unpublished.copy(),
+        unpublished=unpublished,
     )

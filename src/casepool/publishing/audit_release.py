@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from casepool.catalogue.indicators import IndicatorCatalogue, load_indicators
-from casepool.catalogue.relations import linked_population
+from casepool.catalogue.relations import linked_population, subpopulation
 from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR
 from casepool.core.errors import TableError, UsageError
 
@@ -268,7 +268,54 @@ def _read_table(
     hidden = np.array([row[1] is None for row in rows], dtype=bool)
     primary = np.array([row[2] for row in rows], dtype=bool)
     told = primary & hidden if kind == "count" and column == "value" else None
-    return [_Read(table, hidden, primary, told)]
+    reads = [_Read(table, hidden, primary, told)]
+    part = subpopulation(indicator, catalogue) if kind != "count" else None
+    if part is not None:
+        reads.append(_complement_read(part, dims, codes, multi, label, scope))
+    return reads
+
+
+def _complement_read(
+    part: Any,
+    dims: Sequence[str],
+    codes: Sequence[Sequence[str]],
+    multi: frozenset[str],
+    label: str,
+    scope: str,
+) -> _Read:
+    """A share over `known:` / `recorded:` part of the population: its denominators + their
+    complement = the population's cells of the same codes, as the engine states it
+    (casepool.publishing.protect, a hidden table). The complement is published nowhere (or is
+    the "not stated" category of a table that publishes it); the reader knows the relation."""
+    from casepool.catalogue.relations import YES
+    from casepool.protecting import CountTable
+
+    marks = (YES, "no", TOTAL)
+    rows = [
+        (mark, *(c[r] for c in codes))
+        for r in range(len(codes[0]) if codes else 1)
+        for mark in marks
+    ]
+    out_dims = (part.marker, *dims)
+    cells = pl.DataFrame(
+        {
+            **{d: [row[i] for row in rows] for i, d in enumerate(out_dims)},
+            "value": [0] * len(rows),
+        },
+        schema={**{d: pl.String for d in out_dims}, "value": pl.Int64},
+    )
+    table = CountTable(
+        indicator=part.base,
+        dimensions=out_dims,
+        cells=cells,
+        multi_valued=multi,
+        name=f"{label}~{part.marker}",
+        scope=((PERIOD, scope),),
+        hidden=True,
+        aliases=(((part.marker, "no"), part.complement_alias),) if part.complement_alias else (),
+    )
+    every = np.ones(len(rows), dtype=bool)
+    return _Read(table, every, np.zeros(len(rows), dtype=bool))
 
 
 def _row_ids(grid: Any, table: Any) -> np.ndarray:
@@ -335,6 +382,8 @@ def audit_releases(
     width = np.array([settings.interval_for(int(x)) for x in linked.k])
     width = width if protection_interval is None else np.full(linked.k.size, protection_interval)
     need = np.where(primary, width, 1)
+    if linked.unpublished is not None:
+        need[linked.unpublished] = 0  # a `known:` complement: a relation, published nowhere
     findings: list[ReleaseFinding] = []
     for cell in np.flatnonzero(~suppressed & (system.value > 0) & (system.value < system.k)):
         value = int(system.value[cell])
@@ -351,7 +400,8 @@ def audit_releases(
                 findings.append(
                     _finding(system, int(cell), name, "F", value, value, DOMINANCE_PUBLISHED)
                 )
-        attackers.append(Attacker(name, own, None, None))
+        relations_only = None if linked.unpublished is None else np.where(linked.unpublished, 0, 1)
+        attackers.append(Attacker(name, own, None, relations_only))
     at_least = np.zeros(linked.size)
     at_least[:n] = np.where(told, 1.0, 0.0)
     auditor = SystemAudit(

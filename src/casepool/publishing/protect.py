@@ -4,13 +4,13 @@ for an outsider and every organisation, then percentages and medians from the pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
-from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, load_indicators
+from casepool.catalogue.indicators import TOTAL, IndicatorCatalogue, TableRequest, load_indicators
 from casepool.catalogue.tabulating import (
     CELL_KEY,
     CONTRIBUTOR,
@@ -73,6 +73,95 @@ def _count_table(
     )
 
 
+def with_population(
+    tabulation: Tabulation,
+    count: Callable[[TableRequest], Tabulation],
+    catalogue: IndicatorCatalogue,
+) -> Tabulation:
+    """The tabulation with the whole population counted by the same dimensions (`count`), when
+    its records are a `known:` / `recorded:` part of it; otherwise as it is."""
+    from casepool.catalogue.relations import subpopulation
+
+    part = subpopulation(tabulation.indicator, catalogue)
+    if part is None:
+        return tabulation
+    request = tabulation.request
+    whole = TableRequest(
+        part.base,
+        request.dimensions,
+        request.where,
+        request.period_unit,
+        f"{request.table_name}~{part.marker}",
+    )
+    return replace(tabulation, population=count(whole))
+
+
+def _denominators(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
+    """A count frame's denominator cells (a share's `outcome = _T`; every cell of a median's)."""
+    if OUTCOME in frame.columns:
+        return frame.filter(pl.col(OUTCOME) == TOTAL).drop(OUTCOME)
+    return frame
+
+
+def _complement_table(
+    tabulation: Tabulation, catalogue: IndicatorCatalogue, scope: str | None
+) -> CountTable | None:
+    """The hidden table stating part + complement = population for every cell of a table over a
+    `known:` / `recorded:` part of the population (catalogue.relations.subpopulation): marker
+    `yes` (the table's denominators), `no` (the complement, a cell no table publishes, or the
+    "not stated" category it equals) and the total (the population's own cell)."""
+    from casepool.catalogue.relations import YES, subpopulation
+
+    part = subpopulation(tabulation.indicator, catalogue)
+    whole = tabulation.population
+    if part is None or whole is None:
+        return None
+    dims = list(tabulation.dimensions)
+    marker = part.marker
+    period = (("period", scope),) if scope else ()
+
+    def layered(yes: pl.DataFrame, total: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        joined = total.join(yes, on=keys, how="full", coalesce=True, suffix="_yes").with_columns(
+            pl.col(VALUE).fill_null(0), pl.col(f"{VALUE}_yes").fill_null(0)
+        )
+        parts = [
+            joined.select(*keys, pl.lit(YES).alias(marker), pl.col(f"{VALUE}_yes").alias(VALUE)),
+            joined.select(
+                *keys, pl.lit("no").alias(marker), (pl.col(VALUE) - pl.col(f"{VALUE}_yes"))
+            ),
+            joined.select(*keys, pl.lit(TOTAL).alias(marker), pl.col(VALUE)),
+        ]
+        return pl.concat([p.select(marker, *keys, pl.col(VALUE).cast(pl.Int64)) for p in parts])
+
+    cells = layered(
+        _denominators(tabulation, tabulation.counts).select(*dims, VALUE),
+        whole.counts.select(*dims, VALUE),
+        dims,
+    )
+    if cells.filter(pl.col(VALUE) < 0).height:
+        # The population counted fewer children than its part: aggregate packages made before
+        # they carried the population's cells for this table. The relation cannot be stated.
+        return None
+    mine = [*dims, CONTRIBUTOR]
+    contributions = layered(
+        _denominators(tabulation, tabulation.contributions).select(*mine, VALUE),
+        whole.contributions.select(*mine, VALUE),
+        mine,
+    ).filter(pl.col(VALUE) != 0)
+    return CountTable(
+        indicator=part.base,
+        dimensions=(marker, *dims),
+        cells=cells,
+        multi_valued=frozenset(tabulation.multi),
+        contributions=contributions,
+        name=f"{tabulation.name}~{marker}",
+        scope=period,
+        rollups=_rollups(catalogue),
+        hidden=True,
+        aliases=(((marker, "no"), part.complement_alias),) if part.complement_alias else (),
+    )
+
+
 def _rollups(
     catalogue: IndicatorCatalogue,
 ) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
@@ -115,10 +204,15 @@ def protect_tabulations(
     groups: dict[str, list[int]] = {}
     for i, table in enumerate(tables):
         groups.setdefault(table.indicator, []).append(i)
+    # Parts of the population (`known:` / `recorded:`) beside the population: hidden tables.
+    hidden = [
+        c for c in (_complement_table(t, catalogue, scope) for t in tabulations) if c is not None
+    ]
     protected: list[Any] = [None] * len(tables)
     for key, members in groups.items():
         before = [t for t in earlier if t.indicator == key]
-        results = protecting.protect([tables[i] for i in members] + before, settings)
+        relations = [h for h in hidden if h.indicator == key]
+        results = protecting.protect([tables[i] for i in members] + before + relations, settings)
         for i, result in zip(members, results[: len(members)], strict=True):
             protected[i] = result
     out = []
@@ -144,10 +238,10 @@ def audit_region_links(
     for g_index, g in enumerate(protected):
         if tuple(g.tabulation.count_dimensions) != ("governorate",):
             continue
-        key = tables[g_index].indicator
+        key = _children_of(tables[g_index])
         for r_index, r in enumerate(protected):
             dims = tuple(r.tabulation.count_dimensions)
-            if tables[r_index].indicator != key or "region" not in dims:
+            if _children_of(tables[r_index]) != key or "region" not in dims:
                 continue
             others = [d for d in dims if d != "region"]
             linked = _region_linked_table(g.counts, r.counts, others, regions)
@@ -168,6 +262,12 @@ def audit_region_links(
                     | {f"{v.attacker} (with {r.tabulation.name})" for v in report.failures}
                 )
     return protected
+
+
+def _children_of(table: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Which children a count table's cells count, beyond their codes: its population and the
+    codes its scope adds (a share's `known:` part, a numerator), the period aside."""
+    return table.indicator, tuple(sorted(c for c in table.scope if c[0] != "period"))
 
 
 def region_of_governorates() -> dict[str, str]:

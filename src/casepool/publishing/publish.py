@@ -37,7 +37,7 @@ from casepool.publishing.formats import (
     write_table_sdmx,
     write_workbook,
 )
-from casepool.publishing.protect import protect_tabulations, published_table
+from casepool.publishing.protect import protect_tabulations, published_table, with_population
 from casepool.publishing.rates import apply_rates, without_rates
 from casepool.publishing.recoding import (
     Coarsening,
@@ -414,8 +414,14 @@ def _tabulate_release(
         for request in requests:
             if request not in cache:
                 notify(f"tabulate {request.table_name}")
-                cache[request] = tabulate(
-                    con, request, first=first, last=last, catalogue=catalogue, source=source
+                cache[request] = with_population(
+                    tabulate(
+                        con, request, first=first, last=last, catalogue=catalogue, source=source
+                    ),
+                    lambda r: tabulate(
+                        con, r, first=first, last=last, catalogue=catalogue, source=source
+                    ),
+                    catalogue,
                 )
             tabulations.append(cache[request])
         scope = release_scope(chosen.code if chosen else None, first, last)

@@ -132,6 +132,24 @@ def _decode(frame: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
     )
 
 
+def upgraded_identity(
+    indicator: str, scope: tuple[tuple[str, str], ...]
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A table recorded before parts of the population were linked to it (its cells named after
+    the share over `known:` / `recorded:`) named as they are named now: the whole population's
+    cells marked `known:f = yes` (casepool.catalogue.relations.subpopulation)."""
+    from casepool.catalogue.indicators import load_indicators
+    from casepool.catalogue.relations import YES, subpopulation
+
+    catalogue = load_indicators()
+    if indicator not in catalogue.indicators:
+        return indicator, scope
+    part = subpopulation(catalogue.indicator(indicator), catalogue)
+    if part is None or any(d == part.marker for d, _ in scope):
+        return indicator, scope
+    return part.base, ((part.marker, YES), *scope)
+
+
 def earlier_tables(
     con: duckdb.DuckDBPyConnection, current: Sequence[CountTable], fingerprint: str
 ) -> list[CountTable]:
@@ -186,15 +204,19 @@ def earlier_tables(
                 ),
                 dims,
             )
+            indicator, scope = upgraded_identity(
+                str(meta["indicator"]),
+                tuple((str(p[0]), str(p[1])) for p in meta.get("scope") or ()),
+            )
             table = CountTable(
-                indicator=str(meta["indicator"]),
+                indicator=indicator,
                 dimensions=tuple(dims),
                 cells=grid,
                 multi_valued=frozenset(meta.get("multi") or ()),
                 contributions=parts if parts.height else None,
                 sensitive=meta.get("sensitive"),
                 name=f"{name}@{release.release_id[:8]}",
-                scope=tuple((str(p[0]), str(p[1])) for p in meta.get("scope") or ()),
+                scope=scope,
                 statuses=statuses,
             )
             if not same_data:
