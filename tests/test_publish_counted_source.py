@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from casepool.demo import run_demo
 from casepool.publishing import counted
 from casepool.warehouse.store import open_warehouse, refresh_active_cases
 from test_demo_publication import DIGEST, publication_digest
 
 
+@pytest.mark.slow  # publishes the whole demo catalogue (90-225 s on the loaded machine)
 def test_an_ingested_warehouse_is_read_through_its_flags(tmp_path, monkeypatch):
     used: list[str] = []
     real = counted.counted_source
@@ -23,6 +26,7 @@ def test_an_ingested_warehouse_is_read_through_its_flags(tmp_path, monkeypatch):
     assert publication_digest(tmp_path / "demo" / "publication") == expected
 
 
+@pytest.mark.slow  # publishes the whole demo catalogue (90-225 s on the loaded machine)
 def test_the_snapshot_of_active_cases_publishes_the_same_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(counted, "active_flags_fresh", lambda con: False)
     run_demo(tmp_path / "demo", orgs=3, records=400, seed=7)
@@ -30,6 +34,7 @@ def test_the_snapshot_of_active_cases_publishes_the_same_figures(tmp_path, monke
     assert publication_digest(tmp_path / "demo" / "publication") == expected
 
 
+@pytest.mark.slow  # publishes the whole demo catalogue (90-225 s on the loaded machine)
 def test_stale_flags_are_not_read(tmp_path):
     run_demo(tmp_path / "demo", orgs=2, records=50, seed=3)
     warehouse = tmp_path / "demo" / "warehouse.duckdb"
