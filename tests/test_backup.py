@@ -50,18 +50,6 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> Non
         time.sleep(0.05)
 
 
-@pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def warehouse(tmp_path, keys):
-    path = tmp_path / "w.duckdb"
-    add_organisation(path, keys.org, "Test CSO", tmp_path / "keys" / f"{keys.org}.pub")
-    return path
-
-
 def packages_in(path: Path) -> set[str]:
     with open_warehouse(path, read_only=True, wait=0) as con:
         return {r[0] for r in con.execute("SELECT package FROM submissions").fetchall()}

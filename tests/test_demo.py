@@ -7,24 +7,17 @@ from datetime import date
 import polars as pl
 
 from casepool.cli.main import app
-from casepool.demo import run_demo
 from casepool.intake.validating import validate_export
 
 
-def test_demo_carries_every_valid_consenting_record_into_the_warehouse(tmp_path):
-    stages: list[str] = []
-    result = run_demo(
-        tmp_path / "demo",
-        orgs=3,
-        records=400,
-        seed=7,
-        stage=lambda name, detail: stages.append(name),
-    )
+def test_demo_carries_every_valid_consenting_record_into_the_warehouse(demo_run):
+    # conftest's session demo: run_demo(orgs=3, records=400, seed=7), once for every test.
+    result, stages = demo_run.result, list(demo_run.stages)
     assert stages[:4] == ["synth", "validate", "submit", "ingest"]
     assert result.exports == 3 and result.records == 400
     assert len(result.packages) == 9 and result.refused_submissions == 0  # 3 orgs x 3 years
     expected = 0
-    for export in sorted((tmp_path / "demo" / "exports").iterdir()):
+    for export in sorted((demo_run.folder / "exports").iterdir()):
         if export.suffix not in {".csv", ".xlsx", ".parquet"}:
             continue
         mapping = export.with_name(export.stem + ".mapping.yaml")

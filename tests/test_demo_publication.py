@@ -14,8 +14,6 @@ import json
 import os
 from pathlib import Path
 
-from casepool.demo import run_demo
-
 DIGEST = Path(__file__).parent / "fixtures" / "demo" / "publication_digest.json"
 
 
@@ -31,9 +29,9 @@ def publication_digest(folder: Path) -> dict[str, str]:
     }
 
 
-def test_the_demo_publishes_the_recorded_figures(tmp_path):
-    run_demo(tmp_path / "demo", orgs=3, records=400, seed=7)
-    found = publication_digest(tmp_path / "demo" / "publication")
+def test_the_demo_publishes_the_recorded_figures(demo_run):
+    # conftest's session demo: run_demo(orgs=3, records=400, seed=7), once for every test.
+    found = publication_digest(demo_run.folder / "publication")
     if os.environ.get("CASEPOOL_UPDATE_DIGEST") == "1":
         DIGEST.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
     expected = json.loads(DIGEST.read_text(encoding="utf-8"))

@@ -30,18 +30,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def warehouse(tmp_path, keys):
-    path = tmp_path / "w.duckdb"
-    add_organisation(path, keys.org, "Test CSO", tmp_path / "keys" / f"{keys.org}.pub")
-    return path
-
-
 def query(warehouse, sql):
     with open_warehouse(warehouse, read_only=True) as con:
         return con.sql(sql).pl()

@@ -17,24 +17,12 @@ from casepool.exchange.keys import record_keys
 from casepool.exchange.profile import PSEUDONYM
 from casepool.warehouse import ingest as ingest_module
 from casepool.warehouse.ingest import ingest_packages, record_key_secret
-from casepool.warehouse.organisations import add_organisation, key_lookup
+from casepool.warehouse.organisations import key_lookup
 from casepool.warehouse.status import data_fingerprint
 from casepool.warehouse.store import LOADED, REFUSED, open_warehouse
-from fixtures.submit.builders import canonical_records, make_package, org_keys
+from fixtures.submit.builders import canonical_records, make_package
 
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def warehouse(tmp_path, keys):
-    path = tmp_path / "w.duckdb"
-    add_organisation(path, keys.org, "Test CSO", tmp_path / "keys" / f"{keys.org}.pub")
-    return path
 
 
 def _verified(warehouse, package):

@@ -6,32 +6,20 @@ import socket
 
 import pytest
 
-from casepool.demo import run_demo
-
-
-class NetworkUsed(AssertionError):
-    """Raised by the guard when anything tries to reach another machine."""
+from fixtures.offline import NetworkUsed, cut_network
 
 
 @pytest.fixture
 def no_network(monkeypatch):
-    attempts: list[str] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(repr(args[:2]))
-        raise NetworkUsed(f"network access attempted: {args[:2]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
+    return cut_network(monkeypatch)
 
 
-def test_the_whole_demo_path_runs_with_the_network_cut(tmp_path, no_network):
-    result = run_demo(tmp_path / "demo", orgs=2, records=200, seed=3)
-    assert result.cases_in_warehouse > 0
-    assert no_network == []
+def test_the_whole_demo_path_runs_with_the_network_cut(demo_run):
+    # conftest's session fixture runs the whole demo (synth to report) under cut_network.
+    assert demo_run.guard_held  # the guard was still in place when the run ended
+    assert demo_run.stages[-2:] == ("publish", "report")  # every stage ran under it
+    assert demo_run.result.cases_in_warehouse > 0
+    assert demo_run.network_attempts == ()
 
 
 def test_the_guard_itself_catches_a_connection(no_network):

@@ -25,11 +25,6 @@ CREATED = datetime(2025, 8, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
 def package(tmp_path, keys):
     return make_package(tmp_path / "outbox", keys, canonical_records(20), created=CREATED)
 

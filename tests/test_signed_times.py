@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from casepool.cli.main import app
 from casepool.warehouse.ingest import ingest_packages
-from casepool.warehouse.organisations import add_organisation
 from casepool.warehouse.status import data_fingerprint, warehouse_status
 from casepool.warehouse.store import (
     DEFAULT_CLOCK_SKEW_SECONDS,
@@ -16,21 +13,9 @@ from casepool.warehouse.store import (
     REFUSED,
     open_warehouse,
 )
-from fixtures.submit.builders import canonical_records, make_package, org_keys
+from fixtures.submit.builders import canonical_records, make_package
 
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def warehouse(tmp_path, keys):
-    path = tmp_path / "w.duckdb"
-    add_organisation(path, keys.org, "Test CSO", tmp_path / "keys" / f"{keys.org}.pub")
-    return path
 
 
 def active_ids(warehouse):

@@ -41,11 +41,6 @@ NEW_KEYS = (
 
 
 @pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
 def warehouse(tmp_path, keys):
     path = tmp_path / "w.duckdb"
     add_organisation(path, keys.org, "Test CSO", tmp_path / "keys" / f"{keys.org}.pub")

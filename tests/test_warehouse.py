@@ -20,11 +20,6 @@ T0 = datetime(2025, 8, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def keys(tmp_path):
-    return org_keys(tmp_path / "keys")
-
-
-@pytest.fixture
 def pub(tmp_path, keys):
     return tmp_path / "keys" / f"{keys.org}.pub"
 
