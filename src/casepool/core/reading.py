@@ -204,6 +204,10 @@ def read_export_batches(
         all_headers=tuple(all_headers) if all_headers is not None else None,
         batched=True,
     )
+    if isinstance(source, Path) and path.stat().st_size > ROW_CHECK_MAX_BYTES:
+        # A UTF-8 file too large for the cells of each record to be counted: Python never
+        # needs its bytes, so polars reads it in batches itself (on its own threads).
+        return export, _polars_batches(path, used, separator, options, batch_rows)
     return export, _csv_batches(path, source, used, separator, options, batch_rows)
 
 
@@ -296,6 +300,35 @@ def _csv_batches(
         ragged, _ = _ragged_rows(path, _in_memory(source), separator)
         if ragged:
             raise ReadWhole()
+
+
+_INDEX = "__casepool_line"  # polars' own record count, before ROW is made from it
+
+
+def _polars_batches(
+    path: Path, used: str, separator: str, options: dict[str, Any], batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Batches of `batch_rows` records of a UTF-8 file, cut and parsed by polars' streaming
+    reader: the same reader with the same options as the whole file's, numbered as
+    _csv_batches numbers them (blank lines counted, then left out)."""
+    scan = {k: v for k, v in options.items() if k not in ("columns", "raise_if_empty")}
+    lazy = pl.scan_csv(path, **scan, raise_if_empty=False, row_index_name=_INDEX)
+    if "columns" in options:
+        lazy = lazy.select(_INDEX, *options["columns"])
+    kept = 0
+    try:
+        for batch in lazy.collect_batches(chunk_size=batch_rows):
+            numbered = batch.with_columns(
+                (pl.col(_INDEX).cast(pl.Int64) + 2).alias(ROW)
+            ).drop(_INDEX)
+            numbered = without_blank_rows(numbered)
+            kept += numbered.height
+            if numbered.height:
+                yield numbered
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, path, separator, used, exc, batched=True)
+    if kept == 0:
+        raise UnreadableFileError("file-no-rows", path=path.name)
 
 
 def read_ahead(batches: Iterator[T]) -> Iterator[T]:
