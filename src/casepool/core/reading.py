@@ -303,30 +303,42 @@ def _csv_batches(
 
 
 _INDEX = "__casepool_line"  # polars' own record count, before ROW is made from it
+# polars' streaming reader parses a few chunks ahead of the one it hands over: it is asked for
+# quarter batches and two are handed over together, so the reader's chunks and the batch being
+# checked stay within what the Python cut's whole batches take (≤ 2× the input at 1M rows).
+_READER_CHUNK = 4  # rows of a reader chunk: batch_rows // this
+_HANDED_OVER = 2  # rows of a batch: batch_rows // this
 
 
 def _polars_batches(
     path: Path, used: str, separator: str, options: dict[str, Any], batch_rows: int
 ) -> Iterator[pl.DataFrame]:
-    """Batches of `batch_rows` records of a UTF-8 file, cut and parsed by polars' streaming
-    reader: the same reader with the same options as the whole file's, numbered as
-    _csv_batches numbers them (blank lines counted, then left out)."""
+    """Batches of about half `batch_rows` records of a UTF-8 file, cut and parsed by polars'
+    streaming reader (the same parser and options as the whole file's read, on polars' own
+    threads, no bytes through Python), numbered as _csv_batches numbers them (blank lines
+    counted, then left out)."""
     scan = {k: v for k, v in options.items() if k not in ("columns", "raise_if_empty")}
     lazy = pl.scan_csv(path, **scan, raise_if_empty=False, row_index_name=_INDEX)
     if "columns" in options:
         lazy = lazy.select(_INDEX, *options["columns"])
-    kept = 0
+    wanted = max(1, batch_rows // _HANDED_OVER)
+    kept, held, parts = 0, 0, []
     try:
-        for batch in lazy.collect_batches(chunk_size=batch_rows):
-            numbered = batch.with_columns(
-                (pl.col(_INDEX).cast(pl.Int64) + 2).alias(ROW)
-            ).drop(_INDEX)
-            numbered = without_blank_rows(numbered)
-            kept += numbered.height
-            if numbered.height:
-                yield numbered
+        for read in lazy.collect_batches(chunk_size=max(1, batch_rows // _READER_CHUNK)):
+            part = without_blank_rows(
+                read.with_columns((pl.col(_INDEX).cast(pl.Int64) + 2).alias(ROW)).drop(_INDEX)
+            )
+            parts.append(part)
+            held += part.height
+            if held >= wanted:
+                kept += held
+                batch, parts, held = pl.concat(parts, rechunk=False), [], 0
+                yield batch
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
         _refuse_malformed(path, path, separator, used, exc, batched=True)
+    if held:
+        kept += held
+        yield pl.concat(parts, rechunk=False)
     if kept == 0:
         raise UnreadableFileError("file-no-rows", path=path.name)
 
