@@ -331,8 +331,31 @@ def test_a_short_tail_joins_the_last_batch_and_changes_nothing(synthetic):
     assert sum(heights(rows - 2)) == rows
     assert len(heights(rows // 2)) >= 2  # a half is no tail
     whole = validate_export(export, today=TODAY, batch_rows=None)
-    for batch_rows in (rows - 2, rows // 2):
-        assert_same(validate_export(export, today=TODAY, batch_rows=batch_rows), whole)
+    assert_same(validate_export(export, today=TODAY, batch_rows=rows // 2), whole)
+    # A file that would be one batch is read whole by validate (same result, less work).
+    one = validate_export(export, today=TODAY, batch_rows=rows - 2)
+    assert not one.export.batched
+    assert one.to_dict() == whole.to_dict() and one.records.equals(whole.records)
+
+
+def test_a_file_of_one_batch_is_read_whole_unless_batches_are_wanted(synthetic):
+    from casepool.core.reading import within_one_batch
+
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
+    rows = validate_export(export, today=TODAY, batch_rows=None).rows
+    assert within_one_batch(export, rows) and within_one_batch(export, rows - rows // 10)
+    assert not within_one_batch(export, rows // 2)
+    assert not within_one_batch(export.with_name("missing.csv"), rows)
+    seen: list[int] = []
+    handed = validate_export(
+        export, today=TODAY, batch_rows=rows, on_records=lambda r: seen.append(r.height)
+    )
+    assert handed.export.batched and sum(seen) == handed.records.height
+    whole = validate_export(export, today=TODAY, batch_rows=rows)
+    assert not whole.export.batched
+    assert whole.to_dict() == handed.to_dict()
 
 
 @pytest.fixture

@@ -211,6 +211,23 @@ def read_export_batches(
     return export, _csv_batches(path, source, used, separator, options, batch_rows)
 
 
+def within_one_batch(path: str | Path, batch_rows: int) -> bool:
+    """Whether a file holds about `batch_rows` records or fewer (a short tail included), by its
+    size over the length of its first lines: read in batches it would be one batch, so reading
+    it whole holds no more and costs less (no cutting, polars' parallel read of the file)."""
+    try:
+        size = Path(path).stat().st_size
+        with Path(path).open("rb") as handle:
+            sample = handle.read(_SAMPLE_BYTES)
+    except OSError:
+        return False
+    lines = sample.count(b"\n")
+    if not lines:
+        return False
+    records = lines if len(sample) >= size else size * lines / len(sample)
+    return records <= batch_rows + batch_rows // _TAIL_SHARE
+
+
 _READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
 _MAX_BATCH_BYTES = 1 << 27  # and a batch is cut after at most 128 MiB (or at the record's end)
 _TAIL_SHARE = 4  # the file's last records join the batch before when under a quarter of one
