@@ -427,3 +427,8 @@ def test_polars_cut_batches_of_fixtures(polars_cuts):
         batched = validate_export(folder / name, mapping_arg, today=TODAY, batch_rows=1)
         assert_same(batched, whole)
     assert polars_cuts
+
+
+def test_polars_cut_batches_make_the_same_package_bytes(tmp_path, synthetic, polars_cuts):
+    test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic)
+    assert polars_cuts
