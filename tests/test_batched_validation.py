@@ -338,7 +338,8 @@ def test_a_short_tail_joins_the_last_batch_and_changes_nothing(synthetic):
     assert one.to_dict() == whole.to_dict() and one.records.equals(whole.records)
 
 
-def test_a_file_of_one_batch_is_read_whole_unless_batches_are_wanted(synthetic):
+def test_a_file_of_one_batch_is_read_whole_unless_batches_are_wanted(synthetic, monkeypatch):
+    from casepool.core import reading
     from casepool.core.reading import within_one_batch
 
     export = next(
@@ -348,6 +349,9 @@ def test_a_file_of_one_batch_is_read_whole_unless_batches_are_wanted(synthetic):
     assert within_one_batch(export, rows) and within_one_batch(export, rows - rows // 10)
     assert not within_one_batch(export, rows // 2)
     assert not within_one_batch(export.with_name("missing.csv"), rows)
+    with monkeypatch.context() as patch:  # over the largest batch: never one, however estimated
+        patch.setattr(reading, "_MAX_BATCH_BYTES", export.stat().st_size - 1)
+        assert not within_one_batch(export, rows)
     seen: list[int] = []
     handed = validate_export(
         export, today=TODAY, batch_rows=rows, on_records=lambda r: seen.append(r.height)

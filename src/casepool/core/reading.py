@@ -214,7 +214,8 @@ def read_export_batches(
 def within_one_batch(path: str | Path, batch_rows: int) -> bool:
     """Whether a file holds about `batch_rows` records or fewer (a short tail included), by its
     size over the length of its first lines: read in batches it would be one batch, so reading
-    it whole holds no more and costs less (no cutting, polars' parallel read of the file)."""
+    it whole holds no more and costs less (no cutting, polars' parallel read of the file).
+    Long first lines make the estimate low: a file over the largest batch is never one."""
     try:
         size = Path(path).stat().st_size
         with Path(path).open("rb") as handle:
@@ -222,7 +223,7 @@ def within_one_batch(path: str | Path, batch_rows: int) -> bool:
     except OSError:
         return False
     lines = sample.count(b"\n")
-    if not lines:
+    if not lines or size > _MAX_BATCH_BYTES:  # never more than the largest batch cut in Python
         return False
     records = lines if len(sample) >= size else size * lines / len(sample)
     return records <= batch_rows + batch_rows // _TAIL_SHARE
