@@ -436,3 +436,19 @@ def test_polars_cut_batches_of_fixtures(polars_cuts):
 def test_polars_cut_batches_make_the_same_package_bytes(tmp_path, synthetic, polars_cuts):
     test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic)
     assert polars_cuts
+
+
+def test_polars_cut_batches_refuse_bytes_that_are_not_utf8_as_the_whole_read(tmp_path, polars_cuts):
+    # The bad bytes lie past the sample the encoding is detected from (64 KiB).
+    path = tmp_path / "late_bad_byte.csv"
+    rows = "".join(f"C{i},a,yes,F,7\n" for i in range(2, 6000))
+    path.write_bytes(
+        b"case_id,notes,consent_statistics,survivor_sex,survivor_age\n"
+        + rows.encode()
+        + b"C99,a,yes,\xff\xfe,7\n"
+    )
+    whole = _outcome(path, None)
+    assert whole[0] == "refused" and whole[1] == "file-undecodable"
+    for batch_rows in (700, 2500):
+        assert _outcome(path, batch_rows) == whole
+    assert polars_cuts
