@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import queue
@@ -491,11 +492,18 @@ def _read_csv(
             source.seek(0)
         return pl.read_csv(source, **options)
 
+    counted = None
+    if isinstance(source, Path) and path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        # Every record's cells are counted while polars parses (the count is byte work in
+        # one thread, the parse runs on polars' own threads): the two overlap on two cores.
+        counted = _started(lambda: _ragged_rows(path, source, separator))
     try:
         frame = read()
     except pl.exceptions.NoDataError as exc:
+        _settled(counted)
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _settled(counted)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
@@ -512,11 +520,42 @@ def _read_csv(
             raise _ragged_refusal(path, ragged) from exc
         return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
     ragged = []
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        ragged, records = _ragged_rows(path, source, separator)
+    if counted is not None or path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        ragged, records = counted() if counted else _ragged_rows(path, source, separator)
         if ragged:
             frame = frame_without(path, frame, ragged, records)
     return frame, used, separator, all_headers, ragged
+
+
+def _started(work: Callable[[], T]) -> Callable[[], T]:
+    """`work` begun in a worker thread; the call returned waits for it and gives its result
+    (or raises its exception, as calling `work` there would have)."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # raised in the caller's thread instead
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="casepool-row-check", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    return result
+
+
+def _settled(started: Callable[[], Any] | None) -> None:
+    """Wait for work begun with _started whose result is no longer wanted."""
+    if started is not None:
+        with contextlib.suppress(Exception):  # the caller refuses the file for its own reason
+            started()
 
 
 class ReadWhole(Exception):
