@@ -331,5 +331,124 @@ def test_a_short_tail_joins_the_last_batch_and_changes_nothing(synthetic):
     assert sum(heights(rows - 2)) == rows
     assert len(heights(rows // 2)) >= 2  # a half is no tail
     whole = validate_export(export, today=TODAY, batch_rows=None)
-    for batch_rows in (rows - 2, rows // 2):
-        assert_same(validate_export(export, today=TODAY, batch_rows=batch_rows), whole)
+    assert_same(validate_export(export, today=TODAY, batch_rows=rows // 2), whole)
+    # A file that would be one batch is read whole by validate (same result, less work).
+    one = validate_export(export, today=TODAY, batch_rows=rows - 2)
+    assert not one.export.batched
+    assert one.to_dict() == whole.to_dict() and one.records.equals(whole.records)
+
+
+def test_a_file_of_one_batch_is_read_whole_unless_batches_are_wanted(synthetic, monkeypatch):
+    from casepool.core import reading
+    from casepool.core.reading import within_one_batch
+
+    export = next(
+        p for p in sorted(synthetic.glob("*.csv")) if not p.with_suffix(".mapping.yaml").exists()
+    )
+    rows = validate_export(export, today=TODAY, batch_rows=None).rows
+    assert within_one_batch(export, rows) and within_one_batch(export, rows - rows // 10)
+    assert not within_one_batch(export, rows // 2)
+    assert not within_one_batch(export.with_name("missing.csv"), rows)
+    with monkeypatch.context() as patch:  # over the largest batch: never one, however estimated
+        patch.setattr(reading, "_MAX_BATCH_BYTES", export.stat().st_size - 1)
+        assert not within_one_batch(export, rows)
+    seen: list[int] = []
+    handed = validate_export(
+        export, today=TODAY, batch_rows=rows, on_records=lambda r: seen.append(r.height)
+    )
+    assert handed.export.batched and sum(seen) == handed.records.height
+    whole = validate_export(export, today=TODAY, batch_rows=rows)
+    assert not whole.export.batched
+    assert whole.to_dict() == handed.to_dict()
+
+
+@pytest.fixture
+def polars_cuts(monkeypatch):
+    """Every UTF-8 file counts as too large for its cells to be counted: polars' own streaming
+    reader cuts the batches (as it does for files over ROW_CHECK_MAX_BYTES), and the whole-file
+    read skips the count too, so the two are compared on the same terms."""
+    from casepool.core import reading
+
+    monkeypatch.setattr(reading, "ROW_CHECK_MAX_BYTES", 0)
+    calls: list[int] = []
+    original = reading._polars_batches
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "_polars_batches", counted)
+    return calls
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 64])
+def test_polars_cut_batches_give_the_whole_file_result(synthetic, polars_cuts, batch_rows):
+    exports = sorted(synthetic.glob("*.csv"))
+    for export in exports:
+        mapping = export.with_suffix(".mapping.yaml")
+        mapping_arg = mapping if mapping.exists() else None
+        whole = validate_export(export, mapping_arg, today=TODAY, batch_rows=None)
+        batched = validate_export(export, mapping_arg, today=TODAY, batch_rows=batch_rows)
+        assert_same(batched, whole)
+        lean = validate_export(
+            export, mapping_arg, today=TODAY, batch_rows=batch_rows, keep_records=False
+        )
+        assert lean.to_dict() == whole.to_dict()
+    assert polars_cuts  # the UTF-8 exports went through polars' reader
+
+
+def test_polars_cut_batches_of_awkward_csv_and_blank_lines(tmp_path, polars_cuts):
+    bodies = [
+        'C1,"a, b",yes,F,7\nC2,"two\nlines",yes,M,8\nC3,"say ""hi""",no,F,9\n',
+        'C1,5" tall,yes,F,7\nC2,x,yes,M,8\nC3,y,yes,F,9\n',
+        'C1,"open,yes,F,7\nC2,x,yes,M,8\n',
+        "C1,a,yes,F,7\r\n\r\nC2,b,yes,M,8\r\n\nC3,c,no,F,9\n\nC4,d,yes,M,10",
+        "C1,a,yes,F,7\n   \nC2,b,yes,M,8\n",
+        "C1,a,yes,F,7\nC2,b,yes,M,8\nC1,c,yes,F,9",
+        "C1,a,yes,F,7\nC2,b,yes,M,8,extra\nC3,c,yes,F,9\n",
+        "\n\n  \n",
+    ]
+    for i, body in enumerate(bodies):
+        path = tmp_path / f"awkward{i}.csv"
+        path.write_bytes(
+            ("case_id,notes,consent_statistics,survivor_sex,survivor_age\n" + body).encode()
+        )
+        whole = _outcome(path, None)
+        for batch_rows in (1, 2, 3):
+            assert _outcome(path, batch_rows) == whole, body
+    assert polars_cuts
+
+
+def test_polars_cut_batches_of_fixtures(polars_cuts):
+    folder = FIXTURES / "validate"
+    for name, mapping in (
+        ("canonical_valid.csv", None),
+        ("one_error_each.csv", None),
+        ("kobo_semicolon_select_multiple.csv", "kobo_mapping.yaml"),
+    ):
+        mapping_arg = folder / mapping if mapping else None
+        whole = validate_export(folder / name, mapping_arg, today=TODAY, batch_rows=None)
+        batched = validate_export(folder / name, mapping_arg, today=TODAY, batch_rows=1)
+        assert_same(batched, whole)
+    assert polars_cuts
+
+
+def test_polars_cut_batches_make_the_same_package_bytes(tmp_path, synthetic, polars_cuts):
+    test_submit_in_batches_writes_the_same_package_bytes(tmp_path, synthetic)
+    assert polars_cuts
+
+
+def test_polars_cut_batches_refuse_bytes_that_are_not_utf8_as_the_whole_read(tmp_path, polars_cuts):
+    # The bad bytes lie past the sample the encoding is detected from (64 KiB).
+    path = tmp_path / "late_bad_byte.csv"
+    rows = "".join(f"C{i},a,yes,F,7\n" for i in range(2, 6000))
+    path.write_bytes(
+        b"case_id,notes,consent_statistics,survivor_sex,survivor_age\n"
+        + rows.encode()
+        + b"C99,a,yes,\xff\xfe,7\n"
+    )
+    whole = _outcome(path, None)
+    assert whole[0] == "refused" and whole[1] == "file-undecodable"
+    for batch_rows in (700, 2500):
+        assert _outcome(path, batch_rows) == whole
+    assert polars_cuts

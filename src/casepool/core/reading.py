@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import queue
@@ -204,7 +205,29 @@ def read_export_batches(
         all_headers=tuple(all_headers) if all_headers is not None else None,
         batched=True,
     )
+    if isinstance(source, Path) and path.stat().st_size > ROW_CHECK_MAX_BYTES:
+        # A UTF-8 file too large for the cells of each record to be counted: Python never
+        # needs its bytes, so polars reads it in batches itself (on its own threads).
+        return export, _polars_batches(path, used, separator, options, batch_rows)
     return export, _csv_batches(path, source, used, separator, options, batch_rows)
+
+
+def within_one_batch(path: str | Path, batch_rows: int) -> bool:
+    """Whether a file holds about `batch_rows` records or fewer (a short tail included), by its
+    size over the length of its first lines: read in batches it would be one batch, so reading
+    it whole holds no more and costs less (no cutting, polars' parallel read of the file).
+    Long first lines make the estimate low: a file over the largest batch is never one."""
+    try:
+        size = Path(path).stat().st_size
+        with Path(path).open("rb") as handle:
+            sample = handle.read(_SAMPLE_BYTES)
+    except OSError:
+        return False
+    lines = sample.count(b"\n")
+    if not lines or size > _MAX_BATCH_BYTES:  # never more than the largest batch cut in Python
+        return False
+    records = lines if len(sample) >= size else size * lines / len(sample)
+    return records <= batch_rows + batch_rows // _TAIL_SHARE
 
 
 _READ_BYTES = 1 << 23  # a CSV read in batches is read from disk at least 8 MiB at a time
@@ -296,6 +319,47 @@ def _csv_batches(
         ragged, _ = _ragged_rows(path, _in_memory(source), separator)
         if ragged:
             raise ReadWhole()
+
+
+_INDEX = "__casepool_line"  # polars' own record count, before ROW is made from it
+# polars' streaming reader parses a few chunks ahead of the one it hands over: it is asked for
+# quarter batches and two are handed over together, so the reader's chunks and the batch being
+# checked stay within what the Python cut's whole batches take (≤ 2× the input at 1M rows).
+_READER_CHUNK = 4  # rows of a reader chunk: batch_rows // this
+_HANDED_OVER = 2  # rows of a batch: batch_rows // this
+
+
+def _polars_batches(
+    path: Path, used: str, separator: str, options: dict[str, Any], batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Batches of about half `batch_rows` records of a UTF-8 file, cut and parsed by polars'
+    streaming reader (the same parser and options as the whole file's read, on polars' own
+    threads, no bytes through Python), numbered as _csv_batches numbers them (blank lines
+    counted, then left out)."""
+    scan = {k: v for k, v in options.items() if k not in ("columns", "raise_if_empty")}
+    lazy = pl.scan_csv(path, **scan, raise_if_empty=False, row_index_name=_INDEX)
+    if "columns" in options:
+        lazy = lazy.select(_INDEX, *options["columns"])
+    wanted = max(1, batch_rows // _HANDED_OVER)
+    kept, held, parts = 0, 0, []
+    try:
+        for read in lazy.collect_batches(chunk_size=max(1, batch_rows // _READER_CHUNK)):
+            part = without_blank_rows(
+                read.with_columns((pl.col(_INDEX).cast(pl.Int64) + 2).alias(ROW)).drop(_INDEX)
+            )
+            parts.append(part)
+            held += part.height
+            if held >= wanted:
+                kept += held
+                batch, parts, held = pl.concat(parts, rechunk=False), [], 0
+                yield batch
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _refuse_malformed(path, path, separator, used, exc, batched=True)
+    if held:
+        kept += held
+        yield pl.concat(parts, rechunk=False)
+    if kept == 0:
+        raise UnreadableFileError("file-no-rows", path=path.name)
 
 
 def read_ahead(batches: Iterator[T]) -> Iterator[T]:
@@ -428,11 +492,18 @@ def _read_csv(
             source.seek(0)
         return pl.read_csv(source, **options)
 
+    counted = None
+    if isinstance(source, Path) and path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        # Every record's cells are counted while polars parses (the count is byte work in
+        # one thread, the parse runs on polars' own threads): the two overlap on two cores.
+        counted = _started(lambda: _ragged_rows(path, source, separator))
     try:
         frame = read()
     except pl.exceptions.NoDataError as exc:
+        _settled(counted)
         raise UnreadableFileError("file-empty", path=path.name) from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
+        _settled(counted)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "utf" in reason.lower():
             raise UnreadableFileError("file-undecodable", path=path.name, encoding=used) from exc
@@ -449,11 +520,42 @@ def _read_csv(
             raise _ragged_refusal(path, ragged) from exc
         return frame_without(path, frame, ragged, records), used, separator, all_headers, ragged
     ragged = []
-    if path.stat().st_size <= ROW_CHECK_MAX_BYTES:
-        ragged, records = _ragged_rows(path, source, separator)
+    if counted is not None or path.stat().st_size <= ROW_CHECK_MAX_BYTES:
+        ragged, records = counted() if counted else _ragged_rows(path, source, separator)
         if ragged:
             frame = frame_without(path, frame, ragged, records)
     return frame, used, separator, all_headers, ragged
+
+
+def _started(work: Callable[[], T]) -> Callable[[], T]:
+    """`work` begun in a worker thread; the call returned waits for it and gives its result
+    (or raises its exception, as calling `work` there would have)."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # raised in the caller's thread instead
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="casepool-row-check", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    return result
+
+
+def _settled(started: Callable[[], Any] | None) -> None:
+    """Wait for work begun with _started whose result is no longer wanted."""
+    if started is not None:
+        with contextlib.suppress(Exception):  # the caller refuses the file for its own reason
+            started()
 
 
 class ReadWhole(Exception):

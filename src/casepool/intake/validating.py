@@ -26,6 +26,7 @@ from casepool.core.reading import (
     read_ahead,
     read_export,
     read_export_batches,
+    within_one_batch,
 )
 from casepool.core.schema import CaseSchema, Field, load_schema
 from casepool.intake.mapping import (
@@ -251,7 +252,10 @@ def validate_export(
         used = set(resolution.columns.values()) | set(resolution.detail_columns)
         return [h for h in headers if h in used]
 
-    if batch_rows and sheet is None and _batchable(schema):
+    # A file of one batch's records or fewer is read whole (the same result, less work),
+    # unless each batch's records are wanted (submit).
+    whole = on_records is None and within_one_batch(path, batch_rows or 0)
+    if batch_rows and sheet is None and _batchable(schema) and not whole:
         try:
             batched = read_export_batches(
                 path, encoding=encoding, columns=needed, batch_rows=batch_rows
