@@ -148,7 +148,9 @@ def test_a_combined_c_cell_bounded_at_k_or_more_needs_only_not_to_be_exact(tmp_p
     def rows(flag_of_others: str) -> list[str]:
         out = ["online_cases,KRI,F,,Q,C"]
         out += [
-            f"online_cases,{r},{s},,Q,{flag_of_others}" for (r, s) in cells if (r, s) != ("KRI", "F")
+            f"online_cases,{r},{s},,Q,{flag_of_others}"
+            for (r, s) in cells
+            if (r, s) != ("KRI", "F")
         ]
         for region in ("KRI", "federal"):
             total = sum(v for (r, _), v in cells.items() if r == region)
@@ -242,7 +244,9 @@ def test_quarters_and_year_with_combined_flags_give_nothing_away(tmp_path) -> No
     settings = replace(load_protection_settings(), flags="combined")
     folders = []
     for period in ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4", "2025"):
-        publish(warehouse, tmp_path / period, period, tables=TABLES, settings=settings, recoding=_off())
+        publish(
+            warehouse, tmp_path / period, period, tables=TABLES, settings=settings, recoding=_off()
+        )
         folders.append(tmp_path / period)
     _, tables = ledger_tables(warehouse)
     assert _failures(tables) == set()
@@ -266,7 +270,9 @@ def test_a_combined_release_linked_to_distinct_ones_reads_their_flags(tmp_path) 
         ("2025-Q4", combined),
         ("2025", combined),
     ):
-        publish(warehouse, tmp_path / period, period, tables=TABLES, settings=settings, recoding=_off())
+        publish(
+            warehouse, tmp_path / period, period, tables=TABLES, settings=settings, recoding=_off()
+        )
         folders.append(tmp_path / period)
     with open_warehouse(warehouse, read_only=True) as con:
         modes = [release_flags(r.detail) for r in list_releases(con)]

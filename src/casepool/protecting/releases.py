@@ -284,9 +284,7 @@ def told_cells(system: CellSystem, settings: ProtectionSettings) -> np.ndarray:
     telling = np.array(
         [
             not grid.table.hidden
-            and (
-                settings.flags_told if grid.table.flags_told is None else grid.table.flags_told
-            )
+            and (settings.flags_told if grid.table.flags_told is None else grid.table.flags_told)
             for grid in system.grids
         ],
         dtype=bool,

@@ -118,9 +118,7 @@ def settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> ProtectionSet
     )
     flags = raw.get("flags", "distinct")
     if flags not in FLAG_MODES:
-        raise SchemaError(
-            "schema-invalid", file=where, reason="flags must be combined or distinct"
-        )
+        raise SchemaError("schema-invalid", file=where, reason="flags must be combined or distinct")
     return ProtectionSettings(
         flags=str(flags),
         k=k,
