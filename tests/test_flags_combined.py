@@ -290,3 +290,33 @@ def test_a_combined_release_linked_to_distinct_ones_reads_their_flags(tmp_path) 
         "combined",
         "combined",
     ]
+
+
+def test_the_report_says_only_protected_when_no_cell_is_flagged_d() -> None:
+    from datetime import date
+
+    from casepool.reporting.charts import Bar
+    from casepool.reporting.page import Page, _cell, _note
+    from casepool.reporting.tables import table_from_rows
+
+    def page_of(flags: list[str]) -> Page:
+        rows = [
+            {"indicator": "registered_cases", "sex": s, "value": None, "conf_status": f}
+            for s, f in zip(("F", "M"), flags, strict=True)
+        ]
+        table = table_from_rows("t", rows, ("sex",))
+        return Page({"t": table}, None, "en", "2025", None, ["2025"], False, date(2026, 1, 1))
+
+    bars = [
+        Bar(None, "suppressed", "t|sex=F", "", "C"),
+        Bar(None, "suppressed", "t|sex=M", "", "C"),
+    ]
+    combined = page_of(["C", "C"])
+    assert not combined.distinct_flags
+    assert "2 cell(s) suppressed to protect children" in _note(combined, bars)
+    assert "too few children to publish safely" not in _note(combined, bars)
+    assert "Too few children" not in _cell(combined, bars[0])
+    distinct = page_of(["C", "D"])
+    assert distinct.distinct_flags
+    shown = [bars[0], Bar(None, "suppressed", "t|sex=M", "", "D")]
+    assert "1 cell(s) suppressed because they count too few children" in _note(distinct, shown)
