@@ -16,6 +16,12 @@ per release: cells, suppressed share, figures published (cells not suppressed), 
         --keep /tmp/wh --save /tmp/quarters.duckdb      # the warehouse with the quarters' ledger
     .venv/bin/python bench/release_utility_bench.py --periods 2025 --start /tmp/quarters.duckdb
         # the year alone, linked to the quarters already in that warehouse's ledger (a copy)
+    .venv/bin/python bench/release_utility_bench.py --periods all --flags distinct
+        # the whole catalogue (every period), published with distinct flags (C primary, D
+        # secondary) instead of the shipped `flags` of schemas/protection.yaml
+
+`protect_cpu` is the CPU seconds of the engine and its audits (protect_tabulations, every
+round of recoding), `cpu` those of the whole publication.
 
 Each release's suppressed cells are decomposed by cause (`suppressed_by`, from
 casepool.publishing.publish.suppression_causes): primary by the threshold rule (1..k-1 children),
@@ -65,8 +71,24 @@ def bench(
     keep: Path | None = None,
     start: Path | None = None,
     save: Path | None = None,
+    flags: str | None = None,
 ) -> list[dict]:
+    from casepool import protecting
+    from casepool.publishing import publish as publishing
     from casepool.publishing.recoding import load_recoding
+
+    protection = protecting.load_protection_settings()
+    if flags is not None:
+        protection = replace(protection, flags=flags)
+    spent = [0.0]
+    engine = publishing.protect_tabulations
+
+    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        began = time.process_time()
+        try:
+            return engine(*args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - began
 
     shipped = load_recoding()  # its steps and share; the bench decides whether it is on
     settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
@@ -83,9 +105,19 @@ def bench(
             shutil.copy2(source, warehouse)
         for period in periods:
             started = time.perf_counter()
-            result = publish(warehouse, Path(tmp) / f"pub-{period}", period, recoding=settings)
+            cpu = time.process_time()
+            spent[0] = 0.0
+            with mock.patch.object(publishing, "protect_tabulations", timed):
+                result = publish(
+                    warehouse,
+                    Path(tmp) / f"pub-{period}",
+                    None if period == "all" else period,
+                    recoding=settings,
+                    settings=protection,
+                )
             row = {
                 "period": period,
+                "flags": protection.flags,
                 "cells": result.cells,
                 "suppressed_share": round(result.suppressed_share, 3),
                 "published": result.cells - result.suppressed,  # figures a reader gets
@@ -98,6 +130,8 @@ def bench(
                     if t.written
                 },
                 "seconds": round(time.perf_counter() - started, 1),
+                "cpu": round(time.process_time() - cpu, 1),
+                "protect_cpu": round(spent[0], 1),
             }
             print(json.dumps(row), flush=True)
             releases.append(row)
@@ -115,6 +149,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the demo warehouse here once, reuse it")
     parser.add_argument("--start", type=Path, help="a copy of this warehouse, ledger and all")
     parser.add_argument("--save", type=Path, help="copy the warehouse here at the end")
+    parser.add_argument("--flags", choices=("combined", "distinct"), help="published flags")
     args = parser.parse_args()
     releases = bench(
         tuple(args.periods),
@@ -124,11 +159,13 @@ def main() -> None:
         args.keep,
         args.start,
         args.save,
+        args.flags,
     )
     print(
         "\n".join(
             f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"
-            f"  {r['published']:4d} published"
+            f"  {r['published']:4d} published  flags {r['flags']}"
+            f"  protect CPU {r['protect_cpu']} s (publish CPU {r['cpu']} s)"
             f"  by cause: {', '.join(f'{k} {v}' for k, v in r['suppressed_by'].items() if v)}"
             f"  coarsened: {', '.join(c['table'] + ' (' + c['how'] + ')' for c in r['coarsened']) or '-'}"
             for r in releases

@@ -222,9 +222,15 @@ def test_every_suppressed_cell_is_given_one_cause(tmp_path: Path) -> None:
     m = publication.table("m").frame
     empty = m.filter(pl.col("value").is_null() & (pl.col("denominator") == 0)).height
     assert by["m"]["no_children"] >= empty
-    # The release adds them up, in the summary and its manifest.
+    # The release adds them up, in the summary and, with distinct flags, its manifest (with
+    # combined flags, the default, the manifest keeps them to itself: test_flags_combined).
+    from casepool.protecting.settings import load_protection_settings
+
     out = tmp_path / "pub"
-    result = publish(warehouse, out, "2025", tables=tables, ledger=False, recoding=recoding)
+    distinct = replace(load_protection_settings(), flags="distinct")
+    result = publish(
+        warehouse, out, "2025", tables=tables, ledger=False, recoding=recoding, settings=distinct
+    )
     assert sum(result.causes.values()) == result.suppressed
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["suppressed_by"] == result.causes

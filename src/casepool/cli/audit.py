@@ -73,6 +73,8 @@ def audit(
     table = paths[0]
 
     def action():
+        from casepool.publishing.audit_release import table_flags
+
         settings = load_protection_settings()
         frame = read_tidy_table(table)
         insiders = {path.stem: read_tidy_table(path) for path in insider or []}
@@ -83,6 +85,7 @@ def audit(
             multi_valued=multi or (),
             insiders=insiders,
             total_code=settings.total_code,
+            flags_told=table_flags(table) != "combined",
         )
 
     report = run(action, lang, debug)

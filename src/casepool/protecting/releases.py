@@ -275,6 +275,28 @@ def link(system: CellSystem, settings: ProtectionSettings) -> CellSystem:
     return linked
 
 
+def told_cells(system: CellSystem, settings: ProtectionSettings) -> np.ndarray:
+    """Cells some published table flags with a status that tells a reader something: a table of
+    a release with distinct flags (C primary, D secondary) tells that a C cell is not 0, for
+    ever; one with combined flags (C for every suppressed cell) tells nothing. A table of the
+    release being made tells what the settings' `flags` say; an earlier one what the ledger
+    recorded for its release (`CountTable.flags_told`); a hidden table tells nothing."""
+    telling = np.array(
+        [
+            not grid.table.hidden
+            and (settings.flags_told if grid.table.flags_told is None else grid.table.flags_told)
+            for grid in system.grids
+        ],
+        dtype=bool,
+    )
+    out = np.zeros(system.size, dtype=bool)
+    if not telling.any():
+        return out
+    for cell, where in enumerate(system.locations):
+        out[cell] = any(telling[t] for t, _ in where)
+    return out
+
+
 class KnownBefore:
     """Whether the earlier releases alone already give a cell away to an attacker: the cell's
     interval with every cell of the new release hidden. Asked only for cells the engine cannot

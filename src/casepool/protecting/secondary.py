@@ -19,7 +19,7 @@ from casepool.protecting.audit import (
 )
 from casepool.protecting.lp import PROTECTED
 from casepool.protecting.primary import primary_cells
-from casepool.protecting.releases import KnownBefore, link, needs_linking
+from casepool.protecting.releases import KnownBefore, link, needs_linking, told_cells
 from casepool.protecting.settings import ProtectionSettings, load_protection_settings
 from casepool.protecting.tables import (
     CONF_STATUS,
@@ -534,7 +534,8 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             primary |= attacker.need > 1  # dominated by this contributor
     # A published count flagged C (primary) tells every reader it is not 0: by these rules a
     # primary count is 1..k-1, or dominated (others 1..k-1 beside an organisation's own > 0).
-    flagged = primary & np.array([bool(where) for where in system.locations], dtype=bool)
+    # Only a table whose flags are distinct tells it (releases.told_cells).
+    flagged = primary & told_cells(system, settings)
     if system.unpublished is not None:
         flagged &= ~system.unpublished  # no reader sees a status for a cell never published
     if system.floor is not None:

@@ -12,6 +12,9 @@ from casepool.core.errors import SchemaError
 from casepool.core.schema import read_yaml
 
 SETTINGS_FILE = "protection.yaml"
+# How published files flag suppressed cells (schemas/protection.yaml `flags`): `combined`, one
+# conf_status C for every suppressed cell; `distinct`, C primary and D secondary apart.
+FLAG_MODES = ("combined", "distinct")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,15 @@ class ProtectionSettings:
     dominance: bool = True
     dominance_small_cells: bool = False
     cell_key: CellKeySettings = field(default_factory=CellKeySettings, repr=False)
+    # `distinct` unless a file says otherwise: a reader of distinct flags knows a C cell is ≥ 1,
+    # so settings that do not say protect against that reading (the conservative side).
+    flags: str = "distinct"
+
+    @property
+    def flags_told(self) -> bool:
+        """Whether a published flag tells a reader anything about a cell's value: with distinct
+        flags a C cell is primary, so 1..k-1 or dominated, never 0."""
+        return self.flags != "combined"
 
     def k_for(self, dimensions: tuple[str, ...] | list[str], sensitive: bool | None = None) -> int:
         """The threshold of a table: k_sensitive when it involves a sensitive field."""
@@ -104,7 +116,11 @@ def settings_from_mapping(raw: Any, where: str = SETTINGS_FILE) -> ProtectionSet
         variance=_number(key.get("variance", 2.0), "cell_key.variance", where),
         threshold=_positive_int(key.get("threshold", 2), "cell_key.threshold", where, minimum=0),
     )
+    flags = raw.get("flags", "distinct")
+    if flags not in FLAG_MODES:
+        raise SchemaError("schema-invalid", file=where, reason="flags must be combined or distinct")
     return ProtectionSettings(
+        flags=str(flags),
         k=k,
         k_sensitive=k_sensitive,
         sensitive_dimensions=frozenset(str(d) for d in sensitive),

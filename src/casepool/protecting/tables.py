@@ -60,6 +60,10 @@ class CountTable:
     # a cell named otherwise (the complement of `known: population_group` is the category
     # `population_group: unknown`).
     aliases: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = ()
+    # Whether this table's published flags told a reader that a C cell is ≥ 1 (distinct flags):
+    # None for a table of the release being made (the settings' `flags` decide), True or False
+    # for an earlier release as the ledger recorded it (casepool.protecting.releases.told_cells).
+    flags_told: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))

@@ -15,13 +15,22 @@ its own counts), then solve the system with the project's LP audit: a hidden cel
 exactly, a primary cell narrower than the protection interval, or a published count in 1..k-1 is
 a failure. The folders are taken to count the same data (releases made from changed data are
 linked by the ledger, which keeps versions; folders alone cannot tell them apart).
+
+What the flags tell depends on the folder's manifest (`flags`, schemas/protection.yaml). With
+`distinct` flags (C primary, D secondary; a folder that does not say is read so, the
+conservative side) every attacker reads a hidden count flagged C as ≥ 1, and a C cell needs the
+protection interval. With `combined` flags (C for every suppressed cell) a flag tells nothing:
+no cell is read as ≥ 1, and since any C cell may be primary, each needs the protection interval
+unless the attacker's own bounds show that what it does not know of the cell is k or more (its
+least value, less the attacker's own count): such a cell is no small count, and only its exact
+recovery is a failure.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -114,6 +123,8 @@ class _Read:
     # Hidden counts of a count table flagged C: primary, so never 0 (the methodology's "the
     # attacker reads the flags too"); not shares, whose C may stand for a small denominator.
     told: np.ndarray | None = None
+    # From a folder with combined flags: its C marks a suppressed cell, primary or not.
+    combined: bool = False
 
 
 def _text(frame: pl.DataFrame, column: str) -> list[str | None]:
@@ -173,6 +184,22 @@ def _scope(manifest: Mapping[str, Any], covers: Mapping[str, Any]) -> str:
     )
 
 
+def table_flags(path: str | Path) -> str:
+    """The flags of a published table file as its publication's manifest says them (the table
+    in `<folder>/csv/`, `<folder>/json/`... or beside the manifest); `distinct` when no manifest
+    is found or it does not say."""
+    here = Path(path).resolve().parent
+    for folder in (here, here.parent):
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                said = json.loads(manifest.read_text(encoding="utf-8"))
+                return folder_flags(said) if isinstance(said, dict) else "distinct"
+            except (ValueError, UnicodeDecodeError):
+                return "distinct"
+    return "distinct"
+
+
 def read_release_folder(
     folder: str | Path, catalogue: IndicatorCatalogue | None = None
 ) -> list[_Read]:
@@ -185,6 +212,7 @@ def read_release_folder(
     if not manifest_path.is_file():
         raise UsageError("audit-not-a-publication", folder=root.name)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    combined = folder_flags(manifest) == "combined"
     out: list[_Read] = []
     for entry in manifest.get("tables") or []:
         name = str(entry.get("table"))
@@ -199,8 +227,18 @@ def read_release_folder(
             covers = json.loads(meta.read_text(encoding="utf-8")).get("covers") or {}
         frame = read_tidy_table(csv)
         scope = _scope(manifest, covers)
-        out.extend(_read_table(frame, f"{root.name}/{name}", catalogue, scope))
+        reads = _read_table(frame, f"{root.name}/{name}", catalogue, scope)
+        if combined:
+            reads = [replace(r, told=None, combined=True) for r in reads]
+        out.extend(reads)
     return out
+
+
+def folder_flags(manifest: Mapping[str, Any]) -> str:
+    """The flags a publication folder's manifest says its suppressed cells carry: `combined`
+    (C for every one) or `distinct` (C primary, D secondary); a manifest that does not say
+    is read as distinct (a reader may have taken its C cells for ≥ 1)."""
+    return "combined" if manifest.get("flags") == "combined" else "distinct"
 
 
 def _read_table(
@@ -348,7 +386,7 @@ def audit_releases(
         Attacker,
         SystemAudit,
     )
-    from casepool.protecting.lp import PROTECTED, integer_bounds
+    from casepool.protecting.lp import PROTECTED, TOO_NARROW, integer_bounds
     from casepool.protecting.releases import link
     from casepool.protecting.tables import build_system
 
@@ -366,12 +404,15 @@ def audit_releases(
     hidden_somewhere = np.zeros(n, dtype=bool)
     shown_somewhere = np.zeros(n, dtype=bool)
     primary = np.zeros(n, dtype=bool)
+    surely = np.zeros(n, dtype=bool)  # flagged primary by a folder with distinct flags
     told = np.zeros(n, dtype=bool)
     for grid, read in zip(system.grids, reads, strict=True):
         ids = _row_ids(grid, read.table)
         np.logical_or.at(hidden_somewhere, ids, read.hidden)
         np.logical_or.at(shown_somewhere, ids, ~read.hidden)
         np.logical_or.at(primary, ids, read.primary & read.hidden)
+        if not read.combined:
+            np.logical_or.at(surely, ids, read.primary & read.hidden)
         if read.told is not None:
             np.logical_or.at(told, ids, read.told)
     suppressed = hidden_somewhere & ~shown_somewhere  # a value shown anywhere is known
@@ -402,6 +443,9 @@ def audit_releases(
                 )
         relations_only = None if linked.unpublished is None else np.where(linked.unpublished, 0, 1)
         attackers.append(Attacker(name, own, None, relations_only))
+    owns = {a.name: a.own for a in attackers}
+    # C cells only combined folders flag: maybe primary, maybe not (see the module docstring).
+    unsure = primary & ~surely
     at_least = np.zeros(linked.size)
     at_least[:n] = np.where(told, 1.0, 0.0)
     auditor = SystemAudit(
@@ -419,6 +463,12 @@ def audit_releases(
             if result.verdicts[j] == PROTECTED:
                 continue
             lo, hi = integer_bounds(result.lower[j], result.upper[j])
+            if cell < n and unsure[cell] and result.verdicts[j] == TOO_NARROW:
+                # A failing cell's bounds are its exact interval (bound_component solves both).
+                mine = owns.get(finding.attacker)
+                unknown = lo - (0 if mine is None else int(mine[cell]))
+                if unknown >= int(system.k[cell]):
+                    continue  # not a small count, whichever flag it had: only exactness counts
             status = "C" if primary[cell] else "D"
             findings.append(
                 _finding(system, cell, finding.attacker, status, lo, hi, result.verdicts[j])

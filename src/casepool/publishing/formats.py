@@ -56,6 +56,11 @@ NOTES = {
 }
 
 
+def combined_flags(tables: Sequence[PublishedTable]) -> bool:
+    """Whether the tables flag every suppressed cell C alike (protection.yaml `flags: combined`)."""
+    return any(t.flags == "combined" for t in tables)
+
+
 @dataclass
 class PublishedTable:
     """One protected, audited table ready to write: its tidy frame and what it describes."""
@@ -71,6 +76,9 @@ class PublishedTable:
     period_unit: str = "year"
     population: str | None = None  # for a rate: the reference population it divides by
     coarsened: tuple[str, ...] = ()  # global recoding applied (publishing/recoding.py)
+    # How its suppressed cells are flagged (schemas/protection.yaml `flags`): `combined`, C for
+    # every one; `distinct`, C primary and D secondary.
+    flags: str = "distinct"
 
     @property
     def cells(self) -> int:
@@ -310,12 +318,19 @@ def _notes_lines(
         ("heading", render("workbook-notes-counted-heading", lang)),
         ("text", render("workbook-notes-counted", lang)),
         ("heading", render("workbook-notes-protection-heading", lang)),
-        ("text", render("workbook-notes-protection", lang, last=k - 1)),
+    ]
+    combined = combined_flags(tables)
+    suffix = "-combined" if combined else ""
+    lines += [
+        ("text", render(f"workbook-notes-protection{suffix}", lang, last=k - 1)),
         ("text", render("workbook-notes-ratios", lang, min=ratio_min)),
         ("heading", render("workbook-notes-reading-heading", lang)),
-        ("text", render("workbook-notes-codes", lang, mark=SUPPRESSED_TEXT)),
+        ("text", render(f"workbook-notes-codes{suffix}", lang, mark=SUPPRESSED_TEXT)),
     ]
-    lines += [("text", f"{SUPPRESSED_TEXT} {code}: {note_text(code, lang)}") for code in NOTES]
+    codes = ("C",) if combined else tuple(NOTES)
+    lines += [
+        ("text", f"{SUPPRESSED_TEXT} {code}: {note_text(code, lang, combined)}") for code in codes
+    ]
     for citation in sorted({t.population for t in tables if t.population}):
         lines.append(("text", render("workbook-notes-population", lang, population=citation)))
     recoded = [t for t in tables if t.coarsened]
@@ -329,10 +344,13 @@ def _notes_lines(
     return lines
 
 
-def note_text(status: str, lang: str) -> str:
-    """Why a cell is not shown, in `lang` (C primary, D secondary, R its parts hidden)."""
+def note_text(status: str, lang: str, combined: bool = False) -> str:
+    """Why a cell is not shown, in `lang` (C primary, D secondary, R its parts hidden; with
+    `combined` flags every suppressed cell is C and the note says only that it is protected)."""
     from casepool.core.i18n import render
 
+    if combined:
+        return render("workbook-cell-confidential", lang)
     return render(f"workbook-cell-{status.lower()}", lang)
 
 
@@ -436,7 +454,8 @@ def write_workbook(
                 if value is None:
                     sheet.write_string(r, c, SUPPRESSED_TEXT, flagged)
                     status = row["conf_status"] if row["conf_status"] in NOTES else "R"
-                    sheet.write_comment(r, c, note_text(status, lang))
+                    combined = table.flags == "combined"
+                    sheet.write_comment(r, c, note_text(status, lang, combined))
                 elif table.indicator.unit == "count":
                     sheet.write_number(r, c, value)
                 else:
@@ -566,6 +585,12 @@ def sdmx_codelists(
         lists[f"CL_{dimension.sdmx_name}"] = codes
     for name, texts in SDMX_STATUS_CODES.items():
         lists[name] = {code: {"en": text} for code, text in texts.items()}
+    if combined_flags(tables):
+        # One flag for every suppressed cell, as SDMX's CONF_STATUS C is used by most offices.
+        lists["CL_CONF_STATUS"] = {
+            "F": {"en": "Free"},
+            "C": {"en": "Confidential statistical information (suppressed: primary or secondary)"},
+        }
     for table in tables:
         for column, name in (("obs_status", "CL_OBS_STATUS"), ("conf_status", "CL_CONF_STATUS")):
             for code in table.frame.get_column(column).drop_nulls().unique().to_list():
@@ -778,7 +803,11 @@ def data_package(
         "indicator": "Indicator code (see the SDMX code list CL_INDICATOR)",
         "value": "The protected figure; empty when suppressed, never zero for a hidden cell",
         "obs_status": "A normal, Q suppressed, M no population for the cell",
-        "conf_status": "F free, C primary confidential, D secondary confidential",
+        "conf_status": (
+            "F free, C confidential (every suppressed cell, primary or secondary alike)"
+            if combined_flags(tables)
+            else "F free, C primary confidential, D secondary confidential"
+        ),
         "numerator": "Protected count of the numerator",
         "denominator": "Protected count (or, for a rate, the reference children) of the denominator",
     }

@@ -254,6 +254,7 @@ def audit_region_links(
                 k=settings.k,
                 protection_interval=settings.interval_for(settings.k),
                 insiders=own,
+                flags_told=settings.flags_told,
             )
             if not report.protected:
                 g.audit_ok = False
@@ -365,6 +366,7 @@ def audit_protected(
         insiders=insiders,
         total_code=settings.total_code,
         dominance=settings.dominance,
+        flags_told=settings.flags_told,
     )
 
 
@@ -396,6 +398,21 @@ def _tidy_counts(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
 
 def _k_of(tabulation: Tabulation, settings: Any) -> int:
     return int(settings.k_for(tabulation.count_dimensions))
+
+
+def published_flags(frame: pl.DataFrame, flags: str) -> pl.DataFrame:
+    """The frame's conf_status as readers get it: with `combined` flags every suppressed cell is
+    C (confidential), primary or secondary alike, so a flag tells nothing about a value; with
+    `distinct`, C primary and D secondary as the engine set them. The engine's own statuses stay
+    in the release ledger for the steward (`Protected.engine_frame`)."""
+    if flags != "combined" or "conf_status" not in frame.columns:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col("conf_status") == "D")
+        .then(pl.lit("C"))
+        .otherwise(pl.col("conf_status"))
+        .alias("conf_status")
+    )
 
 
 def published_table(protected: Protected, settings: Any) -> PublishedTable:
@@ -450,8 +467,9 @@ def published_table(protected: Protected, settings: Any) -> PublishedTable:
         name=tab.name,
         indicator=ind,
         dimensions=tuple(dims),
-        frame=frame,
+        frame=published_flags(frame, settings.flags),
         first=tab.first,
         last=tab.last,
         period_unit=tab.request.period_unit,
+        flags=settings.flags,
     )

@@ -457,6 +457,7 @@ def record_publication_release(
             actor=current_actor(),
             detail={**detail, "released_before": publication.released_before},
             kind=kind,
+            flags=publication.settings.flags,
         )
 
 
@@ -508,7 +509,8 @@ def publish(
         result.seconds = time.perf_counter() - started
         write_manifest(
             staging,
-            result.to_dict() | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
+            manifest_summary(result, publication.settings)
+            | {"generated": datetime.now(UTC).isoformat(timespec="seconds")},
         )
         # Recorded before the folder is swapped in: a figure that leaves is in the ledger.
         record_publication_release(
@@ -523,6 +525,20 @@ def publish(
         )
     result.files = [out / f.relative_to(staging) for f in files] + [out / "manifest.json"]
     return result
+
+
+def manifest_summary(result: PublishResult, settings: Any) -> dict[str, Any]:
+    """What manifest.json says of a publication: `result.to_dict()` and the `flags` its
+    suppressed cells carry (`casepool audit` reads C as ≥ 1 only where they are distinct). With
+    combined flags, how many cells of a table are primary or secondary is the steward's alone
+    (the ledger keeps it): each table's causes are reduced to the cells suppressed."""
+    flags = getattr(settings, "flags", "distinct")
+    summary = result.to_dict() | {"flags": flags}
+    if flags == "combined":
+        for table in summary.get("tables") or []:
+            table.pop("suppressed_by", None)
+        summary.pop("suppressed_by", None)
+    return summary
 
 
 def recover_publication(out: Path) -> Path:
@@ -623,9 +639,21 @@ def methodology_note(tables: Sequence[PublishedTable], period: str | None, setti
             "not counted again. Coverage is what the organisations registered, not prevalence.",
             "",
             f"Disclosure control: no published count lies between 1 and {settings.k - 1}; cells that",
-            "could reveal a child are suppressed (conf_status C), with further cells (D) so that no",
-            "suppressed cell can be worked out from the others, even by an organisation that knows its",
-            "own records. Every table was audited by linear programming before it was written.",
+            *(
+                [
+                    "could reveal a child are suppressed, with further cells so that no suppressed cell",
+                    "can be worked out from the others, even by an organisation that knows its own",
+                    "records. Every suppressed cell is flagged alike (conf_status C): the flag does not",
+                    "say which cells are small, and a C cell may hold any count, zero included.",
+                ]
+                if getattr(settings, "flags", "distinct") == "combined"
+                else [
+                    "could reveal a child are suppressed (conf_status C), with further cells (D) so that",
+                    "no suppressed cell can be worked out from the others, even by an organisation that",
+                    "knows its own records.",
+                ]
+            ),
+            "Every table was audited by linear programming before it was written.",
             "Percentages and medians are shown only when their numerator and denominator are shown",
             f"and the denominator is at least {settings.ratio_min_denominator or settings.k}.",
             "",

@@ -150,6 +150,14 @@ def upgraded_identity(
     return part.base, ((part.marker, YES), *scope)
 
 
+def release_flags(detail: dict[str, Any]) -> str:
+    """The flags a release was published with (its stored detail's `flags`): `combined` (one C
+    for every suppressed cell) or `distinct` (C primary, D secondary). A release recorded before
+    the mode was kept says nothing and reads as `distinct`, the conservative side: its readers
+    may have taken every C cell for ≥ 1."""
+    return "combined" if detail.get("flags") == "combined" else "distinct"
+
+
 def earlier_tables(
     con: duckdb.DuckDBPyConnection, current: Sequence[CountTable], fingerprint: str
 ) -> list[CountTable]:
@@ -179,6 +187,7 @@ def earlier_tables(
         )
         cells = release_cells(con, release.release_id)
         truth = released_truth(con, release.release_id)
+        told = release_flags(release.detail) != "combined"
         same_data = release.data_fingerprint == fingerprint
         for name, meta in sorted(metas.items()):
             dims = [str(d) for d in meta["dimensions"]]
@@ -218,6 +227,7 @@ def earlier_tables(
                 name=f"{name}@{release.release_id[:8]}",
                 scope=scope,
                 statuses=statuses,
+                flags_told=told,
             )
             if not same_data:
                 changed: set[tuple[str, ...]] = set()
@@ -236,6 +246,7 @@ def earlier_tables(
                         name=table.name,
                         scope=table.scope,
                         statuses=table.statuses,
+                        flags_told=table.flags_told,
                         version=(release.data_fingerprint or release.release_id)[:12],
                         version_cells=frozenset(changed),
                     )
@@ -253,8 +264,12 @@ def record_publication(
     actor: str,
     detail: dict[str, Any],
     kind: str = "publication",
+    flags: str = "distinct",
 ) -> str:
-    """Append one publication (or report) to the ledger: its cells, statuses and the truth."""
+    """Append one publication (or report) to the ledger: its cells, statuses and the truth.
+
+    The cells keep their internal statuses (C primary, D secondary) for the steward whatever
+    the published flags were; `flags` records which the readers got (`release_flags`)."""
     release_id = record_release(
         con,
         kind=kind,
@@ -264,7 +279,7 @@ def record_publication(
         periods=periods,
         submissions=submissions,
         data_fingerprint=data_fingerprint(submissions),
-        detail={**detail, "tables": {t.label: table_meta(t) for t in tables}},
+        detail={**detail, "flags": flags, "tables": {t.label: table_meta(t) for t in tables}},
     )
     record_truth(con, release_id, truth_frame(tables))
     return release_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from html import escape
@@ -86,10 +86,23 @@ class Page:
     generated: date
     filtered: bool = False
     previous_tables: dict[str, TableView] | None = None
+    _distinct: bool | None = field(default=None, init=False, repr=False)
 
     @property
     def labels(self) -> Labels:
         return Labels(self.lang)
+
+    @property
+    def distinct_flags(self) -> bool:
+        """Whether the publication flags primary (C) and secondary (D) cells apart. With combined
+        flags (every suppressed cell C) the page says only that a cell is protected: a C is not
+        a small count there. Read from the tables: a publication without any D is described in
+        the words that hold for both."""
+        if self._distinct is None:
+            self._distinct = any(
+                cell.conf_status == "D" for table in self.tables.values() for cell in table.cells
+            )
+        return self._distinct
 
     @property
     def rtl(self) -> bool:
@@ -137,7 +150,10 @@ def _cell(page: Page, bar: Bar) -> str:
     if bar.missing:
         return '<td class="na"></td>'
     if bar.suppressed:
-        why = page.t("report-why-primary" if bar.status == "C" else "report-why-secondary")
+        if not page.distinct_flags:
+            why = page.t("report-why-suppressed")
+        else:
+            why = page.t("report-why-primary" if bar.status == "C" else "report-why-secondary")
         return (
             f'<td class="supp" data-suppressed="{_e(bar.ref)}" data-status="{_e(bar.status)}" '
             f'title="{_e(why)}">{_e(bar.text)}</td>'
@@ -169,7 +185,11 @@ def _note(page: Page, bars: Sequence[Bar], extra: Sequence[str] = ()) -> str:
     primary = sum(1 for b in bars if b.suppressed and b.status != "D")
     secondary = sum(1 for b in bars if b.suppressed and b.status == "D")
     lines = list(extra)
-    if primary:
+    if not page.distinct_flags:
+        if primary + secondary:
+            hidden = format_number(primary + secondary, page.lang)
+            lines.append(page.t("report-note-suppressed", n=hidden))
+    elif primary:
         lines.append(page.t("report-note-primary", n=format_number(primary, page.lang)))
     if secondary:
         lines.append(page.t("report-note-secondary", n=format_number(secondary, page.lang)))
