@@ -5,7 +5,9 @@ population groups, the dismissed cases the reported cases with justice outcome =
 Before the link, a numerator published beside a hidden category cell gave it away, and with it
 the primary cell beside it: on a random warehouse (seed 0.3), the share of children receiving
 MHPSS by sex published the boys' numerator 21 where cases by service x sex hid it, so the hidden
-"sex not stated" MHPSS cell = 76 − 52 − 21 = 3, a primary cell recovered exactly. The engine now
+"sex not stated" MHPSS cell = 76 − 52 − 21 = 3, a primary cell recovered exactly. A scoped count
+is such a numerator too: online cases by platform and sex (seed 0.6) gave away the hidden cells
+of cases by exploitation type = online by sex, a primary 2 among them. The engine now
 holds Σ categories = numerator as a hidden table (casepool.catalogue.relations.numerator_parts,
 casepool.publishing.protect), and `casepool audit` reads the same relation from the folders."""
 
@@ -38,6 +40,8 @@ TABLES = (
     TableRequest("police_dismissed_share", ("sex",), name="dismissed_share_by_sex"),
     TableRequest("registered_cases", ("region", "sex"), name="cases_by_region"),
     TableRequest("boys_share", ("region",), name="boys_share_by_region"),
+    TableRequest("registered_cases", ("exploitation_type", "sex"), name="cases_by_exploitation"),
+    TableRequest("online_cases", ("online_platform", "sex"), name="online_cases_by_platform"),
 )
 # The attacker's relations, stated here by hand: share table, count table, dimension, its
 # categories that make the numerator, and whether the dimension is multi-valued.
@@ -52,6 +56,8 @@ LINKS = (
     ),
     ("dismissed_share_by_sex", "police_by_outcome", "justice_outcome", ("dismissed",), False),
     ("boys_share_by_region", "cases_by_region", "sex", ("M",), False),
+    # A scoped count: its cells (platform total) are the children with exploitation_type online.
+    ("online_cases_by_platform", "cases_by_exploitation", "exploitation_type", ("online",), True),
 )
 RESERVED = {"indicator", "value", "obs_status", "conf_status", "numerator", "denominator"}
 
@@ -106,13 +112,20 @@ def _recovered(folder: Path) -> list[tuple[str, str, str, int]]:
     value: dict[tuple[str, str, str], int | None] = {}
     equations: list[list[tuple[tuple[str, str, str], int]]] = []
     for share_name, count_name, dim, codes, multi in LINKS:
+        if not (folder / "csv" / f"{share_name}.csv").is_file():
+            continue  # not published in this test
         share, count = _read(folder, share_name), _read(folder, count_name)
-        (other,) = [d for d in share.columns if d not in RESERVED]
+        (other,) = [d for d in count.columns if d not in RESERVED and d != dim]
         for row in share.iter_rows(named=True):
-            den = _number(row["denominator"])
-            num = _number(row["numerator"])
-            if num is None and row["obs_status"] != "Q":
-                num = _numerator_from_share(row["value"], den)
+            if "numerator" in share.columns:
+                den = _number(row["denominator"])
+                num = _number(row["numerator"])
+                if num is None and row["obs_status"] != "Q":
+                    num = _numerator_from_share(row["value"], den)
+            elif (row["online_platform"] or "_T") == "_T":  # the count's platform total
+                num = _number(row["value"]) if row["obs_status"] != "Q" else None
+            else:
+                continue
             value[(share_name, "numerator", row[other] or "_T")] = num
         for row in count.iter_rows(named=True):
             shown = row["obs_status"] != "Q"
@@ -146,33 +159,42 @@ def _recovered(folder: Path) -> list[tuple[str, str, str, int]]:
     return found
 
 
-def _publish(tmp_path: Path, seed: float, name: str) -> Path:
+def _publish(tmp_path: Path, seed: float, name: str, tables: tuple[TableRequest, ...]) -> Path:
     warehouse = build_random(tmp_path / f"{name}.duckdb", 150, orgs=3, seed=seed)
     folder = tmp_path / name
     off = load_recoding().disabled()
-    publish(warehouse, folder, None, tables=TABLES, ledger=False, recoding=off)
+    publish(warehouse, folder, None, tables=tables, ledger=False, recoding=off)
     return folder
 
 
 @pytest.mark.parametrize(
-    "seed",
-    [0.3, pytest.param(0.6, marks=pytest.mark.slow), pytest.param(0.45, marks=pytest.mark.slow)],
+    ("seed", "tables"),
+    [
+        (0.1, TABLES[:2]),  # the MHPSS share beside cases by service: hidden cells given away
+        pytest.param(0.3, TABLES, marks=pytest.mark.slow),  # the docstring's case
+        pytest.param(0.6, TABLES, marks=pytest.mark.slow),
+        pytest.param(0.45, TABLES, marks=pytest.mark.slow),
+    ],
 )
 def test_numerators_and_category_cells_give_no_hidden_cell_away(
-    tmp_path: Path, seed: float, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, seed: float, tables: tuple[TableRequest, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = _publish(tmp_path, seed, "linked")
+    folder = _publish(tmp_path, seed, "linked", tables)
     assert _recovered(folder) == []
     report = audit_releases([folder])
     assert report.protected, [f.to_dict() for f in report.findings[:3]]
     # The same tables protected without the link: the attack works, and the audit sees it.
     monkeypatch.setattr(protect_module, "_numerator_table", lambda *args, **kwargs: None)
-    unlinked = _publish(tmp_path, seed, "unlinked")
+    unlinked = _publish(tmp_path, seed, "unlinked", tables)
     recovered = _recovered(unlinked)
     assert recovered, "the data no longer exercise the attack: choose another seed"
-    if seed == 0.3:  # the case of the module docstring
+    if seed == 0.1:
+        assert ("cases_by_service", "mhpss", "F", 66) in recovered
+    if seed == 0.3:  # the case of the module docstring (all tables)
         assert ("cases_by_service", "mhpss", "M", 21) in recovered
         assert ("cases_by_service", "mhpss", "U", 3) in recovered
+    if seed == 0.6:  # online cases of unstated sex, a primary 2, from the online cases' total
+        assert ("cases_by_exploitation", "online", "U", 2) in recovered
     report = audit_releases([unlinked])
     assert not report.protected
     assert any(f.verdict == "disclosed" for f in report.findings)

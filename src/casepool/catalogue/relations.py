@@ -37,7 +37,11 @@ social_media_referral_share count a field that is no dimension (working_child, r
 reported_to_police), so no table publishes its categories (police_reported_share's numerator is
 linked as the scoped count police_reported_cases, above). A numerator code that is a
 dimension's "not stated" category (`unknown`) is not linked: that category also holds empty and
-unlisted values, so it is not the same children. A share over `known:` / `recorded:` of a field
+unlisted values, so it is not the same children.
+A scoped count whose records are such a numerator is linked the same way (`parts_of`):
+online_cases (`scope: {exploitation_types: online}`) by platform and sex is the registered cases
+with exploitation_type = online by the same codes (cases_by_exploitation_type by sex publishes
+its margin). A share over `known:` / `recorded:` of a field
 other than its numerator's would count a part of the population no table breaks down by that
 dimension (none in the file); a share broken down by its numerator's own dimension would make
 every other category a structural zero the engine cannot state (none in the file either).
@@ -227,6 +231,22 @@ def numerator_parts(indicator: Indicator, catalogue: IndicatorCatalogue) -> Nume
         codes_of_parts=of_parts,
         extra=extra,
     )
+
+
+def parts_of(indicator: Indicator, catalogue: IndicatorCatalogue) -> NumeratorParts | None:
+    """The numerator link of a share (`numerator_parts`), or of a scoped count that is a share's
+    numerator (`numerator_share`): online_cases counts the children with exploitation_type =
+    online, the same cells as the registered cases by exploitation type. None otherwise, and
+    for a table broken down by the dimension itself."""
+    if indicator.kind == "percent":
+        return numerator_parts(indicator, catalogue)
+    share = numerator_share(indicator, catalogue)
+    link = numerator_parts(share, catalogue) if share is not None else None
+    if link is None or link.dimension in indicator.dimensions:
+        return None
+    if not set(indicator.dimensions) <= set(catalogue.indicator(link.population).dimensions):
+        return None
+    return link
 
 
 NUMERATOR = "__numerator"

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from casepool.catalogue.indicators import IndicatorCatalogue, load_indicators
-from casepool.catalogue.relations import linked_population, numerator_parts, subpopulation
+from casepool.catalogue.relations import linked_population, parts_of, subpopulation
 from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR
 from casepool.core.errors import TableError, UsageError
 
@@ -272,7 +272,7 @@ def _read_table(
     part = subpopulation(indicator, catalogue) if kind != "count" else None
     if part is not None:
         reads.append(_complement_read(part, dims, codes, multi, label, scope))
-    link = numerator_parts(indicator, catalogue) if kind == "percent" else None
+    link = parts_of(indicator, catalogue) if kind != "median" else None
     if link is not None and link.dimension not in dims:
         reads.append(_numerator_read(link, dims, codes, multi, label, scope))
     return reads
@@ -286,8 +286,9 @@ def _numerator_read(
     label: str,
     scope: str,
 ) -> _Read:
-    """A share whose numerator is categories of its population (catalogue.relations.
-    numerator_parts): those categories' cells by the share's codes sum to its numerator, as the
+    """A share whose numerator is categories of its population, or a scoped count that is such a
+    numerator (catalogue.relations.parts_of): those categories' cells by the table's codes sum
+    to its numerator (the count's cells), as the
     engine states it (casepool.publishing.protect: a hidden table named by
     catalogue.relations.numerator_naming). The cells are read from the tables that publish them."""
     from casepool.catalogue.relations import numerator_naming

@@ -82,7 +82,7 @@ def with_population(
     its records are a `known:` / `recorded:` part of it, and with the population counted by the
     dimension whose categories a share's numerator is (catalogue.relations.numerator_parts);
     otherwise as it is."""
-    from casepool.catalogue.relations import numerator_parts, subpopulation
+    from casepool.catalogue.relations import parts_of, subpopulation
 
     request = tabulation.request
     part = subpopulation(tabulation.indicator, catalogue)
@@ -95,7 +95,7 @@ def with_population(
             f"{request.table_name}~{part.marker}",
         )
         tabulation = replace(tabulation, population=count(whole))
-    link = numerator_parts(tabulation.indicator, catalogue)
+    link = parts_of(tabulation.indicator, catalogue)
     if link is not None and link.dimension not in request.dimensions:
         by = TableRequest(
             link.population,
@@ -181,17 +181,19 @@ def _numerator_table(
     some categories (catalogue.relations.numerator_parts): the categories by the share's
     dimensions, and the share's numerator cells as their total (named by
     catalogue.relations.numerator_naming). Over a multi-valued dimension with several
-    categories, each is at most the numerator and the numerator at most their sum."""
-    from casepool.catalogue.relations import numerator_naming, numerator_parts
+    categories, each is at most the numerator and the numerator at most their sum. A scoped
+    count that is such a numerator (catalogue.relations.parts_of): its cells are the total."""
+    from casepool.catalogue.relations import numerator_naming, parts_of
 
-    link = numerator_parts(tabulation.indicator, catalogue)
+    link = parts_of(tabulation.indicator, catalogue)
     parts = tabulation.parts
-    if link is None or parts is None or OUTCOME not in tabulation.count_dimensions:
+    share = OUTCOME in tabulation.count_dimensions
+    if link is None or parts is None or share != (tabulation.indicator.kind == "percent"):
         return None
     d, dims = link.dimension, list(tabulation.dimensions)
 
-    def stacked(categories: pl.DataFrame, share: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-        numerator = share.filter(pl.col(OUTCOME) == IN_NUMERATOR)
+    def stacked(categories: pl.DataFrame, counted: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        numerator = counted.filter(pl.col(OUTCOME) == IN_NUMERATOR) if share else counted
         return pl.concat(
             [
                 categories.filter(pl.col(d).is_in(link.codes)).select(d, *keys, VALUE),
