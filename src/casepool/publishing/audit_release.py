@@ -475,7 +475,10 @@ def audit_releases(
         folders=[Path(f).name for f in folders],
         tables=len(reads),
         cells=n,
-        suppressed=int(suppressed.sum()),
+        # Published cells hidden; not the cells only a relation holds (hidden tables).
+        suppressed=int(
+            (suppressed if system.unpublished is None else suppressed & ~system.unpublished).sum()
+        ),
         links=int(linked.equations.shape[0] + linked.inequalities.shape[0]),
         k=settings.k,
         protection_interval=settings.interval_for(settings.k)
