@@ -59,8 +59,10 @@ def catalogue_specs(
 ) -> list[TableRequest]:
     """One request per distinct spec of `requests` (the publication), dimensions sorted; with
     `catalogue`, also the whole population by the dimensions of every table over a `known:` /
-    `recorded:` part of it (the steward's protection states part + complement = population)."""
-    from casepool.catalogue.relations import subpopulation
+    `recorded:` part of it (the steward's protection states part + complement = population), and
+    the population by the dimension whose categories a share's numerator is, besides the share's
+    (the steward's protection states Σ categories = numerator: catalogue.relations.parts_of)."""
+    from casepool.catalogue.relations import parts_of, subpopulation
 
     seen: dict[str, TableRequest] = {}
     for request in requests:
@@ -70,6 +72,11 @@ def catalogue_specs(
             if part is not None:
                 whole = TableRequest(part.base, spec_dimensions(request))
                 seen.setdefault(spec_of(whole), whole)
+            link = parts_of(catalogue.indicator(request.indicator), catalogue)
+            if link is not None and link.dimension not in request.dimensions:
+                by = TableRequest(link.population, (link.dimension, *request.dimensions))
+                by = TableRequest(link.population, spec_dimensions(by))
+                seen.setdefault(spec_of(by), by)
     return list(seen.values())
 
 

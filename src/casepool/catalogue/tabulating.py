@@ -60,6 +60,10 @@ class Tabulation:
     # For a table over a part of the population (`known:` / `recorded:`): the whole population
     # counted by the same dimensions, so protection can hold the part's complement.
     population: Tabulation | None = None
+    # For a share whose numerator is a category (or categories) of a dimension of its population
+    # (catalogue.relations.numerator_parts): the population counted by that dimension and the
+    # share's dimensions, so protection can state Σ categories = numerator.
+    parts: Tabulation | None = None
 
     @property
     def name(self) -> str:

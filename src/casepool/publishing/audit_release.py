@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from casepool.catalogue.indicators import IndicatorCatalogue, load_indicators
-from casepool.catalogue.relations import linked_population, subpopulation
+from casepool.catalogue.relations import linked_population, parts_of, subpopulation
 from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR
 from casepool.core.errors import TableError, UsageError
 
@@ -310,7 +310,55 @@ def _read_table(
     part = subpopulation(indicator, catalogue) if kind != "count" else None
     if part is not None:
         reads.append(_complement_read(part, dims, codes, multi, label, scope))
+    link = parts_of(indicator, catalogue) if kind != "median" else None
+    if link is not None and link.dimension not in dims:
+        reads.append(_numerator_read(link, dims, codes, multi, label, scope))
     return reads
+
+
+def _numerator_read(
+    link: Any,
+    dims: Sequence[str],
+    codes: Sequence[Sequence[str]],
+    multi: frozenset[str],
+    label: str,
+    scope: str,
+) -> _Read:
+    """A share whose numerator is categories of its population, or a scoped count that is such a
+    numerator (catalogue.relations.parts_of): those categories' cells by the table's codes sum
+    to its numerator (the count's cells), as the
+    engine states it (casepool.publishing.protect: a hidden table named by
+    catalogue.relations.numerator_naming). The cells are read from the tables that publish them."""
+    from casepool.catalogue.relations import numerator_naming
+    from casepool.protecting import CountTable
+
+    d = link.dimension
+    rows = [
+        (category, *(c[r] for c in codes))
+        for r in range(len(codes[0]) if codes else 1)
+        for category in (*link.codes, TOTAL)
+    ]
+    out_dims = (d, *dims)
+    cells = pl.DataFrame(
+        {
+            **{name: [row[i] for row in rows] for i, name in enumerate(out_dims)},
+            "value": [0] * len(rows),
+        },
+        schema={**{name: pl.String for name in out_dims}, "value": pl.Int64},
+    )
+    naming, aliases = numerator_naming(link, ((PERIOD, scope),))
+    table = CountTable(
+        indicator=link.key,
+        dimensions=out_dims,
+        cells=cells,
+        multi_valued=multi | ({d} if link.multi else set()),
+        name=f"{label}~{d}",
+        scope=naming,
+        hidden=True,
+        aliases=aliases,
+    )
+    every = np.ones(len(rows), dtype=bool)
+    return _Read(table, every, np.zeros(len(rows), dtype=bool))
 
 
 def _complement_read(
@@ -477,7 +525,10 @@ def audit_releases(
         folders=[Path(f).name for f in folders],
         tables=len(reads),
         cells=n,
-        suppressed=int(suppressed.sum()),
+        # Published cells hidden; not the cells only a relation holds (hidden tables).
+        suppressed=int(
+            (suppressed if system.unpublished is None else suppressed & ~system.unpublished).sum()
+        ),
         links=int(linked.equations.shape[0] + linked.inequalities.shape[0]),
         k=settings.k,
         protection_interval=settings.interval_for(settings.k)

@@ -79,21 +79,33 @@ def with_population(
     catalogue: IndicatorCatalogue,
 ) -> Tabulation:
     """The tabulation with the whole population counted by the same dimensions (`count`), when
-    its records are a `known:` / `recorded:` part of it; otherwise as it is."""
-    from casepool.catalogue.relations import subpopulation
+    its records are a `known:` / `recorded:` part of it, and with the population counted by the
+    dimension whose categories a share's numerator is (catalogue.relations.numerator_parts);
+    otherwise as it is."""
+    from casepool.catalogue.relations import parts_of, subpopulation
 
-    part = subpopulation(tabulation.indicator, catalogue)
-    if part is None:
-        return tabulation
     request = tabulation.request
-    whole = TableRequest(
-        part.base,
-        request.dimensions,
-        request.where,
-        request.period_unit,
-        f"{request.table_name}~{part.marker}",
-    )
-    return replace(tabulation, population=count(whole))
+    part = subpopulation(tabulation.indicator, catalogue)
+    if part is not None:
+        whole = TableRequest(
+            part.base,
+            request.dimensions,
+            request.where,
+            request.period_unit,
+            f"{request.table_name}~{part.marker}",
+        )
+        tabulation = replace(tabulation, population=count(whole))
+    link = parts_of(tabulation.indicator, catalogue)
+    if link is not None and link.dimension not in request.dimensions:
+        by = TableRequest(
+            link.population,
+            (link.dimension, *request.dimensions),
+            request.where,
+            request.period_unit,
+            f"{request.table_name}~{link.dimension}",
+        )
+        tabulation = replace(tabulation, parts=count(by))
+    return tabulation
 
 
 def _denominators(tabulation: Tabulation, frame: pl.DataFrame) -> pl.DataFrame:
@@ -162,6 +174,69 @@ def _complement_table(
     )
 
 
+def _numerator_table(
+    tabulation: Tabulation, catalogue: IndicatorCatalogue, scope: str | None
+) -> CountTable | None:
+    """The hidden table stating that a share's numerator is the sum of its population's cells of
+    some categories (catalogue.relations.numerator_parts): the categories by the share's
+    dimensions, and the share's numerator cells as their total (named by
+    catalogue.relations.numerator_naming). Over a multi-valued dimension with several
+    categories, each is at most the numerator and the numerator at most their sum. A scoped
+    count that is such a numerator (catalogue.relations.parts_of): its cells are the total."""
+    from casepool.catalogue.relations import numerator_naming, parts_of
+
+    link = parts_of(tabulation.indicator, catalogue)
+    parts = tabulation.parts
+    share = OUTCOME in tabulation.count_dimensions
+    if link is None or parts is None or share != (tabulation.indicator.kind == "percent"):
+        return None
+    d, dims = link.dimension, list(tabulation.dimensions)
+
+    def stacked(categories: pl.DataFrame, counted: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        numerator = counted.filter(pl.col(OUTCOME) == IN_NUMERATOR) if share else counted
+        return pl.concat(
+            [
+                categories.filter(pl.col(d).is_in(link.codes)).select(d, *keys, VALUE),
+                numerator.select(pl.lit(TOTAL).alias(d), *keys, VALUE),
+            ],
+            how="vertical_relaxed",
+        ).with_columns(pl.col(VALUE).cast(pl.Int64))
+
+    cells = stacked(parts.counts, tabulation.counts, dims)
+    # The relation must hold in the counts (aggregate packages made before they carried these
+    # cells may not): Σ categories = numerator, or for several categories of a multi-valued
+    # dimension, each ≤ numerator ≤ Σ.
+    whole = cells.filter(pl.col(d) == TOTAL).select(*dims, pl.col(VALUE).alias("_n"))
+    sums = (
+        cells.filter(pl.col(d) != TOTAL)
+        .group_by(dims)
+        .agg(pl.col(VALUE).sum().alias("_sum"), pl.col(VALUE).max().alias("_max"))
+    )
+    check = whole.join(sums, on=dims, how="full", coalesce=True).fill_null(0)
+    holds = (
+        (pl.col("_max") <= pl.col("_n")) & (pl.col("_n") <= pl.col("_sum"))
+        if link.multi
+        else pl.col("_n") == pl.col("_sum")
+    )
+    if check.filter(~holds).height:
+        return None
+    contributions = stacked(parts.contributions, tabulation.contributions, [*dims, CONTRIBUTOR])
+    period = (("period", scope),) if scope else ()
+    naming, aliases = numerator_naming(link, period)
+    return CountTable(
+        indicator=link.key,
+        dimensions=(d, *dims),
+        cells=cells,
+        multi_valued=frozenset(tabulation.multi) | ({d} if link.multi else set()),
+        contributions=contributions.filter(pl.col(VALUE) != 0),
+        name=f"{tabulation.name}~{d}",
+        scope=naming,
+        rollups=_rollups(catalogue),
+        hidden=True,
+        aliases=aliases,
+    )
+
+
 def _rollups(
     catalogue: IndicatorCatalogue,
 ) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
@@ -205,8 +280,12 @@ def protect_tabulations(
     for i, table in enumerate(tables):
         groups.setdefault(table.indicator, []).append(i)
     # Parts of the population (`known:` / `recorded:`) beside the population: hidden tables.
+    # A share's numerator that is categories of its population: hidden tables too.
     hidden = [
-        c for c in (_complement_table(t, catalogue, scope) for t in tabulations) if c is not None
+        c
+        for t in tabulations
+        for c in (_complement_table(t, catalogue, scope), _numerator_table(t, catalogue, scope))
+        if c is not None
     ]
     protected: list[Any] = [None] * len(tables)
     for key, members in groups.items():
