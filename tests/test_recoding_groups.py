@@ -1,9 +1,9 @@
 """Global recoding's intermediate steps (issue 12, step 4): coarser categories before a dimension
-is merged away, as τ-ARGUS recodes. `age_group` (0-9, 10-17) groups the age bands and
-`displacement` (displaced, not displaced, unknown) the population groups; each group is the sum
-of its categories, a hierarchy the engine protects and an attacker stacking the fine and the
-coarse tables is given (laid out here, not by the engine, and solved with the project's LP
-audit as the outsider and as each organisation)."""
+is merged away, as τ-ARGUS recodes. `age_group` (0-9, 10-17) groups the age bands; each group
+is the sum of its categories, a hierarchy the engine protects and an attacker stacking the fine
+and the coarse tables is given (laid out here, not by the engine, and solved with the project's
+LP audit as the outsider and as each organisation). (A `displacement` grouping of the population
+groups was built and measured the same way, and dropped: it cost figures, see the methodology.)"""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from casepool.warehouse.store import open_warehouse
 from fixtures.indicators.warehouses import build_random
 
 K = 5
-GROUPS = (("age_group", "age_band"), ("displacement", "population_group"))
+GROUPS = (("age_group", "age_band"),)
 
 
 def test_each_group_holds_every_code_of_its_source_once_and_is_a_declared_hierarchy() -> None:
@@ -56,10 +56,6 @@ def test_each_group_holds_every_code_of_its_source_once_and_is_a_declared_hierar
         "Y15T17": "Y10T17",
         "_U": "_U",
     }
-    # the displaced are the numerator of displaced_share: the same children
-    share = catalogue.indicator("displaced_share").numerator["population_group"]
-    displaced = catalogue.dimension("displacement").group_of
-    assert sorted(share) == sorted(f for f, g in displaced.items() if g == "displaced")
 
 
 def test_a_group_and_its_source_are_not_crossed_and_bad_groups_are_refused() -> None:
@@ -217,40 +213,32 @@ def test_stacking_recovers_nothing_on_other_random_data(
 
 
 def test_a_recoded_release_says_which_tables_went_to_a_group(tmp_path: Path) -> None:
-    """The steps before "→ total": age bands to age groups, population groups to displacement;
-    the manifest and the methodology note name them, and the folder passes the audit."""
+    """The step before "→ total": age bands to age groups; the manifest and the methodology note
+    name it, the CSV is by age group, and the folder passes the audit (with the hierarchy)."""
     catalogue = load_indicators()
-    steps = (Step("age_band", "age_group"), Step("population_group", "displacement"))
-    settings = RecodingSettings(True, 0.0, steps, keep_figures=False)  # any suppression: recode
+    settings = RecodingSettings(True, 0.0, (Step("age_band", "age_group"),), keep_figures=False)
     by_age = TableRequest("registered_cases", ("sex", "age_band"), name="cases_by_sex_age")
-    by_group = TableRequest(
-        "registered_cases", ("population_group", "sex"), name="cases_by_population_group"
-    )
+    share = TableRequest("working_children_share", ("sex", "age_band"), name="working")
     assert coarser(by_age, settings, catalogue)[0].dimensions == ("sex", "age_group")
-    assert coarser(by_group, settings, catalogue)[0].dimensions == ("displacement", "sex")
     # the shipped steps take the group before the total
     shipped = [s.how for s in load_recoding().steps]
-    assert shipped.index("age_band → age_group") < shipped.index("age_band → total")
+    assert shipped.index("age_band → age_group") < shipped.index("age_group → total")
     assert shipped.index("age_group → total") < shipped.index("age_band → total")
     warehouse = build_random(tmp_path / "w.duckdb", 200, orgs=3)
     out = tmp_path / "pub"
     result = publish(
-        warehouse, out, "2025", tables=(by_age, by_group), ledger=False, recoding=settings
+        warehouse, out, "2025", tables=(by_age, share), ledger=False, recoding=settings
     )
     assert result.ok
-    how = {c.table: c.how for c in result.coarsened}
-    assert how == {
+    assert {c.table: c.how for c in result.coarsened} == {
         "cases_by_sex_age": "age_band → age_group",
-        "cases_by_population_group": "population_group → displacement",
+        "working": "age_band → age_group",
     }
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     listed = {c["table"]: c["dimensions_after"] for c in manifest["coarsened"]}
-    assert listed == {
-        "cases_by_sex_age": ["sex", "age_group"],
-        "cases_by_population_group": ["displacement", "sex"],
-    }
+    assert listed == {"cases_by_sex_age": ["sex", "age_group"], "working": ["sex", "age_group"]}
     header = (out / "csv" / "cases_by_sex_age.csv").read_text(encoding="utf-8-sig")
     assert header.startswith("indicator,sex,age_group,")
     note = (out / "methodology.md").read_text(encoding="utf-8")
-    assert "- cases_by_population_group: population_group → displacement" in note
+    assert "- cases_by_sex_age: age_band → age_group" in note
     assert audit_releases([out]).protected
