@@ -51,18 +51,31 @@ def sql_text(value: str) -> str:
 
 @dataclass(frozen=True)
 class Dimension:
-    """A way to break a table down: a case field with its code list, or derived (period, region)."""
+    """A way to break a table down: a case field with its code list, or derived (period, region,
+    or a `group` of another dimension's categories: wider age bands, displaced or not)."""
 
     name: str
     labels: dict[str, str]
     hxl: str
     codes: tuple[Code, ...] = ()
-    column: str | None = None  # the active_cases column
-    derived: str | None = None  # period or region
+    column: str | None = None  # the active_cases column (a group's: its source's)
+    derived: str | None = None  # period, region or group
     multi: bool = False
     missing: str | None = None  # the category holding empty and unlisted values
     sdmx: str = ""
     region_of: dict[str, str] = field(default_factory=dict)  # governorate -> region
+    source: str | None = None  # the finer dimension a region or group is the sum of
+    group_of: dict[str, str] = field(default_factory=dict)  # source code -> group code
+
+    @property
+    def rollup(self) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        """The hierarchy an attacker knows, as (finer dimension, ((fine code, coarse code), ...)):
+        each category of this dimension is the sum of its finer categories (a region of its
+        governorates, 10-17 years of 10-14 and 15-17). None for a dimension of its own."""
+        mapping = self.region_of if self.derived == "region" else self.group_of
+        if self.source is None or not mapping:
+            return None
+        return self.source, tuple(sorted(mapping.items()))
 
     def label(self, lang: str) -> str:
         return self.labels.get(lang) or self.labels["en"]
@@ -100,6 +113,15 @@ class Dimension:
             )
             fallback = sql_text(self.missing) if self.missing else "NULL"
             return f"(CASE {cases} ELSE {fallback} END)"
+        if self.derived == "group":
+            # Each group holds its source's categories; whatever falls in the source's "not
+            # stated" category (empty, unlisted, a wider band) falls in the group's.
+            cases = " ".join(
+                f"WHEN {self.column} IN ({', '.join(sql_text(f) for f, g in sorted(self.group_of.items()) if g == group)}) THEN {sql_text(group)}"
+                for group in self.code_values
+                if group != self.missing
+            )
+            return f"(CASE {cases} ELSE {sql_text(self.missing or '')} END)"
         listed = ", ".join(sql_text(c) for c in self.code_values)
         if self.multi:
             return (
@@ -162,10 +184,26 @@ class IndicatorCatalogue:
             ) from None
 
 
+def hierarchies(
+    catalogue: IndicatorCatalogue,
+) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
+    """The hierarchies of derived dimensions an attacker knows, as the suppression engine takes
+    them (CountTable.rollups): (coarse dimension, finer dimension, ((fine, coarse), ...)) for a
+    region = Σ its governorates, an age group = Σ its age bands, displaced = Σ its groups."""
+    return tuple(
+        (name, *d.rollup) for name, d in catalogue.dimensions.items() if d.rollup is not None
+    )
+
+
 # --- loading and checking --------------------------------------------------------------------------
 
 
-def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> Dimension:
+def _parse_dimension(
+    name: str,
+    raw: Mapping[str, Any],
+    schema: CaseSchema,
+    sources: Mapping[str, Dimension] | None = None,
+) -> Dimension:
     where = f"dimensions.{name}"
     labels = _labels(raw.get("labels"), where)
     derived = raw.get("derived")
@@ -201,7 +239,10 @@ def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> D
             derived="region",
             region_of=region_of,
             missing=None if region_missing is None else str(region_missing),
+            source="governorate",
         )
+    if derived == "group":
+        return _parse_group(name, raw, where, labels, sources)
     if derived is not None:
         raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: unknown derived {derived}")
     column = str(raw.get("field", ""))
@@ -230,6 +271,62 @@ def _parse_dimension(name: str, raw: Mapping[str, Any], schema: CaseSchema) -> D
         column=column,
         multi=multi,
         missing=None if missing is None else str(missing),
+    )
+
+
+def _parse_group(
+    name: str,
+    raw: Mapping[str, Any],
+    where: str,
+    labels: dict[str, str],
+    sources: Mapping[str, Dimension] | None,
+) -> Dimension:
+    """A dimension grouping another one's categories (`derived: group`, `from: <dimension>`, each
+    code listing the source codes it holds `of:`): every source code in exactly one group, the
+    source's "not stated" category in the group's. The group is then the sum of its categories
+    in every table, a hierarchy the engine and the audit state (Dimension.rollup)."""
+    source = (sources or {}).get(str(raw.get("from")))
+    if source is None or source.derived is not None or source.multi or not source.missing:
+        raise SchemaError(
+            "schema-invalid",
+            file=FILE,
+            reason=f"{where}: `from` must name an earlier single-valued field dimension with `missing`",
+        )
+    codes: list[Code] = []
+    group_of: dict[str, str] = {}
+    for c in raw.get("codes") or ():
+        code = str(c.get("code", ""))
+        codes.append(Code(code, _labels(c.get("labels"), f"{where}:{code}")))
+        for fine in c.get("of") or ():
+            if str(fine) in group_of:
+                raise SchemaError(
+                    "schema-invalid", file=FILE, reason=f"{where}: {fine} in two groups"
+                )
+            group_of[str(fine)] = code
+    missing = raw.get("missing")
+    unplaced = set(source.code_values) - set(group_of)
+    if unplaced or set(group_of) - set(source.code_values):
+        raise SchemaError(
+            "schema-invalid",
+            file=FILE,
+            reason=f"{where}: every code of {source.name} in one group ({sorted(unplaced)} not)",
+        )
+    if missing is None or group_of.get(source.missing) != missing:
+        raise SchemaError(
+            "schema-invalid",
+            file=FILE,
+            reason=f"{where}: missing must be the group of {source.name}'s {source.missing}",
+        )
+    return Dimension(
+        name,
+        labels,
+        str(raw.get("hxl", "")),
+        tuple(codes),
+        column=source.column,
+        derived="group",
+        missing=str(missing),
+        source=source.name,
+        group_of=group_of,
     )
 
 
@@ -338,10 +435,9 @@ def load_indicators() -> IndicatorCatalogue:
         raise SchemaError("schema-invalid", file=FILE, reason="needs indicators")
     schema = load_schema()
     _check_condition(raw.get("population"), schema, "population")
-    dims = {
-        str(name): _parse_dimension(str(name), spec, schema)
-        for name, spec in (raw.get("dimensions") or {}).items()
-    }
+    dims: dict[str, Dimension] = {}
+    for name, spec in (raw.get("dimensions") or {}).items():
+        dims[str(name)] = _parse_dimension(str(name), spec, schema, dims)
     indicators: dict[str, Indicator] = {}
     for spec in raw["indicators"]:
         indicator = _parse_indicator(spec, dims, schema)
@@ -479,9 +575,12 @@ def check_request(request: TableRequest, catalogue: IndicatorCatalogue | None = 
         raise UsageError("dimension-repeated", dimensions=", ".join(dims))
     if len(dims) > MAX_DIMENSIONS:
         raise UsageError("dimensions-too-many", limit=MAX_DIMENSIONS)
-    if "region" in dims and "governorate" in dims:
-        # Governorates nest in regions: a cross of the two is not a table of independent margins.
-        raise UsageError("dimension-nested", outer="region", inner="governorate")
+    for d in dims:
+        source = catalogue.dimension(d).source
+        if source is not None and source in dims:
+            # Governorates nest in regions (age bands in wider ones): a cross of the two is not
+            # a table of independent margins.
+            raise UsageError("dimension-nested", outer=d, inner=source)
     if request.period_unit not in PERIOD_UNITS:
         raise UsageError("period-unit-invalid", unit=request.period_unit)
     for name, codes in request.where:
@@ -756,6 +855,12 @@ def indicator_reference() -> str:
             source, cats = "report_date", "years (2025) or quarters (2025-Q3)"
         elif d.derived == "region":
             source, cats = "governorate (its `region`)", ", ".join(d.code_values)
+        elif d.derived == "group":
+            source = f"`{d.source}`, grouped"
+            cats = ", ".join(
+                f"{g} = " + " + ".join(f for f, to in d.group_of.items() if to == g)
+                for g in d.code_values
+            )
         else:
             source = f"`{d.column}`" + (" (multi-valued)" if d.multi else "")
             cats = ", ".join(d.code_values)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from casepool.catalogue.indicators import IndicatorCatalogue, load_indicators
+from casepool.catalogue.indicators import IndicatorCatalogue, hierarchies, load_indicators
 from casepool.catalogue.relations import linked_population, parts_of, subpopulation
 from casepool.catalogue.tabulating import IN_NUMERATOR, NOT_IN_NUMERATOR
 from casepool.core.errors import TableError, UsageError
@@ -302,6 +302,7 @@ def _read_table(
         multi_valued=multi,
         name=label,
         scope=scope_codes,
+        rollups=hierarchies(catalogue),  # a region is Σ its governorates, an age group Σ its bands
     )
     hidden = np.array([row[1] is None for row in rows], dtype=bool)
     primary = np.array([row[2] for row in rows], dtype=bool)

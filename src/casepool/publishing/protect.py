@@ -240,12 +240,11 @@ def _numerator_table(
 def _rollups(
     catalogue: IndicatorCatalogue,
 ) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
-    """The hierarchies of derived dimensions an attacker knows: region = Σ its governorates."""
-    found = []
-    for name, dimension in catalogue.dimensions.items():
-        if dimension.derived == "region" and dimension.region_of:
-            found.append((name, "governorate", tuple(sorted(dimension.region_of.items()))))
-    return tuple(found)
+    """The hierarchies of derived dimensions an attacker knows: region = Σ its governorates,
+    a wider age group = Σ its age bands (catalogue.indicators.hierarchies)."""
+    from casepool.catalogue.indicators import hierarchies
+
+    return hierarchies(catalogue)
 
 
 def protect_tabulations(
