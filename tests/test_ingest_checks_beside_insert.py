@@ -1,7 +1,7 @@
 """Ingest checks the rows' values beside its insert (issue 19): every package a whole read
 refuses is refused by ingest with the same refusal, nothing of it kept; the record keys' own
-distinctness stands in for the pseudonyms' hash check; the keys' one-buffer path equals the
-per-row hashes."""
+distinctness stands in for the pseudonyms' hash check; the value facts read row group by row
+group equal a whole-file scan."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import base64
 import hashlib
 import io
 import json
-import pickle
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,9 +16,6 @@ import polars as pl
 import pytest
 
 from casepool.core.errors import PackageError
-from casepool.exchange import hashing
-from casepool.exchange.hashing import FixedWidth, blake2b_many, fixed_width
-from casepool.exchange.keys import record_keys
 from casepool.exchange.package import DATA, MANIFEST, SIGNATURE, read_package
 from casepool.warehouse import ingest as ingest_module
 from casepool.warehouse.ingest import ingest_packages
@@ -28,7 +24,6 @@ from casepool.warehouse.store import LOADED, REFUSED, open_warehouse
 from fixtures.submit.builders import canonical_records, make_package, org_keys
 
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
-SECRET = bytes(range(32))
 
 
 @pytest.fixture
@@ -199,59 +194,6 @@ def test_a_package_read_without_its_row_checks_is_marked_until_they_pass(tmp_pat
         deferred.check_rows()
     assert caught.value.params["reason"] == "survivor_sex holds unknown codes"
     assert not deferred.rows_checked
-
-
-# --- the record keys from one buffer -------------------------------------------------------------
-
-
-def _per_row(secret: bytes, org: str, pseudonyms: list[str]) -> list[float]:
-    out = []
-    for p in pseudonyms:
-        digest = hashlib.blake2b(
-            org.encode() + b"\0" + p.encode(), key=secret, digest_size=8
-        ).digest()
-        out.append((int.from_bytes(digest, "big") >> 11) / 2**53)
-    return out
-
-
-@pytest.mark.parametrize("parallel", [False, True])
-def test_record_keys_from_one_buffer_equal_the_per_row_hashes(monkeypatch, parallel):
-    if parallel:  # worker processes take shares of the buffer
-        monkeypatch.setattr(hashing, "PARALLEL_MIN_MESSAGES", 10)
-        monkeypatch.setattr(hashing, "_workers", lambda: 3)
-    pseudonyms = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
-    series = pl.Series("pseudonym", pseudonyms)
-    assert fixed_width(series) is not None
-    assert record_keys(SECRET, "ORG-01", series) == _per_row(SECRET, "ORG-01", pseudonyms)
-    # A slice of a longer column (an offset into its buffer) and another width.
-    sliced = series.slice(17, 300)
-    assert record_keys(SECRET, "ORG-01", sliced) == _per_row(SECRET, "ORG-01", pseudonyms[17:317])
-    short = pl.Series([p[:10] for p in pseudonyms])
-    assert record_keys(SECRET, "X", short) == _per_row(SECRET, "X", short.to_list())
-
-
-def test_columns_of_mixed_widths_or_with_gaps_are_listed_instead():
-    assert fixed_width(pl.Series(["ab", "abc"])) is None
-    assert fixed_width(pl.Series(["ab", None])) is None
-    assert fixed_width(pl.Series([], dtype=pl.String)) is None
-    assert fixed_width(pl.Series(["", ""])) is None
-    mixed = ["ab", "abc", "ابج"]
-    assert record_keys(SECRET, "O", pl.Series(mixed)) == _per_row(SECRET, "O", mixed)
-
-
-def test_a_fixed_width_buffer_behaves_as_its_list_of_messages():
-    messages = [bytes([i]) * 4 for i in range(10)]
-    shared = FixedWidth(b"".join(messages), 4)
-    assert len(shared) == 10 and shared[3] == messages[3] and shared[-1] == messages[-1]
-    assert [bytes(m) for m in shared] == messages
-    assert [bytes(m) for m in shared[2:5]] == messages[2:5]
-    assert len(shared[7:2]) == 0
-    assert pickle.loads(pickle.dumps(shared[4:])).buffer == b"".join(messages[4:])
-    assert blake2b_many(SECRET, b"p", shared, 8) == blake2b_many(SECRET, b"p", messages, 8)
-    with pytest.raises(ValueError):
-        FixedWidth(b"abc", 2)
-    with pytest.raises(IndexError):
-        shared[10]
 
 
 # --- the value checks read row group by row group ----------------------------------------------

@@ -15,78 +15,12 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
-
-if TYPE_CHECKING:
-    import polars as pl
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # Below this many messages starting worker processes costs more than it saves.
 PARALLEL_MIN_MESSAGES = 300_000
 HMAC_SHA256_BYTES = 32
-
-
-class FixedWidth(Sequence[bytes]):
-    """Messages of one width laid back to back in one buffer (a column of 64-digit pseudonyms).
-
-    No Python object exists per message until one is used (the hashes take memoryview slices),
-    and a share for a worker pickles as one bytes object, not a list of a million.
-    """
-
-    __slots__ = ("buffer", "width")
-
-    def __init__(self, buffer: bytes, width: int) -> None:
-        if width <= 0 or len(buffer) % width:
-            raise ValueError("the buffer is not a whole number of messages")
-        self.buffer, self.width = buffer, width
-
-    def __len__(self) -> int:
-        return len(self.buffer) // self.width
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-    @overload
-    def __getitem__(self, index: slice) -> FixedWidth: ...
-    def __getitem__(self, index: int | slice) -> bytes | FixedWidth:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step != 1:
-                raise ValueError("only contiguous slices")
-            stop = max(start, stop)
-            return FixedWidth(self.buffer[start * self.width : stop * self.width], self.width)
-        position = range(len(self))[index]
-        return self.buffer[position * self.width : (position + 1) * self.width]
-
-    def __iter__(self) -> Iterator[bytes]:
-        view, width = memoryview(self.buffer), self.width
-        return (view[i : i + width] for i in range(0, len(view), width))  # type: ignore[misc]
-
-    def __reduce__(self) -> tuple[type[FixedWidth], tuple[bytes, int]]:
-        return (FixedWidth, (self.buffer, self.width))
-
-
-def fixed_width(values: pl.Series) -> FixedWidth | None:
-    """A text or binary column's values as one buffer when every value has the same length in
-    bytes (and none is missing); None otherwise (the caller then lists the values)."""
-    import numpy as np
-    import polars as pl
-    import pyarrow as pa
-
-    if values.len() == 0 or values.null_count():
-        return None
-    array = values.cast(pl.Binary).rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
-    offsets_buffer, data_buffer = array.buffers()[1:3]
-    if offsets_buffer is None or data_buffer is None:
-        return None
-    kind = np.int64 if pa.types.is_large_binary(array.type) else np.int32
-    offsets = np.frombuffer(offsets_buffer, dtype=kind)[
-        array.offset : array.offset + len(array) + 1
-    ]
-    widths = np.diff(offsets)
-    width = int(widths[0])
-    if width <= 0 or not bool((widths == width).all()):
-        return None
-    return FixedWidth(data_buffer.to_pybytes()[int(offsets[0]) : int(offsets[-1])], width)
 
 
 def _hmac_sha256_batch(secret: bytes, messages: Sequence[bytes]) -> bytes:
@@ -170,8 +104,7 @@ def _start(
         return None
     try:
         assert child.stdin is not None
-        shared = chunk if isinstance(chunk, FixedWidth) else list(chunk)
-        child.stdin.write(pickle.dumps((kind, args, shared), pickle.HIGHEST_PROTOCOL))
+        child.stdin.write(pickle.dumps((kind, args, list(chunk)), pickle.HIGHEST_PROTOCOL))
         child.stdin.close()
     except (OSError, ValueError):  # the worker died before reading its share
         child.kill()

@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,12 +346,10 @@ def record_keys(secret: bytes, org: str, pseudonyms: Iterable[str]) -> list[floa
     import numpy as np
     import polars as pl
 
-    from casepool.exchange.hashing import FixedWidth, blake2b_many, fixed_width
+    from casepool.exchange.hashing import blake2b_many
 
-    messages: Sequence[bytes]
-    if isinstance(pseudonyms, pl.Series):  # one buffer when every pseudonym has one length
-        shared: FixedWidth | None = fixed_width(pseudonyms)
-        messages = shared if shared is not None else pseudonyms.cast(pl.Binary).to_list()
+    if isinstance(pseudonyms, pl.Series):
+        messages = pseudonyms.cast(pl.Binary).to_list()
     else:
         messages = [p.encode("ascii") for p in pseudonyms]
     digests = blake2b_many(secret, org.encode("utf-8") + b"\0", messages, 8)
