@@ -216,6 +216,39 @@ def _run_groupings(
 run_groupings = _run_groupings
 
 
+def _medians(
+    con: duckdb.DuckDBPyConnection, base: str, dims: Sequence[str], multi: Sequence[str]
+) -> pl.DataFrame:
+    """The median months (dimensions, median) of `base`'s records in every cell and margin.
+
+    Counted as a histogram of whole months per cell (a few hundred rows) and read off it as
+    DuckDB's quantile_cont(months, 0.5) reads the raw rows (`aggregating.histogram_median`:
+    the same two middle values, the same arithmetic), instead of a quantile over every record
+    (3.2 of 28 CPU s of a publish over 10M records)."""
+    histogram = (
+        "SELECT 'records' AS org, "
+        + "".join(f"{d}, " for d in dims)
+        + f"months, true AS num, count(*) AS n, 0 AS k FROM ({base}) GROUP BY ALL"
+    )
+    bins = (
+        _run_groupings(con, histogram, [*dims, "months"], multi, with_org=False, median=False)
+        .filter(pl.col("months") != TOTAL)
+        .select(
+            *[pl.col(d).cast(pl.String) for d in dims],
+            pl.col("months").cast(pl.Int64),
+            pl.col("den").cast(pl.Int64),
+        )
+        .sort([*dims, "months"])
+    )
+    medians = []
+    for key, group in bins.group_by(dims or [pl.lit(0).alias("_")], maintain_order=True):
+        value = aggregating.histogram_median(
+            group.get_column("months").to_list(), group.get_column("den").to_list()
+        )
+        medians.append({**dict(zip(dims, key, strict=False)), "median": value})
+    return pl.DataFrame(medians, schema={**{d: pl.String for d in dims}, "median": pl.Float64})
+
+
 def _grid(categories: dict[str, tuple[str, ...]], dims: Sequence[str]) -> pl.DataFrame:
     grid = pl.DataFrame({"_": [0]})
     for d in dims:
@@ -317,7 +350,7 @@ def tabulate(
 
     medians = None
     if indicator.kind == "median":
-        found = _run_groupings(con, base, dims, multi, with_org=False, median=True)
+        found = _medians(con, base, dims, multi)
         found = aggregating.merge_medians(
             con, request, found, base, multi, first, last, _run_groupings
         )

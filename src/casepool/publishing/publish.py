@@ -411,6 +411,26 @@ def _tabulate_release(
         population = read_population(con)
         source = counted_source(con, catalogue)
         first, last = (chosen.start, chosen.end) if chosen else covered_span(con, source)
+
+        def whole(r: TableRequest) -> Tabulation:
+            """The whole population behind a `known:`/`recorded:` table, counted once: the
+            same counts as a table of the release, or as another part's, whatever its name."""
+            same = _counting(r)
+            found = next(
+                (
+                    t
+                    for t in [*cache.values(), *wholes.values()]
+                    if t.population is None and _counting(t.request) == same
+                ),
+                None,
+            )
+            if found is None:
+                found = wholes[same] = tabulate(
+                    con, r, first=first, last=last, catalogue=catalogue, source=source
+                )
+            return replace(found, request=replace(found.request, name=r.name))
+
+        wholes: dict[tuple[Any, ...], Tabulation] = {}
         for request in requests:
             if request not in cache:
                 notify(f"tabulate {request.table_name}")
@@ -418,9 +438,7 @@ def _tabulate_release(
                     tabulate(
                         con, request, first=first, last=last, catalogue=catalogue, source=source
                     ),
-                    lambda r: tabulate(
-                        con, r, first=first, last=last, catalogue=catalogue, source=source
-                    ),
+                    whole,
                     catalogue,
                 )
             tabulations.append(cache[request])
@@ -431,6 +449,11 @@ def _tabulate_release(
             current = [_count_table(t, catalogue, scope) for t in tabulations]
             earlier = earlier_tables(con, current, data_fingerprint(submissions))
     return tabulations, scope, submissions, earlier, population
+
+
+def _counting(request: TableRequest) -> tuple[Any, ...]:
+    """What decides a table's counts: all of its request but its name."""
+    return (request.indicator, request.dimensions, request.where, request.period_unit)
 
 
 def record_publication_release(

@@ -9,6 +9,7 @@ DuckDB's own file lock keeps a second process out while one writes; it waits, th
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from casepool.core.errors import CasepoolError, PackageError, UsageError, WarehouseError
 from casepool.core.schema import load_schema
@@ -202,7 +204,8 @@ def ingest_packages(
         for path in packages:
             notify(f"verify:{path.name}")
             try:
-                verified = read_package(path, public_key_of, schema)
+                # The rows' value checks run later, beside the insert (`_insert_cases`).
+                verified = read_package(path, public_key_of, schema, check_rows=False)
                 _refuse_future(verified, skew)
                 outcome = _merge(con, verified, secret, actor, notify)  # rolled back if refused
             except PackageError as refusal:
@@ -229,6 +232,7 @@ def _refuse_future(package: VerifiedPackage, skew: timedelta) -> None:
     signed = package.created.astimezone(UTC).replace(tzinfo=None)
     now = utc_now()
     if signed > now + skew:
+        package.check_rows()  # a refusal of its rows is named first, as a whole read names it
         raise PackageError(
             "package-from-the-future",
             package=package.path.name,
@@ -253,6 +257,7 @@ def _merge(
     con.begin()
     try:
         if scalar(con.execute("SELECT 1 FROM submissions WHERE submission_id = ?", [sid])):
+            package.check_rows()  # refused rows are refused, as before, even if seen already
             record_audit(
                 con,
                 "already-ingested",
@@ -278,6 +283,8 @@ def _merge(
         }
         # Another pseudonym key gives the same child another pseudonym: a double count ahead.
         outcome.new_pseudonym_key = bool(earlier) and key_id not in earlier
+        # The organisation's first submission supersedes nothing: its rows go in counted.
+        first = not scalar(con.execute("SELECT 1 FROM submissions WHERE org = ? LIMIT 1", [org]))
         con.execute(
             "INSERT INTO submissions (submission_id, org, period, period_start, period_end, "
             "package, created_at, ingested_at, ingested_by, rows, generalisation, schema_version, "
@@ -321,7 +328,7 @@ def _merge(
             },
         )
         _supersede(con, org, period.code, now, actor, outcome)
-        refresh_active_cases(con, org)
+        refresh_active_cases(con, org, rows_flagged=first)
         notify("commit")
         con.commit()
     except BaseException:
@@ -338,49 +345,84 @@ def _insert_cases(con: duckdb.DuckDBPyConnection, package: VerifiedPackage, secr
     the pseudonym column is in Python, for the record keys (keyed BLAKE2b, which DuckDB lacks);
     the keys are matched to the rows by position, and a row whose pseudonym differs from its
     key's stops the ingest, so a key can never land on another record.
+
+    The rows' value checks (`VerifiedPackage.check_rows`, polars) run in a thread while DuckDB
+    inserts (both release the GIL: the second core does them); the caller commits only after
+    they pass, and a refusal they find is the one a whole read names, before any DuckDB error.
+    Distinct record keys show the pseudonyms distinct, so that check needs no hash of its own.
     """
     if not package.rows:
+        package.check_rows()
         return
-    keys = pa.table(
-        {
-            "key_pseudonym": package.pseudonyms.to_arrow(),
-            "record_key": pa.array(
-                record_keys(secret, package.org, package.pseudonyms), pa.float64()
-            ),
-        }
-    )
-    with tempfile.TemporaryDirectory(prefix="casepool-ingest-") as folder:
-        data = Path(folder) / "cases.parquet"
-        data.write_bytes(package.data)
-        con.register("incoming_keys", keys)
-        try:
-            # Counted unless the refresh after the insert says otherwise: the usual newest
-            # package then needs no update of its own rows.
-            inserted = scalar(
-                con.execute(
-                    "INSERT INTO cases BY NAME SELECT p.*, k.record_key, "
-                    "?::VARCHAR AS submission_id, ?::VARCHAR AS org, ?::VARCHAR AS period, "
-                    f"true AS {ACTIVE_COLUMN} "
-                    "FROM read_parquet(?, hive_partitioning = false) p "
-                    "POSITIONAL JOIN incoming_keys k WHERE p.pseudonym = k.key_pseudonym",
-                    [package.submission_id, package.org, package.period.code, str(data)],
-                )
+    keys = pa.array(record_keys(secret, package.org, package.pseudonyms), pa.float64())
+    distinct = pc.count_distinct(keys).as_py() == package.rows
+    checks = _RowChecks(package, distinct)
+    failed = False
+    inserted = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="casepool-ingest-") as folder:
+            data = Path(folder) / "cases.parquet"
+            data.write_bytes(package.data)
+            con.register(
+                "incoming_keys",
+                pa.table({"key_pseudonym": package.pseudonyms.to_arrow(), "record_key": keys}),
             )
-        except duckdb.Error as exc:
-            rollback(con)  # the failed statement aborted the transaction: end it to go on
-            con.unregister("incoming_keys")
-            if str(data) not in str(exc) and "parquet" not in str(exc).lower():
-                raise
-            # Bytes polars could check but DuckDB cannot decode: the package is refused.
-            raise PackageError(
-                "package-bad-data",
-                package=package.path.name,
-                reason="cases.parquet cannot be read",
-            ) from None
-        con.unregister("incoming_keys")
+            try:
+                # Counted unless the refresh after the insert says otherwise: the usual newest
+                # package then needs no update of its own rows.
+                inserted = scalar(
+                    con.execute(
+                        "INSERT INTO cases BY NAME SELECT p.*, k.record_key, "
+                        "?::VARCHAR AS submission_id, ?::VARCHAR AS org, ?::VARCHAR AS period, "
+                        f"true AS {ACTIVE_COLUMN} "
+                        "FROM read_parquet(?, hive_partitioning = false) p "
+                        "POSITIONAL JOIN incoming_keys k WHERE p.pseudonym = k.key_pseudonym",
+                        [package.submission_id, package.org, package.period.code, str(data)],
+                    )
+                )
+            except duckdb.Error as exc:
+                rollback(con)  # the failed statement aborted the transaction: end it to go on
+                if str(data) not in str(exc) and "parquet" not in str(exc).lower():
+                    raise
+                failed = True  # bytes polars could check but DuckDB cannot decode
+            finally:
+                con.unregister("incoming_keys")
+    finally:
+        checks.wait()  # raises the rows' refusal, which comes first
+    if failed:
+        raise PackageError(
+            "package-bad-data", package=package.path.name, reason="cases.parquet cannot be read"
+        )
     if inserted is None or inserted[0] != package.rows:
         # A row out of step with its key: never expected (both are the same file's rows in order).
         raise WarehouseError("warehouse-incompatible", path="cases")
+
+
+class _RowChecks:
+    """`package.check_rows` in a thread beside the insert (none when the rows are checked)."""
+
+    def __init__(self, package: VerifiedPackage, distinct: bool) -> None:
+        self.package, self.distinct = package, distinct
+        self.failure: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if not package.rows_checked:
+            self.thread = threading.Thread(target=self._run, name="casepool-row-checks")
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.package.check_rows(distinct=self.distinct)
+        except BaseException as exc:  # handed to the ingest's own thread by `wait`
+            self.failure = exc
+
+    def wait(self) -> None:
+        """Wait for the checks; raise what they raised (a PackageError names the refusal)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
 
 
 def _supersede(

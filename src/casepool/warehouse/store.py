@@ -398,11 +398,15 @@ def keep_active_flags(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = 
         raise
 
 
-def refresh_active_cases(con: duckdb.DuckDBPyConnection, org: str | None = None) -> None:
+def refresh_active_cases(
+    con: duckdb.DuckDBPyConnection, org: str | None = None, *, rows_flagged: bool = False
+) -> None:
     """Recompute `cases.active` for one organisation (all when None), in the caller's transaction.
 
     Call it after anything that changes which submissions are active. When the basis of another
-    organisation was stale too, every organisation is recomputed.
+    organisation was stale too, every organisation is recomputed. `rows_flagged`: the caller
+    knows the organisation's rows already carry their flags (its first submission, inserted
+    counted), so only the basis is brought up to date, without a pass over its rows.
     """
     if org is None:
         orgs = [r[0] for r in con.execute("SELECT DISTINCT org FROM cases").fetchall()]
@@ -411,7 +415,8 @@ def refresh_active_cases(con: duckdb.DuckDBPyConnection, org: str | None = None)
         con.execute(f"DELETE FROM {BASIS}")
         con.execute(f"INSERT INTO {BASIS} SELECT submission_id FROM active_submissions")
         return
-    _flag(con, org)
+    if not rows_flagged:
+        _flag(con, org)
     con.execute(
         f"DELETE FROM {BASIS} WHERE submission_id IN "
         "(SELECT submission_id FROM submissions WHERE org = ?) "
