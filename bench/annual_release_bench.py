@@ -14,8 +14,9 @@ speed must leave the digest as it was.
     .venv/bin/python bench/annual_release_bench.py --from /tmp/annual --without-told
 
 `--without-told` runs the engine blind to what the flags tell (`SystemAudit.at_least`, a
-primary cell is not 0), as before round 4's flags reading: the year then protects other cells,
-so its digest differs; it measures a change with and without that reading.
+primary cell is not 0), as before round 4's flags reading: the year may then protect other
+cells (on `make demo`'s data in round 6 it did not: same digest); it measures a change with and
+without that reading.
 """
 
 from __future__ import annotations
