@@ -11,6 +11,12 @@ speed must leave the digest as it was.
     .venv/bin/python bench/annual_release_bench.py --prepare /tmp/annual     # once: demo + quarters
     .venv/bin/python bench/annual_release_bench.py --from /tmp/annual       # the year, timed
     .venv/bin/python bench/annual_release_bench.py --from /tmp/annual --profile 40
+    .venv/bin/python bench/annual_release_bench.py --from /tmp/annual --without-told
+
+`--without-told` runs the engine blind to what the flags tell (`SystemAudit.at_least`, a
+primary cell is not 0), as before round 4's flags reading: the year may then protect other
+cells (on `make demo`'s data in round 6 it did not: same digest); it measures a change with and
+without that reading.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from linked_release_bench import demo_warehouse
 
-from casepool.protecting import lp
+from casepool.protecting import lp, secondary
 from casepool.publishing import publish as publishing
 
 QUARTERS = ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4")
@@ -60,8 +66,23 @@ def digest(protected: list[Any]) -> str:
     return h.hexdigest()
 
 
-def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
+def annual(saved: Path, profile: int = 0, told: bool = True) -> dict[str, Any]:
     """Protect and audit the year on a copy of `saved`; seconds, share suppressed and digest."""
+    auditor = secondary.SystemAudit
+    if not told:
+
+        def blind(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("at_least", None)
+            return auditor(*args, **kwargs)
+
+        secondary.SystemAudit = blind  # type: ignore[assignment,misc]
+    try:
+        return _annual(saved, profile, told)
+    finally:
+        secondary.SystemAudit = auditor  # type: ignore[misc]
+
+
+def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="casepool-annual-bench-") as tmp:
         copy = Path(tmp) / "warehouse.duckdb"
@@ -108,6 +129,7 @@ def annual(saved: Path, profile: int = 0) -> dict[str, Any]:
     suppressed = sum(o.suppressed for o in publication.outcomes)
     out = {
         "release": YEAR,
+        "flags_told": told,
         "released_before": publication.released_before,
         "protect_audit_seconds": round(sum(timed), 1),
         # CPU seconds of this process (helper processes not counted): less sensitive to the
@@ -136,6 +158,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--without-told", action="store_true", help="the engine blind to what the flags tell"
+    )
     args = parser.parse_args()
     if args.prepare:
         saved = prepare(args.prepare, args.orgs, args.records)
@@ -144,7 +169,7 @@ def main() -> None:
     if source is None:
         parser.error("give --prepare DIR or --from DIR")
     for _ in range(args.repeat):
-        print(json.dumps(annual(source / SAVED, args.profile)), flush=True)
+        print(json.dumps(annual(source / SAVED, args.profile, not args.without_told)), flush=True)
 
 
 if __name__ == "__main__":

@@ -375,3 +375,206 @@ def test_a_pooled_table_moving_a_cell_twice_sends_seen_to_the_grid():
         if found is not None and dense is not None:
             np.testing.assert_array_equal(found[0], dense[0])
             np.testing.assert_array_equal(found[1], dense[1])
+
+
+def _with_contributions(tables: list[CountTable]) -> list[CountTable]:
+    """The tables with two organisations' own counts (a: half of each cell rounded down)."""
+    out = []
+    for table in tables:
+        dims = list(table.dimensions)
+        half = table.cells.with_columns(pl.col("value") // 2)
+        rest = table.cells.with_columns(pl.col("value") - pl.col("value") // 2)
+        parts = pl.concat(
+            [
+                half.with_columns(pl.lit("a").alias("contributor")),
+                rest.with_columns(pl.lit("b").alias("contributor")),
+            ]
+        ).select(*dims, "contributor", "value")
+        out.append(replace(table, contributions=parts))
+    return out
+
+
+def _solves_counted(monkeypatch) -> list[int]:
+    from casepool.protecting import lp
+
+    solve = lp.ComponentProblem.solve
+    count = [0]
+
+    def counted(problem, objective):
+        count[0] += 1
+        return solve(problem, objective)
+
+    monkeypatch.setattr(lp.ComponentProblem, "solve", counted)
+    return count
+
+
+def test_results_reused_within_a_publication_are_those_solved_afresh(monkeypatch):
+    """`reusing_results`: protect() and audit() asked again with the same input give what a
+    fresh call gives, without an LP; other input is solved; outside it, nothing is kept."""
+    from casepool.protecting import audit, protect
+    from casepool.protecting.tables import reused, reusing_results
+
+    tables = _with_contributions(_linked_tables())
+    fresh = protect(tables, SETTINGS)
+    fresh_audit = audit(fresh[0].frame, k=5).to_dict()
+    changed = _with_contributions(
+        [replace(t, cells=t.cells.with_columns(pl.col("value") * 2)) for t in _linked_tables()]
+    )
+    changed_fresh = protect(changed, SETTINGS)
+    count = _solves_counted(monkeypatch)
+    assert reused() is None
+    with reusing_results():
+        first = protect(tables, SETTINGS)
+        solved = count[0]
+        assert solved > 0
+        again = protect(list(tables), SETTINGS)
+        assert count[0] == solved  # nothing solved again
+        other = protect(changed, SETTINGS)
+        assert count[0] > solved
+        report = audit(first[0].frame, k=5)
+        solved = count[0]
+        assert audit(first[0].frame, k=5) is report and count[0] == solved
+        assert audit(first[0].frame, k=3).k == 3  # other options: another report
+        with reusing_results():  # nested: the same memo
+            assert protect(tables, SETTINGS)[0].frame.equals(first[0].frame)
+            assert count[0] > solved  # the k=3 audit
+            solved = count[0]
+    assert reused() is None
+    for a, b, c in zip(fresh, first, again, strict=True):
+        assert a.frame.equals(b.frame) and a.frame.equals(c.frame)
+    for a, b in zip(changed_fresh, other, strict=True):
+        assert a.frame.equals(b.frame)
+    assert report.to_dict() == fresh_audit
+    protect(tables, SETTINGS)  # outside: solved again
+    assert count[0] > solved
+
+
+def test_the_table_key_tells_apart_what_the_engine_reads():
+    from casepool.protecting.tables import table_key
+
+    table = _with_contributions(_linked_tables())[0]
+    assert table_key(table) == table_key(replace(table, cells=table.cells.clone()))
+    variants = [
+        replace(table, name="other"),
+        replace(table, scope=(("period", "2025"),)),
+        replace(table, version="v1"),
+        replace(table, hidden=True),
+        replace(table, sensitive=True),
+        replace(table, rollups=()),
+        replace(table, contributions=None),
+        replace(table, cells=table.cells.with_columns(pl.col("value").cast(pl.Int32))),
+        replace(
+            table,
+            statuses=table.cells.select("governorate", "sex").with_columns(
+                pl.lit("F").alias("conf_status")
+            ),
+        ),
+    ]
+    keys = {table_key(t) for t in variants}
+    assert len(keys) == len(variants) and table_key(table) not in keys
+
+
+def test_a_cell_seen_only_at_the_insiders_own_count_is_not_settled_when_it_needs_a_width():
+    """A feasible table at the insider's own count proves nothing about a cell it dominates
+    (need > 1): its interval [own, 10] is 4 wide, too narrow for 5, whatever was seen."""
+    from casepool.protecting.lp import TOO_NARROW, ComponentProblem, bound_component
+
+    cap = 1000.0
+    problem = ComponentProblem(
+        sparse.csr_matrix((0, 1)),
+        np.empty(0),
+        sparse.csr_matrix(np.array([[1.0]])),
+        np.array([10.0]),
+        np.array([6.0]),
+        np.array([cap]),
+        cap,
+    )
+    seen = (np.array([6.0]), np.array([6.0]))
+    for exact in (True, False):
+        result = bound_component(problem, np.array([5.0]), np.array([6.0]), None, exact, seen)
+        assert result.verdicts == [TOO_NARROW]
+    # Pinned at its own count with nothing more asked (need 1): settled without an LP.
+    pinned = bound_component(problem, np.array([1.0]), np.array([6.0]), None, False, seen)
+    assert pinned.points == [] and pinned.verdicts == ["protected"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_audit_of_verdicts_only_finds_the_exact_audits_verdicts(seed):
+    """`audit(..., exact_limit=0)` (what publishing runs: verdicts, not the intervals' ends)
+    gives every cell and attacker the verdict of the exact audit, insiders and dominance too."""
+    from casepool.protecting import audit, protect
+
+    rng = np.random.default_rng(seed)
+    tables = _with_contributions(_linked_tables())
+    table = tables[0]
+    # Random contributions of three organisations instead of halves.
+    dims = list(table.dimensions)
+    inner = table.cells.filter(pl.all_horizontal(pl.col(d) != "_T" for d in dims))
+    shares = []
+    for org in ("a", "b", "c"):
+        part = inner.with_columns(
+            pl.Series("value", rng.integers(0, 7, inner.height) * (rng.random(inner.height) < 0.6))
+        ).with_columns(pl.lit(org).alias("contributor"))
+        shares.append(part)
+    parts = pl.concat(shares)
+    cells = parts.group_by(dims).agg(pl.col("value").sum())
+    region_table = CountTable("cases", tuple(dims), _margins(cells, dims))
+    contributions = pl.concat(
+        [
+            _margins(p.drop("contributor"), dims).with_columns(pl.lit(o).alias("contributor"))
+            for o, p in zip(("a", "b", "c"), shares, strict=True)
+        ]
+    ).select(*dims, "contributor", "value")
+    region_table = replace(region_table, contributions=contributions)
+    frame = protect([region_table], SETTINGS)[0].frame
+    # Hide a few more published cells at random: the audit sees tables that may fail.
+    hide = rng.random(frame.height) < 0.15
+    frame = frame.with_columns(
+        pl.when(pl.Series(hide)).then(None).otherwise(pl.col("value")).alias("value"),
+        pl.when(pl.Series(hide))
+        .then(pl.lit("Q"))
+        .otherwise(pl.col("obs_status"))
+        .alias("obs_status"),
+    )
+    whole = region_table.cells.rename({"value": "_whole"})
+    insiders = {}
+    for org in ("a", "b", "c"):
+        own = contributions.filter(pl.col("contributor") == org).drop("contributor")
+        own = (
+            own.join(whole, on=dims)
+            .with_columns(
+                ((pl.col("value") == pl.col("_whole")) & (pl.col("value") > 0)).alias("sole"),
+                (
+                    (pl.col("_whole") - pl.col("value")).is_between(1, 4)
+                    & (pl.col("value") > 0)
+                    & (pl.col("_whole") >= 5)
+                ).alias("dominant"),
+            )
+            .drop("_whole")
+        )
+        insiders[org] = own
+    exact = audit(frame, k=5, insiders=insiders, exact_limit=None)
+    quick = audit(frame, k=5, insiders=insiders, exact_limit=0)
+
+    def verdicts(report):
+        return [
+            (v.attacker, v.indicator, sorted(v.codes.items()), v.verdict) for v in report.verdicts
+        ]
+
+    assert verdicts(quick) == verdicts(exact)
+
+
+def _margins(cells: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
+    """Inner cells with every margin (`_T`) of a two-dimensional table."""
+    a, b = dims
+    return pl.concat(
+        [
+            cells.select(a, b, "value"),
+            cells.group_by(a).agg(pl.col("value").sum()).with_columns(pl.lit("_T").alias(b)),
+            cells.group_by(b).agg(pl.col("value").sum()).with_columns(pl.lit("_T").alias(a)),
+            cells.select(pl.col("value").sum()).with_columns(
+                pl.lit("_T").alias(a), pl.lit("_T").alias(b)
+            ),
+        ],
+        how="diagonal",
+    ).select(a, b, pl.col("value").cast(pl.Int64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 import os
@@ -39,6 +40,8 @@ from casepool.protecting.tables import (
     CellSystem,
     CountTable,
     build_system,
+    frame_key,
+    reused,
 )
 
 OUTSIDER = "outsider"
@@ -752,6 +755,56 @@ def audit(
     always); beyond, each verdict is proven with as few LPs as it needs and the bounds reported
     are feasible values inside the interval (marked exact=False), which keeps big tables quick.
     """
+    memo = reused()
+    if memo is None:
+        return _audit(
+            table,
+            k,
+            protection_interval,
+            multi_valued,
+            insiders,
+            total_code,
+            solver,
+            exact_limit,
+            dominance,
+            flags_told,
+        )
+    # Within reusing_results: the same table, insiders and options give the same report.
+    options = (k, protection_interval, tuple(multi_valued), total_code, solver, exact_limit)
+    names = [str(name) for name in (insiders or {})]
+    described = repr((options, dominance, flags_told, names)).encode()
+    parts = [described, frame_key(table), *(frame_key(f) for f in (insiders or {}).values())]
+    key = ("audit", hashlib.sha256(b"\0".join(parts)).digest())
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _audit(
+            table,
+            k,
+            protection_interval,
+            multi_valued,
+            insiders,
+            total_code,
+            solver,
+            exact_limit,
+            dominance,
+            flags_told,
+        )
+    return found  # type: ignore[return-value]
+
+
+def _audit(
+    table: pl.DataFrame,
+    k: int,
+    protection_interval: int | None,
+    multi_valued: Sequence[str],
+    insiders: Mapping[str, pl.DataFrame] | None,
+    total_code: str,
+    solver: str,
+    exact_limit: int | None,
+    dominance: bool,
+    flags_told: bool,
+) -> AuditReport:
+    """`audit` itself, without the memo."""
     if VALUE not in table.columns:
         raise TableError("protect-missing-column", table="", column=VALUE)
     width = protection_interval if protection_interval is not None else k

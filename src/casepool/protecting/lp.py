@@ -151,14 +151,17 @@ class ComponentResult:
 def verdicts_ok(
     lower: np.ndarray, upper: np.ndarray, need: np.ndarray, own: np.ndarray | None
 ) -> np.ndarray:
-    """Vectorised `verdict(...) == PROTECTED`."""
+    """Whether a cell whose interval contains [lower, upper] is protected, proven from that
+    range alone: `verdict(...) == PROTECTED` on the range, except a range pinned at the
+    insider's own count, which proves it only where no width is asked (need ≤ 1): the interval
+    may be wider than the range and still narrower than the need."""
     lo = np.ceil(lower - TOLERANCE)
     with np.errstate(invalid="ignore"):
         hi = np.where(np.isfinite(upper), np.floor(upper + TOLERANCE), np.inf)
         pinned = hi <= lo
         ok = ~pinned & (hi - lo >= need)
     if own is not None:
-        ok |= pinned & (lo == np.round(own))
+        ok |= pinned & (lo == np.round(own)) & (need <= 1)
     return ok | (need <= 0)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import hashlib
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import polars as pl
@@ -16,6 +20,70 @@ from casepool.protecting.settings import ProtectionSettings
 INDICATOR = "indicator"
 FREE, PRIMARY, SECONDARY = "F", "C", "D"
 RESERVED_COLUMNS = (INDICATOR, VALUE, OBS_STATUS, CONF_STATUS, CONTRIBUTOR)
+
+# Results of protect() and audit() by the content of their input, while `reusing_results` is on.
+_REUSED: ContextVar[dict[tuple[str, bytes], object] | None] = ContextVar(
+    "casepool_reused_results", default=None
+)
+
+
+@contextmanager
+def reusing_results() -> Iterator[None]:
+    """Within it, protect() and audit() asked again with the same tables and settings return
+    what they found the first time instead of solving again: both are deterministic functions
+    of their input (every choice is made in a fixed order, every random draw has a fixed seed).
+    A publication's recoding rounds protect and audit the whole release again each round, most
+    of its tables unchanged. Usable as a decorator; nested uses share the outer memo, which ends
+    with the outermost (nothing is kept beyond it)."""
+    if _REUSED.get() is not None:
+        yield
+        return
+    token = _REUSED.set({})
+    try:
+        yield
+    finally:
+        _REUSED.reset(token)
+
+
+def reused() -> dict[tuple[str, bytes], object] | None:
+    """The memo of `reusing_results`, or None outside it."""
+    return _REUSED.get()
+
+
+def frame_key(frame: pl.DataFrame | None) -> bytes:
+    """A digest of a frame's schema and every value (Arrow IPC bytes): equal for equal frames
+    (a frame stored in other chunks may give another digest: a miss, never a wrong hit)."""
+    if frame is None:
+        return b"-"
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    return hashlib.sha256(buffer.getvalue()).digest()
+
+
+def settings_key(settings: ProtectionSettings) -> bytes:
+    return repr(astuple(settings)).encode()
+
+
+def table_key(table: CountTable) -> bytes:
+    """A digest of everything a CountTable gives the engine."""
+    described = repr(
+        (
+            table.indicator,
+            table.dimensions,
+            sorted(table.multi_valued),
+            table.sensitive,
+            table.name,
+            table.scope,
+            table.version,
+            None if table.version_cells is None else sorted(table.version_cells),
+            table.rollups,
+            table.hidden,
+            table.aliases,
+        )
+    ).encode()
+    parts = [described, frame_key(table.cells), frame_key(table.contributions)]
+    parts.append(frame_key(table.statuses))
+    return hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).digest()
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,7 @@ from casepool.catalogue.tabulating import Tabulation, covered_span, tabulate
 from casepool.core.errors import TableError, UsageError
 from casepool.core.periods import parse_period
 from casepool.core.schema import LANGUAGES
+from casepool.protecting.tables import reusing_results
 from casepool.publishing.formats import (
     PublishedTable,
     write_aggregates,
@@ -168,6 +169,7 @@ class Publication:
         }
 
 
+@reusing_results()  # the recoding rounds protect unchanged tables again: solved once
 def build_publication(
     warehouse: str | Path,
     period: str | None = None,
