@@ -755,8 +755,8 @@ def audit(
     always); beyond, each verdict is proven with as few LPs as it needs and the bounds reported
     are feasible values inside the interval (marked exact=False), which keeps big tables quick.
     """
-    memo = reused()
-    if memo is None:
+
+    def run() -> AuditReport:
         return _audit(
             table,
             k,
@@ -769,6 +769,10 @@ def audit(
             dominance,
             flags_told,
         )
+
+    memo = reused()
+    if memo is None:
+        return run()
     # Within reusing_results: the same table, insiders and options give the same report.
     options = (k, protection_interval, tuple(multi_valued), total_code, solver, exact_limit)
     names = [str(name) for name in (insiders or {})]
@@ -777,18 +781,7 @@ def audit(
     key = ("audit", hashlib.sha256(b"\0".join(parts)).digest())
     found = memo.get(key)
     if found is None:
-        found = memo[key] = _audit(
-            table,
-            k,
-            protection_interval,
-            multi_valued,
-            insiders,
-            total_code,
-            solver,
-            exact_limit,
-            dominance,
-            flags_told,
-        )
+        found = memo[key] = run()
     return found  # type: ignore[return-value]
 
 
