@@ -213,3 +213,21 @@ def test_protection_is_deterministic_whatever_the_row_order(fixtures):
     (second,) = protect([CountTable("cases", ("region", "sex"), shuffled)], settings)
     assert first.frame.equals(second.frame)
     assert audit(first.frame, k=15).protected
+
+
+def test_a_table_of_zeros_has_no_contributions_and_is_protected():
+    # A share's numerator can be zero everywhere (no child of that category in the quarter): its
+    # hidden table then has no contribution row at all, which is consistent, not a mismatch.
+    cells = pl.DataFrame({"sex": ["F", "M", "_T"], "value": [0, 0, 0]})
+    parts = pl.DataFrame(
+        {"sex": [], "contributor": [], "value": []},
+        schema={"sex": pl.String, "contributor": pl.String, "value": pl.Int64},
+    )
+    (result,) = protect(
+        [CountTable("cases", ("sex",), cells, contributions=parts)], ProtectionSettings(k=5)
+    )
+    assert _status(result, sex="_T")["value"] == 0
+    wrong = pl.DataFrame({"sex": ["F"], "contributor": ["org_a"], "value": [1]})
+    with pytest.raises(TableError) as error:
+        protect([CountTable("cases", ("sex",), cells, contributions=wrong)], ProtectionSettings())
+    assert error.value.key == "protect-contributions-mismatch"

@@ -401,7 +401,8 @@ def _grid_of(
             chosen = contributors == name
             np.add.at(mine.reshape(-1), part_flat[chosen], part_values[chosen])
             own[str(name)] = mine
-        if not np.array_equal(sum(own.values()), grid):
+        # A table of zeros has no contribution rows at all: the sum over no contributor is zeros.
+        if not np.array_equal(sum(own.values(), np.zeros(shape, dtype=np.int64)), grid):
             raise TableError("protect-contributions-mismatch", table=label)
     if check_margins:
         _check_margins(grid, dims, table.multi_valued, label)
