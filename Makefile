@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/casepool demo --workdir demo_output
 
+# Two workers (pytest-xdist): each runs the session demo once; `pytest tests/x.py` stays one process.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
