@@ -327,39 +327,24 @@ def _numerator_read(
 ) -> _Read:
     """A share whose numerator is categories of its population, or a scoped count that is such a
     numerator (catalogue.relations.parts_of): those categories' cells by the table's codes sum
-    to its numerator (the count's cells), as the
-    engine states it (casepool.publishing.protect: a hidden table named by
-    catalogue.relations.numerator_naming). The cells are read from the tables that publish them."""
+    to its numerator (the count's cells), as the engine states it (casepool.publishing.protect:
+    a hidden table named by catalogue.relations.numerator_naming). The cells are read from the
+    tables that publish them."""
     from casepool.catalogue.relations import numerator_naming
-    from casepool.protecting import CountTable
 
     d = link.dimension
-    rows = [
-        (category, *(c[r] for c in codes))
-        for r in range(len(codes[0]) if codes else 1)
-        for category in (*link.codes, TOTAL)
-    ]
-    out_dims = (d, *dims)
-    cells = pl.DataFrame(
-        {
-            **{name: [row[i] for row in rows] for i, name in enumerate(out_dims)},
-            "value": [0] * len(rows),
-        },
-        schema={**{name: pl.String for name in out_dims}, "value": pl.Int64},
-    )
     naming, aliases = numerator_naming(link, ((PERIOD, scope),))
-    table = CountTable(
+    return _hidden_read(
+        d,
+        (*link.codes, TOTAL),
+        dims,
+        codes,
         indicator=link.key,
-        dimensions=out_dims,
-        cells=cells,
         multi_valued=multi | ({d} if link.multi else set()),
         name=f"{label}~{d}",
         scope=naming,
-        hidden=True,
         aliases=aliases,
     )
-    every = np.ones(len(rows), dtype=bool)
-    return _Read(table, every, np.zeros(len(rows), dtype=bool))
 
 
 def _complement_read(
@@ -375,34 +360,47 @@ def _complement_read(
     (casepool.publishing.protect, a hidden table). The complement is published nowhere (or is
     the "not stated" category of a table that publishes it); the reader knows the relation."""
     from casepool.catalogue.relations import YES
-    from casepool.protecting import CountTable
 
-    marks = (YES, "no", TOTAL)
-    rows = [
-        (mark, *(c[r] for c in codes))
-        for r in range(len(codes[0]) if codes else 1)
-        for mark in marks
-    ]
-    out_dims = (part.marker, *dims)
-    cells = pl.DataFrame(
-        {
-            **{d: [row[i] for row in rows] for i, d in enumerate(out_dims)},
-            "value": [0] * len(rows),
-        },
-        schema={**{d: pl.String for d in out_dims}, "value": pl.Int64},
-    )
-    table = CountTable(
+    return _hidden_read(
+        part.marker,
+        (YES, "no", TOTAL),
+        dims,
+        codes,
         indicator=part.base,
-        dimensions=out_dims,
-        cells=cells,
         multi_valued=multi,
         name=f"{label}~{part.marker}",
         scope=((PERIOD, scope),),
-        hidden=True,
         aliases=(((part.marker, "no"), part.complement_alias),) if part.complement_alias else (),
     )
-    every = np.ones(len(rows), dtype=bool)
-    return _Read(table, every, np.zeros(len(rows), dtype=bool))
+
+
+def _hidden_read(
+    first: str,
+    first_codes: Sequence[str],
+    dims: Sequence[str],
+    codes: Sequence[Sequence[str]],
+    **table: Any,
+) -> _Read:
+    """A hidden table stating a relation the reader knows: `first` (each of `first_codes`) by
+    every row of the published table's codes, values unknown (zeros: the audit reads the
+    relation, the values come from the tables that publish the cells), every cell hidden."""
+    from casepool.protecting import CountTable
+
+    rows = [
+        (code, *(c[r] for c in codes))
+        for r in range(len(codes[0]) if codes else 1)
+        for code in first_codes
+    ]
+    out_dims = (first, *dims)
+    cells = pl.DataFrame(
+        {
+            **{name: [row[i] for row in rows] for i, name in enumerate(out_dims)},
+            "value": [0] * len(rows),
+        },
+        schema={**{name: pl.String for name in out_dims}, "value": pl.Int64},
+    )
+    hidden = CountTable(dimensions=out_dims, cells=cells, hidden=True, **table)
+    return _Read(hidden, np.ones(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool))
 
 
 def _row_ids(grid: Any, table: Any) -> np.ndarray:
