@@ -310,10 +310,10 @@ def _read_table(
     reads = [_Read(table, hidden, primary, told)]
     part = subpopulation(indicator, catalogue) if kind != "count" else None
     if part is not None:
-        reads.append(_complement_read(part, dims, codes, multi, label, scope))
+        reads.append(_complement_read(part, dims, codes, multi, label, scope, table.rollups))
     link = parts_of(indicator, catalogue) if kind != "median" else None
     if link is not None and link.dimension not in dims:
-        reads.append(_numerator_read(link, dims, codes, multi, label, scope))
+        reads.append(_numerator_read(link, dims, codes, multi, label, scope, table.rollups))
     return reads
 
 
@@ -324,6 +324,7 @@ def _numerator_read(
     multi: frozenset[str],
     label: str,
     scope: str,
+    rollups: Any = (),
 ) -> _Read:
     """A share whose numerator is categories of its population, or a scoped count that is such a
     numerator (catalogue.relations.parts_of): those categories' cells by the table's codes sum
@@ -344,6 +345,7 @@ def _numerator_read(
         name=f"{label}~{d}",
         scope=naming,
         aliases=aliases,
+        rollups=rollups,  # the hierarchies, as the engine's hidden tables carry them
     )
 
 
@@ -354,6 +356,7 @@ def _complement_read(
     multi: frozenset[str],
     label: str,
     scope: str,
+    rollups: Any = (),
 ) -> _Read:
     """A share over `known:` / `recorded:` part of the population: its denominators + their
     complement = the population's cells of the same codes, as the engine states it
@@ -371,6 +374,7 @@ def _complement_read(
         name=f"{label}~{part.marker}",
         scope=((PERIOD, scope),),
         aliases=(((part.marker, "no"), part.complement_alias),) if part.complement_alias else (),
+        rollups=rollups,
     )
 
 
