@@ -11,7 +11,9 @@ and writing the release ledger in one DuckDB transaction.
 cells of the measured table that serves it with the smallest error, quarter by quarter, and
 carries each cell's variance (the number of noisy cells summed × scale²; a cell that is also a
 cell of a parent table takes the parent's smaller variance, since the two agree exactly). Nothing
-is spent; the same question always gets the same answer.
+is spent; the same question always gets the same answer. A derived dimension with a hierarchy (a
+region, an age group, any `derived: group`) is read from a table of its finer dimension, each of
+its cells the sum of its finer cells with their variances summed (`derived`): post-processing too.
 
 `measure_year` measures a whole year's workload directly once its quarters are in (the steward's
 `casepool budget --measure YEAR`), charged to each of its four quarters, and stores each table
@@ -37,6 +39,7 @@ from casepool.catalogue.indicators import (
     TableRequest,
     check_request,
     filter_periods,
+    load_indicators,
     period_codes,
 )
 from casepool.catalogue.tabulating import OUTCOME, VALUE, covered_span, tabulate
@@ -44,7 +47,7 @@ from casepool.core.errors import UsageError
 from casepool.core.periods import parse_period
 from casepool.protecting import dp
 from casepool.protecting.dp_settings import DPSettings, Measurement
-from casepool.publishing import dp_medians
+from casepool.publishing import derived, dp_medians
 from casepool.warehouse import budget
 from casepool.warehouse.ledger import cell_identity, ensure_ledger, record_release
 
@@ -858,18 +861,10 @@ def _needed(name: str) -> str:
     return name
 
 
-def covers(dims: set[str] | tuple[str, ...], need: set[str]) -> bool:
-    """A table of `dims` can give every cell fixing `need` (a region is a sum of governorates)."""
-    have = set(dims)
-    return all(n in have or (n == "region" and "governorate" in have) for n in need)
-
-
-def _summed(dims: set[str], need: set[str]) -> set[str]:
-    """The dimensions of a table that a cell fixing `need` sums over."""
-    rest = dims - need
-    if "region" in need and "region" not in dims:
-        rest.discard("governorate")
-    return rest
+def covers(dims: set[str] | tuple[str, ...], need: set[str], catalogue: IndicatorCatalogue) -> bool:
+    """A table of `dims` can give every cell fixing `need` (a region is a sum of governorates,
+    an age group of age bands: any derived dimension with a hierarchy, `derived.covers`)."""
+    return derived.covers(dims, need, catalogue)
 
 
 @dataclass(frozen=True)
@@ -913,8 +908,9 @@ class StoredMeasurements:
         ]
         workloads = {i: stored_workload(con, i) for i in indicators}
         tables = {i: budget.load_measurements(con, periods, i) for i in indicators}
+        catalogue = load_indicators()
         frames = {
-            (t.period, t.measurement): _with_region(_cells_frame(t), t)
+            (t.period, t.measurement): derived.with_derived(_cells_frame(t), catalogue)
             for ts in tables.values()
             for t in ts
         }
@@ -972,7 +968,7 @@ def covering(
     need = required_dimensions(request)
     known = settings.for_indicator(indicator.name)
     known += [m for m in extra if m.name not in {k.name for k in known}]
-    found = [m for m in known if covers(m.by, need)]
+    found = [m for m in known if covers(m.by, need, catalogue)]
     # A margin over a multi-valued dimension is not the sum of its categories: it needs a table
     # without that dimension (or where it is filtered to one code).
     multi = [d for d in request.dimensions if catalogue.dimension(d).multi]
@@ -980,8 +976,10 @@ def covering(
         for dropped in combinations(multi, size):
             rest = need - set(dropped) | {_needed(n) for n, _ in request.where if n != "period"}
             if found and not any(
-                covers(m.by, rest)
-                and not any(catalogue.dimension(d).multi for d in _summed(set(m.by), rest))
+                covers(m.by, rest, catalogue)
+                and not any(
+                    catalogue.dimension(d).multi for d in derived.summed(m.by, rest, catalogue)
+                )
                 for m in known
             ):
                 need, found = rest, []
@@ -1000,9 +998,9 @@ def _eligible(table: budget.MeasuredTable, need: set[str], catalogue: IndicatorC
     """A table answers a cell whose fixed dimensions are `need` when it has them all and every
     other dimension it has is single-valued (its categories add up to the margin)."""
     dims = {d for d in table.dimensions if d != OUTCOME}
-    if not covers(dims, need):
+    if not covers(dims, need, catalogue):
         return False
-    return not any(catalogue.dimension(d).multi for d in _summed(dims, need))
+    return not any(catalogue.dimension(d).multi for d in derived.summed(dims, need, catalogue))
 
 
 def _pattern_cells(
@@ -1013,8 +1011,7 @@ def _pattern_cells(
     catalogue: IndicatorCatalogue,
 ) -> pl.DataFrame:
     """Cells of the question that fix `fixed` (the rest `_T`), summed from one measured table."""
-    if "governorate" in table.dimensions and "region" not in frame.columns:
-        frame = _with_region(frame, table, catalogue)
+    frame = derived.with_derived(frame, catalogue)  # a region, an age group: sums of cells
     for name, codes in request.where:
         if name != "period":
             frame = frame.filter(pl.col(name).is_in(list(codes)))
@@ -1023,23 +1020,6 @@ def _pattern_cells(
     out = frame.group_by(keys, maintain_order=True).agg(agg) if keys else frame.select(agg)
     others = [d for d in request.dimensions if d != "period" and d not in fixed]
     return out.with_columns(pl.lit(TOTAL).alias(d) for d in others)
-
-
-def _with_region(
-    frame: pl.DataFrame, table: budget.MeasuredTable, catalogue: IndicatorCatalogue | None = None
-) -> pl.DataFrame:
-    """A table by governorate with each cell's region beside it (regions are sums of
-    governorates); other tables as they are."""
-    if "governorate" not in table.dimensions or "region" in table.dimensions:
-        return frame
-    if catalogue is None:
-        from casepool.catalogue.indicators import load_indicators
-
-        catalogue = load_indicators()
-    region_of = catalogue.dimension("region").region_of
-    return frame.with_columns(
-        pl.col("governorate").replace_strict(region_of, default=None).alias("region")
-    )
 
 
 def _chain(

@@ -34,6 +34,7 @@ from casepool.catalogue.tabulating import VALUE
 from casepool.core.errors import UsageError
 from casepool.protecting import dp
 from casepool.protecting.dp_settings import DPSettings, Measurement
+from casepool.publishing import derived
 from casepool.warehouse import budget
 
 MONTHS = "months"
@@ -98,7 +99,7 @@ def covering_median(
     found = [
         m
         for m in settings.for_indicator(request.indicator)
-        if all(n in m.by or (n == "region" and "governorate" in m.by) for n in need)
+        if derived.covers(m.by, need, catalogue)  # a region or an age group: sums of bins
     ]
     if not found:
         measured = [
@@ -157,7 +158,6 @@ def median_table(
             measured="-",
         )
     chosen = min(usable, key=lambda m: (len(m.by), m.name))
-    region_of = catalogue.dimension("region").region_of if "governorate" in chosen.by else None
     frames = []
     for q in quarters:
         table = stored[q][chosen.name]
@@ -172,10 +172,7 @@ def median_table(
         )
         frames.append(frame)
     hist = pl.concat(frames, how="vertical_relaxed")
-    if region_of is not None:
-        hist = hist.with_columns(
-            pl.col("governorate").replace_strict(region_of, default=None).alias("region")
-        )
+    hist = derived.with_derived(hist, catalogue)  # derived dimensions as sums of their bins
     for name, codes in request.where:
         if name != "period":
             hist = hist.filter(pl.col(name).is_in(list(codes)))
