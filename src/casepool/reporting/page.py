@@ -457,10 +457,20 @@ def _by_sex(
     fixed: dict[str, str] | None = None,
     notes: Sequence[str] = (),
 ) -> str:
-    """Categories of `dimension` as groups, one bar per sex; a table of categories × sex."""
+    """Categories of `dimension` as groups, one bar per sex; a table of categories × sex. A table
+    global recoding published by a coarser dimension derived from `dimension` (age groups for age
+    bands) is drawn by that one, with a note saying so."""
     table = page.tables.get(table_name)
-    if table is None or dimension not in table.dimensions:
+    shown = _shown_dimension(table, dimension) if table is not None else None
+    if table is None or shown is None:
         return ""  # its categories merged by global recoding: the methodology says so
+    if shown != dimension:
+        recoded = page.t(
+            "report-note-recoded-to",
+            coarse=page.labels.dimension(shown),
+            fine=page.labels.dimension(dimension),
+        )
+        notes, dimension = [*notes, recoded], shown
     fixed = fixed or {}
     sexes = _order(table, "sex")
     # A table whose sex global recoding merged has one bar per category: all children.
@@ -501,6 +511,22 @@ def _by_sex(
         bars,
         notes,
     )
+
+
+def _shown_dimension(table: TableView, dimension: str) -> str | None:
+    """`dimension` when the table has it; else the table's dimension derived from it (global
+    recoding's intermediate step: an age group is a sum of age bands, a region of governorates,
+    as `Dimension.rollup` states); None when its categories were merged away."""
+    if dimension in table.dimensions:
+        return dimension
+    declared = load_indicators().dimensions
+    for name in table.dimensions:
+        source = declared[name].source if name in declared else None
+        while source is not None:
+            if source == dimension:
+                return name
+            source = declared[source].source if source in declared else None
+    return None
 
 
 def _justice(page: Page) -> str:
