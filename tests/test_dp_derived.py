@@ -272,3 +272,64 @@ def test_the_service_reads_a_group_from_memory_as_the_warehouse_does(warehouse):
     key = ["age_group", "sex"]
     assert served.sort(key).equals(direct.sort(key))
     assert served.filter(pl.col("age_group") == "Y0T9").height == 4  # F, M, U, total
+
+
+def test_a_filter_on_a_dimension_one_lies_inside_keeps_only_the_categories_inside(warehouse):
+    """--by governorate --where region=KRI listed every governorate and stopped on "a cell was
+    not answered"; now it shows KRI's governorates, and a filter on age bands keeps the age
+    groups that hold them, each cell the one the unfiltered question gives."""
+    settings = workload()
+    region_of = load_indicators().dimension("region").region_of
+    by_gov = cells(
+        query(warehouse, "registered_cases", by="governorate", settings=settings).table.frame,
+        "governorate",
+    )
+    kri = cells(
+        query(
+            warehouse, "registered_cases", by="governorate", where=["region=KRI"], settings=settings
+        ).table.frame,
+        "governorate",
+    )
+    inside = sorted(g for g, r in region_of.items() if r == "KRI")
+    assert sorted(g for (g,) in kri if g != TOTAL) == inside
+    for g in inside:
+        assert kri[(g,)]["value"] == by_gov[(g,)]["value"]
+    assert kri[(TOTAL,)]["value"] == sum(by_gov[(g,)]["value"] for g in inside)
+    by_band = cells(
+        query(warehouse, "registered_cases", by="sex,age_band", settings=settings).table.frame,
+        "sex",
+        "age_band",
+    )
+    picked = query(
+        warehouse,
+        "registered_cases",
+        by="age_group,sex",
+        where=["age_band=Y0T4,Y15T17"],
+        settings=settings,
+    )
+    groups = cells(picked.table.frame, "age_group", "sex")
+    assert {g for g, _ in groups} == {"Y0T9", "Y10T17", TOTAL}
+    for sex in ("F", "M", "U", TOTAL):
+        assert groups[("Y0T9", sex)]["value"] == by_band[(sex, "Y0T4")]["value"]
+        assert groups[("Y10T17", sex)]["value"] == by_band[(sex, "Y15T17")]["value"]
+    assert picked.spent == 0
+
+
+def test_categories_inside_a_filter_follow_any_hierarchy():
+    catalogue = with_displacement()
+    up = derived.lies_in(catalogue, "population_group", "displacement")
+    assert up is not None and up["refugee"] == "displaced" and up["unknown"] == "unknown"
+    assert derived.lies_in(catalogue, "displacement", "population_group") is None
+    assert derived.lies_in(catalogue, "sex", "age_group") is None
+    where = [("displacement", ("displaced",)), ("period", ("2025",))]
+    kept = [
+        c
+        for c in catalogue.dimension("population_group").code_values
+        if derived.within(catalogue, "population_group", c, where)
+    ]
+    assert set(kept) == set(DISPLACEMENT["displaced"])
+    assert derived.within(catalogue, "displacement", "settled", [("population_group", ("other",))])
+    assert not derived.within(
+        catalogue, "displacement", "displaced", [("population_group", ("other",))]
+    )
+    assert derived.within(catalogue, "sex", "F", where)  # not related: kept

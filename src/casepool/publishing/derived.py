@@ -81,3 +81,50 @@ def with_derived(frame: pl.DataFrame, catalogue: IndicatorCatalogue) -> pl.DataF
                 )
                 added = True
     return frame
+
+
+def lies_in(catalogue: IndicatorCatalogue, fine: str, coarse: str) -> dict[str, str] | None:
+    """Each code of `fine` → the code of `coarse` it lies in, when `coarse` is derived from
+    `fine` (directly or through another derived dimension); None when it is not."""
+    derived = sources(catalogue)
+    chain: list[Mapping[str, str]] = []
+    name = coarse
+    while name != fine:
+        found = derived.get(name)
+        if found is None or len(chain) > len(derived):
+            return None
+        chain.append(found[1])
+        name = found[0]
+    if not chain:
+        return None
+    out: dict[str, str] = {}
+    for code in chain[-1]:
+        up: str | None = code
+        for mapping in reversed(chain):
+            up = mapping.get(up) if up is not None else None
+        if up is not None:
+            out[code] = up
+    return out
+
+
+def within(
+    catalogue: IndicatorCatalogue,
+    name: str,
+    code: str,
+    where: Iterable[tuple[str, Iterable[str]]],
+) -> bool:
+    """Whether category `code` of `name` can hold a record the filters `where` keep: a filter
+    on a coarser dimension keeps the finer categories inside it (region = KRI keeps KRI's
+    governorates), a filter on a finer one the coarser categories holding it (age band = 0-4
+    keeps the age group 0-9)."""
+    for other, codes in where:
+        if other == name:
+            continue
+        kept = set(codes)
+        up = lies_in(catalogue, name, other)
+        if up is not None and up.get(code) not in kept:
+            return False
+        down = lies_in(catalogue, other, name)
+        if down is not None and not any(down.get(c) == code for c in kept):
+            return False
+    return True

@@ -1417,6 +1417,9 @@ def categories(
             wanted = request.filter_codes(name)
             if wanted:
                 codes = tuple(c for c in codes if c in wanted)
+            # A filter on a dimension one lies inside: --by governorate --where region=KRI
+            # shows KRI's governorates only, --by age_group --where age_band=Y0T4 only 0-9.
+            codes = tuple(c for c in codes if derived.within(catalogue, name, c, request.where))
         out[name] = (*codes, TOTAL)
     return out
 
