@@ -333,3 +333,56 @@ def test_categories_inside_a_filter_follow_any_hierarchy():
         catalogue, "displacement", "displaced", [("population_group", ("other",))]
     )
     assert derived.within(catalogue, "sex", "F", where)  # not related: kept
+
+
+# --- rates by a group of a population column -------------------------------------------------------
+
+
+def test_the_children_of_an_age_group_are_the_children_of_its_bands(tmp_path):
+    from casepool.catalogue.population import load_synthetic_population, read_population
+
+    with open_warehouse(build_hand_made(tmp_path / "w.duckdb")) as con:
+        assert load_synthetic_population(con).ok
+        population = read_population(con)
+    assert population is not None
+    regions = dict(load_indicators().dimension("region").region_of)
+    for sex in ("F", "M", TOTAL):
+        for group, members in AGE_GROUPS.items():
+            cell = {"sex": sex, "age_group": group, "governorate": "IQG01"}
+            band = [population.children({**cell, "age_band": b}, regions) for b in members]
+            del cell["age_group"]
+            found = population.children({**cell, "age_group": group}, regions)
+            if group == "_U":  # not stated: the population has no such children
+                assert found is None and band == [None]
+            else:
+                assert found == sum(b or 0 for b in band) > 0
+    assert population.children({"age_group": "Y10T17", "region": "KRI"}, regions) == sum(
+        population.children({"age_band": b, "region": "KRI"}, regions) for b in ("Y10T14", "Y15T17")
+    )
+    assert "age_group" in load_indicators().indicator("registered_cases_rate").dimensions
+
+
+def test_a_rate_by_age_group_divides_the_groups_count_by_its_children(warehouse):
+    from casepool.catalogue.population import load_synthetic_population, read_population
+
+    with open_warehouse(warehouse) as con:
+        assert load_synthetic_population(con).ok
+        population = read_population(con)
+    assert population is not None
+    settings = workload()
+    counts = cells(
+        query(warehouse, "registered_cases", by="age_group", settings=settings).table.frame,
+        "age_group",
+    )
+    before = ledger_state(warehouse)
+    rates = query(warehouse, "registered_cases_rate", by="age_group", settings=settings)
+    assert rates.spent == 0 and ledger_state(warehouse) == before
+    for row in rates.table.frame.iter_rows(named=True):
+        code = row["age_group"]
+        assert row["numerator"] == counts[(code,)]["value"]
+        if code == "_U":
+            assert row["value"] is None and row["obs_status"] == "M"
+            continue
+        children = population.children({"age_group": code}, {})
+        assert row["denominator"] == children
+        assert row["value"] == pytest.approx(100_000 * row["numerator"] / children, abs=0.05)

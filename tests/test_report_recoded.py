@@ -10,6 +10,11 @@ import pytest
 
 from browser.report_html import DIGITS, numbers, parse, split_ref, suppressed_marks
 from casepool.catalogue.indicators import TableRequest, load_indicators
+from casepool.catalogue.population import (
+    load_synthetic_population,
+    read_population_file,
+    synthetic_population_path,
+)
 from casepool.core.i18n import render
 from casepool.publishing.publish import publish
 from casepool.publishing.recoding import RecodingSettings, Step
@@ -17,10 +22,12 @@ from casepool.reporting import build_page
 from casepool.reporting.coverage import Coverage
 from casepool.reporting.numerals import localise_digits, parse_number
 from casepool.reporting.tables import TableView, read_publication, table_from_rows
+from casepool.warehouse.store import open_warehouse
 from fixtures.indicators.warehouses import build_random
 
 LANGS = ("en", "ar", "ckb", "kmr")
 TABLE = "cases_by_sex_age"
+RATES = "cases_rate_by_sex_age"
 COVERAGE = Coverage([("ORG-01", "Amal Centre (synthetic)")], {("ORG-01", "2025"): 1})
 
 
@@ -29,12 +36,21 @@ def published(tmp_path_factory) -> dict[str, TableView]:
     """A release of the report's age table that global recoding took to age groups."""
     root = tmp_path_factory.mktemp("recoded")
     warehouse = build_random(root / "w.duckdb", 200, orgs=3)
+    with open_warehouse(warehouse) as con:  # for the rates, by age group too
+        assert load_synthetic_population(con).ok
     settings = RecodingSettings(True, 0.0, (Step("age_band", "age_group"),), keep_figures=False)
-    tables = (TableRequest("registered_cases", ("sex", "age_band"), name=TABLE),)
+    tables = (
+        TableRequest("registered_cases", ("sex", "age_band"), name=TABLE),
+        TableRequest("registered_cases_rate", ("sex", "age_band"), name=RATES),
+    )
     result = publish(
         warehouse, root / "pub", "2025", tables=tables, ledger=False, recoding=settings
     )
-    assert result.ok and [c.how for c in result.coarsened] == ["age_band → age_group"]
+    assert result.ok
+    assert {c.table: c.how for c in result.coarsened} == {
+        TABLE: "age_band → age_group",
+        RATES: "age_band → age_group",
+    }
     return read_publication(root / "pub")
 
 
@@ -124,3 +140,31 @@ def test_a_table_whose_ages_were_merged_away_leaves_the_figure_out():
     tables = {TABLE: table_from_rows(TABLE, rows, ("sex",))}
     html = build_page(tables, COVERAGE, lang="en", period="2025", generated=date(2026, 1, 15))
     assert 'id="sex-age"' not in html
+
+
+def test_the_rates_follow_the_counts_to_age_groups(published):
+    """The rate table counts the same children as the count table: recoded to age groups with
+    it, each rate its protected count over the children of the group's bands."""
+    population = read_population_file(
+        synthetic_population_path(), source="synthetic", year=2025, synthetic=True
+    ).population
+    assert population is not None
+    regions = dict(load_indicators().dimension("region").region_of)
+    rates, counts = published[RATES], published[TABLE]
+    assert set(rates.dimensions) == {"sex", "age_group"}
+    with_value = 0
+    for cell in rates.cells:
+        codes = dict(cell.codes)
+        count = counts.get(**codes)
+        assert count is not None and count.conf_status == cell.conf_status
+        children = population.children(codes, regions)
+        if codes["age_group"] == "_U" or codes["sex"] == "U":
+            assert children is None and cell.value is None
+            assert cell.obs_status == ("M" if not count.suppressed else count.obs_status)
+        elif count.suppressed:
+            assert cell.suppressed and cell.value is None
+        else:
+            with_value += 1
+            assert children is not None and count.value is not None
+            assert cell.value == pytest.approx(100_000 * count.value / children, abs=0.05)
+    assert with_value > 0

@@ -389,7 +389,15 @@ def _parse_indicator(
     if unit == "rate":
         if not isinstance(per, int) or isinstance(per, bool) or per <= 0:
             raise SchemaError("schema-invalid", file=FILE, reason=f"{where}: a rate needs per")
-        outside = [d for d in dims if d not in RATE_DIMENSIONS]
+        # A group of a population column (age groups of age bands) sums its categories' children.
+        outside = [
+            d
+            for d in dims
+            if d not in RATE_DIMENSIONS
+            and not (
+                catalogue_dims[d].derived == "group" and catalogue_dims[d].source in RATE_DIMENSIONS
+            )
+        ]
         if outside:
             raise SchemaError(
                 "schema-invalid", file=FILE, reason=f"{where}: no population by {outside}"

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from casepool.catalogue.indicators import load_indicators
 from casepool.core.errors import UsageError
 from casepool.core.reading import ROW, read_export
 from casepool.core.schema import load_codelists
@@ -40,6 +41,9 @@ _DDL = (
   population BIGINT NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS child_population_info (key VARCHAR PRIMARY KEY, value VARCHAR)",
 )
+
+
+POPULATION_COLUMNS = ("governorate", "sex", "age_band")  # the reference population's breakdown
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,19 @@ class Population:
             if dimension == "region":
                 inside = [g for g, r in regions.items() if r == code]
                 frame = frame.filter(pl.col("governorate").is_in(inside))
-            elif dimension in {"governorate", "sex", "age_band"}:
+            elif dimension in POPULATION_COLUMNS:
                 known = self.frame.get_column(dimension).unique().to_list()
                 if code not in known:
                     return None
                 frame = frame.filter(pl.col(dimension) == code)
+            elif (finer := _group_of(dimension)) is not None:
+                # A derived group (an age group): the children of the categories it holds.
+                source, group_of = finer
+                inside = [f for f, g in group_of.items() if g == code]
+                listed = set(self.frame.get_column(source).unique().to_list())
+                if not inside or not set(inside) <= listed:
+                    return None  # not stated, or a category the population does not have
+                frame = frame.filter(pl.col(source).is_in(inside))
             else:
                 return None
         return int(frame.get_column("population").sum()) if frame.height else None
@@ -88,6 +100,15 @@ class Population:
             "children": self.total,
             "governorates": self.frame.get_column("governorate").n_unique(),
         }
+
+
+def _group_of(dimension: str) -> tuple[str, dict[str, str]] | None:
+    """(the population column a `derived: group` dimension groups, its code → group code) when
+    that column is one of the population's (age_band); None otherwise."""
+    found = load_indicators().dimensions.get(dimension)
+    if found is None or found.derived != "group" or found.source not in POPULATION_COLUMNS:
+        return None
+    return str(found.source), dict(found.group_of)
 
 
 @dataclass
