@@ -19,16 +19,26 @@ import polars as pl
 
 from casepool.catalogue.indicators import IndicatorCatalogue
 
+Sources = dict[str, tuple[str, Mapping[str, str]]]
+# The last catalogue's sources: answering asks them for every table and pattern of a question,
+# always of the one catalogue `load_indicators` keeps (a tuple, replaced whole).
+_last: tuple[IndicatorCatalogue, Sources] | None = None
 
-def sources(catalogue: IndicatorCatalogue) -> dict[str, tuple[str, Mapping[str, str]]]:
+
+def sources(catalogue: IndicatorCatalogue) -> Sources:
     """Each derived dimension with a hierarchy: (the finer dimension it sums, fine code → its
     code). Region: (governorate, {DI: federal, ...}); age group: (age_band, {Y0T4: Y0T9, ...})."""
-    out: dict[str, tuple[str, Mapping[str, str]]] = {}
+    global _last
+    last = _last
+    if last is not None and last[0] is catalogue:
+        return last[1]
+    out: Sources = {}
     for name, dimension in catalogue.dimensions.items():
         rollup = dimension.rollup
         if rollup is not None:
             fine, pairs = rollup
             out[name] = (fine, dict(pairs))
+    _last = (catalogue, out)
     return out
 
 
