@@ -84,9 +84,11 @@ def test_numerators_are_named_as_categories_of_their_population() -> None:
             ("idp_in_camp", "idp_out_of_camp", "refugee"),
             known,
         ),
+        # Over the scoped count police_reported_cases: the justice funnel's cells
+        # (tests/test_justice_link.py).
+        "police_dismissed_share": ("police_reported_cases", "justice_outcome", ("dismissed",), ()),
+        "conviction_share": ("police_reported_cases", "justice_outcome", ("conviction",), ()),
     }
-    # Not linked (yet): the numerators of shares over the scoped count police_reported_cases.
-    assert numerator_parts(catalogue.indicator("police_dismissed_share"), catalogue) is None
     # A scoped count that is a linked share's numerator is linked the same way.
     online = parts_of(catalogue.indicator("online_cases"), catalogue)
     assert online is not None and online.share == "online_share"
