@@ -34,11 +34,13 @@ categories are those cells and whose total is the share's `…__outcome = yes` c
   their numerators are its cells with justice_outcome = dismissed / conviction (the justice
   funnel). The parts carry the scoped count's codes (`codes_of_parts`: the `known:` marker and
   police_reported_share's `yes`), a part of a part: dismissed ⊂ reported ⊂ reporting known ⊂
-  registered. The engine protects it through two hidden tables (this one and the `known:`
-  complement); where no hypercube serves a cell fixed through them, it chooses complements by a
-  linear program (casepool.protecting.secondary.lp_complement). Linked since round 7: before,
-  the search fell back to hiding nearly every cell, so the relation was left out, and a count
-  hidden in the funnel could be read from the share's numerators (tests/test_justice_link.py).
+  registered. A cell the link ties moves only together with the share's `yes` and `no` cells,
+  another outcome of the funnel and the hidden parts by sex: a move across three tables that no
+  hypercube of one table makes, so the engine chooses its complements by a linear program
+  (casepool.protecting.secondary.lp_complement). Linked since round 7: before, the search
+  added broken cubes and neighbours one by one until nearly every cell was hidden, so the
+  relation was left out, and a count hidden in the funnel could be read from the share's
+  numerators, and the reverse (tests/test_justice_link.py).
 Not linked, and why: working_children_share, police_reported_share and
 social_media_referral_share count a field that is no dimension (working_child, referral_source,
 reported_to_police), so no table publishes its categories (police_reported_share's numerator is
