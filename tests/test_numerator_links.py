@@ -192,9 +192,11 @@ def test_numerators_and_category_cells_give_no_hidden_cell_away(
     assert recovered, "the data no longer exercise the attack: choose another seed"
     if seed == 0.1:
         assert ("cases_by_service", "mhpss", "F", 66) in recovered
-    if seed == 0.3:  # the case of the module docstring (all tables)
-        assert ("cases_by_service", "mhpss", "M", 21) in recovered
-        assert ("cases_by_service", "mhpss", "U", 3) in recovered
+    if seed == 0.3:  # all tables
+        # The module docstring's case (mhpss x M = 21, then "sex not stated" = 3) was round 6's
+        # pattern; round 7's complement search (secondary.lp_complement) hides other cells, and
+        # the hidden MHPSS numerator of girls is read from cases by service instead.
+        assert ("mhpss_share_by_sex", "numerator", "F", 52) in recovered
     if seed == 0.6:  # online cases of unstated sex, a primary 2, from the online cases' total
         assert ("cases_by_exploitation", "online", "U", 2) in recovered
     report = audit_releases([unlinked])
