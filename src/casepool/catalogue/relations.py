@@ -29,15 +29,19 @@ categories are those cells and whose total is the share's `…__outcome = yes` c
   codes are all known, so its numerator is the sum of the registered cases of the three groups;
 - stigma_barrier_share (`service_barriers: stigma`, over `recorded: service_barriers`): likewise
   the registered cases with service_barrier = stigma;
-Not linked, and why: police_dismissed_share and conviction_share (`justice_outcome`, over
-`reported_to_police: yes`), whose numerators are the cells of the scoped count
-police_reported_cases with justice_outcome = dismissed / conviction (the justice funnel): the
-relation is derived (a population that is a scoped count) but not stated, because with it the
-engine's search for complements fails on the catalogue (no hypercube for cells given away
-through the `known:` complements; the fallback then suppressed 780 of the demo's 781 cells,
-recoding off). Until the engine can, a dismissed or convicted count hidden in the justice
-funnel may be read from the share's numerator, and the reverse (the attack of
-tests/test_numerator_links.py, not run on them). working_children_share, police_reported_share and
+- police_dismissed_share and conviction_share (`justice_outcome: dismissed / conviction`, over
+  `reported_to_police: yes`): their population is the scoped count police_reported_cases, so
+  their numerators are its cells with justice_outcome = dismissed / conviction (the justice
+  funnel). The parts carry the scoped count's codes (`codes_of_parts`: the `known:` marker and
+  police_reported_share's `yes`), a part of a part: dismissed ⊂ reported ⊂ reporting known ⊂
+  registered. A cell the link ties moves only together with the share's `yes` and `no` cells,
+  another outcome of the funnel and the hidden parts by sex: a move across three tables that no
+  hypercube of one table makes, so the engine chooses its complements by a linear program
+  (casepool.protecting.secondary.lp_complement). Linked since round 7: before, the search
+  added broken cubes and neighbours one by one until nearly every cell was hidden, so the
+  relation was left out, and a count hidden in the funnel could be read from the share's
+  numerators, and the reverse (tests/test_justice_link.py).
+Not linked, and why: working_children_share, police_reported_share and
 social_media_referral_share count a field that is no dimension (working_child, referral_source,
 reported_to_police), so no table publishes its categories (police_reported_share's numerator is
 linked as the scoped count police_reported_cases, above). A numerator code that is a
@@ -223,8 +227,6 @@ def numerator_parts(indicator: Indicator, catalogue: IndicatorCatalogue) -> Nume
     share_key, of_share = linked_population(indicator, catalogue)
     if share_key != key or not set(of_parts) <= set(of_share):
         return None
-    if of_parts:
-        return None  # a scoped population (see the module docstring: not linked yet)
     extra = tuple(c for c in of_share if c not in of_parts)
     if any(c[1] != YES or c[0].split(":", 1)[0] not in {"known", "recorded"} for c in extra):
         return None

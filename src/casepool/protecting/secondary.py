@@ -362,6 +362,108 @@ def cube_tables(system: CellSystem, cube: Cube, need: int) -> list[tuple[np.ndar
     return found
 
 
+LP_MOVE_FLOOR = 1e-3  # least cost per unit moved, so moves through hidden cells stay short
+
+
+def lp_complement(
+    system: CellSystem,
+    cell: int,
+    width: int,
+    suppressed: np.ndarray,
+    attacker: Attacker,
+    at_least: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Complements for one cell chosen by a linear program, where no hypercube serves: a cell
+    tied to other tables through hidden ones (the justice funnel's cell is a share's numerator
+    summed over sex, and the share's denominator a part of a `known:` complement) moves only
+    across several tables at once, which no cube of one table does.
+
+    Finds the cheapest move y of the whole system that shifts `cell` by `width` (up, or down
+    when that is cheaper or the only way) while every equation and inequality still holds and
+    every cell stays within what `attacker` knows of it (0 or its own count, the flags' "≥ 1",
+    its cells known exactly, cells released before as published: these do not move). Moving a
+    published cell costs its suppression cost per unit; suppressed and hidden cells move almost
+    freely. The cells the move changes, suppressed, leave the table v + y feasible for the
+    attacker, so the cell's interval is at least `width` wide. Returns (cells moved, their
+    values in the moved table), or None when no such move exists."""
+    from scipy.optimize import linprog
+
+    n = system.size
+    value = system.value.astype(float)
+    lower = np.zeros(n) if attacker.own is None else attacker.own.astype(float)
+    if system.floor is not None:
+        lower = np.where(np.isfinite(system.floor), lower, -np.inf)
+    if at_least is not None:
+        lower = np.where(at_least > 0, np.maximum(lower, at_least), lower)
+    up_room = np.full(n, np.inf)
+    down_room = value - lower
+    still = np.zeros(n, dtype=bool)
+    if attacker.fixed is not None:
+        still |= attacker.fixed
+    if system.blocked is not None:
+        still |= system.blocked & ~suppressed
+    still[cell] = False
+    up_room[still] = 0.0
+    down_room[still] = 0.0
+    down_room = np.maximum(down_room, 0.0)
+    cost = np.where(suppressed, LP_MOVE_FLOOR, np.maximum(system.cost, LP_MOVE_FLOOR))
+    cost[cell] = 0.0
+    a_eq = sparse.hstack([system.equations, -system.equations]).tocsr()
+    a_ub = sparse.hstack([system.inequalities, -system.inequalities]).tocsr()
+    b_ub = -(system.inequalities @ value) if system.inequalities.shape[0] else None
+    pick = sparse.csr_matrix(([1.0, -1.0], ([0, 0], [cell, n + cell])), shape=(1, 2 * n))
+    best: tuple[float, np.ndarray] | None = None
+    for step in (float(width), -float(width)):
+        if step < 0 and down_room[cell] < width:
+            continue
+        result = linprog(
+            np.concatenate([cost, cost]),
+            A_ub=a_ub if b_ub is not None else None,
+            b_ub=b_ub,
+            A_eq=sparse.vstack([a_eq, pick]).tocsr(),
+            b_eq=np.concatenate([np.zeros(a_eq.shape[0]), [step]]),
+            bounds=np.column_stack([np.zeros(2 * n), np.concatenate([up_room, down_room])]),
+            method="highs",
+        )
+        if result.status == 0 and (best is None or result.fun < best[0]):
+            best = (float(result.fun), result.x[:n] - result.x[n:])
+    if best is None:
+        return None
+    move = best[1]
+    moved = np.flatnonzero(np.abs(move) > 1e-7)
+    return moved, value[moved] + move[moved]
+
+
+def _lp_suppress(
+    system: CellSystem,
+    auditor: SystemAudit,
+    cell: int,
+    who: str,
+    need: np.ndarray,
+    suppressed: np.ndarray,
+    attackers: Sequence[Attacker],
+) -> bool | None:
+    """Suppress the complements `lp_complement` finds for a cell failing against `who`: True
+    when it added cells, False when the cells already suppressed serve (others added in this
+    round protect it), None when there is no such move (the caller falls back)."""
+    attacker = next(a for a in attackers if a.name == who)
+    if who == OUTSIDER:
+        width = int(need[cell])
+    else:
+        width = int(attacker.need[cell]) if attacker.need is not None else 1
+    found = lp_complement(system, cell, max(width, 1), suppressed, attacker, auditor.at_least)
+    if found is None:
+        return None
+    moved, values = found
+    if suppressed[moved].all():
+        return False
+    suppressed[moved] = True
+    whole = np.round(values)
+    if np.abs(whole - values).max() < 1e-6:
+        auditor.add_table(moved, whole)  # a feasible table: later audits settle without an LP
+    return True
+
+
 def _fallback_cells(system: CellSystem, cells: np.ndarray, suppressed: np.ndarray) -> np.ndarray:
     """The cheapest published cell next to the failing ones (then anywhere in their tables)."""
     in_tables = [
@@ -600,6 +702,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             break
         before = int(suppressed.sum())
         exempted = 0
+        covered: list[np.ndarray] = []
         for cell, who, component in failures:
             if known is not None:
                 cell_need = int(need[cell]) if who == OUTSIDER else 1
@@ -614,11 +717,23 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
             cube = best_hypercube(
                 system, cell, int(need[cell]), suppressed, insiders, must_add=True
             )
-            if cube is not None:
+            # No cube, or only one whose move breaks a row between tables (it proves nothing,
+            # and adding one after the other spread suppression over the whole catalogue):
+            # complements by a linear program over the whole linked system.
+            found = None
+            if cube is None or _broken(system, cube.corners[None, :], cube.plus[None, :])[0]:
+                found = _lp_suppress(system, auditor, cell, who, need, suppressed, attackers)
+            if found is False:
+                covered.append(component)  # protected by cells added in this round
+            elif found is None and cube is not None:
                 suppressed[cube.corners] = True
                 for moved, values in cube_tables(system, cube, int(need[cell])):
                     auditor.add_table(moved, values)
-            else:
+            elif found is None:
+                suppressed[_fallback_cells(system, component, suppressed)] = True
+        if int(suppressed.sum()) == before and not exempted:
+            # Nothing added: the audit and the LP search disagree; the old way, cell by cell.
+            for component in covered:
                 suppressed[_fallback_cells(system, component, suppressed)] = True
         if int(suppressed.sum()) == before and not exempted:
             raise TableError("protect-no-complement")
