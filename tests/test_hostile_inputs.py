@@ -113,6 +113,24 @@ def test_readers_never_crash_on_any_bytes(tmp_path, content, suffix):
         read_export(path)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"*", b"*\n\n", b"^a$,x\n1,2\n\n", b"a,*\n,\n1,2\n", b"a,^.*$\n,\n3,4\n"],
+    ids=["star", "star-blank", "regex-blank", "star-second", "regex-second"],
+)
+def test_headers_polars_reads_as_wildcards_are_plain_names(tmp_path, content):
+    """A header "*" or "^…$" is a wildcard or a regex to pl.col: dropping blank lines must read
+    the cells by position (hypothesis found `*` raising polars' SchemaError)."""
+    path = tmp_path / "wild.csv"
+    path.write_bytes(content)
+    try:
+        read = read_export(path)
+    except UnreadableFileError as refused:
+        assert refused.key == "file-no-rows"
+        return
+    assert read.frame.height == 1
+
+
 HEADER = "case_id,consent_statistics,survivor_sex,survivor_age,governorate,report_date,exploitation_types,online_platforms,reported_to_police,date_of_birth,district,incident_date"
 
 

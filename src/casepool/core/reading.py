@@ -743,16 +743,22 @@ def without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     if not cells:
         return frame
 
+    where = {c: i for i, c in enumerate(frame.columns)}
+
     def empty(c: str) -> pl.Expr:
-        return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+        # By position, never by name: a header named "*" or "^…$" is a wildcard to pl.col.
+        cell = pl.nth(where[c])
+        return cell.is_null() | (cell.str.strip_chars() == "")
 
     # Only a row whose first cell is empty can be blank: the others are checked on those alone.
-    candidates = frame.select(empty(cells[0]).arg_true()).to_series()
+    candidates = frame.select(empty(cells[0]).arg_true().alias("blank")).to_series()
     if candidates.len() == 0:
         return frame
     dropped = candidates
     if len(cells) > 1:
-        rest = frame[candidates].select(pl.all_horizontal(empty(c) for c in cells[1:]))
+        rest = frame[candidates].select(
+            pl.all_horizontal(empty(c) for c in cells[1:]).alias("blank")
+        )
         dropped = candidates.filter(rest.to_series())
     if dropped.len() == 0:
         return frame
