@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -156,3 +157,18 @@ def test_validation_never_crashes_on_any_cell_text(tmp_path, cells):
         return
     assert result.rows == 1
     assert {f.row for f in result.findings} <= {2}
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".xlsx"])
+def test_wildcard_headers_in_parquet_and_workbooks_read_as_names(tmp_path, suffix):
+    path = tmp_path / f"wild{suffix}"
+    frame = pl.DataFrame({"*": ["a", None, " "], "^.*$": ["1", None, None]})
+    if suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_excel(path)
+    read = read_export(path).frame
+    assert read.columns[:2] == ["*", "^.*$"]
+    assert read.get_column("*").to_list()[0] == "a"
+    # the workbook drops its two blank lines (empty, spaces); Parquet keeps its rows as they are
+    assert read.height == (1 if suffix == ".xlsx" else 3)

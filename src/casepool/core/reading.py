@@ -1080,9 +1080,9 @@ def _read_excel(
     data = data.with_columns(
         pl.int_range(excel_row, excel_row + data.height, dtype=pl.Int64).alias(ROW)
     )
-    cells = [c for c in headers]
+    # Cells by position, never by name: a header "*" or "^…$" is a wildcard to pl.col.
     blank = pl.all_horizontal(
-        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells
+        pl.nth(i).is_null() | (pl.nth(i).str.strip_chars() == "") for i in range(len(headers))
     )
     kept = data.filter(~blank)
     # Columns with neither a header nor a value are layout, not data.
@@ -1235,9 +1235,9 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         ) from exc
     return frame.select(
         [
-            pl.col(c).dt.strftime("%Y-%m-%d").alias(c)
+            pl.nth(i).dt.strftime("%Y-%m-%d").alias(c)
             if frame.schema[c] in (pl.Date, pl.Datetime)
-            else pl.col(c).cast(pl.String)
-            for c in frame.columns
+            else pl.nth(i).cast(pl.String).alias(c)
+            for i, c in enumerate(frame.columns)
         ]
     )
