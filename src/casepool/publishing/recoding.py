@@ -10,6 +10,19 @@ indicator's population and one code per remaining dimension), so the engine, the
 release ledger treat them as the cells they are. Every coarsening applied is said in the manifest,
 the methodology note, the workbook's Notes sheet and the report.
 
+Which rule says a table goes on is `recoding.goal`:
+
+- `share` (the default): a table goes on to its next step while more than
+  `max_suppressed_share` of its cells would be suppressed, as τ-ARGUS coarsens until a table
+  protects well. When no listed step is left, the last resort is the table's total: every
+  dimension but the period merged (`region × sex → total`), published as the table by the
+  release's period (in a quarter's release: that quarter and its total, one figure; in a
+  year's release of a quarterly table: its quarters and the year). A table whose total itself
+  is primary stays suppressed there.
+- `figures`: a coarsening is kept only when the coarser table publishes at least as many
+  figures (cells not suppressed) as the table did in the release as asked; otherwise it goes
+  back one step and is not recoded again. No last resort.
+
 The choice to recode depends on the suppression pattern, which depends on the data; it moves a
 table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
 like any other, so the choice itself discloses no cell value.
@@ -17,7 +30,7 @@ like any other, so the choice itself discloses no cell value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +56,9 @@ class Step:
         return f"{self.dimension} → {self.to}" if self.to else f"{self.dimension} → total"
 
 
+GOALS = ("share", "figures")
+
+
 @dataclass(frozen=True)
 class RecodingSettings:
     """The `recoding:` section of schemas/protection.yaml."""
@@ -50,9 +66,21 @@ class RecodingSettings:
     enabled: bool = True
     max_suppressed_share: float = 0.25
     steps: tuple[Step, ...] = ()
-    # Keep a coarsening only when the coarser table publishes at least as many figures (cells
-    # not suppressed) as the finer one did; otherwise the table goes back to its finer level.
-    keep_figures: bool = True
+    # `share`: a table goes on coarsening (down to its total) while over the share.
+    # `figures`: a coarsening is kept only when the coarser table publishes at least as many
+    # figures (cells not suppressed) as the finer one did; otherwise it goes back one step.
+    goal: str = "share"
+    # The share rule's last resort: a table with no listed step left goes to its total.
+    to_total: bool = True
+
+    @property
+    def keep_figures(self) -> bool:
+        return self.goal == "figures"
+
+    @property
+    def takes_total(self) -> bool:
+        """Whether a table with no listed step left goes to its total (the share rule)."""
+        return self.goal == "share" and self.to_total
 
     def disabled(self) -> RecodingSettings:
         return replace(self, enabled=False)
@@ -96,11 +124,18 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         raise SchemaError("schema-invalid", file=where, reason="recoding must be a mapping")
     enabled = raw.get("enabled", True)
     share = raw.get("max_suppressed_share", 0.25)
-    keep_figures = raw.get("keep_figures", True)
+    goal = raw.get("goal", "share")
+    to_total = raw.get("to_total", True)
     if not isinstance(enabled, bool):
         raise SchemaError("schema-invalid", file=where, reason="enabled must be true or false")
-    if not isinstance(keep_figures, bool):
-        raise SchemaError("schema-invalid", file=where, reason="keep_figures must be true or false")
+    if "keep_figures" in raw:  # round 5-6's setting, now `goal: figures`
+        raise SchemaError(
+            "schema-invalid", file=where, reason="keep_figures is now goal: figures | share"
+        )
+    if goal not in GOALS:
+        raise SchemaError("schema-invalid", file=where, reason="goal must be share or figures")
+    if not isinstance(to_total, bool):
+        raise SchemaError("schema-invalid", file=where, reason="to_total must be true or false")
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
         raise SchemaError(
             "schema-invalid", file=where, reason="max_suppressed_share must be in [0, 1)"
@@ -113,7 +148,7 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         if to is not None and not isinstance(to, str):
             raise SchemaError("schema-invalid", file=where, reason="`to` is a dimension or null")
         steps.append(Step(str(item["dimension"]), to))
-    return RecodingSettings(enabled, float(share), tuple(steps), keep_figures)
+    return RecodingSettings(enabled, float(share), tuple(steps), str(goal), to_total)
 
 
 def load_recoding(path: str | Path | None = None) -> RecodingSettings:
@@ -152,9 +187,21 @@ def coarser(
     whose table would repeat another table of the release (same indicator, same dimensions) is
     taken only when no other step applies: the repeated table is then published twice, with
     the same cells and statuses (the engine gives a shared cell one status), rather than left
-    hidden at its finer level. None when no step applies."""
+    hidden at its finer level. With the share rule (`settings.takes_total`) the table's total
+    (`total_of`) comes after every listed step. None when no step applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
     repeating: tuple[TableRequest, Step] | None = None
+    for candidate, step in _candidates(request, settings, catalogue):
+        if (request.indicator, frozenset(candidate.dimensions)) not in taken:
+            return candidate, step
+        repeating = repeating or (candidate, step)
+    return repeating
+
+
+def _candidates(
+    request: TableRequest, settings: RecodingSettings, catalogue: IndicatorCatalogue
+) -> Iterator[tuple[TableRequest, Step]]:
+    """The coarser requests the listed steps give, in order, then (share rule) the total."""
     for step in settings.steps:
         if step.dimension not in request.dimensions:
             continue
@@ -172,10 +219,46 @@ def coarser(
             check_request(candidate, catalogue)
         except UsageError:
             continue
-        if (request.indicator, frozenset(dims)) not in taken:
-            return candidate, step
-        repeating = repeating or (candidate, step)
-    return repeating
+        yield candidate, step
+    if settings.takes_total:
+        found = total_of(request, catalogue)
+        if found is not None:
+            yield found
+
+
+def total_of(
+    request: TableRequest, catalogue: IndicatorCatalogue
+) -> tuple[TableRequest, Step] | None:
+    """The share rule's last resort: every dimension but the period merged into its total.
+
+    A table needs one dimension (the engine and every output read a table by its dimensions),
+    so the total is published as the table by period: a table that has the period keeps it (in
+    a year's release of a quarterly table: the quarters and the year, the time series stays); a
+    table without it, in a release of one period (a quarter, a year), is counted by that period
+    at the release's own unit, whose one cell and its total are the same children — one figure,
+    which the engine links with every other total of the same children. In a release of several
+    periods (the whole data) a table without the period has no total of this kind (it would gain
+    a breakdown over time): None. None as well for a table already at its total."""
+    merged = tuple(d for d in request.dimensions if d != "period")
+    if not merged:
+        return None
+    step = Step(" × ".join(merged))
+    if "period" in request.dimensions:
+        candidate = replace(request, dimensions=("period",))
+    else:
+        codes = request.filter_codes("period")
+        if not codes or len(codes) != 1:
+            return None
+        try:
+            unit = parse_period(codes[0]).kind
+        except UsageError:
+            return None
+        candidate = replace(request, dimensions=("period",), period_unit=unit)
+    try:
+        check_request(candidate, catalogue)
+    except UsageError:
+        return None
+    return candidate, step
 
 
 def single_period(request: TableRequest) -> bool:
