@@ -78,6 +78,28 @@ def test_the_share_rule_moves_a_table_over_the_share_and_leaves_one_under_it() -
     assert recode([over, under], shares, FIGURES, catalogue) == ([over, under], [])
 
 
+def test_the_share_rule_undoes_a_step_worse_by_both_measures() -> None:
+    """A total hidden as a complement where its finer table published half its cells goes back
+    one step; a step that only raises the share (fewer, coarser cells, as many figures) or a
+    table hidden whole at both levels stays."""
+    from casepool.publishing.recoding import Coarsening, undo_losses
+
+    fine = {n: TableRequest("mhpss_share", ("region",), Q2, "year", name=n) for n in "abc"}
+    total = {n: replace(r, dimensions=("period",), period_unit="quarter") for n, r in fine.items()}
+    done = [
+        Coarsening(n, "mhpss_share", "region", None, share, ("region",), ("period",), figures)
+        for n, share, figures in (("a", 0.5, 2), ("b", 0.5, 2), ("c", 1.0, 0))
+    ]
+    now = {"a": (2, 2, True), "b": (2, 0, True), "c": (2, 2, True)}
+    history = {n: [fine[n]] for n in "abc"}
+    requests, undone = undo_losses(list(total.values()), done, {}, now, history, SHARE)
+    assert [c.table for c in undone] == ["a"]
+    assert requests == [fine["a"], total["b"], total["c"]]
+    # the total published: a lower share, as many figures: kept
+    history = {"a": [fine["a"]]}
+    assert undo_losses([total["a"]], done[:1], {}, {"a": (2, 0, True)}, history, SHARE)[1] == []
+
+
 def _published_shares(result, tables) -> dict[str, tuple[int, int, tuple[str, ...]]]:
     """Each written table: cells, suppressed, and the dimensions it was published with."""
     dims = {r.table_name: r.dimensions for r in tables}

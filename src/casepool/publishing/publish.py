@@ -215,12 +215,13 @@ def build_publication(
     cache: dict[TableRequest, Tabulation] = {}
     coarsened: list[Coarsening] = []
     # Global recoding: protect, move every table over the set share one step coarser, protect
-    # the whole release again. With `keep_figures`, a coarsening that made its table publish
-    # fewer figures is undone (and that table never recoded again), then the release is
-    # protected again. What was protected last is what is released.
+    # the whole release again. A coarsening that made its table worse by the rule's measure
+    # (recoding.goal: fewer figures, or a larger hidden share) is undone (and that table never
+    # recoded again), then the release is protected again. What was protected last is what is
+    # released.
     counted: list[str] | None = None
     rounds = 0
-    limit = 2 * len(recoding.steps) + 1  # a safety bound: every round coarsens or freezes
+    limit = 2 * len(recoding.steps) + 3  # a safety bound: every round coarsens or freezes
     baseline: dict[str, int] | None = None  # figures per table in the release as asked
     history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
     frozen: set[str] = set()
@@ -267,8 +268,8 @@ def build_publication(
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
         if baseline is None:
             baseline = {name: published_figures(*share) for name, share in shares.items()}
-        if recoding.keep_figures and history:
-            back, undone = undo_losses(requests, coarsened, baseline, shares, history)
+        if history:
+            back, undone = undo_losses(requests, coarsened, baseline, shares, history, recoding)
             if undone:
                 frozen |= {c.table for c in undone}
                 coarsened = [c for c in coarsened if c not in undone]

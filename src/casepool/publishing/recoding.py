@@ -23,6 +23,11 @@ Which rule says a table goes on is `recoding.goal`:
   figures (cells not suppressed) as the table did in the release as asked; otherwise it goes
   back one step and is not recoded again. No last resort.
 
+Under either rule a coarsening that made its table worse by the rule's own measure is undone:
+the table goes back one step and is not recoded again (`undo_losses`). Under the share rule,
+worse is a larger suppressed share and fewer figures than at the finer level — a total hidden
+as a complement where the finer table published some of its cells.
+
 The choice to recode depends on the suppression pattern, which depends on the data; it moves a
 table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
 like any other, so the choice itself discloses no cell value.
@@ -98,6 +103,7 @@ class Coarsening:
     suppressed_before: float
     dimensions_before: tuple[str, ...]
     dimensions_after: tuple[str, ...]
+    figures_before: int = 0  # cells published at the finer level (the share rule's undo)
 
     @property
     def how(self) -> str:
@@ -303,20 +309,41 @@ def undo_losses(
     baseline: Mapping[str, int],
     now: Mapping[str, tuple[int, int, bool]],
     history: dict[str, list[TableRequest]],
+    settings: RecodingSettings | None = None,
 ) -> tuple[list[TableRequest], list[Coarsening]]:
-    """Undo the coarsenings that cost figures: a coarsened table that now (`now`: name ->
-    cells, suppressed, written) publishes fewer figures than it did in the release as asked,
-    before any recoding (`baseline`: name -> figures), goes back one step (its last request in
-    `history`, which is popped). Returns the requests and the coarsenings undone."""
+    """Undo the coarsenings that made their table worse (`now`: name -> cells, suppressed,
+    written), each back one step (its last request in `history`, which is popped):
+
+    - the figures rule (`goal: figures`, and without `settings`): a coarsened table that
+      publishes fewer figures than it did in the release as asked, before any recoding
+      (`baseline`: name -> figures);
+    - the share rule: a coarsened table that now hides a larger share of its cells than it did
+      at its finer level when it was coarsened (`Coarsening.suppressed_before`) *and* publishes
+      fewer figures than it did there (`figures_before`): worse by both measures, as a total
+      hidden as a complement where its finer table published some of its cells. A step that
+      only raises the share (a grouping whose cells are fewer) is kept and the table goes on.
+
+    Returns the requests and the coarsenings undone."""
+    figures = settings is None or settings.keep_figures
     out = list(requests)
     undone: list[Coarsening] = []
     for i, request in enumerate(out):
         name = request.table_name
         steps = history.get(name)
-        if not steps or published_figures(*now.get(name, (0, 0, False))) >= baseline.get(name, 0):
+        if not steps:
+            continue
+        last = [c for c in coarsened if c.table == name][-1]
+        cells, suppressed, written = now.get(name, (0, 0, False))
+        if figures:
+            worse = published_figures(cells, suppressed, written) < baseline.get(name, 0)
+        else:
+            share = suppressed / cells if cells and written else 1.0
+            lost = published_figures(cells, suppressed, written) < last.figures_before
+            worse = share > last.suppressed_before and lost
+        if not worse:
             continue
         out[i] = steps.pop()
-        undone.append([c for c in coarsened if c.table == name][-1])
+        undone.append(last)
     return out, undone
 
 
@@ -352,6 +379,7 @@ def recode(
                 suppressed_before=suppressed / cells if cells and written else 1.0,
                 dimensions_before=request.dimensions,
                 dimensions_after=candidate.dimensions,
+                figures_before=published_figures(cells, suppressed, written),
             )
         )
     return out, done
