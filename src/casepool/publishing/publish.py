@@ -43,6 +43,7 @@ from casepool.publishing.rates import apply_rates, without_rates
 from casepool.publishing.recoding import (
     Coarsening,
     RecodingSettings,
+    back_one_round,
     check_steps,
     load_recoding,
     published_figures,
@@ -225,6 +226,7 @@ def build_publication(
     baseline: dict[str, int] | None = None  # figures per table in the release as asked
     history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
     frozen: set[str] = set()
+    last_round: list[Coarsening] = []  # the coarsenings of the round just protected
     while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
@@ -242,6 +244,16 @@ def build_publication(
                 tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
             )
         except TableError as exc:
+            if last_round and exc.key == "protect-linked-mismatch":
+                # A coarser table the data cannot count like its neighbours (an aggregate-only
+                # package carries counts at the publication's own breakdowns, not the coarser
+                # one's): the round's coarsenings are undone and not tried again.
+                requests, coarsened = back_one_round(requests, coarsened, last_round, history)
+                frozen |= {c.table for c in last_round}
+                last_round = []
+                rounds += 1
+                notify("undo a round the data cannot count alike")
+                continue
             if not earlier:
                 raise
             # Fail closed: a release the ledger cannot protect is held, never written.
@@ -274,6 +286,7 @@ def build_publication(
                 frozen |= {c.table for c in undone}
                 coarsened = [c for c in coarsened if c not in undone]
                 requests = tuple(back)
+                last_round = []
                 rounds += 1
                 notify("undo " + ", ".join(f"{c.table} ({c.how})" for c in undone))
                 continue
@@ -288,6 +301,7 @@ def build_publication(
                 history.setdefault(r.table_name, []).append(r)
         requests = tuple(requests_now)
         coarsened += done
+        last_round = done
     for outcome in outcomes:
         outcome.coarsened = [c.how for c in coarsened if c.table == outcome.name]
     released = [

@@ -347,6 +347,22 @@ def undo_losses(
     return out, undone
 
 
+def back_one_round(
+    requests: Sequence[TableRequest],
+    coarsened: Sequence[Coarsening],
+    last_round: Sequence[Coarsening],
+    history: dict[str, list[TableRequest]],
+) -> tuple[tuple[TableRequest, ...], list[Coarsening]]:
+    """The requests and coarsenings as they were before `last_round`: each table it coarsened
+    back to its finer request (popped from `history`)."""
+    tables = {c.table for c in last_round}
+    out = tuple(
+        history[r.table_name].pop() if r.table_name in tables and history.get(r.table_name) else r
+        for r in requests
+    )
+    return out, [c for c in coarsened if c not in last_round]
+
+
 def recode(
     requests: Sequence[TableRequest],
     shares: Mapping[str, tuple[int, int, bool]],
