@@ -28,6 +28,10 @@ casepool.publishing.publish.suppression_causes): primary by the threshold rule (
 primary by contributor dominance, secondary (complements), and for percentages and medians a
 denominator below the minimum or a hidden numerator/denominator count; per table and in total.
 
+`at_total` counts the tables the share rule (`recoding: goal: share`) took to their total (the
+table by the release's period), `at_total_suppressed` those whose total itself stays hidden.
+`--goal figures` measures the figures rule (`goal: figures`) instead of the shipped one.
+
 `--breakdown` prints, per release and table, the suppressed cells by primary cause (threshold,
 dominance; for shares and medians no children, small denominator, a primary part) against
 secondary (a complement; a share over one), and how many lie in a "not stated" category (a
@@ -147,6 +151,7 @@ def bench(
     flags: str | None = None,
     no_flags: bool = False,
     recoding_file: Path | None = None,
+    goal: str | None = None,
 ) -> list[dict]:
     from casepool import protecting
     from casepool.publishing import publish as publishing
@@ -167,6 +172,8 @@ def bench(
 
     shipped = load_recoding(recoding_file)  # steps and share; the bench decides if it is on
     settings = replace(shipped, enabled=True) if recoding else shipped.disabled()
+    if goal is not None:
+        settings = replace(settings, goal=goal)
     releases = []
     missing = not_stated_codes()
     seen: dict[str, dict[str, int]] = {}  # table -> breakdown of its last protection
@@ -203,6 +210,8 @@ def bench(
                     recoding=settings,
                     settings=protection,
                 )
+            final = {c.table: c.dimensions_after for c in result.coarsened}  # the last wins
+            at_total = [t for t in result.tables if final.get(t.name) == ("period",)]
             row = {
                 "period": period,
                 "flags": protection.flags,
@@ -212,6 +221,12 @@ def bench(
                 "coarsened": [c.to_dict() for c in result.coarsened],
                 "suppressed_by": result.causes,
                 "withheld": [t.name for t in result.tables if not t.written],
+                # the share rule's last resort: tables published as their total (by period),
+                # and those whose total is itself hidden (every cell suppressed)
+                "at_total": len(at_total),
+                "at_total_suppressed": sum(
+                    1 for t in at_total if not t.written or t.suppressed == t.cells
+                ),
                 "tables": {
                     t.name: {
                         "cells": t.cells,
@@ -295,6 +310,7 @@ def main() -> None:
     parser.add_argument(
         "--recoding-file", type=Path, help="a protection.yaml whose recoding: steps to try"
     )
+    parser.add_argument("--goal", choices=("share", "figures"), help="recoding's rule to measure")
     args = parser.parse_args()
     releases = bench(
         tuple(args.periods),
@@ -307,6 +323,7 @@ def main() -> None:
         args.flags,
         args.no_flags,
         args.recoding_file,
+        args.goal,
     )
     if args.breakdown:
         print(breakdown(releases))
@@ -314,6 +331,7 @@ def main() -> None:
         "\n".join(
             f"{r['period']:>8}  {r['cells']:5d} cells  {100 * r['suppressed_share']:5.1f} % suppressed"
             f"  {r['published']:4d} published  flags {r['flags']}"
+            f"  at total {r['at_total']} ({r['at_total_suppressed']} hidden)"
             f"  protect CPU {r['protect_cpu']} s (publish CPU {r['cpu']} s)"
             f"  by cause: {', '.join(f'{k} {v}' for k, v in r['suppressed_by'].items() if v)}"
             f"  coarsened: {', '.join(c['table'] + ' (' + c['how'] + ')' for c in r['coarsened']) or '-'}"

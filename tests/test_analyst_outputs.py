@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -24,8 +25,13 @@ from casepool.catalogue.population import (
 from casepool.cli.main import app
 from casepool.publishing.publish import PublishResult, publish
 from casepool.publishing.query import query
+from casepool.publishing.recoding import load_recoding
 from casepool.warehouse.store import open_warehouse
 from fixtures.indicators.warehouses import build_random
+
+# The tables at the detail these tests read: the figures rule (rounds 5-6's default) keeps them;
+# the share rule (the default) may take them coarser (test_recoding_share).
+FIGURES = replace(load_recoding(), goal="figures")
 
 TABLES = (
     TableRequest("registered_cases", ("governorate",), name="cases_by_governorate"),
@@ -57,13 +63,19 @@ def warehouse(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def published(warehouse, tmp_path_factory) -> PublishResult:
-    return publish(warehouse, tmp_path_factory.mktemp("pub") / "publication", tables=TABLES)
+    return publish(
+        warehouse, tmp_path_factory.mktemp("pub") / "publication", tables=TABLES, recoding=FIGURES
+    )
 
 
 @pytest.fixture(scope="module")
 def published_ar(warehouse, tmp_path_factory) -> PublishResult:
     return publish(
-        warehouse, tmp_path_factory.mktemp("pub_ar") / "publication", tables=TABLES[:2], lang="ar"
+        warehouse,
+        tmp_path_factory.mktemp("pub_ar") / "publication",
+        tables=TABLES[:2],
+        lang="ar",
+        recoding=FIGURES,
     )
 
 

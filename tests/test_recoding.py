@@ -25,8 +25,9 @@ from casepool.publishing.recoding import (
 from fixtures.indicators.warehouses import build_random
 
 STEPS = (Step("governorate", "region"), Step("period"), Step("age_band"), Step("sex"))
-# The mechanics of recoding, without undoing a coarsening that costs figures (tested apart).
-SETTINGS = RecodingSettings(True, 0.25, STEPS, keep_figures=False)
+# The mechanics of recoding: the share rule without its last resort (the total: test_recoding_share)
+# and without undoing a coarsening that costs figures (the figures rule, tested apart).
+SETTINGS = RecodingSettings(True, 0.25, STEPS, goal="share", to_total=False)
 
 
 def test_the_shipped_settings_load_and_name_known_dimensions() -> None:
@@ -112,7 +113,9 @@ def test_the_period_is_merged_only_in_a_release_of_one_of_its_codes() -> None:
     [
         {"max_suppressed_share": 1.5},
         {"enabled": "yes"},
-        {"keep_figures": 1},
+        {"keep_figures": True},
+        {"goal": "both"},
+        {"to_total": "yes"},
         {"steps": [{"to": "region"}]},
         {"steps": [{"dimension": "governorate", "to": 3}]},
         ["not", "a", "mapping"],
@@ -321,7 +324,7 @@ def test_a_release_never_publishes_fewer_figures_for_a_table_it_coarsened(tmp_pa
         ledger=False,
         recoding=SETTINGS.disabled(),
     )
-    kept = replace(SETTINGS, max_suppressed_share=0.0, keep_figures=True)
+    kept = replace(SETTINGS, max_suppressed_share=0.0, goal="figures")
     result = publish(warehouse, tmp_path / "b", "2025", tables=tables, ledger=False, recoding=kept)
     assert result.ok
     figures = {t.name: t.cells - t.suppressed for t in plain.tables}

@@ -43,6 +43,7 @@ from casepool.publishing.rates import apply_rates, without_rates
 from casepool.publishing.recoding import (
     Coarsening,
     RecodingSettings,
+    back_one_round,
     check_steps,
     load_recoding,
     published_figures,
@@ -215,15 +216,17 @@ def build_publication(
     cache: dict[TableRequest, Tabulation] = {}
     coarsened: list[Coarsening] = []
     # Global recoding: protect, move every table over the set share one step coarser, protect
-    # the whole release again. With `keep_figures`, a coarsening that made its table publish
-    # fewer figures is undone (and that table never recoded again), then the release is
-    # protected again. What was protected last is what is released.
+    # the whole release again. A coarsening that made its table worse by the rule's measure
+    # (recoding.goal: fewer figures, or a larger hidden share) is undone (and that table never
+    # recoded again), then the release is protected again. What was protected last is what is
+    # released.
     counted: list[str] | None = None
     rounds = 0
-    limit = 2 * len(recoding.steps) + 1  # a safety bound: every round coarsens or freezes
+    limit = 2 * len(recoding.steps) + 3  # a safety bound: every round coarsens or freezes
     baseline: dict[str, int] | None = None  # figures per table in the release as asked
     history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
     frozen: set[str] = set()
+    last_round: list[Coarsening] = []  # the coarsenings of the round just protected
     while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
@@ -241,6 +244,16 @@ def build_publication(
                 tabulations, "suppress", settings, catalogue, scope=scope, earlier=earlier
             )
         except TableError as exc:
+            if last_round and exc.key == "protect-linked-mismatch":
+                # A coarser table the data cannot count like its neighbours (an aggregate-only
+                # package carries counts at the publication's own breakdowns, not the coarser
+                # one's): the round's coarsenings are undone and not tried again.
+                requests, coarsened = back_one_round(requests, coarsened, last_round, history)
+                frozen |= {c.table for c in last_round}
+                last_round = []
+                rounds += 1
+                notify("undo a round the data cannot count alike")
+                continue
             if not earlier:
                 raise
             # Fail closed: a release the ledger cannot protect is held, never written.
@@ -267,12 +280,13 @@ def build_publication(
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
         if baseline is None:
             baseline = {name: published_figures(*share) for name, share in shares.items()}
-        if recoding.keep_figures and history:
-            back, undone = undo_losses(requests, coarsened, baseline, shares, history)
+        if history:
+            back, undone = undo_losses(requests, coarsened, baseline, shares, history, recoding)
             if undone:
                 frozen |= {c.table for c in undone}
                 coarsened = [c for c in coarsened if c not in undone]
                 requests = tuple(back)
+                last_round = []
                 rounds += 1
                 notify("undo " + ", ".join(f"{c.table} ({c.how})" for c in undone))
                 continue
@@ -287,6 +301,7 @@ def build_publication(
                 history.setdefault(r.table_name, []).append(r)
         requests = tuple(requests_now)
         coarsened += done
+        last_round = done
     for outcome in outcomes:
         outcome.coarsened = [c.how for c in coarsened if c.table == outcome.name]
     released = [

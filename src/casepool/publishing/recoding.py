@@ -10,6 +10,24 @@ indicator's population and one code per remaining dimension), so the engine, the
 release ledger treat them as the cells they are. Every coarsening applied is said in the manifest,
 the methodology note, the workbook's Notes sheet and the report.
 
+Which rule says a table goes on is `recoding.goal`:
+
+- `share` (the default): a table goes on to its next step while more than
+  `max_suppressed_share` of its cells would be suppressed, as τ-ARGUS coarsens until a table
+  protects well. When no listed step is left, the last resort is the table's total: every
+  dimension but the period merged (`region × sex → total`), published as the table by the
+  release's period (in a quarter's release: that quarter and its total, one figure; in a
+  year's release of a quarterly table: its quarters and the year). A table whose total itself
+  is primary stays suppressed there.
+- `figures`: a coarsening is kept only when the coarser table publishes at least as many
+  figures (cells not suppressed) as the table did in the release as asked; otherwise it goes
+  back one step and is not recoded again. No last resort.
+
+Under either rule a coarsening that made its table worse by the rule's own measure is undone:
+the table goes back one step and is not recoded again (`undo_losses`). Under the share rule,
+worse is a larger suppressed share and fewer figures than at the finer level — a total hidden
+as a complement where the finer table published some of its cells.
+
 The choice to recode depends on the suppression pattern, which depends on the data; it moves a
 table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
 like any other, so the choice itself discloses no cell value.
@@ -17,7 +35,7 @@ like any other, so the choice itself discloses no cell value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +61,9 @@ class Step:
         return f"{self.dimension} → {self.to}" if self.to else f"{self.dimension} → total"
 
 
+GOALS = ("share", "figures")
+
+
 @dataclass(frozen=True)
 class RecodingSettings:
     """The `recoding:` section of schemas/protection.yaml."""
@@ -50,9 +71,21 @@ class RecodingSettings:
     enabled: bool = True
     max_suppressed_share: float = 0.25
     steps: tuple[Step, ...] = ()
-    # Keep a coarsening only when the coarser table publishes at least as many figures (cells
-    # not suppressed) as the finer one did; otherwise the table goes back to its finer level.
-    keep_figures: bool = True
+    # `share`: a table goes on coarsening (down to its total) while over the share.
+    # `figures`: a coarsening is kept only when the coarser table publishes at least as many
+    # figures (cells not suppressed) as the finer one did; otherwise it goes back one step.
+    goal: str = "share"
+    # The share rule's last resort: a table with no listed step left goes to its total.
+    to_total: bool = True
+
+    @property
+    def keep_figures(self) -> bool:
+        return self.goal == "figures"
+
+    @property
+    def takes_total(self) -> bool:
+        """Whether a table with no listed step left goes to its total (the share rule)."""
+        return self.goal == "share" and self.to_total
 
     def disabled(self) -> RecodingSettings:
         return replace(self, enabled=False)
@@ -70,6 +103,7 @@ class Coarsening:
     suppressed_before: float
     dimensions_before: tuple[str, ...]
     dimensions_after: tuple[str, ...]
+    figures_before: int = 0  # cells published at the finer level (the share rule's undo)
 
     @property
     def how(self) -> str:
@@ -96,11 +130,18 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         raise SchemaError("schema-invalid", file=where, reason="recoding must be a mapping")
     enabled = raw.get("enabled", True)
     share = raw.get("max_suppressed_share", 0.25)
-    keep_figures = raw.get("keep_figures", True)
+    goal = raw.get("goal", "share")
+    to_total = raw.get("to_total", True)
     if not isinstance(enabled, bool):
         raise SchemaError("schema-invalid", file=where, reason="enabled must be true or false")
-    if not isinstance(keep_figures, bool):
-        raise SchemaError("schema-invalid", file=where, reason="keep_figures must be true or false")
+    if "keep_figures" in raw:  # round 5-6's setting, now `goal: figures`
+        raise SchemaError(
+            "schema-invalid", file=where, reason="keep_figures is now goal: figures | share"
+        )
+    if goal not in GOALS:
+        raise SchemaError("schema-invalid", file=where, reason="goal must be share or figures")
+    if not isinstance(to_total, bool):
+        raise SchemaError("schema-invalid", file=where, reason="to_total must be true or false")
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
         raise SchemaError(
             "schema-invalid", file=where, reason="max_suppressed_share must be in [0, 1)"
@@ -113,7 +154,7 @@ def recoding_from_mapping(raw: Any, where: str = WHERE) -> RecodingSettings:
         if to is not None and not isinstance(to, str):
             raise SchemaError("schema-invalid", file=where, reason="`to` is a dimension or null")
         steps.append(Step(str(item["dimension"]), to))
-    return RecodingSettings(enabled, float(share), tuple(steps), keep_figures)
+    return RecodingSettings(enabled, float(share), tuple(steps), str(goal), to_total)
 
 
 def load_recoding(path: str | Path | None = None) -> RecodingSettings:
@@ -152,9 +193,21 @@ def coarser(
     whose table would repeat another table of the release (same indicator, same dimensions) is
     taken only when no other step applies: the repeated table is then published twice, with
     the same cells and statuses (the engine gives a shared cell one status), rather than left
-    hidden at its finer level. None when no step applies."""
+    hidden at its finer level. With the share rule (`settings.takes_total`) the table's total
+    (`total_of`) comes after every listed step. None when no step applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
     repeating: tuple[TableRequest, Step] | None = None
+    for candidate, step in _candidates(request, settings, catalogue):
+        if (request.indicator, frozenset(candidate.dimensions)) not in taken:
+            return candidate, step
+        repeating = repeating or (candidate, step)
+    return repeating
+
+
+def _candidates(
+    request: TableRequest, settings: RecodingSettings, catalogue: IndicatorCatalogue
+) -> Iterator[tuple[TableRequest, Step]]:
+    """The coarser requests the listed steps give, in order, then (share rule) the total."""
     for step in settings.steps:
         if step.dimension not in request.dimensions:
             continue
@@ -172,10 +225,46 @@ def coarser(
             check_request(candidate, catalogue)
         except UsageError:
             continue
-        if (request.indicator, frozenset(dims)) not in taken:
-            return candidate, step
-        repeating = repeating or (candidate, step)
-    return repeating
+        yield candidate, step
+    if settings.takes_total:
+        found = total_of(request, catalogue)
+        if found is not None:
+            yield found
+
+
+def total_of(
+    request: TableRequest, catalogue: IndicatorCatalogue
+) -> tuple[TableRequest, Step] | None:
+    """The share rule's last resort: every dimension but the period merged into its total.
+
+    A table needs one dimension (the engine and every output read a table by its dimensions),
+    so the total is published as the table by period: a table that has the period keeps it (in
+    a year's release of a quarterly table: the quarters and the year, the time series stays); a
+    table without it, in a release of one period (a quarter, a year), is counted by that period
+    at the release's own unit, whose one cell and its total are the same children — one figure,
+    which the engine links with every other total of the same children. In a release of several
+    periods (the whole data) a table without the period has no total of this kind (it would gain
+    a breakdown over time): None. None as well for a table already at its total."""
+    merged = tuple(d for d in request.dimensions if d != "period")
+    if not merged:
+        return None
+    step = Step(" × ".join(merged))
+    if "period" in request.dimensions:
+        candidate = replace(request, dimensions=("period",))
+    else:
+        codes = request.filter_codes("period")
+        if not codes or len(codes) != 1:
+            return None
+        try:
+            unit = parse_period(codes[0]).kind
+        except UsageError:
+            return None
+        candidate = replace(request, dimensions=("period",), period_unit=unit)
+    try:
+        check_request(candidate, catalogue)
+    except UsageError:
+        return None
+    return candidate, step
 
 
 def single_period(request: TableRequest) -> bool:
@@ -220,21 +309,58 @@ def undo_losses(
     baseline: Mapping[str, int],
     now: Mapping[str, tuple[int, int, bool]],
     history: dict[str, list[TableRequest]],
+    settings: RecodingSettings | None = None,
 ) -> tuple[list[TableRequest], list[Coarsening]]:
-    """Undo the coarsenings that cost figures: a coarsened table that now (`now`: name ->
-    cells, suppressed, written) publishes fewer figures than it did in the release as asked,
-    before any recoding (`baseline`: name -> figures), goes back one step (its last request in
-    `history`, which is popped). Returns the requests and the coarsenings undone."""
+    """Undo the coarsenings that made their table worse (`now`: name -> cells, suppressed,
+    written), each back one step (its last request in `history`, which is popped):
+
+    - the figures rule (`goal: figures`, and without `settings`): a coarsened table that
+      publishes fewer figures than it did in the release as asked, before any recoding
+      (`baseline`: name -> figures);
+    - the share rule: a coarsened table that now hides a larger share of its cells than it did
+      at its finer level when it was coarsened (`Coarsening.suppressed_before`) *and* publishes
+      fewer figures than it did there (`figures_before`): worse by both measures, as a total
+      hidden as a complement where its finer table published some of its cells. A step that
+      only raises the share (a grouping whose cells are fewer) is kept and the table goes on.
+
+    Returns the requests and the coarsenings undone."""
+    figures = settings is None or settings.keep_figures
     out = list(requests)
     undone: list[Coarsening] = []
     for i, request in enumerate(out):
         name = request.table_name
         steps = history.get(name)
-        if not steps or published_figures(*now.get(name, (0, 0, False))) >= baseline.get(name, 0):
+        if not steps:
+            continue
+        last = [c for c in coarsened if c.table == name][-1]
+        cells, suppressed, written = now.get(name, (0, 0, False))
+        if figures:
+            worse = published_figures(cells, suppressed, written) < baseline.get(name, 0)
+        else:
+            share = suppressed / cells if cells and written else 1.0
+            lost = published_figures(cells, suppressed, written) < last.figures_before
+            worse = share > last.suppressed_before and lost
+        if not worse:
             continue
         out[i] = steps.pop()
-        undone.append([c for c in coarsened if c.table == name][-1])
+        undone.append(last)
     return out, undone
+
+
+def back_one_round(
+    requests: Sequence[TableRequest],
+    coarsened: Sequence[Coarsening],
+    last_round: Sequence[Coarsening],
+    history: dict[str, list[TableRequest]],
+) -> tuple[tuple[TableRequest, ...], list[Coarsening]]:
+    """The requests and coarsenings as they were before `last_round`: each table it coarsened
+    back to its finer request (popped from `history`)."""
+    tables = {c.table for c in last_round}
+    out = tuple(
+        history[r.table_name].pop() if r.table_name in tables and history.get(r.table_name) else r
+        for r in requests
+    )
+    return out, [c for c in coarsened if c not in last_round]
 
 
 def recode(
@@ -269,6 +395,7 @@ def recode(
                 suppressed_before=suppressed / cells if cells and written else 1.0,
                 dimensions_before=request.dimensions,
                 dimensions_after=candidate.dimensions,
+                figures_before=published_figures(cells, suppressed, written),
             )
         )
     return out, done
