@@ -66,7 +66,9 @@ def digest(protected: list[Any]) -> str:
     return h.hexdigest()
 
 
-def annual(saved: Path, profile: int = 0, told: bool = True) -> dict[str, Any]:
+def annual(
+    saved: Path, profile: int = 0, told: bool = True, profile_file: Path | None = None
+) -> dict[str, Any]:
     """Protect and audit the year on a copy of `saved`; seconds, share suppressed and digest."""
     auditor = secondary.SystemAudit
     if not told:
@@ -77,12 +79,12 @@ def annual(saved: Path, profile: int = 0, told: bool = True) -> dict[str, Any]:
 
         secondary.SystemAudit = blind  # type: ignore[assignment,misc]
     try:
-        return _annual(saved, profile, told)
+        return _annual(saved, profile, told, profile_file)
     finally:
         secondary.SystemAudit = auditor  # type: ignore[misc]
 
 
-def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
+def _annual(saved: Path, profile: int, told: bool, profile_file: Path | None) -> dict[str, Any]:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="casepool-annual-bench-") as tmp:
         copy = Path(tmp) / "warehouse.duckdb"
@@ -91,7 +93,7 @@ def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
         cpu: list[float] = []
         kept: list[Any] = []
         protect = publishing.protect_tabulations
-        profiler = cProfile.Profile() if profile else None
+        profiler = cProfile.Profile() if profile or profile_file else None
 
         def timing(*args: Any, **kwargs: Any) -> Any:
             started, used = time.perf_counter(), time.process_time()
@@ -143,7 +145,9 @@ def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
         "loadavg_before": load_before,
         "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
     }
-    if profiler is not None:
+    if profiler is not None and profile_file is not None:
+        profiler.dump_stats(profile_file)
+    if profiler is not None and profile:
         for order in ("cumulative", "tottime"):
             print(f"--- profile by {order} ---", file=sys.stderr)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(profile)
@@ -157,6 +161,7 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=6)
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--profile-file", type=Path, help="save the cProfile statistics here")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument(
         "--without-told", action="store_true", help="the engine blind to what the flags tell"
@@ -169,7 +174,12 @@ def main() -> None:
     if source is None:
         parser.error("give --prepare DIR or --from DIR")
     for _ in range(args.repeat):
-        print(json.dumps(annual(source / SAVED, args.profile, not args.without_told)), flush=True)
+        print(
+            json.dumps(
+                annual(source / SAVED, args.profile, not args.without_told, args.profile_file)
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

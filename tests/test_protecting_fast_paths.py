@@ -578,3 +578,82 @@ def _margins(cells: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
         ],
         how="diagonal",
     ).select(a, b, pl.col("value").cast(pl.Int64))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_stopped_audit_resumed_with_more_cells_skipped_finds_what_a_fresh_one_finds(seed):
+    """`Bounding` stopped at its first failing cell and resumed with that cell skipped (as the
+    engine's main loop does when earlier releases give the cell away) finds the same next
+    failing cell as a fresh audit with those cells skipped, and the full audit's failures in
+    turn, with no more LPs than starting afresh each time."""
+    from casepool.protecting.audit import _first_failing
+    from casepool.protecting.lp import PROTECTED, Bounding, bound_component
+
+    system = _system()
+    rng = np.random.default_rng(seed)
+    suppressed = rng.random(system.size) < rng.uniform(0.2, 0.6)
+    need = np.where((system.value > 0) & (system.value < 5), 5.0, 1.0)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker("org", own, (own == system.value) & (system.value > 0)),
+    ]
+    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    checked = 0
+    for cells in auditor.components(suppressed):
+        for attacker in attackers:
+            mine = None if attacker.own is None else attacker.own[cells].astype(float)
+            wanted = need[cells] if attacker.own is None else np.ones(cells.size)
+            truth = system.value[cells]
+
+            def problem(cells=cells, attacker=attacker):
+                return auditor.problem(cells, suppressed, attacker)
+
+            full = bound_component(problem(), wanted, mine, truth, False)
+            failing = [j for j, v in enumerate(full.verdicts) if v != PROTECTED]
+            skip = np.zeros(cells.size, dtype=bool)
+            work = Bounding(problem(), wanted, mine, truth, False, None, None)
+            resumed_solves, fresh_solves = 0, 0
+            for expected in [*failing, None]:
+                result = work.run(stop_at_failure=True)
+                resumed_solves += result.solves
+                fresh = bound_component(
+                    problem(), wanted, mine, truth, False, None, True, skip.copy()
+                )
+                fresh_solves += fresh.solves
+                assert _first_failing(result, skip) == expected
+                assert _first_failing(fresh, skip) == expected
+                if expected is None:
+                    break
+                skip = skip.copy()
+                skip[expected] = True
+                work.resume(skip)
+                checked += 1
+            assert resumed_solves <= fresh_solves
+    assert checked > 0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pooled_entries_of_one_component_are_those_of_every_component(seed):
+    """The check's lazy pool (`_Pool`: cut for a component only when it is audited, with one
+    layout per component) gives what `_pooled` and `_seen` give for every component at once."""
+    from casepool.protecting.audit import _Pool
+
+    system, auditor, suppressed, rng = _pooled_auditor(seed)
+    components = auditor.components(suppressed)
+    every = auditor._pooled(components, suppressed)
+    lazy = _Pool(auditor, components, suppressed)
+    own = np.minimum(system.value, rng.integers(0, 3, system.size))
+    truth = system.value.astype(float)
+    for c in rng.permutation(len(components)).tolist():
+        for a, b in zip(lazy.entries(c), every[c], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for attacker in (Attacker("outsider"), Attacker("org", own, own == system.value)):
+            problem = auditor.problem(components[c], suppressed, attacker)
+            found = lazy.seen(c, truth, problem)
+            plain = SystemAudit._seen_dense(every[c], components[c], truth, problem)
+            assert (found is None) == (plain is None)
+            if found is not None and plain is not None:
+                base = truth[components[c]]
+                np.testing.assert_array_equal(found[0], np.minimum(base, plain[0]))
+                np.testing.assert_array_equal(found[1], np.maximum(base, plain[1]))
