@@ -657,3 +657,45 @@ def test_pooled_entries_of_one_component_are_those_of_every_component(seed):
                 base = truth[components[c]]
                 np.testing.assert_array_equal(found[0], np.minimum(base, plain[0]))
                 np.testing.assert_array_equal(found[1], np.maximum(base, plain[1]))
+
+
+def test_stopped_audits_from_helper_processes_resume_as_in_one_process():
+    """The engine's main loop (first failure, exempt cells growing) split over two processes:
+    a stopped audit comes back from its helper without its HiGHS model and goes on here; the
+    failures read are those of one process and of the full audit."""
+    from casepool.protecting.secondary import _failures
+
+    tables = [replace(t, indicator=name) for name in "abc" for t in _linked_tables()]
+    system = build_system(tables, SETTINGS)
+    suppressed = np.random.default_rng(5).random(system.size) < 0.4
+    need = np.where(system.value < 5, 5, 1)
+    rng = np.random.default_rng(8)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker("org", own, (own == system.value) & (system.value > 0)),
+    ]
+    auditors = [
+        SystemAudit(
+            system.equations, system.inequalities, system.value, workers=w, parallel_min_work=0
+        )
+        for w in (1, 2)
+    ]
+    full = SystemAudit(system.equations, system.inequalities, system.value).check(
+        suppressed, need, attackers, truth=system.value
+    )
+    exempt: dict[str, np.ndarray] = {a.name: np.zeros(system.size, dtype=bool) for a in attackers}
+    rounds = 0
+    while True:
+        expected = [(c, a) for c, a, _ in _failures(full, exempt)]
+        for auditor in auditors:
+            found = auditor.check(
+                suppressed, need, attackers, truth=system.value, exempt=exempt, first_failure=True
+            )
+            assert [(c, a) for c, a, _ in _failures(found, exempt)] == expected
+        if not expected:
+            break
+        for c, a in expected:  # every failing cell given away before: each audit goes on
+            exempt[a][c] = True
+        rounds += 1
+    assert rounds > 1

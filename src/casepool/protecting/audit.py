@@ -194,16 +194,17 @@ class SystemAudit:
         `layout` is `_Layout.of(entries, cells)`, the same for every attacker of a component."""
         if repeats:
             return SystemAudit._seen_dense(entries, cells, truth, problem)
-        owner, _, values = entries
+        owner = entries[0]
         if owner.size == 0:
             return None
         if layout is None:
             layout = _Layout.of(entries, cells)
-        row, at, tables = layout.row, layout.at, layout.tables
+        # The entries in the layout's order (by cell): the same set, so the same tables found.
+        row, at, ordered, tables = layout.row, layout.at, layout.values, layout.tables
         lower, upper = problem.lower - 1e-9, problem.upper + 1e-9
         base = truth[cells].astype(float)
         bad = np.zeros(tables, dtype=bool)
-        bad[row[(values < lower[at]) | (values > upper[at])]] = True
+        bad[row[(ordered < lower[at]) | (ordered > upper[at])]] = True
         off = (base < lower) | (base > upper)  # a table must move these cells to be feasible
         if off.any():
             bad |= np.bincount(row[off[at]], minlength=tables) < int(off.sum())
@@ -211,14 +212,12 @@ class SystemAudit:
             return None
         # Each cell's least and greatest value over the tables kept (np.minimum.at and
         # np.maximum.at over the entries, as sorted runs per cell: the same numbers).
-        ordered = values[layout.order]
         if bad.any():
-            dropped = bad[row][layout.order]
+            dropped = bad[row]
             least = np.minimum.reduceat(np.where(dropped, np.inf, ordered), layout.starts)
             most = np.maximum.reduceat(np.where(dropped, -np.inf, ordered), layout.starts)
         else:
-            least = np.minimum.reduceat(ordered, layout.starts)
-            most = np.maximum.reduceat(ordered, layout.starts)
+            least, most = layout.ranges()
         low, high = base.copy(), base.copy()
         where = layout.cells
         low[where] = np.minimum(low[where], least)
@@ -679,26 +678,40 @@ class _Pool:
 
 @dataclass(frozen=True, eq=False)
 class _Layout:
-    """Where a component's pooled entries sit: each entry's table (0, 1, …) and cell (position
-    in the component), and the entries sorted by cell in runs (`order`, `starts`, the run's
-    cell `cells`). The same for every attacker: computed once per component and check."""
+    """A component's pooled entries sorted by cell (stably): each entry's table (0, 1, …),
+    cell (position in the component) and value, the start of each cell's run and that cell.
+    The same for every attacker: made once per component and check."""
 
     row: np.ndarray
     tables: int
     at: np.ndarray
-    order: np.ndarray
+    values: np.ndarray
     starts: np.ndarray
     cells: np.ndarray
+    _ranges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @staticmethod
     def of(entries: tuple[np.ndarray, np.ndarray, np.ndarray], cells: np.ndarray) -> _Layout:
-        owner, moved, _ = entries
+        owner, moved, values = entries
         row = _runs(owner)
         at = np.searchsorted(cells, moved)
-        order = np.argsort(at, kind="stable")
+        # Positions in a component fit 16 bits nearly always: numpy sorts those stably by radix.
+        key = at.astype(np.int16) if cells.size < 2**15 else at
+        order = np.argsort(key, kind="stable")
         ranked = at[order]
         starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
-        return _Layout(row, int(row[-1]) + 1, at, order, starts, ranked[starts])
+        return _Layout(row[order], int(row[-1]) + 1, ranked, values[order], starts, ranked[starts])
+
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's least and greatest value over every table (no table dropped)."""
+        if not self._ranges:
+            self._ranges.append(
+                (
+                    np.minimum.reduceat(self.values, self.starts),
+                    np.maximum.reduceat(self.values, self.starts),
+                )
+            )
+        return self._ranges[0]
 
 
 def _runs(owner: np.ndarray) -> np.ndarray:
