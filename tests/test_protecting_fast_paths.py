@@ -699,3 +699,22 @@ def test_stopped_audits_from_helper_processes_resume_as_in_one_process():
             exempt[a][c] = True
         rounds += 1
     assert rounds > 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_verdicts_of_every_cell_at_once_are_the_verdict_of_each(seed):
+    from casepool.protecting.lp import verdict, verdicts_of
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    lower = rng.integers(0, 8, n) + rng.choice([0.0, 1e-7, -1e-7, 0.4, 0.6], n)
+    upper = lower + rng.choice([0.0, 1e-7, 0.5, 1.0, 3.0, 4.0, 5.0, 9.0, np.inf], n)
+    need = rng.choice([0.0, 1.0, 5.0, 5.0, 3.0], n)
+    own = rng.integers(0, 8, n).astype(float)
+    for mine in (None, own):
+        expected = [
+            verdict(lower[j], upper[j], int(need[j]), None if mine is None else float(mine[j]))
+            for j in range(n)
+        ]
+        assert verdicts_of(lower, upper, need, mine) == expected
+    assert len(set(expected)) == 3  # every verdict met

@@ -42,6 +42,23 @@ def verdict(lower: float, upper: float, need: int, own: float | None) -> str:
     return TOO_NARROW if hi - lo < need else PROTECTED
 
 
+def verdicts_of(
+    lower: np.ndarray, upper: np.ndarray, need: np.ndarray, own: np.ndarray | None
+) -> list[str]:
+    """`verdict` of every cell at once: [verdict(lower[j], upper[j], int(need[j]), own[j])]."""
+    lo = np.ceil(lower - TOLERANCE)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(np.isfinite(upper), np.floor(upper + TOLERANCE), np.inf)
+        pinned = hi <= lo
+        narrow = hi - lo < need.astype(np.int64)
+    known = np.zeros(lo.size, dtype=bool) if own is None else lo == np.round(own)
+    found = np.where(
+        pinned, np.where(known, PROTECTED, DISCLOSED), np.where(narrow, TOO_NARROW, PROTECTED)
+    )
+    found[need.astype(np.int64) <= 0] = PROTECTED
+    return found.tolist()  # type: ignore[no-any-return]
+
+
 @dataclass(eq=False)
 class ComponentProblem:
     """The LP of one connected set of suppressed cells for one attacker."""
@@ -305,11 +322,7 @@ class Bounding:
         lower = np.where(np.isnan(lo_exact), self.seen_lo, lo_exact)
         upper = np.where(np.isnan(hi_exact), self.seen_hi, hi_exact)
         upper = np.where(upper >= problem.cap - 0.5, np.inf, upper)
-        own = self.own
-        verdicts = [
-            verdict(lower[j], upper[j], int(self.need[j]), None if own is None else float(own[j]))
-            for j in range(n)
-        ]
+        verdicts = verdicts_of(lower, upper, self.need, self.own)
         return ComponentResult(
             lower, upper, verdicts, self.found[found_before:], problem.solves - solves_before
         )
