@@ -56,7 +56,7 @@ def verdicts_of(
         pinned, np.where(known, PROTECTED, DISCLOSED), np.where(narrow, TOO_NARROW, PROTECTED)
     )
     found[need.astype(np.int64) <= 0] = PROTECTED
-    return found.tolist()  # type: ignore[no-any-return]
+    return found.tolist()
 
 
 @dataclass(eq=False)
