@@ -574,8 +574,9 @@ def _run_components(
 
 def audit_workers() -> int:
     """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 1 (everything in this
-    process: on the demo's annual release a helper process saved nothing, as most audits there
-    have one large component or stop at the first failure)."""
+    process: on the demo's annual release a helper process saved nothing, in round 4 splitting
+    components, nor in round 7 splitting single attackers' audits: most audits there stop at
+    their first failure and are small)."""
     told = os.environ.get("CASEPOOL_AUDIT_WORKERS", "").strip()
     if told.isdigit() and int(told) >= 1:
         return int(told)
