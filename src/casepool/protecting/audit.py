@@ -353,7 +353,7 @@ class SystemAudit:
                 if found is not None:
                     plan.append(found)
                     continue
-                job = self._resumed(key, exempt) if first_failure else None
+                job = self._resumed(key, cells, exempt) if first_failure else None
                 if job is None:
                     rows = rows if rows is not None else self.rows_of(cells, suppressed)
                     job = self._job(
@@ -396,7 +396,7 @@ class SystemAudit:
         return findings
 
     def _resumed(
-        self, key: tuple[str, bytes], exempt: Mapping[str, np.ndarray] | None
+        self, key: tuple[str, bytes], cells: np.ndarray, exempt: Mapping[str, np.ndarray] | None
     ) -> _Job | None:
         """The stopped audit of this component and attacker, to go on with the cells exempt now
         (its failing cell among them: `_failed` found it no longer counts), or None."""
@@ -404,7 +404,6 @@ class SystemAudit:
         if work is None:
             return None
         skip = None if exempt is None else exempt.get(key[0])
-        cells = np.frombuffer(key[1], dtype=np.int64)
         here = None if skip is None else skip[cells].copy()
         job = _Job(key[0], work.problem, work.need, work.own, None, work.exact)
         job.skip, job.stop, job.work = here, True, work
@@ -475,7 +474,7 @@ class SystemAudit:
                         findings.append(stopped)
                         return findings
                 if found is None:
-                    job = self._resumed(key, exempt)
+                    job = self._resumed(key, cells, exempt)
                     if job is None:
                         rows = rows if rows is not None else self.rows_of(cells, suppressed)
                         job = self._job(
