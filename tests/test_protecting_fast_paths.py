@@ -718,3 +718,23 @@ def test_verdicts_of_every_cell_at_once_are_the_verdict_of_each(seed):
         ]
         assert verdicts_of(lower, upper, need, mine) == expected
     assert len(set(expected)) == 3  # every verdict met
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_lazy_pool_reads_the_pool_as_it_was_when_the_check_began(seed):
+    """Audits of a check add tables to the pool (and may push old ones out) before a later
+    component is cut: that component still gets the entries `_pooled` gave at the start."""
+    from casepool.protecting.audit import _Pool
+
+    system, auditor, suppressed, rng = _pooled_auditor(seed)
+    auditor.pool_limit = len(auditor.pool) + 5  # adding below pushes the oldest tables out
+    components = auditor.components(suppressed)
+    at_start = auditor._pooled(components, suppressed)
+    lazy = _Pool(auditor, components, suppressed)
+    hidden = np.flatnonzero(suppressed)
+    for _ in range(20):
+        moved = np.unique(rng.choice(hidden, int(rng.integers(1, 12))))
+        auditor.add_table(moved, system.value[moved] + rng.integers(-3, 4, moved.size))
+    for c in range(len(components)):
+        for a, b in zip(lazy.entries(c), at_start[c], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -645,6 +645,11 @@ class _Pool:
 
     def __init__(self, auditor: SystemAudit, components: list[np.ndarray], suppressed: np.ndarray):
         self.auditor, self.components, self.suppressed = auditor, components, suppressed
+        # The pool as it is now: audits of this check add tables to it (`remember`), and every
+        # component is read against the pool at the start, as `_pooled` would.
+        self._flat = auditor._flattened()
+        self._tables = len(auditor.pool)
+        self._repeats = auditor._repeats
         self._fresh: np.ndarray | None = None
         self._entries: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._layouts: dict[int, _Layout] = {}
@@ -653,9 +658,9 @@ class _Pool:
         """`SystemAudit._pooled(components, suppressed)[c]`, for this component alone."""
         found = self._entries.get(c)
         if found is None:
-            cells, values, owner = self.auditor._flattened()
+            cells, values, owner = self._flat
             if self._fresh is None:  # entries of tables that move no cell published now
-                stale = np.zeros(len(self.auditor.pool), dtype=bool)
+                stale = np.zeros(self._tables, dtype=bool)
                 stale[owner[~self.suppressed[cells]]] = True
                 self._fresh = ~stale[owner]
             inside = np.zeros(self.suppressed.size, dtype=bool)
@@ -668,8 +673,8 @@ class _Pool:
         self, c: int, truth: np.ndarray, problem: ComponentProblem
     ) -> tuple[np.ndarray, np.ndarray] | None:
         entries, cells = self.entries(c), self.components[c]
-        if self.auditor._repeats or entries[0].size == 0:
-            return SystemAudit._seen(entries, cells, truth, problem, self.auditor._repeats)
+        if self._repeats or entries[0].size == 0:
+            return SystemAudit._seen(entries, cells, truth, problem, self._repeats)
         layout = self._layouts.get(c)
         if layout is None:
             layout = self._layouts[c] = _Layout.of(entries, cells)
