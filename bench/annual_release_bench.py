@@ -20,8 +20,8 @@ without that reading. `--profile-file F` keeps the cProfile statistics (for psta
 
 Measured (round 7, on the shared 2-core machine; docs/methodology-disclosure-control.md, "Round
 7"): before (commit ae681a4) 97,002 LPs, 190.0 CPU s, 1,200 s wall at load 8-15; after, side by
-side, 15,465 LPs, 65.2 CPU s; run alone at load 4, 58.4 CPU s and 92.6 s wall; the same digest
-(`d87a36eb...`) throughout.
+side, 15,465 LPs, 65.2 CPU s; alone on a nearly quiet machine (load 1.4-2.3) 65.3 CPU s and
+64.7 s wall (63.8 s with CASEPOOL_AUDIT_WORKERS=2); the same digest (`d87a36eb...`) throughout.
 """
 
 from __future__ import annotations
