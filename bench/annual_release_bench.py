@@ -16,7 +16,12 @@ speed must leave the digest as it was.
 `--without-told` runs the engine blind to what the flags tell (`SystemAudit.at_least`, a
 primary cell is not 0), as before round 4's flags reading: the year may then protect other
 cells (on `make demo`'s data in round 6 it did not: same digest); it measures a change with and
-without that reading.
+without that reading. `--profile-file F` keeps the cProfile statistics (for pstats).
+
+Measured (round 7, on the shared 2-core machine; docs/methodology-disclosure-control.md, "Round
+7"): before (commit ae681a4) 97,002 LPs, 190.0 CPU s, 1,200 s wall at load 8-15; after, side by
+side, 15,465 LPs, 65.2 CPU s; alone on a nearly quiet machine (load 1.4-2.3) 65.3 CPU s and
+64.7 s wall (63.8 s with CASEPOOL_AUDIT_WORKERS=2); the same digest (`d87a36eb...`) throughout.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ def digest(protected: list[Any]) -> str:
     return h.hexdigest()
 
 
-def annual(saved: Path, profile: int = 0, told: bool = True) -> dict[str, Any]:
+def annual(
+    saved: Path, profile: int = 0, told: bool = True, profile_file: Path | None = None
+) -> dict[str, Any]:
     """Protect and audit the year on a copy of `saved`; seconds, share suppressed and digest."""
     auditor = secondary.SystemAudit
     if not told:
@@ -77,12 +84,12 @@ def annual(saved: Path, profile: int = 0, told: bool = True) -> dict[str, Any]:
 
         secondary.SystemAudit = blind  # type: ignore[assignment,misc]
     try:
-        return _annual(saved, profile, told)
+        return _annual(saved, profile, told, profile_file)
     finally:
         secondary.SystemAudit = auditor  # type: ignore[misc]
 
 
-def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
+def _annual(saved: Path, profile: int, told: bool, profile_file: Path | None) -> dict[str, Any]:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="casepool-annual-bench-") as tmp:
         copy = Path(tmp) / "warehouse.duckdb"
@@ -91,7 +98,7 @@ def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
         cpu: list[float] = []
         kept: list[Any] = []
         protect = publishing.protect_tabulations
-        profiler = cProfile.Profile() if profile else None
+        profiler = cProfile.Profile() if profile or profile_file else None
 
         def timing(*args: Any, **kwargs: Any) -> Any:
             started, used = time.perf_counter(), time.process_time()
@@ -143,7 +150,9 @@ def _annual(saved: Path, profile: int, told: bool) -> dict[str, Any]:
         "loadavg_before": load_before,
         "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
     }
-    if profiler is not None:
+    if profiler is not None and profile_file is not None:
+        profiler.dump_stats(profile_file)
+    if profiler is not None and profile:
         for order in ("cumulative", "tottime"):
             print(f"--- profile by {order} ---", file=sys.stderr)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(profile)
@@ -157,6 +166,7 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=6)
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--profile-file", type=Path, help="save the cProfile statistics here")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument(
         "--without-told", action="store_true", help="the engine blind to what the flags tell"
@@ -169,7 +179,12 @@ def main() -> None:
     if source is None:
         parser.error("give --prepare DIR or --from DIR")
     for _ in range(args.repeat):
-        print(json.dumps(annual(source / SAVED, args.profile, not args.without_told)), flush=True)
+        print(
+            json.dumps(
+                annual(source / SAVED, args.profile, not args.without_told, args.profile_file)
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

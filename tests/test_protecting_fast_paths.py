@@ -578,3 +578,163 @@ def _margins(cells: pl.DataFrame, dims: list[str]) -> pl.DataFrame:
         ],
         how="diagonal",
     ).select(a, b, pl.col("value").cast(pl.Int64))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_stopped_audit_resumed_with_more_cells_skipped_finds_what_a_fresh_one_finds(seed):
+    """`Bounding` stopped at its first failing cell and resumed with that cell skipped (as the
+    engine's main loop does when earlier releases give the cell away) finds the same next
+    failing cell as a fresh audit with those cells skipped, and the full audit's failures in
+    turn, with no more LPs than starting afresh each time."""
+    from casepool.protecting.audit import _first_failing
+    from casepool.protecting.lp import PROTECTED, Bounding, bound_component
+
+    system = _system()
+    rng = np.random.default_rng(seed)
+    suppressed = rng.random(system.size) < rng.uniform(0.2, 0.6)
+    need = np.where((system.value > 0) & (system.value < 5), 5.0, 1.0)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker("org", own, (own == system.value) & (system.value > 0)),
+    ]
+    auditor = SystemAudit(system.equations, system.inequalities, system.value)
+    checked = 0
+    for cells in auditor.components(suppressed):
+        for attacker in attackers:
+            mine = None if attacker.own is None else attacker.own[cells].astype(float)
+            wanted = need[cells] if attacker.own is None else np.ones(cells.size)
+            truth = system.value[cells]
+
+            def problem(cells=cells, attacker=attacker):
+                return auditor.problem(cells, suppressed, attacker)
+
+            full = bound_component(problem(), wanted, mine, truth, False)
+            failing = [j for j, v in enumerate(full.verdicts) if v != PROTECTED]
+            skip = np.zeros(cells.size, dtype=bool)
+            work = Bounding(problem(), wanted, mine, truth, False, None, None)
+            resumed_solves, fresh_solves = 0, 0
+            for expected in [*failing, None]:
+                result = work.run(stop_at_failure=True)
+                resumed_solves += result.solves
+                fresh = bound_component(
+                    problem(), wanted, mine, truth, False, None, True, skip.copy()
+                )
+                fresh_solves += fresh.solves
+                assert _first_failing(result, skip) == expected
+                assert _first_failing(fresh, skip) == expected
+                if expected is None:
+                    break
+                skip = skip.copy()
+                skip[expected] = True
+                work.resume(skip)
+                checked += 1
+            assert resumed_solves <= fresh_solves
+    assert checked > 0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pooled_entries_of_one_component_are_those_of_every_component(seed):
+    """The check's lazy pool (`_Pool`: cut for a component only when it is audited, with one
+    layout per component) gives what `_pooled` and `_seen` give for every component at once."""
+    from casepool.protecting.audit import _Pool
+
+    system, auditor, suppressed, rng = _pooled_auditor(seed)
+    components = auditor.components(suppressed)
+    every = auditor._pooled(components, suppressed)
+    lazy = _Pool(auditor, components, suppressed)
+    own = np.minimum(system.value, rng.integers(0, 3, system.size))
+    truth = system.value.astype(float)
+    for c in rng.permutation(len(components)).tolist():
+        for a, b in zip(lazy.entries(c), every[c], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for attacker in (Attacker("outsider"), Attacker("org", own, own == system.value)):
+            problem = auditor.problem(components[c], suppressed, attacker)
+            found = lazy.seen(c, truth, problem)
+            plain = SystemAudit._seen_dense(every[c], components[c], truth, problem)
+            assert (found is None) == (plain is None)
+            if found is not None and plain is not None:
+                base = truth[components[c]]
+                np.testing.assert_array_equal(found[0], np.minimum(base, plain[0]))
+                np.testing.assert_array_equal(found[1], np.maximum(base, plain[1]))
+
+
+def test_stopped_audits_from_helper_processes_resume_as_in_one_process():
+    """The engine's main loop (first failure, exempt cells growing) split over two processes:
+    a stopped audit comes back from its helper without its HiGHS model and goes on here; the
+    failures read are those of one process and of the full audit."""
+    from casepool.protecting.secondary import _failures
+
+    tables = [replace(t, indicator=name) for name in "abc" for t in _linked_tables()]
+    system = build_system(tables, SETTINGS)
+    suppressed = np.random.default_rng(5).random(system.size) < 0.4
+    need = np.where(system.value < 5, 5, 1)
+    rng = np.random.default_rng(8)
+    own = np.minimum(system.value, rng.integers(0, 4, system.size))
+    attackers = [
+        Attacker("outsider"),
+        Attacker("org", own, (own == system.value) & (system.value > 0)),
+    ]
+    auditors = [
+        SystemAudit(
+            system.equations, system.inequalities, system.value, workers=w, parallel_min_work=0
+        )
+        for w in (1, 2)
+    ]
+    full = SystemAudit(system.equations, system.inequalities, system.value).check(
+        suppressed, need, attackers, truth=system.value
+    )
+    exempt: dict[str, np.ndarray] = {a.name: np.zeros(system.size, dtype=bool) for a in attackers}
+    rounds = 0
+    while True:
+        expected = [(c, a) for c, a, _ in _failures(full, exempt)]
+        for auditor in auditors:
+            found = auditor.check(
+                suppressed, need, attackers, truth=system.value, exempt=exempt, first_failure=True
+            )
+            assert [(c, a) for c, a, _ in _failures(found, exempt)] == expected
+        if not expected:
+            break
+        for c, a in expected:  # every failing cell given away before: each audit goes on
+            exempt[a][c] = True
+        rounds += 1
+    assert rounds > 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_verdicts_of_every_cell_at_once_are_the_verdict_of_each(seed):
+    from casepool.protecting.lp import verdict, verdicts_of
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    lower = rng.integers(0, 8, n) + rng.choice([0.0, 1e-7, -1e-7, 0.4, 0.6], n)
+    upper = lower + rng.choice([0.0, 1e-7, 0.5, 1.0, 3.0, 4.0, 5.0, 9.0, np.inf], n)
+    need = rng.choice([0.0, 1.0, 5.0, 5.0, 3.0], n)
+    own = rng.integers(0, 8, n).astype(float)
+    for mine in (None, own):
+        expected = [
+            verdict(lower[j], upper[j], int(need[j]), None if mine is None else float(mine[j]))
+            for j in range(n)
+        ]
+        assert verdicts_of(lower, upper, need, mine) == expected
+    assert len(set(expected)) == 3  # every verdict met
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_lazy_pool_reads_the_pool_as_it_was_when_the_check_began(seed):
+    """Audits of a check add tables to the pool (and may push old ones out) before a later
+    component is cut: that component still gets the entries `_pooled` gave at the start."""
+    from casepool.protecting.audit import _Pool
+
+    system, auditor, suppressed, rng = _pooled_auditor(seed)
+    auditor.pool_limit = len(auditor.pool) + 5  # adding below pushes the oldest tables out
+    components = auditor.components(suppressed)
+    at_start = auditor._pooled(components, suppressed)
+    lazy = _Pool(auditor, components, suppressed)
+    hidden = np.flatnonzero(suppressed)
+    for _ in range(20):
+        moved = np.unique(rng.choice(hidden, int(rng.integers(1, 12))))
+        auditor.add_table(moved, system.value[moved] + rng.integers(-3, 4, moved.size))
+    for c in range(len(components)):
+        for a, b in zip(lazy.entries(c), at_start[c], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -22,9 +22,9 @@ from casepool.protecting.lp import (
     DISCLOSED,
     PROTECTED,
     TOO_NARROW,
+    Bounding,
     ComponentProblem,
     ComponentResult,
-    bound_component,
     integer_bounds,
 )
 from casepool.protecting.primary import dominated_cells
@@ -102,6 +102,10 @@ class SystemAudit:
     # Audits that stopped at their first failure (`first_failure`, `stop_at_failure`), with the
     # failing cell: partial, so only for those modes, and only while that cell is not exempt.
     failed: dict[tuple[str, bytes], tuple[ComponentFinding, int]] = field(default_factory=dict)
+    # The stopped work of those audits, for the components of the last check: when the failing
+    # cell becomes exempt, the audit goes on from where it stopped (same HiGHS model, every cell
+    # settled kept) instead of starting again.
+    stopped: dict[tuple[str, bytes], Bounding] = field(default_factory=dict)
     solver: str = "highs-warm"
     solves: int = 0
     # Least value of each cell: 0 for counts, −∞ for a difference that may be negative.
@@ -181,32 +185,43 @@ class SystemAudit:
         truth: np.ndarray,
         problem: ComponentProblem,
         repeats: bool = False,
+        layout: _Layout | None = None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The range of the pooled tables within `cells` that respect this attacker's bounds,
         and of the truth (`truth[cells]`): what `_seen_dense` gives once the truth is added,
         which `bound_component` always does. Computed on the moved entries alone (`repeats`:
-        some table moves a cell twice, where the grid keeps one value: the grid is used)."""
+        some table moves a cell twice, where the grid keeps one value: the grid is used);
+        `layout` is `_Layout.of(entries, cells)`, the same for every attacker of a component."""
         if repeats:
             return SystemAudit._seen_dense(entries, cells, truth, problem)
-        owner, moved, values = entries
+        owner = entries[0]
         if owner.size == 0:
             return None
-        row = _runs(owner)
-        tables = int(row[-1]) + 1
-        at = np.searchsorted(cells, moved)
+        if layout is None:
+            layout = _Layout.of(entries, cells)
+        # The entries in the layout's order (by cell): the same set, so the same tables found.
+        row, at, ordered, tables = layout.row, layout.at, layout.values, layout.tables
         lower, upper = problem.lower - 1e-9, problem.upper + 1e-9
         base = truth[cells].astype(float)
         bad = np.zeros(tables, dtype=bool)
-        bad[row[(values < lower[at]) | (values > upper[at])]] = True
+        bad[row[(ordered < lower[at]) | (ordered > upper[at])]] = True
         off = (base < lower) | (base > upper)  # a table must move these cells to be feasible
         if off.any():
             bad |= np.bincount(row[off[at]], minlength=tables) < int(off.sum())
         if bad.all():
             return None
-        keep = ~bad[row]
+        # Each cell's least and greatest value over the tables kept (np.minimum.at and
+        # np.maximum.at over the entries, as sorted runs per cell: the same numbers).
+        if bad.any():
+            dropped = bad[row]
+            least = np.minimum.reduceat(np.where(dropped, np.inf, ordered), layout.starts)
+            most = np.maximum.reduceat(np.where(dropped, -np.inf, ordered), layout.starts)
+        else:
+            least, most = layout.ranges()
         low, high = base.copy(), base.copy()
-        np.minimum.at(low, at[keep], values[keep])
-        np.maximum.at(high, at[keep], values[keep])
+        where = layout.cells
+        low[where] = np.minimum(low[where], least)
+        high[where] = np.maximum(high[where], most)
         return low, high
 
     @staticmethod
@@ -313,7 +328,10 @@ class SystemAudit:
         same auditor, the same cells or more (cached findings are re-used).
         """
         components = self.components(suppressed)
-        pooled = self._pooled(components, suppressed) if truth is not None else None
+        pooled = _Pool(self, components, suppressed) if truth is not None else None
+        current = {cells.tobytes() for cells in components}
+        for key in [key for key in self.stopped if key[1] not in current]:
+            del self.stopped[key]  # bounded memory: a component gone keeps no HiGHS model
         if stop_at_failure:
             return self._check_in_order(
                 components, pooled, suppressed, need, attackers, truth, exact, exact_limit, exempt
@@ -335,12 +353,16 @@ class SystemAudit:
                 if found is not None:
                     plan.append(found)
                     continue
-                rows = rows if rows is not None else self.rows_of(cells, suppressed)
-                job = self._job(cells, suppressed, need, attacker, truth, exact, exact_limit, rows)
-                job.skip = _skip(exempt, attacker.name, cells)
-                job.stop = first_failure
-                if pooled is not None and truth is not None:
-                    job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
+                job = self._resumed(key, cells, exempt) if first_failure else None
+                if job is None:
+                    rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                    job = self._job(
+                        cells, suppressed, need, attacker, truth, exact, exact_limit, rows
+                    )
+                    job.skip = _skip(exempt, attacker.name, cells)
+                    job.stop = first_failure
+                    if pooled is not None and truth is not None:
+                        job.seen = pooled.seen(c, truth, job.problem)
                 plan.append(job)
             plans.append(plan)
         results = _run_jobs(
@@ -356,18 +378,36 @@ class SystemAudit:
                 if isinstance(step, ComponentFinding):
                     findings.append(step)
                     continue
-                result = next(made)
+                result, work = next(made)
                 self.solves += result.solves
                 if truth is not None:
                     self.remember(cells, result.points, truth)
                 found = ComponentFinding(cells, step.attacker, result, step.exact)
                 failing = _first_failing(result, step.skip) if step.stop else None
+                key = (step.attacker, cells.tobytes())
                 if failing is None:
-                    self.cache[(step.attacker, cells.tobytes())] = found
+                    self.cache[key] = found
+                    self.stopped.pop(key, None)
                 else:
-                    self.failed[(step.attacker, cells.tobytes())] = (found, int(cells[failing]))
+                    self.failed[key] = (found, int(cells[failing]))
+                    if work is not None:
+                        self.stopped[key] = work
                 findings.append(found)
         return findings
+
+    def _resumed(
+        self, key: tuple[str, bytes], cells: np.ndarray, exempt: Mapping[str, np.ndarray] | None
+    ) -> _Job | None:
+        """The stopped audit of this component and attacker, to go on with the cells exempt now
+        (its failing cell among them: `_failed` found it no longer counts), or None."""
+        work = self.stopped.pop(key, None)
+        if work is None:
+            return None
+        skip = None if exempt is None else exempt.get(key[0])
+        here = None if skip is None else skip[cells].copy()
+        job = _Job(key[0], work.problem, work.need, work.own, None, work.exact)
+        job.skip, job.stop, job.work = here, True, work
+        return job
 
     def _failed(
         self, key: tuple[str, bytes], exempt: Mapping[str, np.ndarray] | None
@@ -409,7 +449,7 @@ class SystemAudit:
     def _check_in_order(
         self,
         components: list[np.ndarray],
-        pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None,
+        pooled: _Pool | None,
         suppressed: np.ndarray,
         need: np.ndarray,
         attackers: Sequence[Attacker],
@@ -434,15 +474,17 @@ class SystemAudit:
                         findings.append(stopped)
                         return findings
                 if found is None:
-                    rows = rows if rows is not None else self.rows_of(cells, suppressed)
-                    job = self._job(
-                        cells, suppressed, need, attacker, truth, exact, exact_limit, rows
-                    )
-                    job.skip = _skip(exempt, attacker.name, cells)
-                    if pooled is not None and truth is not None:
-                        job.seen = self._seen(pooled[c], cells, truth, job.problem, self._repeats)
-                    elif shared:
-                        job.seen = _within(shared, job.problem)
+                    job = self._resumed(key, cells, exempt)
+                    if job is None:
+                        rows = rows if rows is not None else self.rows_of(cells, suppressed)
+                        job = self._job(
+                            cells, suppressed, need, attacker, truth, exact, exact_limit, rows
+                        )
+                        job.skip = _skip(exempt, attacker.name, cells)
+                        if pooled is not None and truth is not None:
+                            job.seen = pooled.seen(c, truth, job.problem)
+                        elif shared:
+                            job.seen = _within(shared, job.problem)
                     result = job.run(stop_at_failure=True)
                     self.solves += result.solves
                     if truth is not None:
@@ -453,6 +495,8 @@ class SystemAudit:
                     failing = _first_failing(result, job.skip)
                     if failing is not None:
                         self.failed[key] = (found, int(cells[failing]))
+                        if job.work is not None:
+                            self.stopped[key] = job.work
                         findings.append(found)
                         return findings
                     self.cache[key] = found
@@ -473,18 +517,16 @@ class _Job:
     seen: tuple[np.ndarray, np.ndarray] | None = None
     skip: np.ndarray | None = None  # cells whose verdict nobody reads (see SystemAudit.check)
     stop: bool = False  # stop at the first failing cell (SystemAudit.check's first_failure)
+    work: Bounding | None = None  # the work itself, once started (or resumed)
 
     def run(self, stop_at_failure: bool = False) -> ComponentResult:
-        return bound_component(
-            self.problem,
-            self.need,
-            self.own,
-            self.truth,
-            self.exact,
-            self.seen,
-            stop_at_failure or self.stop,
-            self.skip,
-        )
+        if self.work is None:
+            self.work = Bounding(
+                self.problem, self.need, self.own, self.truth, self.exact, self.seen, self.skip
+            )
+        else:
+            self.work.resume(self.skip)
+        return self.work.run(stop_at_failure or self.stop)
 
 
 def _skip(
@@ -507,9 +549,10 @@ def _first_failing(result: ComponentResult, skip: np.ndarray | None) -> int | No
     return int(found[0]) if found.size else None
 
 
-def _run_component(jobs: list[_Job], shared: bool) -> list[ComponentResult]:
-    """One component's jobs in attacker order; with `shared` (the truth unknown), the tables
-    found for one attacker serve the next as feasible points."""
+def _run_component(jobs: list[_Job], shared: bool) -> list[tuple[ComponentResult, Bounding | None]]:
+    """One component's jobs in attacker order, each with its work when it stopped at a failure
+    (to be resumed); with `shared` (the truth unknown), the tables found for one attacker serve
+    the next as feasible points."""
     points: list[np.ndarray] = []
     out = []
     for job in jobs:
@@ -518,18 +561,21 @@ def _run_component(jobs: list[_Job], shared: bool) -> list[ComponentResult]:
         result = job.run()
         if shared:
             points.extend(result.points)
-        out.append(result)
+        out.append((result, job.work if job.stop and job.work and job.work.failed else None))
     return out
 
 
-def _run_components(groups: list[list[_Job]], shared: bool) -> list[list[ComponentResult]]:
+def _run_components(
+    groups: list[list[_Job]], shared: bool
+) -> list[list[tuple[ComponentResult, Bounding | None]]]:
     return [_run_component(jobs, shared) for jobs in groups]
 
 
 def audit_workers() -> int:
     """Processes the LP audit may use: CASEPOOL_AUDIT_WORKERS, else 1 (everything in this
-    process: on the demo's annual release a helper process saved nothing, as most audits there
-    have one large component or stop at the first failure)."""
+    process: on the demo's annual release a helper process saved nothing, in round 4 splitting
+    components, nor in round 7 splitting single attackers' audits: most audits there stop at
+    their first failure and are small)."""
     told = os.environ.get("CASEPOOL_AUDIT_WORKERS", "").strip()
     if told.isdigit() and int(told) >= 1:
         return int(told)
@@ -552,37 +598,125 @@ def _helpers(count: int) -> ProcessPoolExecutor:
 
 def _run_jobs(
     groups: list[list[_Job]], shared: bool, workers: int | None, min_work: int
-) -> list[list[ComponentResult]]:
+) -> list[list[tuple[ComponentResult, Bounding | None]]]:
     """Every component's results, in order. With more than one worker and enough work, the
-    components are split by size between this process and helper processes; each component is
-    solved exactly as it would be here, so the results do not depend on the split."""
+    work is split by size between this process and helper processes: each audit of a component
+    against one attacker on its own when the truth is known (they share nothing), whole
+    components otherwise (an attacker's tables serve the next). Each audit is solved exactly as
+    it would be here, so the results do not depend on the split."""
     count = audit_workers() if workers is None else workers
-    work = [sum(job.problem.lower.size for job in jobs) for jobs in groups]
-    busy = [i for i, w in enumerate(work) if w]
+    units = (
+        [[(i, j)] for i, jobs in enumerate(groups) for j in range(len(jobs))]
+        if not shared
+        else [[(i, j) for j in range(len(jobs))] for i, jobs in enumerate(groups)]
+    )
+    work = [sum(groups[i][j].problem.lower.size for i, j in unit) for unit in units]
+    busy = [u for u, w in enumerate(work) if w]
     if count < 2 or len(busy) < 2 or sum(work) < min_work:
         return _run_components(groups, shared)
     # Largest first, each to the least loaded of the processes (0: this one).
     load = [0] * count
     share: list[list[int]] = [[] for _ in range(count)]
-    for i in sorted(busy, key=lambda i: (-work[i], i)):
+    for u in sorted(range(len(units)), key=lambda u: (-work[u], u)):
         target = min(range(count), key=lambda p: (load[p], p))
-        load[target] += work[i]
-        share[target].append(i)
+        load[target] += work[u]
+        share[target].append(u)
+
+    def batch(part: list[int]) -> list[list[_Job]]:
+        return [[groups[i][j] for i, j in units[u]] for u in part]
+
     pool = _helpers(count - 1)
     futures = [
-        (part, pool.submit(_run_components, [groups[i] for i in part], shared))
-        for part in share[1:]
-        if part
+        (part, pool.submit(_run_components, batch(part), shared)) for part in share[1:] if part
     ]
-    results: list[list[ComponentResult]] = [[] for _ in groups]
-    for i, done in zip(
-        share[0], _run_components([groups[i] for i in share[0]], shared), strict=True
-    ):
-        results[i] = done
+    done: dict[tuple[int, int], tuple[ComponentResult, Bounding | None]] = {}
+    for u, found in zip(share[0], _run_components(batch(share[0]), shared), strict=True):
+        done.update(zip(units[u], found, strict=True))
     for part, future in futures:
-        for i, done in zip(part, future.result(), strict=True):
-            results[i] = done
-    return results
+        for u, found in zip(part, future.result(), strict=True):
+            done.update(zip(units[u], found, strict=True))
+    return [[done[(i, j)] for j in range(len(jobs))] for i, jobs in enumerate(groups)]
+
+
+class _Pool:
+    """The pooled tables of one check, cut per component only when a component is audited
+    (most checks audit few of their components: the others are cached), with each component's
+    `_Layout` made once for all its attackers."""
+
+    def __init__(self, auditor: SystemAudit, components: list[np.ndarray], suppressed: np.ndarray):
+        self.auditor, self.components, self.suppressed = auditor, components, suppressed
+        # The pool as it is now: audits of this check add tables to it (`remember`), and every
+        # component is read against the pool at the start, as `_pooled` would.
+        self._flat = auditor._flattened()
+        self._tables = len(auditor.pool)
+        self._repeats = auditor._repeats
+        self._fresh: np.ndarray | None = None
+        self._entries: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._layouts: dict[int, _Layout] = {}
+
+    def entries(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`SystemAudit._pooled(components, suppressed)[c]`, for this component alone."""
+        found = self._entries.get(c)
+        if found is None:
+            cells, values, owner = self._flat
+            if self._fresh is None:  # entries of tables that move no cell published now
+                stale = np.zeros(self._tables, dtype=bool)
+                stale[owner[~self.suppressed[cells]]] = True
+                self._fresh = ~stale[owner]
+            inside = np.zeros(self.suppressed.size, dtype=bool)
+            inside[self.components[c]] = True
+            part = np.flatnonzero(self._fresh & inside[cells])
+            found = self._entries[c] = (owner[part], cells[part], values[part])
+        return found
+
+    def seen(
+        self, c: int, truth: np.ndarray, problem: ComponentProblem
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        entries, cells = self.entries(c), self.components[c]
+        if self._repeats or entries[0].size == 0:
+            return SystemAudit._seen(entries, cells, truth, problem, self._repeats)
+        layout = self._layouts.get(c)
+        if layout is None:
+            layout = self._layouts[c] = _Layout.of(entries, cells)
+        return SystemAudit._seen(entries, cells, truth, problem, layout=layout)
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """A component's pooled entries sorted by cell (stably): each entry's table (0, 1, …),
+    cell (position in the component) and value, the start of each cell's run and that cell.
+    The same for every attacker: made once per component and check."""
+
+    row: np.ndarray
+    tables: int
+    at: np.ndarray
+    values: np.ndarray
+    starts: np.ndarray
+    cells: np.ndarray
+    _ranges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @staticmethod
+    def of(entries: tuple[np.ndarray, np.ndarray, np.ndarray], cells: np.ndarray) -> _Layout:
+        owner, moved, values = entries
+        row = _runs(owner)
+        at = np.searchsorted(cells, moved)
+        # Positions in a component fit 16 bits nearly always: numpy sorts those stably by radix.
+        key = at.astype(np.int16) if cells.size < 2**15 else at
+        order = np.argsort(key, kind="stable")
+        ranked = at[order]
+        starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
+        return _Layout(row[order], int(row[-1]) + 1, ranked, values[order], starts, ranked[starts])
+
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's least and greatest value over every table (no table dropped)."""
+        if not self._ranges:
+            self._ranges.append(
+                (
+                    np.minimum.reduceat(self.values, self.starts),
+                    np.maximum.reduceat(self.values, self.starts),
+                )
+            )
+        return self._ranges[0]
 
 
 def _runs(owner: np.ndarray) -> np.ndarray:

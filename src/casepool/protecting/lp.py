@@ -42,6 +42,23 @@ def verdict(lower: float, upper: float, need: int, own: float | None) -> str:
     return TOO_NARROW if hi - lo < need else PROTECTED
 
 
+def verdicts_of(
+    lower: np.ndarray, upper: np.ndarray, need: np.ndarray, own: np.ndarray | None
+) -> list[str]:
+    """`verdict` of every cell at once: [verdict(lower[j], upper[j], int(need[j]), own[j])]."""
+    lo = np.ceil(lower - TOLERANCE)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(np.isfinite(upper), np.floor(upper + TOLERANCE), np.inf)
+        pinned = hi <= lo
+        narrow = hi - lo < need.astype(np.int64)
+    known = np.zeros(lo.size, dtype=bool) if own is None else lo == np.round(own)
+    found = np.where(
+        pinned, np.where(known, PROTECTED, DISCLOSED), np.where(narrow, TOO_NARROW, PROTECTED)
+    )
+    found[need.astype(np.int64) <= 0] = PROTECTED
+    return found.tolist()
+
+
 @dataclass(eq=False)
 class ComponentProblem:
     """The LP of one connected set of suppressed cells for one attacker."""
@@ -69,6 +86,10 @@ class ComponentProblem:
         if self.solver == "highs-warm" and _highs is not None:
             return self._solve_warm(objective)
         return self._solve_linprog(objective)
+
+    def __getstate__(self) -> dict[str, object]:
+        # The HiGHS model does not travel between processes: the receiver builds its own.
+        return {**self.__dict__, "_model": None, "_cost": None}
 
     def _solve_warm(self, objective: np.ndarray) -> np.ndarray:
         model = self._model
@@ -186,82 +207,122 @@ def bound_component(
     Cells in `skip` (the attacker has them from earlier releases already: no verdict on them
     counts) get no LP of their own and never stop the work; their verdicts are not proven.
     """
-    n = problem.lower.size
-    fixed = problem.upper <= problem.lower + TOLERANCE
-    seen_lo = np.full(n, np.inf) if truth is None else truth.astype(float).copy()
-    seen_hi = np.full(n, -np.inf) if truth is None else truth.astype(float).copy()
-    lo_exact = np.where(fixed, problem.lower, np.nan)
-    hi_exact = np.where(fixed, problem.lower, np.nan)
-    found: list[np.ndarray] = []
+    return Bounding(problem, need, own, truth, exact, seen, skip).run(stop_at_failure)
 
-    def add(low: np.ndarray, high: np.ndarray) -> None:
-        np.minimum(seen_lo, low, out=seen_lo)
-        np.maximum(seen_hi, high, out=seen_hi)
-        at_lower = seen_lo <= problem.lower + TOLERANCE
-        lo_exact[at_lower] = problem.lower[at_lower]
-        hi_exact[seen_hi >= problem.cap - 0.5] = np.inf
 
-    def unsettled() -> np.ndarray:
+class Bounding:
+    """`bound_component` as work that can go on: stopped at its first failing cell, it can be
+    resumed with more cells skipped (`resume`), from the same HiGHS model and with every cell
+    already settled kept, and finds what a fresh `bound_component` with those cells skipped
+    finds (the intervals it proves are the attacker's, whatever the order of the LPs)."""
+
+    def __init__(
+        self,
+        problem: ComponentProblem,
+        need: np.ndarray,
+        own: np.ndarray | None,
+        truth: np.ndarray | None,
+        exact: bool,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        skip: np.ndarray | None = None,
+    ) -> None:
+        self.problem, self.need, self.own, self.exact, self.skip = problem, need, own, exact, skip
+        n = problem.lower.size
+        fixed = problem.upper <= problem.lower + TOLERANCE
+        self.seen_lo = np.full(n, np.inf) if truth is None else truth.astype(float).copy()
+        self.seen_hi = np.full(n, -np.inf) if truth is None else truth.astype(float).copy()
+        self.lo_exact = np.where(fixed, problem.lower, np.nan)
+        self.hi_exact = np.where(fixed, problem.lower, np.nan)
+        self.found: list[np.ndarray] = []
+        self.started = False
+        self.failed = False
+        if seen is not None:
+            self._add(*seen)
+
+    def _add(self, low: np.ndarray, high: np.ndarray) -> None:
+        problem = self.problem
+        np.minimum(self.seen_lo, low, out=self.seen_lo)
+        np.maximum(self.seen_hi, high, out=self.seen_hi)
+        at_lower = self.seen_lo <= problem.lower + TOLERANCE
+        self.lo_exact[at_lower] = problem.lower[at_lower]
+        self.hi_exact[self.seen_hi >= problem.cap - 0.5] = np.inf
+
+    def _unsettled(self) -> np.ndarray:
+        lo_exact, hi_exact, skip = self.lo_exact, self.hi_exact, self.skip
         both = ~(np.isnan(lo_exact) | np.isnan(hi_exact))
-        if exact:
+        if self.exact:
             return ~both if skip is None else ~both & ~skip
-        lo = np.where(np.isnan(lo_exact), seen_lo, lo_exact)
-        hi = np.where(np.isnan(hi_exact), seen_hi, hi_exact)
-        hi = np.where(hi >= problem.cap - 0.5, np.inf, hi)
-        known = seen_lo <= seen_hi
-        open_cells = ~both & ~(known & verdicts_ok(lo, hi, need, own))
+        lo = np.where(np.isnan(lo_exact), self.seen_lo, lo_exact)
+        hi = np.where(np.isnan(hi_exact), self.seen_hi, hi_exact)
+        hi = np.where(hi >= self.problem.cap - 0.5, np.inf, hi)
+        known = self.seen_lo <= self.seen_hi
+        open_cells = ~both & ~(known & verdicts_ok(lo, hi, self.need, self.own))
         return open_cells if skip is None else open_cells & ~skip
 
-    def solve(objective: np.ndarray) -> np.ndarray:
-        point = problem.solve(objective)
-        found.append(point)
-        add(point, point)
+    def _solve(self, objective: np.ndarray) -> np.ndarray:
+        point = self.problem.solve(objective)
+        self.found.append(point)
+        self._add(point, point)
         return point
 
-    if seen is not None:
-        add(*seen)
-    pending = np.flatnonzero(unsettled())
-    if pending.size > 2:
-        # LPs that push every open cell up, then down, settle most of them at once; a few more
-        # rounds with varied weights (fixed seed: deterministic) while they keep paying off.
-        weights = np.zeros(n)
-        weights[pending] = 1.0
-        solve(-weights)
-        solve(weights)
-        rng = np.random.default_rng(len(pending))
-        for _ in range(BATCH_ROUNDS):
-            before = np.flatnonzero(unsettled())
-            if before.size <= 2:
+    def resume(self, skip: np.ndarray | None) -> None:
+        """Go on with `skip` (the cells skipped before and more): the cell the work stopped at
+        is among them, so it no longer stops it."""
+        self.skip = skip
+        self.failed = False
+
+    def run(self, stop_at_failure: bool = False) -> ComponentResult:
+        """The work up to the end (or, with `stop_at_failure`, the first failing cell): the
+        result holds the LP solutions and the count of LPs of this call only."""
+        problem = self.problem
+        n = problem.lower.size
+        solves_before, found_before = problem.solves, len(self.found)
+        lo_exact, hi_exact = self.lo_exact, self.hi_exact
+        if not self.started:
+            self.started = True
+            pending = np.flatnonzero(self._unsettled())
+            if pending.size > 2:
+                # LPs that push every open cell up, then down, settle most of them at once; a
+                # few more rounds with varied weights (fixed seed: deterministic) while they keep
+                # paying off.
+                weights = np.zeros(n)
+                weights[pending] = 1.0
+                self._solve(-weights)
+                self._solve(weights)
+                rng = np.random.default_rng(len(pending))
+                for _ in range(BATCH_ROUNDS):
+                    before = np.flatnonzero(self._unsettled())
+                    if before.size <= 2:
+                        break
+                    weights = np.zeros(n)
+                    weights[before] = rng.uniform(0.5, 1.5, before.size)
+                    self._solve(-weights)
+                    self._solve(weights)
+                    if np.flatnonzero(self._unsettled()).size > 0.8 * before.size:
+                        break
+        while not self.failed:
+            open_cells = np.flatnonzero(self._unsettled())
+            if open_cells.size == 0:
                 break
-            weights = np.zeros(n)
-            weights[before] = rng.uniform(0.5, 1.5, before.size)
-            solve(-weights)
-            solve(weights)
-            if np.flatnonzero(unsettled()).size > 0.8 * before.size:
-                break
-    failed = False
-    while not failed:
-        open_cells = np.flatnonzero(unsettled())
-        if open_cells.size == 0:
-            break
-        j = int(open_cells[0])
-        if np.isnan(hi_exact[j]):
-            objective = np.zeros(n)
-            objective[j] = -1.0
-            point = solve(objective)
-            hi_exact[j] = np.inf if point[j] >= problem.cap - 0.5 else point[j]
-        if np.isnan(lo_exact[j]) and unsettled()[j]:
-            objective = np.zeros(n)
-            objective[j] = 1.0
-            lo_exact[j] = solve(objective)[j]
-        if stop_at_failure and not np.isnan(lo_exact[j]) and not np.isnan(hi_exact[j]):
-            own_j = None if own is None else float(own[j])
-            failed = verdict(lo_exact[j], hi_exact[j], int(need[j]), own_j) != PROTECTED
-    lower = np.where(np.isnan(lo_exact), seen_lo, lo_exact)
-    upper = np.where(np.isnan(hi_exact), seen_hi, hi_exact)
-    upper = np.where(upper >= problem.cap - 0.5, np.inf, upper)
-    verdicts = [
-        verdict(lower[j], upper[j], int(need[j]), None if own is None else float(own[j]))
-        for j in range(n)
-    ]
-    return ComponentResult(lower, upper, verdicts, found, problem.solves)
+            j = int(open_cells[0])
+            if np.isnan(hi_exact[j]):
+                objective = np.zeros(n)
+                objective[j] = -1.0
+                point = self._solve(objective)
+                hi_exact[j] = np.inf if point[j] >= problem.cap - 0.5 else point[j]
+            if np.isnan(lo_exact[j]) and self._unsettled()[j]:
+                objective = np.zeros(n)
+                objective[j] = 1.0
+                lo_exact[j] = self._solve(objective)[j]
+            if stop_at_failure and not np.isnan(lo_exact[j]) and not np.isnan(hi_exact[j]):
+                own_j = None if self.own is None else float(self.own[j])
+                self.failed = (
+                    verdict(lo_exact[j], hi_exact[j], int(self.need[j]), own_j) != PROTECTED
+                )
+        lower = np.where(np.isnan(lo_exact), self.seen_lo, lo_exact)
+        upper = np.where(np.isnan(hi_exact), self.seen_hi, hi_exact)
+        upper = np.where(upper >= problem.cap - 0.5, np.inf, upper)
+        verdicts = verdicts_of(lower, upper, self.need, self.own)
+        return ComponentResult(
+            lower, upper, verdicts, self.found[found_before:], problem.solves - solves_before
+        )

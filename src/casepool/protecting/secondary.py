@@ -688,6 +688,8 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
         for moved, values in cube_tables(system, cube, int(need[cell])):
             auditor.add_table(moved, values)
     while True:
+        # Each audit stops at its first failing cell (all `_failures` reads of it) and, should
+        # that cell turn out given away before (exempt below), goes on from there next time.
         failures = _failures(
             auditor.check(
                 suppressed,
@@ -695,6 +697,7 @@ def suppress(system: CellSystem, settings: ProtectionSettings) -> tuple[np.ndarr
                 attackers,
                 truth=value,
                 exempt=system.known_before,
+                first_failure=True,
             ),
             system.known_before,
         )
