@@ -15,21 +15,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
 from casepool.catalogue.indicators import TableRequest, load_indicators
 from casepool.catalogue.relations import linked_population, numerator_parts, parts_of
 from casepool.protecting import load_protection_settings
-from casepool.protecting.audit import SystemAudit, engine_attackers
-from casepool.protecting.lp import PROTECTED
-from casepool.protecting.tables import build_system
 from casepool.publishing import protect as protect_module
 from casepool.publishing.audit_release import _numerator_from_share, audit_releases
 from casepool.publishing.publish import build_publication, publish
 from casepool.publishing.recoding import load_recoding
 from fixtures.indicators.warehouses import build_random
+from fixtures.linked_attack import attack_publication
 
 TABLES = (
     TableRequest("registered_cases", ("service", "sex"), name="cases_by_service"),
@@ -216,45 +213,11 @@ def test_no_organisation_recovers_a_cell_through_the_numerators(tmp_path: Path) 
         warehouse, tables=chosen, ledger=False, recoding=load_recoding().disabled()
     )
     assert len(publication.kept) == len(chosen)
-    tables, frames = [], []
-    for p in publication.kept:
-        tables.append(p.count_table)
-        frames.append(p.engine_frame)
-    relations = [
-        c
-        for p in publication.kept
-        for c in (
-            protect_module._numerator_table(p.tabulation, catalogue, publication.scope),
-            protect_module._complement_table(p.tabulation, catalogue, publication.scope),
-        )
-        if c is not None
-    ]
+    linked = attack_publication(publication, catalogue, settings)
+    tables, relations, system = linked.tables, linked.relations, linked.system
     assert len(relations) == 3  # two numerators, one `known:` complement
-    system = build_system([*tables, *relations], settings)
-    suppressed = np.zeros(system.size, dtype=bool)
-    primary = np.zeros(system.size, dtype=bool)
-    for grid, frame in zip(system.grids, frames, strict=False):
-        dims = list(grid.table.dimensions)
-        for row in frame.select(*dims, "conf_status").iter_rows():
-            position = tuple(grid.codes[d].index(code) for d, code in enumerate(row[:-1]))
-            cell = grid.ids[position]
-            suppressed[cell] |= row[-1] != "F"
-            primary[cell] |= row[-1] == "C"
-    assert system.unpublished is not None
-    suppressed |= system.unpublished
-    width = np.array([settings.interval_for(int(k)) for k in system.k])
-    need = np.where(primary, width, 1)
-    need[system.unpublished] = 0
-    attackers = engine_attackers(system, settings)
-    assert len(attackers) == 4  # the outsider and three organisations
-    auditor = SystemAudit(system.equations, system.inequalities, system.value)
-    failures = [
-        f"{finding.attacker} {system.keys[finding.cells[j]]} {verdict}"
-        for finding in auditor.check(suppressed, need, attackers)
-        for j, verdict in enumerate(finding.result.verdicts)
-        if verdict != PROTECTED
-    ]
-    assert failures == []
+    assert linked.attackers == 4  # the outsider and three organisations
+    assert linked.failures == []
     # The hidden tables name the share's numerator and the categories as the published tables do.
     mhpss = next(t for t in relations if t.label == "mhpss_share_by_sex~service")
     grid = system.grids[len(tables) + relations.index(mhpss)]
