@@ -38,7 +38,9 @@ def published(tmp_path_factory) -> dict[str, TableView]:
     warehouse = build_random(root / "w.duckdb", 200, orgs=3)
     with open_warehouse(warehouse) as con:  # for the rates, by age group too
         assert load_synthetic_population(con).ok
-    settings = RecodingSettings(True, 0.0, (Step("age_band", "age_group"),), keep_figures=False)
+    settings = RecodingSettings(
+        True, 0.0, (Step("age_band", "age_group"),), goal="share", to_total=False
+    )
     tables = (
         TableRequest("registered_cases", ("sex", "age_band"), name=TABLE),
         TableRequest("registered_cases_rate", ("sex", "age_band"), name=RATES),
