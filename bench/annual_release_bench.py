@@ -22,6 +22,10 @@ Measured (round 7, on the shared 2-core machine; docs/methodology-disclosure-con
 7"): before (commit ae681a4) 97,002 LPs, 190.0 CPU s, 1,200 s wall at load 8-15; after, side by
 side, 15,465 LPs, 65.2 CPU s; alone on a nearly quiet machine (load 1.4-2.3) 65.3 CPU s and
 64.7 s wall (63.8 s with CASEPOOL_AUDIT_WORKERS=2); the same digest (`d87a36eb...`) throughout.
+With everything of round 7 merged (the linear-program complement search, the share rule of
+recoding, the faster audit; quarters prepared anew with that code, 2025-12-01 06:07 UTC at load
+4-4.6): 11,015-11,283 LPs, protect+audit 29.4-31.7 s wall (28.6-30.6 CPU s), the whole build
+32.0-35.0 s, 33.7 % suppressed, nothing withheld, digest `1295c6c9...`: **under 60 s**.
 """
 
 from __future__ import annotations
