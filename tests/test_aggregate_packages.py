@@ -172,7 +172,13 @@ def test_the_protected_publication_is_the_same(built, names):
     # The figures rule: the share rule's totals are breakdowns an aggregate package does not
     # carry (it counts the publication's own), so the mixed warehouse keeps the finer table
     # (publish undoes a round the data cannot count alike) where records alone go to the total.
+    # The whole catalogue without recoding: a recoding round the aggregate package cannot count
+    # is undone as a whole in the mixed warehouse (round 7: with the justice link, records alone
+    # take the justice funnel to its total in a round the mixed warehouse undoes), so the two
+    # may coarsen differently; what must hold is that the engine sees the same counts.
     figures = replace(load_recoding(), goal="figures")
+    if names is None:
+        figures = figures.disabled()
     a = build_publication(built["records"], ledger=False, tables=tables, recoding=figures)
     b = build_publication(built["mixed"], ledger=False, tables=tables, recoding=figures)
     assert [t.name for t in a.tables] == [t.name for t in b.tables]
