@@ -296,8 +296,9 @@ def build_publication(
             name, coarse, step, written_before = trial
             trial = None
             share, written = written_share(shares)
-            if share > recoding.max_suppressed_share or written < written_before:
-                # over the share (or a table withheld) with the finer table: back to the coarser
+            if share >= recoding.max_suppressed_share or written < written_before:
+                # at or over the share (or a table withheld) with the finer table: back to the
+                # coarser one (the issue asks a release *below* the share)
                 history[name].append(next(r for r in requests if r.table_name == name))
                 requests = tuple(coarse if r.table_name == name else r for r in requests)
                 coarsened.append(step)
@@ -332,7 +333,7 @@ def build_publication(
         )
         if not done:
             share, _ = written_share(shares)
-            if recoding.keep_figures or not history or share > recoding.max_suppressed_share:
+            if recoding.keep_figures or not history or share >= recoding.max_suppressed_share:
                 break
             order = refinement_order(requests, coarsened, history, shares)
             if not order:
