@@ -24,9 +24,15 @@ Which rule says a table goes on is `recoding.goal`:
   back one step and is not recoded again. No last resort.
 
 Under either rule a coarsening that made its table worse by the rule's own measure is undone:
-the table goes back one step and is not recoded again (`undo_losses`). Under the share rule,
-worse is a larger suppressed share and fewer figures than at the finer level — a total hidden
-as a complement where the finer table published some of its cells.
+the table goes back one step (`undo_losses`). Under the figures rule it is not recoded again.
+Under the share rule, worse is a larger suppressed share and fewer figures than at the finer
+level — a total hidden as a complement where the finer table published some of its cells —
+unless the step lowers the share of a release that would be over `max_suppressed_share`
+without it (`lowers_release_share`: the goal is the release's share); the table then tries
+its later steps and its total, never the undone step (`coarser(..., skip=)`). Once the release
+is below the share, a last pass (`refinement_order`, the loop in publishing/publish.py) tries
+each coarsened table one step finer again, most figures regained first, and keeps it finer
+while the release stays below the share.
 
 The choice to recode depends on the suppression pattern, which depends on the data; it moves a
 table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
