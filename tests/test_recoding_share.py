@@ -195,3 +195,123 @@ def test_stacking_a_recoded_release_with_the_earlier_ones_recovers_nothing(
     assert coarsened["2025"].get("by_period", ("period",)) == ("period",)  # quarters kept
     report = audit_releases(folders)
     assert report.protected, [f.to_dict() for f in report.findings[:3]]
+
+
+def test_an_undone_step_is_passed_over_and_the_table_tries_its_later_steps() -> None:
+    """Round 7, item 4: a table whose step was undone is not frozen at its finer level under
+    the share rule; it tries its later steps and its total, never the undone step again."""
+    catalogue = load_indicators()
+    fine = TableRequest("registered_cases", ("governorate", "sex"), Q2, "year", name="g")
+    assert coarser(fine, SHARE, catalogue)[0].dimensions == ("region", "sex")
+    later, step = coarser(fine, SHARE, catalogue, skip=frozenset({"governorate → region"}))
+    assert later.dimensions == ("governorate",) and step.how == "sex → total"
+    # every listed step skipped: the total is left
+    skip = frozenset({"governorate → region", "sex → total"})
+    total, step = coarser(fine, SHARE, catalogue, skip=skip)
+    assert total.dimensions == ("period",) and step.how == "governorate × sex → total"
+    assert coarser(fine, SHARE, catalogue, skip=skip | {step.how}) is None
+    # recode passes each table's skipped steps over; another table is not concerned
+    other = replace(fine, name="h")
+    shares = {"g": (80, 40, True), "h": (80, 40, True)}
+    requests, done = recode(
+        [fine, other], shares, SHARE, catalogue, skipped={"g": frozenset({"governorate → region"})}
+    )
+    assert [r.dimensions for r in requests] == [("governorate",), ("region", "sex")]
+    assert [c.how for c in done] == ["sex → total", "governorate → region"]
+    assert [c.cells_before for c in done] == [80, 80]
+
+
+def test_a_step_worse_for_its_table_is_kept_when_it_lowers_a_release_over_the_share() -> None:
+    """The goal is the release's share: a table of 20 cells with 19 hidden that becomes 4
+    cells all hidden (a larger share, one figure fewer) is kept while the release without
+    the step is over the share and the step lowers it; undone when the release without it is
+    under the share (then the table's figures count)."""
+    from casepool.publishing.recoding import Coarsening, undo_losses
+
+    fine = TableRequest("police_reported_share", ("region", "violence_type"), Q2, "year", name="p")
+    coarse = replace(fine, dimensions=("region",))
+    step = Coarsening(
+        "p", fine.indicator, "violence_type", None, 0.95, fine.dimensions, ("region",), 1, 20
+    )
+    # the release over the share without the step: 19 + 5 hidden of 20 + 20 cells
+    now = {"p": (4, 4, True), "q": (20, 5, True)}
+    requests, undone = undo_losses([coarse], [step], {}, now, {"p": [fine]}, SHARE)
+    assert undone == [] and requests == [coarse]
+    # the release under the share without the step: 19 + 0 hidden of 20 + 100 cells
+    now = {"p": (4, 4, True), "q": (100, 0, True)}
+    requests, undone = undo_losses([coarse], [step], {}, now, {"p": [fine]}, SHARE)
+    assert undone == [step] and requests == [fine]
+    # a step that raises the release's share is undone even over the share: 19 of 20 hidden
+    # becomes 40 of 40 cells hidden
+    now = {"p": (40, 40, True), "q": (20, 5, True)}
+    requests, undone = undo_losses([coarse], [step], {}, now, {"p": [fine]}, SHARE)
+    assert undone == [step]
+
+
+def test_the_last_pass_tries_first_the_tables_whose_step_cost_most_figures() -> None:
+    """With the release under the share, the coarsened tables are tried one step finer, those
+    whose last step cost the most figures first; a table tried already, or whose step cost no
+    figure, is left as it is. The release's share counts written tables only."""
+    from casepool.publishing.recoding import Coarsening, refinement_order, written_share
+
+    fine = {n: TableRequest("registered_cases", ("governorate", "sex"), Q2, name=n) for n in "abc"}
+    coarse = {n: replace(r, dimensions=("governorate",)) for n, r in fine.items()}
+    steps = [
+        Coarsening(n, "registered_cases", "sex", None, 0.3, ("governorate", "sex"), dims, f, 80)
+        for n, f, dims in (("a", 59, ("governorate",)), ("b", 70, ("governorate",)))
+    ] + [Coarsening("c", "registered_cases", "sex", None, 0.3, ("g", "s"), ("g",), 10, 80)]
+    history = {n: [fine[n]] for n in "abc"}
+    now = {"a": (20, 2, True), "b": (20, 2, True), "c": (20, 2, True)}
+    requests = list(coarse.values())
+    # b regains 70 - 18 figures, a 59 - 18; c's step cost none (10 figures before, 18 now)
+    assert refinement_order(requests, steps, history, now) == ["b", "a"]
+    assert refinement_order(requests, steps, history, now, frozenset({"b"})) == ["a"]
+    assert refinement_order(requests, steps, {"a": [], "b": []}, now) == []
+    share, written = written_share({"a": (20, 2, True), "b": (80, 21, True), "w": (10, 0, False)})
+    assert written == 2 and share == pytest.approx(23 / 100)
+
+
+def test_the_last_pass_gives_back_figures_and_keeps_the_release_under_the_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the release is under the share, a coarsened table tried one step finer stays finer
+    only while the release stays under the share (`refine`), else it goes back (`keep`); the
+    release publishes at least as many figures as without the pass, stays under the share,
+    says what it coarsened and passes the folder audit."""
+    warehouse = build_random(tmp_path / "w.duckdb", 600, orgs=3, seed=0.25)
+    tables = (
+        TableRequest("registered_cases", ("governorate", "sex"), name="by_governorate_sex"),
+        TableRequest("registered_cases", ("governorate",), name="by_governorate"),
+        TableRequest("registered_cases", ("sex",), name="by_sex"),
+        TableRequest("registered_cases", ("exploitation_type", "sex"), name="by_type"),
+        TableRequest("mhpss_share", ("region", "sex"), name="mhpss"),
+        TableRequest("boys_share", ("period", "region"), period_unit="quarter", name="boys"),
+    )
+    out = tmp_path / "on"
+    said: list[str] = []
+    result = publish(
+        warehouse, out, "2025-Q2", tables=tables, ledger=False, recoding=SHARE, progress=said.append
+    )
+    refined = [line.split()[1] for line in said if line.startswith("refine ")]
+    kept = [line.split()[1] for line in said if line.startswith("keep ")]
+    assert refined and kept, "the data no longer exercise the last pass: choose another seed"
+    assert result.ok and result.suppressed_share <= 0.25
+    last = {c.table: c for c in result.coarsened}
+    for name in refined:  # finer again: by governorate × sex → by region × sex
+        assert last[name].dimensions_after == ("region", "sex")
+        assert "sex → total" not in {c.how for c in result.coarsened if c.table == name}
+    for name in kept:
+        line = next(x for x in said if x.startswith(f"keep {name} "))
+        assert last[name].how in line
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert [c["how"] for c in manifest["coarsened"]] == [c.how for c in result.coarsened]
+    assert audit_releases([out]).protected
+    # without the last pass: fewer figures
+    import casepool.publishing.publish as publishing
+
+    monkeypatch.setattr(publishing, "refinement_order", lambda *args, **kw: [])
+    without = publish(
+        warehouse, tmp_path / "off", "2025-Q2", tables=tables, ledger=False, recoding=SHARE
+    )
+    figures = sum(t.cells - t.suppressed for t in result.tables if t.written)
+    assert figures > sum(t.cells - t.suppressed for t in without.tables if t.written)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,7 +48,9 @@ from casepool.publishing.recoding import (
     load_recoding,
     published_figures,
     recode,
+    refinement_order,
     undo_losses,
+    written_share,
 )
 
 Progress = Callable[[str], None]
@@ -217,16 +219,26 @@ def build_publication(
     coarsened: list[Coarsening] = []
     # Global recoding: protect, move every table over the set share one step coarser, protect
     # the whole release again. A coarsening that made its table worse by the rule's measure
-    # (recoding.goal: fewer figures, or a larger hidden share) is undone (and that table never
-    # recoded again), then the release is protected again. What was protected last is what is
-    # released.
+    # (recoding.goal: fewer figures, or a larger hidden share and fewer figures while the
+    # release's share does not gain) is undone, then the release is protected again: under the
+    # figures rule that table is never recoded again; under the share rule it tries its later
+    # steps and its total, never the undone one. What was protected last is what is released.
     counted: list[str] | None = None
     rounds = 0
-    limit = 2 * len(recoding.steps) + 3  # a safety bound: every round coarsens or freezes
+    # A safety bound: every round coarsens, or undoes a step that is then frozen (figures rule)
+    # or skipped by its table (share rule: the table tries its later steps and its total).
+    limit = 3 * len(recoding.steps) + 5
     baseline: dict[str, int] | None = None  # figures per table in the release as asked
     history: dict[str, list[TableRequest]] = {}  # each coarsened table's finer requests
     frozen: set[str] = set()
+    skipped: dict[str, frozenset[str]] = {}  # the share rule's undone steps, per table
     last_round: list[Coarsening] = []  # the coarsenings of the round just protected
+    # The share rule's last pass: with the release under the share, each coarsened table tried
+    # one step finer, kept finer while the release stays under it (`refinement_order`).
+    refining = False
+    trial: tuple[str, TableRequest, Coarsening, int] | None = None  # table, its coarser request
+    tried: set[str] = set()
+    trials = 0
     while True:
         tabulations, scope, submissions, earlier, population = _tabulate_release(
             warehouse, requests, chosen, catalogue, cache, notify, ledger
@@ -280,19 +292,58 @@ def build_publication(
         shares = {o.name: (o.cells, o.suppressed, o.written) for o in outcomes}
         if baseline is None:
             baseline = {name: published_figures(*share) for name, share in shares.items()}
+        if trial is not None:
+            name, coarse, step, written_before = trial
+            trial = None
+            share, written = written_share(shares)
+            if share >= recoding.max_suppressed_share or written < written_before:
+                # at or over the share (or a table withheld) with the finer table: back to the
+                # coarser one (the issue asks a release *below* the share)
+                history[name].append(next(r for r in requests if r.table_name == name))
+                requests = tuple(coarse if r.table_name == name else r for r in requests)
+                coarsened.append(step)
+                notify(f"keep {name} ({step.how})")
+                continue
+            notify(f"refine {name} (undo {step.how}): the release stays under the share")
+        if refining:
+            order = refinement_order(requests, coarsened, history, shares, frozenset(tried))
+            if not order or trials >= limit:
+                break
+            requests, trial = _try_finer(requests, coarsened, history, shares, order[0])
+            coarsened = [c for c in coarsened if c is not trial[2]]
+            tried.add(order[0])
+            trials += 1
+            continue
         if history:
             back, undone = undo_losses(requests, coarsened, baseline, shares, history, recoding)
             if undone:
-                frozen |= {c.table for c in undone}
+                if recoding.keep_figures:
+                    frozen |= {c.table for c in undone}
+                else:  # the share rule retries the table's later steps, not the undone one
+                    for c in undone:
+                        skipped[c.table] = skipped.get(c.table, frozenset()) | {c.how}
                 coarsened = [c for c in coarsened if c not in undone]
                 requests = tuple(back)
                 last_round = []
                 rounds += 1
                 notify("undo " + ", ".join(f"{c.table} ({c.how})" for c in undone))
                 continue
-        requests_now, done = recode(requests, shares, recoding, catalogue, frozenset(frozen))
+        requests_now, done = recode(
+            requests, shares, recoding, catalogue, frozenset(frozen), skipped
+        )
         if not done:
-            break
+            share, _ = written_share(shares)
+            if recoding.keep_figures or not history or share >= recoding.max_suppressed_share:
+                break
+            order = refinement_order(requests, coarsened, history, shares)
+            if not order:
+                break
+            refining = True
+            requests, trial = _try_finer(requests, coarsened, history, shares, order[0])
+            coarsened = [c for c in coarsened if c is not trial[2]]
+            tried.add(order[0])
+            trials += 1
+            continue
         rounds += 1
         notify(f"recode {len(done)} tables: " + ", ".join(f"{c.table} ({c.how})" for c in done))
         recoded = {c.table for c in done}
@@ -321,6 +372,27 @@ def build_publication(
         released_before=len(earlier),
         ledger=ledger,
         coarsened=coarsened,
+    )
+
+
+def _try_finer(
+    requests: tuple[TableRequest, ...],
+    coarsened: Sequence[Coarsening],
+    history: dict[str, list[TableRequest]],
+    shares: Mapping[str, tuple[int, int, bool]],
+    name: str,
+) -> tuple[tuple[TableRequest, ...], tuple[str, TableRequest, Coarsening, int]]:
+    """The requests with table `name` one step finer (popped from `history`), and the trial:
+    the table, its coarser request, the step undone and how many tables are written now."""
+    coarse = next(r for r in requests if r.table_name == name)
+    finer = history[name].pop()
+    step = [c for c in coarsened if c.table == name][-1]
+    _, written = written_share(shares)
+    return tuple(finer if r.table_name == name else r for r in requests), (
+        name,
+        coarse,
+        step,
+        written,
     )
 
 

@@ -24,9 +24,15 @@ Which rule says a table goes on is `recoding.goal`:
   back one step and is not recoded again. No last resort.
 
 Under either rule a coarsening that made its table worse by the rule's own measure is undone:
-the table goes back one step and is not recoded again (`undo_losses`). Under the share rule,
-worse is a larger suppressed share and fewer figures than at the finer level — a total hidden
-as a complement where the finer table published some of its cells.
+the table goes back one step (`undo_losses`). Under the figures rule it is not recoded again.
+Under the share rule, worse is a larger suppressed share and fewer figures than at the finer
+level — a total hidden as a complement where the finer table published some of its cells —
+unless the step lowers the share of a release that would be over `max_suppressed_share`
+without it (`lowers_release_share`: the goal is the release's share); the table then tries
+its later steps and its total, never the undone step (`coarser(..., skip=)`). Once the release
+is below the share, a last pass (`refinement_order`, the loop in publishing/publish.py) tries
+each coarsened table one step finer again, most figures regained first, and keeps it finer
+while the release stays below the share.
 
 The choice to recode depends on the suppression pattern, which depends on the data; it moves a
 table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
@@ -104,6 +110,7 @@ class Coarsening:
     dimensions_before: tuple[str, ...]
     dimensions_after: tuple[str, ...]
     figures_before: int = 0  # cells published at the finer level (the share rule's undo)
+    cells_before: int = 0  # cells at the finer level (the share rule's release measure)
 
     @property
     def how(self) -> str:
@@ -187,6 +194,7 @@ def coarser(
     settings: RecodingSettings,
     catalogue: IndicatorCatalogue,
     others: Sequence[TableRequest] = (),
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[TableRequest, Step] | None:
     """The request at the next coarser level: the first step that applies to one of its
     dimensions, leaves one dimension at least and gives a table the indicator allows. A step
@@ -194,10 +202,14 @@ def coarser(
     taken only when no other step applies: the repeated table is then published twice, with
     the same cells and statuses (the engine gives a shared cell one status), rather than left
     hidden at its finer level. With the share rule (`settings.takes_total`) the table's total
-    (`total_of`) comes after every listed step. None when no step applies."""
+    (`total_of`) comes after every listed step. A step in `skip` (by its `how`: a coarsening of
+    this table that was undone) is passed over, so the table tries the steps after it. None when
+    no step applies."""
     taken = {(o.indicator, frozenset(o.dimensions)) for o in others if o is not request}
     repeating: tuple[TableRequest, Step] | None = None
     for candidate, step in _candidates(request, settings, catalogue):
+        if step.how in skip:
+            continue
         if (request.indicator, frozenset(candidate.dimensions)) not in taken:
             return candidate, step
         repeating = repeating or (candidate, step)
@@ -322,11 +334,16 @@ def undo_losses(
       fewer figures than it did there (`figures_before`): worse by both measures, as a total
       hidden as a complement where its finer table published some of its cells. A step that
       only raises the share (a grouping whose cells are fewer) is kept and the table goes on.
+      The goal is the release's share, so such a step is kept all the same when the release
+      without it would be over `max_suppressed_share` and the step lowers the release's share
+      (`lowers_release_share`): a table of 20 cells with 19 hidden that becomes 4 cells all
+      hidden loses one figure and takes 15 hidden cells out of the release.
 
     Returns the requests and the coarsenings undone."""
     figures = settings is None or settings.keep_figures
     out = list(requests)
     undone: list[Coarsening] = []
+    hidden, total = release_hidden(now)
     for i, request in enumerate(out):
         name = request.table_name
         steps = history.get(name)
@@ -340,11 +357,72 @@ def undo_losses(
             share = suppressed / cells if cells and written else 1.0
             lost = published_figures(cells, suppressed, written) < last.figures_before
             worse = share > last.suppressed_before and lost
+            if worse and settings is not None:
+                after = (suppressed if written else cells, cells)
+                worse = not lowers_release_share(hidden, total, last, after, settings)
         if not worse:
             continue
         out[i] = steps.pop()
         undone.append(last)
     return out, undone
+
+
+def release_hidden(now: Mapping[str, tuple[int, int, bool]]) -> tuple[int, int]:
+    """The release's hidden cells and cells (`now`: name -> cells, suppressed, written); a
+    withheld table's cells are all hidden."""
+    hidden = sum(s if w else c for c, s, w in now.values())
+    return hidden, sum(c for c, _, _ in now.values())
+
+
+def lowers_release_share(
+    hidden: int,
+    total: int,
+    step: Coarsening,
+    after: tuple[int, int],
+    settings: RecodingSettings,
+) -> bool:
+    """Whether a coarsening (its table now `after`: hidden, cells) is kept for the release's
+    sake: the release as it would be with the table back at its finer level (`step`'s
+    `cells_before`, `figures_before`) is over `max_suppressed_share`, and the step gives the
+    release a smaller suppressed share than that."""
+    if not step.cells_before:
+        return False
+    before_hidden = step.cells_before - step.figures_before
+    other_hidden, other_cells = hidden - after[0], total - after[1]
+    without = (other_hidden + before_hidden) / max(other_cells + step.cells_before, 1)
+    with_step = hidden / total if total else 1.0
+    return without > settings.max_suppressed_share and with_step < without
+
+
+def written_share(now: Mapping[str, tuple[int, int, bool]]) -> tuple[float, int]:
+    """The release's suppressed share over its written tables (as `Publication` counts it) and
+    how many tables are written (`now`: name -> cells, suppressed, written)."""
+    cells = sum(c for c, _, w in now.values() if w)
+    hidden = sum(s for _, s, w in now.values() if w)
+    return (hidden / cells if cells else 0.0), sum(1 for _, _, w in now.values() if w)
+
+
+def refinement_order(
+    requests: Sequence[TableRequest],
+    coarsened: Sequence[Coarsening],
+    history: Mapping[str, Sequence[TableRequest]],
+    now: Mapping[str, tuple[int, int, bool]],
+    tried: frozenset[str] = frozenset(),
+) -> list[str]:
+    """The share rule's last pass, once the release is under `max_suppressed_share`: the
+    coarsened tables to try one step finer again, those whose last step cost the most figures
+    first (`figures_before` against the figures the table publishes now); a table already
+    `tried`, or whose step cost no figure, is left as it is."""
+    gains: list[tuple[int, int, str]] = []
+    for i, request in enumerate(requests):
+        name = request.table_name
+        if name in tried or not history.get(name):
+            continue
+        last = [c for c in coarsened if c.table == name][-1]
+        gain = last.figures_before - published_figures(*now.get(name, (0, 0, False)))
+        if gain > 0:
+            gains.append((-gain, i, name))
+    return [name for _, _, name in sorted(gains)]
 
 
 def back_one_round(
@@ -369,10 +447,14 @@ def recode(
     settings: RecodingSettings,
     catalogue: IndicatorCatalogue,
     frozen: frozenset[str] = frozenset(),
+    skipped: Mapping[str, frozenset[str]] | None = None,
 ) -> tuple[list[TableRequest], list[Coarsening]]:
     """One round: every table over the share (`shares`: name -> cells, suppressed, written)
-    moved one step coarser, except the `frozen` ones (a coarsening of theirs cost figures).
-    Returns the new requests and what was recoded."""
+    moved one step coarser, except the `frozen` ones (a coarsening of theirs cost figures),
+    passing over each table's `skipped` steps (the share rule's undone coarsenings: the table
+    tries its later steps and its total instead). Returns the new requests and what was
+    recoded."""
+    skipped = skipped or {}
     if not settings.enabled:
         return list(requests), []
     out = list(requests)
@@ -381,7 +463,9 @@ def recode(
         cells, suppressed, written = shares.get(request.table_name, (0, 0, True))
         if request.table_name in frozen or not over_share(cells, suppressed, written, settings):
             continue
-        found = coarser(request, settings, catalogue, out)
+        found = coarser(
+            request, settings, catalogue, out, skipped.get(request.table_name, frozenset())
+        )
         if found is None:
             continue
         candidate, step = found
@@ -396,6 +480,7 @@ def recode(
                 dimensions_before=request.dimensions,
                 dimensions_after=candidate.dimensions,
                 figures_before=published_figures(cells, suppressed, written),
+                cells_before=cells,
             )
         )
     return out, done
