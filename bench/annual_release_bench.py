@@ -26,6 +26,10 @@ With everything of round 7 merged (the linear-program complement search, the sha
 recoding, the faster audit; quarters prepared anew with that code, 2025-12-01 06:07 UTC at load
 4-4.6): 11,015-11,283 LPs, protect+audit 29.4-31.7 s wall (28.6-30.6 CPU s), the whole build
 32.0-35.0 s, 33.7 % suppressed, nothing withheld, digest `1295c6c9...`: **under 60 s**.
+Then with the release-share rule of recoding (12v; quarters prepared anew, 06:31 UTC, load
+1.4-1.6, nothing else running): 16,805 LPs, protect+audit 47.4-48.5 s wall (49.8-50.9 CPU s,
+with the helper processes' share of the audits), 24.5 % suppressed, digest `6dd13ca0...`; the
+whole build 61.5-63.4 s, the rest being the tabulations of its more numerous recoding rounds.
 """
 
 from __future__ import annotations
