@@ -34,9 +34,14 @@ is below the share, a last pass (`refinement_order`, the loop in publishing/publ
 each coarsened table one step finer again, most figures regained first, and keeps it finer
 while the release stays below the share.
 
-The choice to recode depends on the suppression pattern, which depends on the data; it moves a
-table to a coarser, *more* aggregated level only, and the coarser table is protected and audited
-like any other, so the choice itself discloses no cell value.
+The choice of level depends on the suppression pattern, which depends on the data. Every level
+released is protected and audited with the whole release and the ledger, and only the last
+protection is released; but the choice itself tells a reader something about a level *not*
+released (that the finer table would have hidden enough cells to push the table or the release
+over the share; with the last pass, also that one step finer kept it below). That is knowledge of
+a suppression pattern — close to what a C flag tells ("1 or more") — which the LP audit, reading
+released cells only, does not model (docs/methodology-disclosure-control.md, "Does the choice
+disclose?").
 """
 
 from __future__ import annotations
